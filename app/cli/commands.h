@@ -1,0 +1,18 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+// A subcommand: its options live in `parser`; `run` executes it once the whole command line has
+// been parsed (so global options such as --threads are applied first).
+struct Command {
+    CLI::App* parser = nullptr;
+    std::function<void()> run;
+};
+
+Command addInspectCommand(CLI::App& app);
+Command addEvalCommand(CLI::App& app);
+Command addGenerateCommand(CLI::App& app);
+Command addTokenizeCommand(CLI::App& app);
+Command addDevicesCommand(CLI::App& app);

@@ -1,0 +1,32 @@
+#include "commands.h"
+
+#include "quantlens/error.h"
+#include "quantlens/parallel.h"
+
+#include <iostream>
+
+int main(int argc, char** argv) {
+    CLI::App app{"quantlens-cli: inspect, evaluate and compress LLaMA-family models"};
+    app.require_subcommand(1);
+    int threads = 0;
+    app.add_option("--threads", threads, "Worker threads (0 = all cores)")
+        ->check(CLI::NonNegativeNumber);
+    const Command commands[] = {addInspectCommand(app), addEvalCommand(app),
+                                addGenerateCommand(app), addTokenizeCommand(app),
+                                addDevicesCommand(app)};
+    try {
+        app.parse(argc, argv);
+        quantlens::setThreadCount(threads);
+        for (const Command& command : commands)
+            if (command.parser->parsed()) command.run();
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    } catch (const quantlens::Error& e) {
+        std::cerr << "quantlens-cli: " << e.what() << '\n';
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "quantlens-cli: internal error: " << e.what() << '\n';
+        return 2;
+    }
+    return 0;
+}

@@ -1,0 +1,54 @@
+#pragma once
+
+#include "quantlens/mapped_file.h"
+#include "quantlens/model_config.h"
+#include "quantlens/safetensors.h"
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace quantlens {
+
+enum class ModelFormat { HuggingFace, Llama2c };
+
+struct BlockWeights {
+    TensorView attnNorm, wq, wk, wv, wo;
+    TensorView ffnNorm, gate, up, down;
+};
+
+// A loaded LLaMA-family checkpoint: its config and zero-copy views of every weight. The files stay
+// mapped for the model's lifetime.
+class Model {
+public:
+    ModelFormat format = ModelFormat::HuggingFace;
+    std::filesystem::path path; // directory or .bin file as given
+    ModelConfig config;
+
+    TensorView embedding; // [vocab, dim]
+    std::vector<BlockWeights> blocks;
+    TensorView finalNorm; // [dim]
+    TensorView lmHead;    // [vocab, dim]; the embedding itself when tied
+
+    // Every tensor stored in the checkpoint, in file order (for inspection).
+    std::vector<TensorView> storedTensors;
+
+    std::int64_t parameterCount() const;
+    std::size_t storedBytes() const;
+
+    // The tokenizer that ships with the checkpoint, or empty when none was found.
+    std::filesystem::path defaultTokenizer;
+
+    // Keeps the mapped files alive.
+    std::vector<std::shared_ptr<const SafetensorsFile>> safetensorsFiles;
+    std::shared_ptr<const MappedFile> rawFile;
+};
+
+// Loads an HF directory (config.json + model.safetensors or a sharded index) or a llama2.c .bin.
+std::unique_ptr<Model> loadModel(const std::filesystem::path& path);
+
+std::unique_ptr<Model> loadHfModel(const std::filesystem::path& directory);
+std::unique_ptr<Model> loadLlama2cModel(const std::filesystem::path& binFile);
+
+} // namespace quantlens

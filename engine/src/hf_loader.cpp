@@ -1,0 +1,104 @@
+#include "model_shapes.h"
+#include "quantlens/error.h"
+#include "quantlens/model.h"
+#include "quantlens/text_file.h"
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <set>
+
+namespace quantlens {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Shard file names from model.safetensors.index.json, each checked to stay inside the directory.
+std::vector<std::string> shardNames(const fs::path& indexFile) {
+    const std::string source = indexFile.string();
+    json index;
+    try {
+        index = json::parse(readTextFile(indexFile));
+    } catch (const json::exception& e) {
+        throw Error(source, std::string("not valid JSON: ") + e.what());
+    }
+    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+        throw Error(source, "has no \"weight_map\" object");
+    std::set<std::string> shards;
+    for (const auto& [tensor, shard] : index["weight_map"].items()) {
+        if (!shard.is_string()) throw Error(source, "weight_map entry '" + tensor + "' is not a file name");
+        const std::string name = shard.get<std::string>();
+        if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
+            throw Error(source, "weight_map entry '" + tensor + "' names '" + name +
+                                    "', which is not a file in the model directory");
+        shards.insert(name);
+    }
+    if (shards.empty()) throw Error(source, "weight_map is empty");
+    return {shards.begin(), shards.end()};
+}
+
+} // namespace
+
+std::unique_ptr<Model> loadHfModel(const fs::path& directory) {
+    const fs::path configPath = directory / "config.json";
+    if (!fs::exists(configPath)) throw Error(directory.string(), "no config.json in this directory");
+
+    auto model = std::make_unique<Model>();
+    model->format = ModelFormat::HuggingFace;
+    model->path = directory;
+    model->config = readHfConfig(configPath);
+    const ModelConfig& c = model->config;
+    const std::string configSource = configPath.string();
+
+    std::vector<std::string> files;
+    if (fs::exists(directory / "model.safetensors"))
+        files = {"model.safetensors"};
+    else if (fs::exists(directory / "model.safetensors.index.json"))
+        files = shardNames(directory / "model.safetensors.index.json");
+    else
+        throw Error(directory.string(), "no model.safetensors or model.safetensors.index.json");
+
+    std::map<std::string, const TensorView*> byName;
+    for (const std::string& name : files) {
+        auto file = std::make_shared<const SafetensorsFile>(directory / name);
+        for (const TensorView& t : file->tensors()) {
+            if (!byName.emplace(t.name, &t).second)
+                throw Error(t.file, "tensor '" + t.name + "' is stored in more than one shard");
+            model->storedTensors.push_back(t);
+        }
+        model->safetensorsFiles.push_back(std::move(file));
+    }
+    const std::string weightsSource = (directory / files.front()).string();
+
+    const auto tensor = [&](const std::string& name, std::vector<std::int64_t> shape) {
+        const auto it = byName.find(name);
+        if (it == byName.end()) throw Error(weightsSource, "missing tensor '" + name + "'");
+        requireShape(*it->second, shape, configSource);
+        return *it->second;
+    };
+
+    const std::int64_t dim = c.hiddenSize, kvDim = c.kvDim(), ffn = c.intermediateSize;
+    model->embedding = tensor("model.embed_tokens.weight", {c.vocabSize, dim});
+    for (int i = 0; i < c.layerCount; ++i) {
+        const std::string p = "model.layers." + std::to_string(i) + ".";
+        BlockWeights b;
+        b.attnNorm = tensor(p + "input_layernorm.weight", {dim});
+        b.wq = tensor(p + "self_attn.q_proj.weight", {dim, dim});
+        b.wk = tensor(p + "self_attn.k_proj.weight", {kvDim, dim});
+        b.wv = tensor(p + "self_attn.v_proj.weight", {kvDim, dim});
+        b.wo = tensor(p + "self_attn.o_proj.weight", {dim, dim});
+        b.ffnNorm = tensor(p + "post_attention_layernorm.weight", {dim});
+        b.gate = tensor(p + "mlp.gate_proj.weight", {ffn, dim});
+        b.up = tensor(p + "mlp.up_proj.weight", {ffn, dim});
+        b.down = tensor(p + "mlp.down_proj.weight", {dim, ffn});
+        model->blocks.push_back(std::move(b));
+    }
+    model->finalNorm = tensor("model.norm.weight", {dim});
+    model->lmHead = c.tiedEmbeddings ? model->embedding : tensor("lm_head.weight", {c.vocabSize, dim});
+
+    if (fs::exists(directory / "tokenizer.model")) model->defaultTokenizer = directory / "tokenizer.model";
+    return model;
+}
+
+} // namespace quantlens

@@ -1,0 +1,125 @@
+#include "quantlens/model_config.h"
+
+#include "quantlens/error.h"
+#include "quantlens/text_file.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
+namespace quantlens {
+namespace {
+
+using nlohmann::json;
+
+int requiredInt(const json& config, const char* key, const std::string& source) {
+    const auto it = config.find(key);
+    if (it == config.end()) throw Error(source, std::string("missing \"") + key + "\"");
+    if (!it->is_number_integer())
+        throw Error(source, std::string("\"") + key + "\" must be an integer");
+    const auto value = it->get<std::int64_t>();
+    if (value <= 0 || value > (1 << 30))
+        throw Error(source, std::string("\"") + key + "\" = " + std::to_string(value) +
+                                " is out of range");
+    return static_cast<int>(value);
+}
+
+template <typename T>
+T optionalValue(const json& config, const char* key, T fallback, const std::string& source) {
+    const auto it = config.find(key);
+    if (it == config.end() || it->is_null()) return fallback;
+    try {
+        return it->get<T>();
+    } catch (const json::exception&) {
+        throw Error(source, std::string("\"") + key + "\" has the wrong type");
+    }
+}
+
+} // namespace
+
+void ModelConfig::validate(const std::string& source) const {
+    const auto positive = [&](int value, const char* what) {
+        if (value <= 0) throw Error(source, std::string(what) + " must be positive");
+    };
+    positive(hiddenSize, "hidden size");
+    positive(intermediateSize, "intermediate size");
+    positive(layerCount, "layer count");
+    positive(headCount, "head count");
+    positive(kvHeadCount, "key/value head count");
+    positive(vocabSize, "vocabulary size");
+    positive(maxPositions, "maximum position count");
+    if (hiddenSize % headCount != 0)
+        throw Error(source, "hidden size " + std::to_string(hiddenSize) +
+                                " is not divisible by the head count " + std::to_string(headCount));
+    if (headCount % kvHeadCount != 0)
+        throw Error(source, "head count " + std::to_string(headCount) +
+                                " is not a multiple of the key/value head count " +
+                                std::to_string(kvHeadCount));
+    if (headDim <= 0 || headDim % 2 != 0)
+        throw Error(source, "head dimension " + std::to_string(headDim) + " must be positive and even");
+    if (!(rmsNormEps > 0.0f) || !std::isfinite(rmsNormEps))
+        throw Error(source, "rms_norm_eps must be a positive number");
+    if (!(ropeTheta > 0.0f) || !std::isfinite(ropeTheta))
+        throw Error(source, "rope_theta must be a positive number");
+    if (bosToken < 0 || bosToken >= vocabSize || eosToken < 0 || eosToken >= vocabSize)
+        throw Error(source, "BOS/EOS token ids lie outside the vocabulary");
+}
+
+ModelConfig readHfConfig(const std::filesystem::path& configJson) {
+    const std::string source = configJson.string();
+    json config;
+    try {
+        config = json::parse(readTextFile(configJson));
+    } catch (const json::exception& e) {
+        throw Error(source, std::string("not valid JSON: ") + e.what());
+    }
+    if (!config.is_object()) throw Error(source, "not a JSON object");
+
+    const auto architectures = optionalValue<std::vector<std::string>>(config, "architectures", {}, source);
+    const auto modelType = optionalValue<std::string>(config, "model_type", "", source);
+    const bool isLlama = modelType == "llama" ||
+                         std::find(architectures.begin(), architectures.end(), "LlamaForCausalLM") !=
+                             architectures.end();
+    if (!isLlama)
+        throw Error(source, "not a LLaMA model (model_type \"" + modelType +
+                                "\"); Quantlens reads LlamaForCausalLM checkpoints");
+    if (optionalValue<std::string>(config, "hidden_act", "silu", source) != "silu")
+        throw Error(source, "hidden_act must be \"silu\" for a LLaMA model");
+    if (config.contains("rope_scaling") && !config["rope_scaling"].is_null())
+        throw Error(source, "rope_scaling is not supported yet");
+    if (optionalValue<bool>(config, "attention_bias", false, source) ||
+        optionalValue<bool>(config, "mlp_bias", false, source))
+        throw Error(source, "attention or MLP biases are not supported");
+
+    ModelConfig result;
+    result.hiddenSize = requiredInt(config, "hidden_size", source);
+    result.intermediateSize = requiredInt(config, "intermediate_size", source);
+    result.layerCount = requiredInt(config, "num_hidden_layers", source);
+    result.headCount = requiredInt(config, "num_attention_heads", source);
+    result.kvHeadCount = config.contains("num_key_value_heads")
+                             ? requiredInt(config, "num_key_value_heads", source)
+                             : result.headCount;
+    result.vocabSize = requiredInt(config, "vocab_size", source);
+    result.maxPositions = config.contains("max_position_embeddings")
+                              ? requiredInt(config, "max_position_embeddings", source)
+                              : 2048;
+    if (result.hiddenSize % result.headCount != 0)
+        throw Error(source, "hidden_size " + std::to_string(result.hiddenSize) +
+                                " is not divisible by num_attention_heads " +
+                                std::to_string(result.headCount));
+    result.headDim = config.contains("head_dim") && !config["head_dim"].is_null()
+                         ? requiredInt(config, "head_dim", source)
+                         : result.hiddenSize / result.headCount;
+    if (result.headDim * result.headCount != result.hiddenSize)
+        throw Error(source, "head_dim × num_attention_heads must equal hidden_size");
+    result.rmsNormEps = optionalValue<float>(config, "rms_norm_eps", 1e-6f, source);
+    result.ropeTheta = optionalValue<float>(config, "rope_theta", 10000.0f, source);
+    result.tiedEmbeddings = optionalValue<bool>(config, "tie_word_embeddings", false, source);
+    result.bosToken = optionalValue<int>(config, "bos_token_id", 1, source);
+    result.eosToken = optionalValue<int>(config, "eos_token_id", 2, source);
+    result.ropeLayout = RopeLayout::RotateHalf;
+    result.validate(source);
+    return result;
+}
+
+} // namespace quantlens

@@ -1,0 +1,154 @@
+#include "quantlens/perplexity.h"
+
+#include "quantlens/error.h"
+#include "quantlens/parallel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+namespace quantlens {
+namespace {
+
+struct Window {
+    std::int64_t begin = 0;
+    std::int64_t length = 0; // inputs are the first length - 1 tokens, targets the last length - 1
+};
+
+struct WindowScore {
+    double nllSum = 0.0;
+    std::int64_t count = 0;
+};
+
+// Python's universal newlines, which the reference implementations read text with: CRLF and lone
+// CR become LF.
+std::string withUnixNewlines(std::string_view text) {
+    std::string result;
+    result.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '\r') {
+            result += text[i];
+        } else {
+            result += '\n';
+            if (i + 1 < text.size() && text[i + 1] == '\n') ++i;
+        }
+    }
+    return result;
+}
+
+bool isBlank(std::string_view line) {
+    return std::all_of(line.begin(), line.end(),
+                       [](unsigned char ch) { return ch == ' ' || (ch >= '\t' && ch <= '\r'); });
+}
+
+std::vector<Window> windowsFor(std::int64_t streamLength, const PerplexityConfig& config) {
+    const std::int64_t ctx = config.context;
+    std::vector<Window> windows;
+    if (config.protocol == PerplexityProtocol::Documents) {
+        for (std::int64_t begin = 0; begin + 1 < streamLength; begin += ctx)
+            windows.push_back({begin, std::min(ctx + 1, streamLength - begin)});
+    } else {
+        for (std::int64_t i = 0; i < streamLength / ctx; ++i) windows.push_back({i * ctx, ctx});
+    }
+    return windows;
+}
+
+WindowScore scoreWindow(const Transformer& transformer, std::span<const std::int32_t> window) {
+    const std::span<const std::int32_t> inputs = window.first(window.size() - 1);
+    KvCache cache(transformer.model().config, static_cast<int>(inputs.size()));
+    const RowMatrix logits = transformer.forward(inputs, cache);
+    WindowScore score;
+    for (Eigen::Index i = 0; i < logits.rows(); ++i) {
+        const auto row = logits.row(i).cast<double>();
+        const double maxLogit = row.maxCoeff();
+        const double logSumExp = maxLogit + std::log((row.array() - maxLogit).exp().sum());
+        score.nllSum += logSumExp - row(window[static_cast<std::size_t>(i) + 1]);
+        ++score.count;
+    }
+    return score;
+}
+
+} // namespace
+
+PerplexityProtocol parsePerplexityProtocol(std::string_view name) {
+    if (name == "documents") return PerplexityProtocol::Documents;
+    if (name == "gptq") return PerplexityProtocol::Gptq;
+    throw Error("", "unknown perplexity protocol '" + std::string(name) +
+                        "' (expected \"documents\" or \"gptq\")");
+}
+
+std::string_view protocolName(PerplexityProtocol protocol) {
+    return protocol == PerplexityProtocol::Documents ? "documents" : "gptq";
+}
+
+std::vector<std::int32_t> tokenizeForProtocol(const Tokenizer& tokenizer, std::string_view text,
+                                              PerplexityProtocol protocol, int bosToken,
+                                              const std::string& source) {
+    std::vector<std::int32_t> stream;
+    const auto appendDocument = [&](std::string_view document) {
+        stream.push_back(bosToken);
+        const std::vector<std::int32_t> ids = tokenizer.encode(document);
+        stream.insert(stream.end(), ids.begin(), ids.end());
+    };
+    const std::string unixText = withUnixNewlines(text);
+    if (protocol == PerplexityProtocol::Gptq) {
+        if (!isBlank(unixText)) appendDocument(unixText);
+    } else {
+        const std::string_view all = unixText;
+        for (std::size_t begin = 0; begin < all.size();) {
+            const std::size_t end = std::min(all.find('\n', begin), all.size());
+            const std::string_view line = all.substr(begin, end - begin);
+            if (!isBlank(line)) appendDocument(line);
+            begin = end + 1;
+        }
+    }
+    if (stream.size() < 2) throw Error(source, "no text to evaluate (the file is empty or blank)");
+    return stream;
+}
+
+PerplexityResult evaluatePerplexity(const Transformer& transformer,
+                                    std::span<const std::int32_t> stream,
+                                    const PerplexityConfig& config, const JobContext& job) {
+    const ModelConfig& model = transformer.model().config;
+    const std::string source = transformer.model().path.string();
+    const bool documents = config.protocol == PerplexityProtocol::Documents;
+    // Documents feeds ctx tokens per window, Gptq ctx - 1.
+    const int maxContext = documents ? model.maxPositions : model.maxPositions + 1;
+    if (config.context < 2 || config.context > maxContext)
+        throw Error(source, "context " + std::to_string(config.context) + " must lie in [2, " +
+                                std::to_string(maxContext) + "] for this model");
+    const std::int64_t length = static_cast<std::int64_t>(stream.size());
+    const std::vector<Window> windows = windowsFor(length, config);
+    if (windows.empty())
+        throw Error(source, "the text has " + std::to_string(length) +
+                                " tokens, fewer than one window of " +
+                                std::to_string(config.context));
+
+    std::vector<WindowScore> scores(windows.size());
+    std::mutex progressMutex;
+    std::size_t finished = 0;
+    parallelFor(static_cast<std::int64_t>(windows.size()), [&](std::int64_t i) {
+        job.checkpoint();
+        const Window& w = windows[static_cast<std::size_t>(i)];
+        scores[static_cast<std::size_t>(i)] =
+            scoreWindow(transformer, stream.subspan(static_cast<std::size_t>(w.begin),
+                                                    static_cast<std::size_t>(w.length)));
+        std::lock_guard lock(progressMutex);
+        job.report(static_cast<double>(++finished) / static_cast<double>(windows.size()),
+                   "perplexity");
+    });
+
+    PerplexityResult result;
+    result.windows = static_cast<std::int64_t>(windows.size());
+    double total = 0.0;
+    for (const WindowScore& s : scores) {
+        result.scoredTokens += s.count;
+        total += documents ? s.nllSum : s.nllSum / static_cast<double>(s.count);
+    }
+    result.meanNll = total / static_cast<double>(documents ? result.scoredTokens : result.windows);
+    result.tokens = documents ? result.scoredTokens : length;
+    result.perplexity = std::exp(result.meanNll);
+    return result;
+}
+
+} // namespace quantlens

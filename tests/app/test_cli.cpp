@@ -1,0 +1,130 @@
+// quantlens-cli end to end: the commands a user types, their output and their exit codes.
+#include "test_data.h"
+
+#include <QProcess>
+#include <QTemporaryDir>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+struct CliRun {
+    int exitCode = -1;
+    QString out;
+    QString err;
+};
+
+CliRun runCli(const QStringList& arguments) {
+    QProcess process;
+    process.start(QString::fromStdString(quantlens::test::cliPath().string()), arguments);
+    if (!process.waitForFinished(120000)) return {};
+    return {process.exitCode(), QString::fromUtf8(process.readAllStandardOutput()),
+            QString::fromUtf8(process.readAllStandardError())};
+}
+
+QString data(const char* relative) { return QString::fromStdString(quantlens::test::dataPath(relative).string()); }
+
+nlohmann::json parseJson(const QString& text) { return nlohmann::json::parse(text.toStdString()); }
+
+} // namespace
+
+class TestCli : public QObject {
+    Q_OBJECT
+private slots:
+    void initTestCase() {
+        QUANTLENS_REQUIRE_DATA("stories260K-hf");
+        QUANTLENS_REQUIRE_DATA("stories260K");
+        QUANTLENS_REQUIRE_DATA("text/tinystories-valid-excerpt.txt");
+    }
+
+    void evalPrintsReferenceJson() {
+        const CliRun run = runCli({"eval", data("stories260K-hf"), "--text",
+                                   data("text/tinystories-valid-excerpt.txt"), "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const auto result = parseJson(run.out);
+        QCOMPARE(result["tokens"].get<int>(), 6851);
+        QVERIFY(std::abs(result["nll"].get<double>() - 1.697663) < 1e-5 * 1.697663);
+        QVERIFY(std::abs(result["ppl"].get<double>() - 5.461168) < 1e-5 * 5.461168);
+        QVERIFY(run.err.isEmpty()); // no progress bar when stderr is not a terminal
+    }
+
+    void evalOfLlama2cNeedsAndFindsTokenizer() {
+        const CliRun run = runCli({"eval", data("stories260K/stories260K.bin"), "--tokenizer",
+                                   data("stories260K/tok512.bin"), "--text",
+                                   data("text/tinystories-valid-excerpt.txt"), "--ctx", "128"});
+        QCOMPARE(run.exitCode, 0);
+        QVERIFY2(run.out.contains("tokens   6851\n"), qPrintable(run.out));
+        QVERIFY2(run.out.contains("ppl      5.68598"), qPrintable(run.out));
+    }
+
+    void evalGptqProtocol() {
+        const CliRun run = runCli({"eval", data("stories260K-hf"), "--text",
+                                   data("text/tinystories-valid-excerpt.txt"), "--protocol", "gptq", "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const auto result = parseJson(run.out);
+        QCOMPARE(result["tokens"].get<int>(), 6865);
+        QCOMPARE(result["windows"].get<int>(), 26);
+        QVERIFY(std::abs(result["ppl"].get<double>() - 5.581638) < 1e-5 * 5.581638);
+    }
+
+    void tokenizeThenEvalTokens() {
+        QTemporaryDir dir;
+        const QString ids = dir.filePath("excerpt.u32");
+        CliRun run = runCli({"tokenize", data("stories260K-hf"), "--text",
+                             data("text/tinystories-valid-excerpt.txt"), "--out", ids});
+        QCOMPARE(run.exitCode, 0);
+        QCOMPARE(QFileInfo(ids).size(), 6852 * 4);
+        run = runCli({"eval", data("stories260K-hf"), "--tokens", ids, "--json"});
+        QCOMPARE(run.exitCode, 0);
+        QVERIFY(std::abs(parseJson(run.out)["ppl"].get<double>() - 5.461168) < 1e-5 * 5.461168);
+    }
+
+    void generateIsGreedy() {
+        const CliRun run = runCli({"generate", data("stories260K-hf"), "-n", "40"});
+        QCOMPARE(run.exitCode, 0);
+        QVERIFY2(run.out.startsWith("Once upon a time, there was a little girl named Lily. She loved to "
+                                    "play outside in the park."),
+                 qPrintable(run.out));
+        const CliRun json = runCli({"generate", data("stories260K-hf"), "--prompt", "Once upon a time", "-n", "8", "--json"});
+        QCOMPARE(json.exitCode, 0);
+        const auto result = parseJson(json.out);
+        QCOMPARE(result["tokens"].size(), std::size_t(8));
+        QVERIFY(result["text"].get<std::string>().starts_with("Once upon a time, there was a little"));
+    }
+
+    void inspectDescribesModel() {
+        const CliRun run = runCli({"inspect", data("stories260K/stories260K.bin"), "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const auto result = parseJson(run.out);
+        QCOMPARE(result["format"].get<std::string>(), std::string("llama2c"));
+        QCOMPARE(result["parameters"].get<long long>(), 260032LL);
+        QCOMPARE(result["rope_layout"].get<std::string>(), std::string("interleaved"));
+        QCOMPARE(result["tensors"].size(), std::size_t(13));
+        const CliRun text = runCli({"inspect", data("stories260K-hf")});
+        QCOMPARE(text.exitCode, 0);
+        QVERIFY(text.out.contains("parameters   260032"));
+        QVERIFY(text.out.contains("model.layers.4.mlp.down_proj.weight"));
+    }
+
+    void errorsAreReadable() {
+        CliRun run = runCli({"eval", "/nonexistent/model", "--text", data("text/tinystories-valid-excerpt.txt")});
+        QCOMPARE(run.exitCode, 1);
+        QCOMPARE(run.err, QString("quantlens-cli: /nonexistent/model: no such file or directory\n"));
+
+        QTemporaryDir dir;
+        QFile bin(dir.filePath("lonely.bin"));
+        QFile source(data("stories260K/stories260K.bin"));
+        QVERIFY(source.copy(bin.fileName()));
+        run = runCli({"eval", bin.fileName(), "--text", data("text/tinystories-valid-excerpt.txt")});
+        QCOMPARE(run.exitCode, 1);
+        QVERIFY2(run.err.contains("lonely.bin: no tokenizer found beside the checkpoint; pass --tokenizer"),
+                 qPrintable(run.err));
+
+        run = runCli({"eval", data("stories260K-hf")});
+        QVERIFY(run.exitCode != 0);
+        QVERIFY(run.err.contains("--text or --tokens"));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCli)
+#include "test_cli.moc"

@@ -1,0 +1,140 @@
+// Reproduces the reference figures of shared/data/README.md (independent PyTorch implementation).
+#include "test_data.h"
+
+#include "quantlens/error.h"
+
+#include "quantlens/perplexity.h"
+#include "quantlens/text_file.h"
+#include "quantlens/token_file.h"
+
+#include <QTemporaryDir>
+
+using namespace quantlens;
+
+namespace {
+
+PerplexityResult evaluate(const std::string& modelPath, const std::string& tokenizerPath,
+                          PerplexityProtocol protocol, int context) {
+    const auto model = loadModel(test::dataPath(modelPath));
+    const auto tokenizer = loadTokenizer(test::dataPath(tokenizerPath));
+    const auto stream = tokenizeForProtocol(*tokenizer,
+                                            readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+                                            protocol, model->config.bosToken, "excerpt");
+    return evaluatePerplexity(Transformer(*model), stream, {context, protocol}, JobContext{});
+}
+
+void compareRelative(double actual, double expected) {
+    QVERIFY2(std::abs(actual - expected) <= 1e-5 * std::abs(expected),
+             qPrintable(QString("%1 vs reference %2").arg(actual, 0, 'f', 7).arg(expected, 0, 'f', 7)));
+}
+
+} // namespace
+
+class TestPerplexity : public QObject {
+    Q_OBJECT
+private slots:
+    void initTestCase() {
+        QUANTLENS_REQUIRE_DATA("stories260K-hf");
+        QUANTLENS_REQUIRE_DATA("stories260K");
+        QUANTLENS_REQUIRE_DATA("stories260K-hf-bf16");
+        QUANTLENS_REQUIRE_DATA("text/tinystories-valid-excerpt.txt");
+    }
+
+    void referenceFigures_data() {
+        QTest::addColumn<QString>("model");
+        QTest::addColumn<QString>("tokenizer");
+        QTest::addColumn<int>("protocol");
+        QTest::addColumn<int>("context");
+        QTest::addColumn<qlonglong>("tokens");
+        QTest::addColumn<qlonglong>("windows");
+        QTest::addColumn<double>("nll");
+        QTest::addColumn<double>("ppl");
+        const int documents = int(PerplexityProtocol::Documents), gptq = int(PerplexityProtocol::Gptq);
+        QTest::newRow("bin f32 ctx256") << "stories260K/stories260K.bin" << "stories260K/tok512.bin"
+                                        << documents << 256 << 6851LL << 27LL << 1.697663 << 5.461168;
+        QTest::newRow("hf f32 ctx256") << "stories260K-hf" << "stories260K-hf/tokenizer.model"
+                                       << documents << 256 << 6851LL << 27LL << 1.697663 << 5.461168;
+        QTest::newRow("hf bf16 ctx256") << "stories260K-hf-bf16" << "stories260K-hf-bf16/tokenizer.model"
+                                        << documents << 256 << 6851LL << 27LL << 1.698481 << 5.465639;
+        QTest::newRow("hf f32 ctx128") << "stories260K-hf" << "stories260K-hf/tokenizer.model"
+                                       << documents << 128 << 6851LL << 54LL << 1.738004 << 5.685983;
+        QTest::newRow("bin f32 ctx128") << "stories260K/stories260K.bin" << "stories260K/tok512.bin"
+                                        << documents << 128 << 6851LL << 54LL << 1.738004 << 5.685983;
+        QTest::newRow("hf f32 gptq256") << "stories260K-hf" << "stories260K-hf/tokenizer.model"
+                                        << gptq << 256 << 6865LL << 26LL << 1.719482 << 5.581638;
+        QTest::newRow("bin f32 gptq256") << "stories260K/stories260K.bin" << "stories260K/tok512.bin"
+                                         << gptq << 256 << 6865LL << 26LL << 1.719482 << 5.581638;
+    }
+
+    void referenceFigures() {
+        QFETCH(QString, model);
+        QFETCH(QString, tokenizer);
+        QFETCH(int, protocol);
+        QFETCH(int, context);
+        const PerplexityResult r = evaluate(model.toStdString(), tokenizer.toStdString(),
+                                            PerplexityProtocol(protocol), context);
+        QFETCH(qlonglong, tokens);
+        QFETCH(qlonglong, windows);
+        QFETCH(double, nll);
+        QFETCH(double, ppl);
+        QCOMPARE(r.tokens, tokens);
+        QCOMPARE(r.windows, windows);
+        compareRelative(r.meanNll, nll);
+        compareRelative(r.perplexity, ppl);
+    }
+
+    // A pre-tokenised stream scores exactly like the text it came from.
+    void tokenFileMatchesText() {
+        const auto model = loadModel(test::dataPath("stories260K-hf"));
+        const auto tokenizer = loadTokenizer(model->defaultTokenizer);
+        const auto stream = tokenizeForProtocol(*tokenizer,
+                                                readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+                                                PerplexityProtocol::Documents, 1, "excerpt");
+        QTemporaryDir dir;
+        const std::filesystem::path file = dir.filePath("excerpt.u16").toStdString();
+        writeTokenFile(file, TokenWidth::U16, stream);
+        const auto reread = readTokenFile(file, TokenWidth::U16);
+        QCOMPARE(reread, stream);
+        const PerplexityConfig config{256, PerplexityProtocol::Documents};
+        const Transformer transformer(*model);
+        QCOMPARE(evaluatePerplexity(transformer, reread, config, JobContext{}).meanNll,
+                 evaluatePerplexity(transformer, stream, config, JobContext{}).meanNll);
+    }
+
+    void progressIsReportedAndCancelStops() {
+        const auto model = loadModel(test::dataPath("stories260K-hf"));
+        const std::vector<std::int32_t> stream(4000, 7);
+        std::vector<double> fractions;
+        JobContext job([&](double f, const std::string&) { fractions.push_back(f); });
+        evaluatePerplexity(Transformer(*model), stream, {64, PerplexityProtocol::Documents}, job);
+        QCOMPARE(fractions.size(), std::size_t(63)); // ceil(3999 / 64) windows
+        QCOMPARE(fractions.back(), 1.0);
+        QVERIFY(std::is_sorted(fractions.begin(), fractions.end()));
+
+        job.requestCancel();
+        QVERIFY_THROWS_EXCEPTION(Cancelled, evaluatePerplexity(Transformer(*model), stream,
+                                                               {64, PerplexityProtocol::Documents}, job));
+    }
+
+    void badContextIsRejected() {
+        const auto model = loadModel(test::dataPath("stories260K-hf"));
+        const std::vector<std::int32_t> stream(100, 7);
+        for (const int context : {1, 513}) {
+            try {
+                evaluatePerplexity(Transformer(*model), stream, {context, PerplexityProtocol::Documents}, JobContext{});
+                QFAIL("accepted a bad context");
+            } catch (const Error& e) {
+                QVERIFY(QString(e.what()).contains("must lie in [2, 512]"));
+            }
+        }
+        try {
+            evaluatePerplexity(Transformer(*model), stream, {256, PerplexityProtocol::Gptq}, JobContext{});
+            QFAIL("accepted a text shorter than one window");
+        } catch (const Error& e) {
+            QVERIFY(QString(e.what()).contains("the text has 100 tokens, fewer than one window of 256"));
+        }
+    }
+};
+
+QTEST_APPLESS_MAIN(TestPerplexity)
+#include "test_perplexity.moc"

@@ -1,0 +1,61 @@
+#include "safetensors_mutator.h"
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace quantlens::test {
+
+namespace {
+
+std::string readAll(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot read " + file.string());
+    std::ostringstream contents;
+    contents << in.rdbuf();
+    return contents.str();
+}
+
+void writeAll(const std::filesystem::path& file, const std::string& bytes) {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw std::runtime_error("cannot write " + file.string());
+}
+
+} // namespace
+
+SafetensorsParts readSafetensorsParts(const std::filesystem::path& file) {
+    const std::string bytes = readAll(file);
+    std::uint64_t headerLength = 0;
+    std::memcpy(&headerLength, bytes.data(), 8);
+    SafetensorsParts parts;
+    parts.header = nlohmann::json::parse(bytes.substr(8, headerLength));
+    parts.data = bytes.substr(8 + headerLength);
+    return parts;
+}
+
+void writeSafetensorsParts(const std::filesystem::path& file, const SafetensorsParts& parts,
+                           std::optional<std::uint64_t> claimedHeaderLength) {
+    std::string header = parts.header.dump();
+    header.append((8 - header.size() % 8) % 8, ' '); // keep the data 8-byte aligned, as writers do
+    const std::uint64_t length = claimedHeaderLength.value_or(header.size());
+    std::string bytes(8, '\0');
+    std::memcpy(bytes.data(), &length, 8);
+    writeAll(file, bytes + header + parts.data);
+}
+
+void copyModelDirectory(const std::filesystem::path& source, const std::filesystem::path& destination) {
+    std::filesystem::create_directories(destination);
+    for (const auto& entry : std::filesystem::directory_iterator(source))
+        std::filesystem::copy_file(entry.path(), destination / entry.path().filename(),
+                                   std::filesystem::copy_options::overwrite_existing);
+}
+
+void editJsonFile(const std::filesystem::path& file, const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json value = nlohmann::json::parse(readAll(file));
+    edit(value);
+    writeAll(file, value.dump(2));
+}
+
+} // namespace quantlens::test

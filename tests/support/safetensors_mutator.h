@@ -1,0 +1,30 @@
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace quantlens::test {
+
+// A safetensors file taken apart so a test can damage it on purpose: the header as JSON and the
+// data section as bytes. Writing it back can also lie about the header length.
+struct SafetensorsParts {
+    nlohmann::json header;
+    std::string data;
+};
+
+SafetensorsParts readSafetensorsParts(const std::filesystem::path& file);
+void writeSafetensorsParts(const std::filesystem::path& file, const SafetensorsParts& parts,
+                           std::optional<std::uint64_t> claimedHeaderLength = std::nullopt);
+
+// Copies a model directory's files (flat) into `destination`, which is created.
+void copyModelDirectory(const std::filesystem::path& source, const std::filesystem::path& destination);
+
+// Reads, edits and rewrites a JSON file in place.
+void editJsonFile(const std::filesystem::path& file, const std::function<void(nlohmann::json&)>& edit);
+
+} // namespace quantlens::test

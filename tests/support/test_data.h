@@ -1,0 +1,25 @@
+#pragma once
+
+#include <QtTest>
+
+#include <filesystem>
+#include <string>
+
+namespace quantlens::test {
+
+// A path inside ../shared/data (see its README).
+std::filesystem::path dataPath(const std::string& relative);
+
+// The quantlens-cli binary built beside the tests.
+std::filesystem::path cliPath();
+
+} // namespace quantlens::test
+
+// Skips the current test with a clear message when the shared data folder is missing.
+#define QUANTLENS_REQUIRE_DATA(relative)                                                           \
+    do {                                                                                           \
+        if (!std::filesystem::exists(quantlens::test::dataPath(relative)))                        \
+            QSKIP(qPrintable(QString("test data missing: %1")                                      \
+                                 .arg(QString::fromStdString(                                      \
+                                     quantlens::test::dataPath(relative).string()))));             \
+    } while (false)
