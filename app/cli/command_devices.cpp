@@ -16,8 +16,10 @@ void run() {
     const quantlens::gpu::DeviceQuery query = quantlens::gpu::queryDevices();
     for (const auto& d : query.devices)
         std::printf("cuda:%d %s, %.1f GiB, sm_%d%d\n", d.index, d.name.c_str(),
-                    static_cast<double>(d.totalMemoryBytes) / (1 << 30), d.computeMajor, d.computeMinor);
-    if (query.devices.empty()) std::printf("cuda  unavailable: %s\n", query.unavailableReason.c_str());
+                    static_cast<double>(d.totalMemoryBytes) / (1 << 30), d.computeMajor,
+                    d.computeMinor);
+    if (query.devices.empty())
+        std::printf("cuda  unavailable: %s\n", query.unavailableReason.c_str());
 #else
     std::printf("cuda  not built (configure with a CUDA compiler and QUANTLENS_CUDA=AUTO or ON)\n");
 #endif

@@ -29,17 +29,19 @@ std::vector<std::int32_t> readStream(const EvalOptions& options, const quantlens
                                      quantlens::PerplexityProtocol protocol) {
     if (!options.tokenFile.empty()) {
         const std::filesystem::path path = options.tokenFile;
-        std::vector<std::int32_t> ids = quantlens::readTokenFile(path, quantlens::tokenWidthFromExtension(path));
+        std::vector<std::int32_t> ids =
+            quantlens::readTokenFile(path, quantlens::tokenWidthFromExtension(path));
         for (std::size_t i = 0; i < ids.size(); ++i)
             if (ids[i] >= model.config.vocabSize)
-                throw quantlens::Error(path.string(), "token id " + std::to_string(ids[i]) + " at position " +
-                                                          std::to_string(i) + " is outside the model's vocabulary of " +
+                throw quantlens::Error(path.string(), "token id " + std::to_string(ids[i]) +
+                                                          " at position " + std::to_string(i) +
+                                                          " is outside the model's vocabulary of " +
                                                           std::to_string(model.config.vocabSize));
         return ids;
     }
     const auto tokenizer = openTokenizer(model, options.tokenizer);
-    return quantlens::tokenizeForProtocol(*tokenizer, quantlens::readTextFile(options.textFile), protocol,
-                                          model.config.bosToken, options.textFile);
+    return quantlens::tokenizeForProtocol(*tokenizer, quantlens::readTextFile(options.textFile),
+                                          protocol, model.config.bosToken, options.textFile);
 }
 
 void run(const EvalOptions& options) {
@@ -50,9 +52,12 @@ void run(const EvalOptions& options) {
     const std::vector<std::int32_t> stream = readStream(options, *model, config.protocol);
     const quantlens::Transformer transformer(*model);
     ProgressBar progress;
-    const quantlens::JobContext job([&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
-    const quantlens::PerplexityResult result = quantlens::evaluatePerplexity(transformer, stream, config, job);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const quantlens::JobContext job(
+        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
+    const quantlens::PerplexityResult result =
+        quantlens::evaluatePerplexity(transformer, stream, config, job);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
     if (options.json) {
         std::cout << nlohmann::json{{"model", options.model},
@@ -69,8 +74,8 @@ void run(const EvalOptions& options) {
         return;
     }
     std::printf("model    %s\n", options.model.c_str());
-    std::printf("protocol %s, ctx %d\n", std::string(quantlens::protocolName(config.protocol)).c_str(),
-                config.context);
+    std::printf("protocol %s, ctx %d\n",
+                std::string(quantlens::protocolName(config.protocol)).c_str(), config.context);
     std::printf("tokens   %lld\n", static_cast<long long>(result.tokens));
     std::printf("scored   %lld in %lld windows\n", static_cast<long long>(result.scoredTokens),
                 static_cast<long long>(result.windows));
@@ -91,9 +96,12 @@ Command addEvalCommand(CLI::App& app) {
                                    "Pre-tokenised ids (.u16 or .u32), scored as they are")
                        ->check(CLI::ExistingFile);
     text->excludes(tokens);
-    sub->add_option("--tokenizer", options->tokenizer, "Tokenizer file (tokenizer.model or tok*.bin)");
-    sub->add_option("--ctx", options->context, "Context length of each window")->capture_default_str();
-    sub->add_option("--protocol", options->protocol, "documents (per-line windows) or gptq (papers')")
+    sub->add_option("--tokenizer", options->tokenizer,
+                    "Tokenizer file (tokenizer.model or tok*.bin)");
+    sub->add_option("--ctx", options->context, "Context length of each window")
+        ->capture_default_str();
+    sub->add_option("--protocol", options->protocol,
+                    "documents (per-line windows) or gptq (papers')")
         ->check(CLI::IsMember({"documents", "gptq"}))
         ->capture_default_str();
     sub->add_flag("--json", options->json, "Print one JSON object");

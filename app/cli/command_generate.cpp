@@ -64,7 +64,8 @@ Command addGenerateCommand(CLI::App& app) {
     sub->add_option("-n,--tokens", options->count, "New tokens to generate")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
-    sub->add_option("--tokenizer", options->tokenizer, "Tokenizer file (tokenizer.model or tok*.bin)");
+    sub->add_option("--tokenizer", options->tokenizer,
+                    "Tokenizer file (tokenizer.model or tok*.bin)");
     sub->add_flag("--json", options->json, "Print one JSON object");
     return {sub, [options] { run(*options); }};
 }

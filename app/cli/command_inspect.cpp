@@ -23,46 +23,55 @@ nlohmann::json describe(const quantlens::Model& model) {
                            {"shape", t.shape},
                            {"bytes", t.byteSize()},
                            {"file", t.file}});
-    return {{"path", model.path.string()},
-            {"format", model.format == quantlens::ModelFormat::HuggingFace ? "huggingface" : "llama2c"},
-            {"hidden_size", c.hiddenSize},
-            {"intermediate_size", c.intermediateSize},
-            {"layers", c.layerCount},
-            {"heads", c.headCount},
-            {"kv_heads", c.kvHeadCount},
-            {"head_dim", c.headDim},
-            {"vocab_size", c.vocabSize},
-            {"max_positions", c.maxPositions},
-            {"rms_norm_eps", c.rmsNormEps},
-            {"rope_theta", c.ropeTheta},
-            {"rope_layout", c.ropeLayout == quantlens::RopeLayout::RotateHalf ? "rotate-half" : "interleaved"},
-            {"tied_embeddings", c.tiedEmbeddings},
-            {"parameters", model.parameterCount()},
-            {"bytes", model.storedBytes()},
-            {"tokenizer", model.defaultTokenizer.string()},
-            {"tensors", tensors}};
+    return {
+        {"path", model.path.string()},
+        {"format", model.format == quantlens::ModelFormat::HuggingFace ? "huggingface" : "llama2c"},
+        {"hidden_size", c.hiddenSize},
+        {"intermediate_size", c.intermediateSize},
+        {"layers", c.layerCount},
+        {"heads", c.headCount},
+        {"kv_heads", c.kvHeadCount},
+        {"head_dim", c.headDim},
+        {"vocab_size", c.vocabSize},
+        {"max_positions", c.maxPositions},
+        {"rms_norm_eps", c.rmsNormEps},
+        {"rope_theta", c.ropeTheta},
+        {"rope_layout",
+         c.ropeLayout == quantlens::RopeLayout::RotateHalf ? "rotate-half" : "interleaved"},
+        {"tied_embeddings", c.tiedEmbeddings},
+        {"parameters", model.parameterCount()},
+        {"bytes", model.storedBytes()},
+        {"tokenizer", model.defaultTokenizer.string()},
+        {"tensors", tensors}};
 }
 
 void printText(const nlohmann::json& d) {
     std::printf("model        %s (%s)\n", d["path"].get<std::string>().c_str(),
                 d["format"].get<std::string>().c_str());
     std::printf("architecture LLaMA: dim %d, ffn %d, %d layers, %d heads (%d kv, head dim %d)\n",
-                d["hidden_size"].get<int>(), d["intermediate_size"].get<int>(), d["layers"].get<int>(),
-                d["heads"].get<int>(), d["kv_heads"].get<int>(), d["head_dim"].get<int>());
+                d["hidden_size"].get<int>(), d["intermediate_size"].get<int>(),
+                d["layers"].get<int>(), d["heads"].get<int>(), d["kv_heads"].get<int>(),
+                d["head_dim"].get<int>());
     std::printf("vocabulary   %d, context %d, rope %s theta %g, rms eps %g, %s embeddings\n",
                 d["vocab_size"].get<int>(), d["max_positions"].get<int>(),
                 d["rope_layout"].get<std::string>().c_str(), d["rope_theta"].get<double>(),
-                d["rms_norm_eps"].get<double>(), d["tied_embeddings"].get<bool>() ? "tied" : "untied");
+                d["rms_norm_eps"].get<double>(),
+                d["tied_embeddings"].get<bool>() ? "tied" : "untied");
     std::printf("parameters   %lld\n", d["parameters"].get<long long>());
     std::printf("stored bytes %lld\n", d["bytes"].get<long long>());
     const std::string tokenizer = d["tokenizer"];
-    std::printf("tokenizer    %s\n", tokenizer.empty() ? "(none found; pass --tokenizer)" : tokenizer.c_str());
+    std::printf("tokenizer    %s\n",
+                tokenizer.empty() ? "(none found; pass --tokenizer)" : tokenizer.c_str());
     std::printf("\n%-48s %-5s %-20s %12s\n", "tensor", "dtype", "shape", "bytes");
     for (const auto& t : d["tensors"]) {
         std::string shape;
-        for (const auto& dim : t["shape"]) shape += (shape.empty() ? "" : "x") + std::to_string(dim.get<long long>());
+        for (const auto& dim : t["shape"]) {
+            if (!shape.empty()) shape += 'x';
+            shape += std::to_string(dim.get<long long>());
+        }
         std::printf("%-48s %-5s %-20s %12lld\n", t["name"].get<std::string>().c_str(),
-                    t["dtype"].get<std::string>().c_str(), shape.c_str(), t["bytes"].get<long long>());
+                    t["dtype"].get<std::string>().c_str(), shape.c_str(),
+                    t["bytes"].get<long long>());
     }
 }
 
@@ -70,7 +79,8 @@ void printText(const nlohmann::json& d) {
 
 Command addInspectCommand(CLI::App& app) {
     auto options = std::make_shared<InspectOptions>();
-    CLI::App* sub = app.add_subcommand("inspect", "Show a checkpoint's architecture, tensors, dtypes and sizes");
+    CLI::App* sub = app.add_subcommand(
+        "inspect", "Show a checkpoint's architecture, tensors, dtypes and sizes");
     sub->add_option("model", options->model, "HF model directory or llama2.c .bin")->required();
     sub->add_flag("--json", options->json, "Print one JSON object");
     return {sub, [options] {

@@ -20,9 +20,10 @@ struct TokenizeOptions {
 void run(const TokenizeOptions& options) {
     const auto model = quantlens::loadModel(options.model);
     const auto tokenizer = openTokenizer(*model, options.tokenizer);
-    const std::vector<std::int32_t> stream = quantlens::tokenizeForProtocol(
-        *tokenizer, quantlens::readTextFile(options.textFile),
-        quantlens::parsePerplexityProtocol(options.protocol), model->config.bosToken, options.textFile);
+    const std::vector<std::int32_t> stream =
+        quantlens::tokenizeForProtocol(*tokenizer, quantlens::readTextFile(options.textFile),
+                                       quantlens::parsePerplexityProtocol(options.protocol),
+                                       model->config.bosToken, options.textFile);
     const std::filesystem::path out = options.outFile;
     quantlens::writeTokenFile(out, quantlens::tokenWidthFromExtension(out), stream);
     std::printf("wrote %zu tokens to %s\n", stream.size(), options.outFile.c_str());
@@ -37,7 +38,8 @@ Command addTokenizeCommand(CLI::App& app) {
     sub->add_option("model", options->model, "HF model directory or llama2.c .bin")->required();
     sub->add_option("--text", options->textFile, "Text file")->required()->check(CLI::ExistingFile);
     sub->add_option("--out", options->outFile, "Output file ending in .u16 or .u32")->required();
-    sub->add_option("--tokenizer", options->tokenizer, "Tokenizer file (tokenizer.model or tok*.bin)");
+    sub->add_option("--tokenizer", options->tokenizer,
+                    "Tokenizer file (tokenizer.model or tok*.bin)");
     sub->add_option("--protocol", options->protocol, "documents or gptq")
         ->check(CLI::IsMember({"documents", "gptq"}))
         ->capture_default_str();

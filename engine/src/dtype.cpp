@@ -14,9 +14,9 @@ std::optional<DType> parseDType(std::string_view name) {
 }
 
 bool isKnownSafetensorsDType(std::string_view name) {
-    static constexpr std::array known = {"BOOL", "U8",  "I8",  "I16", "U16", "F16",  "BF16",
-                                         "I32",  "U32", "F32", "F64", "I64", "U64", "F8_E4M3",
-                                         "F8_E5M2"};
+    static constexpr std::array known = {"BOOL", "U8",   "I8",  "I16",     "U16",
+                                         "F16",  "BF16", "I32", "U32",     "F32",
+                                         "F64",  "I64",  "U64", "F8_E4M3", "F8_E5M2"};
     for (std::string_view k : known)
         if (k == name) return true;
     return false;
@@ -24,14 +24,19 @@ bool isKnownSafetensorsDType(std::string_view name) {
 
 std::string_view dtypeName(DType dtype) {
     switch (dtype) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
+    case DType::F32:
+        return "F32";
+    case DType::F16:
+        return "F16";
+    case DType::BF16:
+        return "BF16";
     }
     return "?";
 }
 
-std::size_t dtypeSize(DType dtype) { return dtype == DType::F32 ? 4 : 2; }
+std::size_t dtypeSize(DType dtype) {
+    return dtype == DType::F32 ? 4 : 2;
+}
 
 float bf16ToFloat(std::uint16_t bits) {
     return std::bit_cast<float>(static_cast<std::uint32_t>(bits) << 16);
@@ -53,7 +58,9 @@ float f16ToFloat(std::uint16_t bits) {
 
 void convertToFloat(DType dtype, const std::byte* src, std::size_t count, float* dst) {
     switch (dtype) {
-    case DType::F32: std::memcpy(dst, src, count * sizeof(float)); return;
+    case DType::F32:
+        std::memcpy(dst, src, count * sizeof(float));
+        return;
     case DType::F16:
     case DType::BF16: {
         const auto convert = dtype == DType::F16 ? f16ToFloat : bf16ToFloat;

@@ -14,9 +14,10 @@ std::vector<std::int32_t> generateGreedy(const Transformer& transformer,
     if (prompt.empty()) throw Error("", "the prompt has no tokens");
     if (static_cast<int>(prompt.size()) >= config.maxPositions)
         throw Error("", "the prompt has " + std::to_string(prompt.size()) +
-                            " tokens; the model reads at most " + std::to_string(config.maxPositions));
-    const int capacity =
-        std::min<std::int64_t>(config.maxPositions, static_cast<std::int64_t>(prompt.size()) + maxNewTokens);
+                            " tokens; the model reads at most " +
+                            std::to_string(config.maxPositions));
+    const int capacity = std::min<std::int64_t>(
+        config.maxPositions, static_cast<std::int64_t>(prompt.size()) + maxNewTokens);
     KvCache cache(config, capacity);
     RowMatrix logits = transformer.forward(prompt, cache);
     std::vector<std::int32_t> generated;

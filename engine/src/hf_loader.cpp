@@ -27,7 +27,8 @@ std::vector<std::string> shardNames(const fs::path& indexFile) {
         throw Error(source, "has no \"weight_map\" object");
     std::set<std::string> shards;
     for (const auto& [tensor, shard] : index["weight_map"].items()) {
-        if (!shard.is_string()) throw Error(source, "weight_map entry '" + tensor + "' is not a file name");
+        if (!shard.is_string())
+            throw Error(source, "weight_map entry '" + tensor + "' is not a file name");
         const std::string name = shard.get<std::string>();
         if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..")
             throw Error(source, "weight_map entry '" + tensor + "' names '" + name +
@@ -42,7 +43,8 @@ std::vector<std::string> shardNames(const fs::path& indexFile) {
 
 std::unique_ptr<Model> loadHfModel(const fs::path& directory) {
     const fs::path configPath = directory / "config.json";
-    if (!fs::exists(configPath)) throw Error(directory.string(), "no config.json in this directory");
+    if (!fs::exists(configPath))
+        throw Error(directory.string(), "no config.json in this directory");
 
     auto model = std::make_unique<Model>();
     model->format = ModelFormat::HuggingFace;
@@ -95,9 +97,11 @@ std::unique_ptr<Model> loadHfModel(const fs::path& directory) {
         model->blocks.push_back(std::move(b));
     }
     model->finalNorm = tensor("model.norm.weight", {dim});
-    model->lmHead = c.tiedEmbeddings ? model->embedding : tensor("lm_head.weight", {c.vocabSize, dim});
+    model->lmHead =
+        c.tiedEmbeddings ? model->embedding : tensor("lm_head.weight", {c.vocabSize, dim});
 
-    if (fs::exists(directory / "tokenizer.model")) model->defaultTokenizer = directory / "tokenizer.model";
+    if (fs::exists(directory / "tokenizer.model"))
+        model->defaultTokenizer = directory / "tokenizer.model";
     return model;
 }
 

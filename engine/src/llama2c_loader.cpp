@@ -15,8 +15,9 @@ constexpr std::int32_t kVersionedExportMagic = 0x616b3432; // "ak42": llama2.c's
 
 // The tokenizer llama2.c pairs with a checkpoint: tok<vocab>.bin or tokenizer.bin beside it.
 fs::path findTokenizer(const fs::path& binFile, int vocabSize) {
-    for (const fs::path& candidate : {binFile.parent_path() / ("tok" + std::to_string(vocabSize) + ".bin"),
-                                      binFile.parent_path() / "tokenizer.bin"})
+    for (const fs::path& candidate :
+         {binFile.parent_path() / ("tok" + std::to_string(vocabSize) + ".bin"),
+          binFile.parent_path() / "tokenizer.bin"})
         if (fs::is_regular_file(candidate)) return candidate;
     return {};
 }
@@ -74,7 +75,8 @@ std::unique_ptr<Model> loadLlama2cModel(const fs::path& binFile) {
         std::int64_t size = sizeof(float);
         for (std::int64_t d : view.shape)
             if (__builtin_mul_overflow(size, d, &size))
-                throw Error(source, "tensor '" + name + "' is too large to address; the header is corrupt");
+                throw Error(source,
+                            "tensor '" + name + "' is too large to address; the header is corrupt");
         if (size > static_cast<std::int64_t>(bytes.size()) - offset)
             throw Error(source, "truncated: tensor '" + name + "' needs bytes up to " +
                                     std::to_string(offset + size) + " but the file has " +
@@ -100,9 +102,10 @@ std::unique_ptr<Model> loadLlama2cModel(const fs::path& binFile) {
     take("freq_cis_imag", {seqLen, half});
     const TensorView classifier = c.tiedEmbeddings ? embedding : take("wcls", {vocab, dim});
     if (offset != static_cast<std::int64_t>(bytes.size()))
-        throw Error(source, "file is " + std::to_string(bytes.size()) + " bytes but its header (dim " +
-                                std::to_string(dim) + ", " + std::to_string(layers) + " layers, vocab " +
-                                std::to_string(signedVocab) + ") implies " + std::to_string(offset));
+        throw Error(source,
+                    "file is " + std::to_string(bytes.size()) + " bytes but its header (dim " +
+                        std::to_string(dim) + ", " + std::to_string(layers) + " layers, vocab " +
+                        std::to_string(signedVocab) + ") implies " + std::to_string(offset));
 
     // One block's slice of a stacked [L, …] tensor.
     const auto slice = [&](const TensorView& stacked, int layer, const char* name) {

@@ -95,7 +95,8 @@ std::vector<std::int32_t> Llama2cTokenizer::encode(std::string_view text) const 
 
     std::vector<Symbol> symbols;
     symbols.reserve(size);
-    const auto append = [&](std::uint32_t begin, std::uint32_t end, std::int32_t id, bool mergeable) {
+    const auto append = [&](std::uint32_t begin, std::uint32_t end, std::int32_t id,
+                            bool mergeable) {
         const auto index = static_cast<std::uint32_t>(symbols.size());
         symbols.push_back({begin, end, index == 0 ? kNone : index - 1, kNone, id, mergeable});
         if (index > 0) symbols[index - 1].next = index;
@@ -185,7 +186,8 @@ std::string Llama2cTokenizer::decode(std::span<const std::int32_t> ids) const {
 // not stored.
 std::unique_ptr<Tokenizer> loadLlama2cTokenizer(const std::filesystem::path& path) {
     const std::string source = path.string();
-    if (!std::filesystem::exists(path)) throw Error(source, "no such file");
+    std::error_code error;
+    if (!std::filesystem::exists(path, error)) throw Error(source, "no such file");
     const MappedFile file(path);
     const std::span<const std::byte> bytes = file.bytes();
     if (bytes.empty()) throw Error(source, "empty file: expected a llama2.c tokenizer");

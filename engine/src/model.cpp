@@ -8,15 +8,16 @@ std::int64_t Model::parameterCount() const {
     std::int64_t count = embedding.elementCount() + finalNorm.elementCount();
     if (!config.tiedEmbeddings) count += lmHead.elementCount();
     for (const BlockWeights& b : blocks)
-        for (const TensorView* t : {&b.attnNorm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffnNorm, &b.gate,
-                                    &b.up, &b.down})
+        for (const TensorView* t :
+             {&b.attnNorm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffnNorm, &b.gate, &b.up, &b.down})
             count += t->elementCount();
     return count;
 }
 
 std::size_t Model::storedBytes() const {
     std::size_t bytes = 0;
-    for (const TensorView& t : storedTensors) bytes += t.byteSize();
+    for (const TensorView& t : storedTensors)
+        bytes += t.byteSize();
     return bytes;
 }
 

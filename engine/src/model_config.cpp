@@ -19,8 +19,8 @@ int requiredInt(const json& config, const char* key, const std::string& source) 
         throw Error(source, std::string("\"") + key + "\" must be an integer");
     const auto value = it->get<std::int64_t>();
     if (value <= 0 || value > (1 << 30))
-        throw Error(source, std::string("\"") + key + "\" = " + std::to_string(value) +
-                                " is out of range");
+        throw Error(source,
+                    std::string("\"") + key + "\" = " + std::to_string(value) + " is out of range");
     return static_cast<int>(value);
 }
 
@@ -56,7 +56,8 @@ void ModelConfig::validate(const std::string& source) const {
                                 " is not a multiple of the key/value head count " +
                                 std::to_string(kvHeadCount));
     if (headDim <= 0 || headDim % 2 != 0)
-        throw Error(source, "head dimension " + std::to_string(headDim) + " must be positive and even");
+        throw Error(source,
+                    "head dimension " + std::to_string(headDim) + " must be positive and even");
     if (!(rmsNormEps > 0.0f) || !std::isfinite(rmsNormEps))
         throw Error(source, "rms_norm_eps must be a positive number");
     if (!(ropeTheta > 0.0f) || !std::isfinite(ropeTheta))
@@ -75,11 +76,12 @@ ModelConfig readHfConfig(const std::filesystem::path& configJson) {
     }
     if (!config.is_object()) throw Error(source, "not a JSON object");
 
-    const auto architectures = optionalValue<std::vector<std::string>>(config, "architectures", {}, source);
+    const auto architectures =
+        optionalValue<std::vector<std::string>>(config, "architectures", {}, source);
     const auto modelType = optionalValue<std::string>(config, "model_type", "", source);
-    const bool isLlama = modelType == "llama" ||
-                         std::find(architectures.begin(), architectures.end(), "LlamaForCausalLM") !=
-                             architectures.end();
+    const bool isLlama =
+        modelType == "llama" || std::find(architectures.begin(), architectures.end(),
+                                          "LlamaForCausalLM") != architectures.end();
     if (!isLlama)
         throw Error(source, "not a LLaMA model (model_type \"" + modelType +
                                 "\"); Quantlens reads LlamaForCausalLM checkpoints");

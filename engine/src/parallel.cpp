@@ -14,7 +14,9 @@ void setThreadCount(int threads) {
     Eigen::setNbThreads(threads);
 }
 
-int threadCount() { return omp_get_max_threads(); }
+int threadCount() {
+    return omp_get_max_threads();
+}
 
 void parallelFor(std::int64_t count, const std::function<void(std::int64_t)>& body) {
     std::exception_ptr firstError;

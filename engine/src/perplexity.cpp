@@ -48,7 +48,8 @@ std::vector<Window> windowsFor(std::int64_t streamLength, const PerplexityConfig
         for (std::int64_t begin = 0; begin + 1 < streamLength; begin += ctx)
             windows.push_back({begin, std::min(ctx + 1, streamLength - begin)});
     } else {
-        for (std::int64_t i = 0; i < streamLength / ctx; ++i) windows.push_back({i * ctx, ctx});
+        for (std::int64_t i = 0; i < streamLength / ctx; ++i)
+            windows.push_back({i * ctx, ctx});
     }
     return windows;
 }

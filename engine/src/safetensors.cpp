@@ -36,7 +36,8 @@ TensorView parseEntry(const std::string& source, const std::string& name, const 
     const std::optional<DType> dtype = parseDType(dtypeText);
     if (!dtype) {
         if (isKnownSafetensorsDType(dtypeText))
-            throw fail("has dtype " + dtypeText + ", which Quantlens does not read (F32, F16 or BF16)");
+            throw fail("has dtype " + dtypeText +
+                       ", which Quantlens does not read (F32, F16 or BF16)");
         throw fail("has unknown dtype '" + dtypeText + "'");
     }
 
@@ -46,7 +47,8 @@ TensorView parseEntry(const std::string& source, const std::string& name, const 
     view.file = source;
     std::uint64_t elements = 1;
     for (const json& dim : *shapeIt) {
-        if (!dim.is_number_unsigned()) throw fail("has a shape entry that is not a non-negative integer");
+        if (!dim.is_number_unsigned())
+            throw fail("has a shape entry that is not a non-negative integer");
         const std::uint64_t d = dim.get<std::uint64_t>();
         if (d != 0 && elements > std::numeric_limits<std::uint64_t>::max() / 8 / d)
             throw fail("has a shape too large to address");
@@ -56,7 +58,8 @@ TensorView parseEntry(const std::string& source, const std::string& name, const 
 
     const std::uint64_t begin = (*offsetsIt)[0].get<std::uint64_t>();
     const std::uint64_t end = (*offsetsIt)[1].get<std::uint64_t>();
-    if (begin > end) throw fail("has data_offsets " + describeRange(begin, end) + " that end before they begin");
+    if (begin > end)
+        throw fail("has data_offsets " + describeRange(begin, end) + " that end before they begin");
     if (end > dataSize)
         throw fail("has data_offsets " + describeRange(begin, end) + " past the end of the data (" +
                    std::to_string(dataSize) + " bytes)");

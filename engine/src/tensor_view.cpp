@@ -4,7 +4,8 @@ namespace quantlens {
 
 std::int64_t TensorView::elementCount() const {
     std::int64_t count = 1;
-    for (std::int64_t d : shape) count *= d;
+    for (std::int64_t d : shape)
+        count *= d;
     return count;
 }
 

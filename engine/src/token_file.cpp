@@ -1,16 +1,12 @@
 #include "quantlens/token_file.h"
 
+#include "quantlens/atomic_file.h"
 #include "quantlens/error.h"
 #include "quantlens/mapped_file.h"
 
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
-#include <cstring>
-#include <fcntl.h>
 #include <limits>
 #include <string>
-#include <unistd.h>
 
 namespace quantlens {
 namespace {
@@ -22,67 +18,18 @@ namespace fs = std::filesystem;
 constexpr std::size_t kMaxTokens = std::size_t{1} << 28;
 constexpr std::size_t kWriteChunkTokens = std::size_t{1} << 16;
 
-std::size_t bytesPerToken(TokenWidth width) { return static_cast<std::size_t>(width); }
+std::size_t bytesPerToken(TokenWidth width) {
+    return static_cast<std::size_t>(width);
+}
 
-std::string extensionOf(TokenWidth width) { return width == TokenWidth::U16 ? ".u16" : ".u32"; }
+std::string extensionOf(TokenWidth width) {
+    return width == TokenWidth::U16 ? ".u16" : ".u32";
+}
 
 std::int64_t largestId(TokenWidth width) {
     return width == TokenWidth::U16 ? std::numeric_limits<std::uint16_t>::max()
                                     : std::numeric_limits<std::int32_t>::max();
 }
-
-std::string errnoText() { return std::strerror(errno); }
-
-// Removes the temporary file unless it was renamed into place.
-class TemporaryFile {
-public:
-    explicit TemporaryFile(const fs::path& target) : source_(target.string()) {
-        static std::atomic<unsigned> counter{0};
-        const fs::path directory =
-            target.parent_path().empty() ? fs::path(".") : target.parent_path();
-        for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
-            path_ = directory / ("." + target.filename().string() + ".tmp." +
-                                 std::to_string(::getpid()) + "." + std::to_string(counter++));
-            fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-            if (fd_ < 0 && errno != EEXIST) break;
-        }
-        if (fd_ < 0)
-            throw Error(source_, "cannot create a temporary file in " + directory.string() + ": " +
-                                     errnoText());
-    }
-    ~TemporaryFile() {
-        if (fd_ >= 0) ::close(fd_);
-        if (!committed_) ::unlink(path_.c_str());
-    }
-    TemporaryFile(const TemporaryFile&) = delete;
-    TemporaryFile& operator=(const TemporaryFile&) = delete;
-
-    void write(const unsigned char* data, std::size_t size) {
-        while (size > 0) {
-            const ::ssize_t written = ::write(fd_, data, size);
-            if (written < 0 && errno == EINTR) continue;
-            if (written <= 0) throw Error(source_, "write failed: " + errnoText());
-            data += written;
-            size -= static_cast<std::size_t>(written);
-        }
-    }
-
-    void commit(const fs::path& target) {
-        if (::fsync(fd_) != 0) throw Error(source_, "write failed: " + errnoText());
-        const int fd = fd_;
-        fd_ = -1;
-        if (::close(fd) != 0) throw Error(source_, "write failed: " + errnoText());
-        if (::rename(path_.c_str(), target.c_str()) != 0)
-            throw Error(source_, "cannot move the written file into place: " + errnoText());
-        committed_ = true;
-    }
-
-private:
-    std::string source_;
-    fs::path path_;
-    int fd_ = -1;
-    bool committed_ = false;
-};
 
 } // namespace
 
@@ -90,10 +37,9 @@ TokenWidth tokenWidthFromExtension(const fs::path& path) {
     const std::string extension = path.extension().string();
     if (extension == ".u16") return TokenWidth::U16;
     if (extension == ".u32") return TokenWidth::U32;
-    throw Error(path.string(),
-                (extension.empty() ? std::string("no extension")
-                                   : "unknown extension '" + extension + "'") +
-                    "; token files are .u16 (uint16 ids) or .u32 (uint32 ids)");
+    throw Error(path.string(), (extension.empty() ? std::string("no extension")
+                                                  : "unknown extension '" + extension + "'") +
+                                   "; token files are .u16 (uint16 ids) or .u32 (uint32 ids)");
 }
 
 std::vector<std::int32_t> readTokenFile(const fs::path& path, TokenWidth width) {
@@ -103,11 +49,10 @@ std::vector<std::int32_t> readTokenFile(const fs::path& path, TokenWidth width) 
     const std::size_t step = bytesPerToken(width);
     if (bytes.empty()) throw Error(source, "contains no tokens (the file is empty)");
     if (bytes.size() % step != 0)
-        throw Error(source, "size " + std::to_string(bytes.size()) +
-                                " bytes is not a multiple of " + std::to_string(step) +
-                                ", the width of a " + extensionOf(width) +
-                                " token; the file is truncated or not a " + extensionOf(width) +
-                                " file");
+        throw Error(source,
+                    "size " + std::to_string(bytes.size()) + " bytes is not a multiple of " +
+                        std::to_string(step) + ", the width of a " + extensionOf(width) +
+                        " token; the file is truncated or not a " + extensionOf(width) + " file");
     const std::size_t count = bytes.size() / step;
     if (count > kMaxTokens)
         throw Error(source, "holds " + std::to_string(count) + " tokens, more than the " +
@@ -143,7 +88,7 @@ void writeTokenFile(const fs::path& path, TokenWidth width, const std::vector<st
                                     " file (ids 0 to " + std::to_string(largestId(width)) + ")");
 
     const std::size_t step = bytesPerToken(width);
-    TemporaryFile temporary(path);
+    AtomicFile file(path);
     std::vector<unsigned char> chunk;
     chunk.reserve(kWriteChunkTokens * step);
     for (std::size_t begin = 0; begin < ids.size(); begin += kWriteChunkTokens) {
@@ -154,9 +99,9 @@ void writeTokenFile(const fs::path& path, TokenWidth width, const std::vector<st
             for (std::size_t b = 0; b < step; ++b)
                 chunk.push_back(static_cast<unsigned char>(id >> (8 * b)));
         }
-        temporary.write(chunk.data(), chunk.size());
+        file.write(chunk.data(), chunk.size());
     }
-    temporary.commit(path);
+    file.commit();
 }
 
 } // namespace quantlens

@@ -36,10 +36,10 @@ std::unique_ptr<Tokenizer> loadTokenizer(const std::filesystem::path& path) {
             llama2cReason = e.message();
         }
     } else {
-        llama2cReason = hasHeader ? "its first int32, max_token_length, is " +
-                                        std::to_string(header) + ", outside 1.." +
-                                        std::to_string(kMaxPlausibleTokenLength)
-                                  : "it is shorter than the 4-byte header";
+        llama2cReason = hasHeader
+                            ? "its first int32, max_token_length, is " + std::to_string(header) +
+                                  ", outside 1.." + std::to_string(kMaxPlausibleTokenLength)
+                            : "it is shorter than the 4-byte header";
     }
     try {
         return loadSentencePieceTokenizer(path);

@@ -3,8 +3,8 @@
 #include "quantlens/error.h"
 #include "quantlens/parallel.h"
 
+#include <algorithm>
 #include <cmath>
-#include <limits>
 #include <optional>
 
 namespace quantlens {
@@ -20,10 +20,11 @@ RowMatrix rmsNorm(const RowMatrix& x, const FloatTensor& weight, float eps) {
     return out;
 }
 
-// Softmax of scores[i, 0..start+i] (causal: position start+i sees itself and everything before).
-void causalSoftmax(RowMatrix& scores, int start) {
+// Row i of `scores` belongs to position firstPosition + i, which sees itself and every position
+// before it; the rest of the row is masked out.
+void causalSoftmax(RowMatrix& scores, Eigen::Index firstPosition) {
     for (Eigen::Index i = 0; i < scores.rows(); ++i) {
-        const Eigen::Index visible = start + i + 1;
+        const Eigen::Index visible = firstPosition + i + 1;
         auto row = scores.row(i);
         auto seen = row.head(visible).array();
         seen = (seen - seen.maxCoeff()).exp();
@@ -31,6 +32,10 @@ void causalSoftmax(RowMatrix& scores, int start) {
         row.tail(row.size() - visible).setZero();
     }
 }
+
+// Queries are processed in chunks of this many rows: a chunk only needs the keys up to its last
+// position (halving causal work), and its score matrix stays small enough to live in cache.
+constexpr Eigen::Index kQueryChunk = 64;
 
 // The first non-finite element of a stored tensor, if any.
 std::optional<std::int64_t> firstNonFinite(const TensorView& tensor) {
@@ -54,7 +59,8 @@ void throwIfNonFinite(std::initializer_list<const TensorView*> tensors) {
     for (const TensorView* tensor : tensors) {
         if (const auto index = firstNonFinite(*tensor)) {
             float value;
-            convertToFloat(tensor->dtype, tensor->data + *index * dtypeSize(tensor->dtype), 1, &value);
+            convertToFloat(tensor->dtype, tensor->data + *index * dtypeSize(tensor->dtype), 1,
+                           &value);
             throw Error(tensor->file, "tensor '" + tensor->name + "' contains " +
                                           (std::isnan(value) ? "NaN" : "Inf") + " at " +
                                           elementIndex(*tensor, *index));
@@ -91,7 +97,8 @@ RowMatrix Transformer::embed(std::span<const std::int32_t> tokens) const {
             throw Error(model_.path.string(), "token id " + std::to_string(id) +
                                                   " is outside the vocabulary of " +
                                                   std::to_string(model_.config.vocabSize));
-        convertToFloat(table.dtype, table.data + static_cast<std::size_t>(id) * dim * dtypeSize(table.dtype),
+        convertToFloat(table.dtype,
+                       table.data + static_cast<std::size_t>(id) * dim * dtypeSize(table.dtype),
                        dim, hidden.row(static_cast<Eigen::Index>(t)).data());
     }
     if (!hidden.allFinite()) throwIfNonFinite({&table});
@@ -134,17 +141,21 @@ void Transformer::runBlock(int block, RowMatrix& hidden, KvCache& cache, int sta
     keys.middleRows(startPosition, tokens) = k;
     values.middleRows(startPosition, tokens).noalias() = normed * wv.matrix().transpose();
 
-    const int seen = startPosition + tokens;
     const int groupSize = c.headCount / c.kvHeadCount;
     const float scale = 1.0f / std::sqrt(static_cast<float>(headDim));
     RowMatrix attended(tokens, c.hiddenSize);
-    parallelFor(c.headCount, [&](std::int64_t head) {
+    const Eigen::Index chunks = (tokens + kQueryChunk - 1) / kQueryChunk;
+    parallelFor(c.headCount * chunks, [&](std::int64_t task) {
+        const Eigen::Index head = task / chunks, first = (task % chunks) * kQueryChunk;
+        const Eigen::Index rows = std::min<Eigen::Index>(kQueryChunk, tokens - first);
+        const Eigen::Index visible = startPosition + first + rows;
         const Eigen::Index kvColumn = (head / groupSize) * headDim;
-        RowMatrix scores = (q.middleCols(head * headDim, headDim) *
-                            keys.block(0, kvColumn, seen, headDim).transpose()) * scale;
-        causalSoftmax(scores, startPosition);
-        attended.middleCols(head * headDim, headDim).noalias() =
-            scores * values.block(0, kvColumn, seen, headDim);
+        RowMatrix scores = (q.block(first, head * headDim, rows, headDim) *
+                            keys.block(0, kvColumn, visible, headDim).transpose()) *
+                           scale;
+        causalSoftmax(scores, startPosition + first);
+        attended.block(first, head * headDim, rows, headDim).noalias() =
+            scores * values.block(0, kvColumn, visible, headDim);
     });
     hidden.noalias() += attended * wo.matrix().transpose();
 
@@ -161,7 +172,8 @@ void Transformer::runBlock(int block, RowMatrix& hidden, KvCache& cache, int sta
 
 void Transformer::throwNonFinite(int block) const {
     const BlockWeights& w = model_.blocks[static_cast<std::size_t>(block)];
-    throwIfNonFinite({&w.attnNorm, &w.wq, &w.wk, &w.wv, &w.wo, &w.ffnNorm, &w.gate, &w.up, &w.down});
+    throwIfNonFinite(
+        {&w.attnNorm, &w.wq, &w.wk, &w.wv, &w.wo, &w.ffnNorm, &w.gate, &w.up, &w.down});
     throw Error(model_.path.string(), "activations overflowed to Inf/NaN in block " +
                                           std::to_string(block) + " (the weights are finite)");
 }
@@ -181,16 +193,16 @@ RowMatrix Transformer::forward(std::span<const std::int32_t> tokens, KvCache& ca
     const std::int64_t end = start + static_cast<std::int64_t>(tokens.size());
     if (tokens.empty()) throw Error(model_.path.string(), "no tokens to run");
     if (end > model_.config.maxPositions)
-        throw Error(model_.path.string(), "position " + std::to_string(end - 1) +
-                                              " is past the model's maximum of " +
-                                              std::to_string(model_.config.maxPositions) +
-                                              " positions");
+        throw Error(model_.path.string(),
+                    "position " + std::to_string(end - 1) + " is past the model's maximum of " +
+                        std::to_string(model_.config.maxPositions) + " positions");
     if (end > cache.capacity)
         throw Error(model_.path.string(), "sequence of " + std::to_string(end) +
                                               " positions exceeds the cache of " +
                                               std::to_string(cache.capacity));
     RowMatrix hidden = embed(tokens);
-    for (int b = 0; b < model_.config.layerCount; ++b) runBlock(b, hidden, cache, start);
+    for (int b = 0; b < model_.config.layerCount; ++b)
+        runBlock(b, hidden, cache, start);
     cache.length = static_cast<int>(end);
     return logits(hidden);
 }

@@ -14,8 +14,8 @@ DeviceQuery queryDevices() {
     for (int i = 0; i < count; ++i) {
         cudaDeviceProp properties{};
         if (cudaGetDeviceProperties(&properties, i) != cudaSuccess) continue;
-        query.devices.push_back({i, properties.name, properties.totalGlobalMem, properties.major,
-                                 properties.minor});
+        query.devices.push_back(
+            {i, properties.name, properties.totalGlobalMem, properties.major, properties.minor});
     }
     if (query.devices.empty()) query.unavailableReason = "no CUDA device found";
     return query;

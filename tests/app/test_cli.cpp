@@ -22,9 +22,13 @@ CliRun runCli(const QStringList& arguments) {
             QString::fromUtf8(process.readAllStandardError())};
 }
 
-QString data(const char* relative) { return QString::fromStdString(quantlens::test::dataPath(relative).string()); }
+QString data(const char* relative) {
+    return QString::fromStdString(quantlens::test::dataPath(relative).string());
+}
 
-nlohmann::json parseJson(const QString& text) { return nlohmann::json::parse(text.toStdString()); }
+nlohmann::json parseJson(const QString& text) {
+    return nlohmann::json::parse(text.toStdString());
+}
 
 } // namespace
 
@@ -58,8 +62,9 @@ private slots:
     }
 
     void evalGptqProtocol() {
-        const CliRun run = runCli({"eval", data("stories260K-hf"), "--text",
-                                   data("text/tinystories-valid-excerpt.txt"), "--protocol", "gptq", "--json"});
+        const CliRun run =
+            runCli({"eval", data("stories260K-hf"), "--text",
+                    data("text/tinystories-valid-excerpt.txt"), "--protocol", "gptq", "--json"});
         QCOMPARE(run.exitCode, 0);
         const auto result = parseJson(run.out);
         QCOMPARE(result["tokens"].get<int>(), 6865);
@@ -82,14 +87,17 @@ private slots:
     void generateIsGreedy() {
         const CliRun run = runCli({"generate", data("stories260K-hf"), "-n", "40"});
         QCOMPARE(run.exitCode, 0);
-        QVERIFY2(run.out.startsWith("Once upon a time, there was a little girl named Lily. She loved to "
-                                    "play outside in the park."),
-                 qPrintable(run.out));
-        const CliRun json = runCli({"generate", data("stories260K-hf"), "--prompt", "Once upon a time", "-n", "8", "--json"});
+        QVERIFY2(
+            run.out.startsWith("Once upon a time, there was a little girl named Lily. She loved to "
+                               "play outside in the park."),
+            qPrintable(run.out));
+        const CliRun json = runCli({"generate", data("stories260K-hf"), "--prompt",
+                                    "Once upon a time", "-n", "8", "--json"});
         QCOMPARE(json.exitCode, 0);
         const auto result = parseJson(json.out);
         QCOMPARE(result["tokens"].size(), std::size_t(8));
-        QVERIFY(result["text"].get<std::string>().starts_with("Once upon a time, there was a little"));
+        QVERIFY(
+            result["text"].get<std::string>().starts_with("Once upon a time, there was a little"));
     }
 
     void inspectDescribesModel() {
@@ -107,17 +115,21 @@ private slots:
     }
 
     void errorsAreReadable() {
-        CliRun run = runCli({"eval", "/nonexistent/model", "--text", data("text/tinystories-valid-excerpt.txt")});
+        CliRun run = runCli(
+            {"eval", "/nonexistent/model", "--text", data("text/tinystories-valid-excerpt.txt")});
         QCOMPARE(run.exitCode, 1);
-        QCOMPARE(run.err, QString("quantlens-cli: /nonexistent/model: no such file or directory\n"));
+        QCOMPARE(run.err,
+                 QString("quantlens-cli: /nonexistent/model: no such file or directory\n"));
 
         QTemporaryDir dir;
         QFile bin(dir.filePath("lonely.bin"));
         QFile source(data("stories260K/stories260K.bin"));
         QVERIFY(source.copy(bin.fileName()));
-        run = runCli({"eval", bin.fileName(), "--text", data("text/tinystories-valid-excerpt.txt")});
+        run =
+            runCli({"eval", bin.fileName(), "--text", data("text/tinystories-valid-excerpt.txt")});
         QCOMPARE(run.exitCode, 1);
-        QVERIFY2(run.err.contains("lonely.bin: no tokenizer found beside the checkpoint; pass --tokenizer"),
+        QVERIFY2(run.err.contains(
+                     "lonely.bin: no tokenizer found beside the checkpoint; pass --tokenizer"),
                  qPrintable(run.err));
 
         run = runCli({"eval", data("stories260K-hf")});

@@ -14,8 +14,9 @@ namespace {
 
 std::vector<std::int32_t> excerptTokens(std::size_t count) {
     const auto tokenizer = loadTokenizer(test::dataPath("stories260K-hf/tokenizer.model"));
-    auto stream = tokenizeForProtocol(*tokenizer, readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
-                                      PerplexityProtocol::Documents, 1, "excerpt");
+    auto stream = tokenizeForProtocol(
+        *tokenizer, readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+        PerplexityProtocol::Documents, 1, "excerpt");
     stream.resize(count);
     return stream;
 }
@@ -40,7 +41,8 @@ private slots:
     // the same function: the logits agree up to float summation order.
     void llama2cAndHfLogitsAgree() {
         const auto tokens = excerptTokens(300);
-        const RowMatrix bin = logitsOf(*loadModel(test::dataPath("stories260K/stories260K.bin")), tokens);
+        const RowMatrix bin =
+            logitsOf(*loadModel(test::dataPath("stories260K/stories260K.bin")), tokens);
         const RowMatrix hf = logitsOf(*loadModel(test::dataPath("stories260K-hf")), tokens);
         QCOMPARE(bin.rows(), Eigen::Index(300));
         QCOMPARE(bin.cols(), Eigen::Index(512));
@@ -49,7 +51,8 @@ private slots:
         QVERIFY2(maxDifference < 1e-4f, qPrintable(QString::number(maxDifference)));
     }
 
-    // Feeding a sequence in pieces through the KV cache gives the logits of the whole-sequence pass.
+    // Feeding a sequence in pieces through the KV cache gives the logits of the whole-sequence
+    // pass.
     void cachedDecodingMatchesFullPass() {
         const auto model = loadModel(test::dataPath("stories260K-hf"));
         const Transformer transformer(*model);
@@ -60,8 +63,10 @@ private slots:
         QVERIFY((head - full.topRows(40)).cwiseAbs().maxCoeff() < 1e-4f);
         for (std::size_t t = 40; t < tokens.size(); ++t) {
             const RowMatrix step = transformer.forward(std::span(tokens).subspan(t, 1), cache);
-            const float difference = (step.row(0) - full.row(static_cast<Eigen::Index>(t))).cwiseAbs().maxCoeff();
-            QVERIFY2(difference < 1e-4f, qPrintable(QString("position %1: %2").arg(t).arg(difference)));
+            const float difference =
+                (step.row(0) - full.row(static_cast<Eigen::Index>(t))).cwiseAbs().maxCoeff();
+            QVERIFY2(difference < 1e-4f,
+                     qPrintable(QString("position %1: %2").arg(t).arg(difference)));
         }
         QCOMPARE(cache.length, 64);
     }
@@ -72,9 +77,10 @@ private slots:
             const auto tokenizer = loadTokenizer(model->defaultTokenizer);
             const auto generated = generateGreedy(Transformer(*model), {1}, 40, {}, JobContext{});
             const std::string text = tokenizer->decode(generated);
-            QVERIFY2(text.starts_with("Once upon a time, there was a little girl named Lily. She loved "
-                                      "to play outside in the park."),
-                     text.c_str());
+            QVERIFY2(
+                text.starts_with("Once upon a time, there was a little girl named Lily. She loved "
+                                 "to play outside in the park."),
+                text.c_str());
         }
     }
 
@@ -83,9 +89,12 @@ private slots:
         JobContext job;
         int seen = 0;
         try {
-            generateGreedy(Transformer(*model), {1}, 40, [&](std::int32_t) {
-                if (++seen == 5) job.requestCancel();
-            }, job);
+            generateGreedy(
+                Transformer(*model), {1}, 40,
+                [&](std::int32_t) {
+                    if (++seen == 5) job.requestCancel();
+                },
+                job);
             QFAIL("generation ignored the cancel request");
         } catch (const Cancelled&) {
         }

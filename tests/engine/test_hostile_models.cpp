@@ -36,7 +36,8 @@ QString evalError(const fs::path& path) {
         const auto tokenizer = loadTokenizer(model->defaultTokenizer);
         const auto stream = tokenizeForProtocol(*tokenizer, "Once upon a time there was a cat.",
                                                 PerplexityProtocol::Documents, 1, "inline text");
-        evaluatePerplexity(Transformer(*model), stream, {16, PerplexityProtocol::Documents}, JobContext{});
+        evaluatePerplexity(Transformer(*model), stream, {16, PerplexityProtocol::Documents},
+                           JobContext{});
     } catch (const Error& e) {
         return QString::fromUtf8(e.what());
     }
@@ -44,7 +45,8 @@ QString evalError(const fs::path& path) {
 }
 
 void writeBytes(const fs::path& file, const std::string& bytes) {
-    std::ofstream(file, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(file, std::ios::binary | std::ios::trunc)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 std::string readBytes(const fs::path& file) {
@@ -91,7 +93,8 @@ private slots:
     void headerLengthPastEndIsRejected() {
         const auto parts = test::readSafetensorsParts(weights_);
         test::writeSafetensorsParts(weights_, parts, fs::file_size(weights_) + 1000);
-        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "header length", "runs past the end");
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "header length",
+                        "runs past the end");
         test::writeSafetensorsParts(weights_, parts, std::numeric_limits<std::uint64_t>::max());
         QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "exceeds the 100 MiB limit");
     }
@@ -103,7 +106,8 @@ private slots:
             parts.header["model.layers.1.self_attn.q_proj.weight"]["data_offsets"];
         test::writeSafetensorsParts(weights_, parts);
         QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "overlap",
-                        "model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.o_proj.weight");
+                        "model.layers.1.self_attn.q_proj.weight",
+                        "model.layers.1.self_attn.o_proj.weight");
     }
 
     void outOfRangeOffsetsAreRejected() {
@@ -111,7 +115,8 @@ private slots:
         const std::uint64_t end = parts.data.size() + 16384;
         parts.header["model.norm.weight"]["data_offsets"] = {end - 256, end};
         test::writeSafetensorsParts(weights_, parts);
-        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "'model.norm.weight'", "past the end of the data");
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "'model.norm.weight'",
+                        "past the end of the data");
     }
 
     void offsetsDisagreeingWithShapeAreRejected() {
@@ -125,7 +130,8 @@ private slots:
         auto parts = test::readSafetensorsParts(weights_);
         parts.header["model.norm.weight"]["dtype"] = "Q7";
         test::writeSafetensorsParts(weights_, parts);
-        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "'model.norm.weight'", "unknown dtype 'Q7'");
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "'model.norm.weight'",
+                        "unknown dtype 'Q7'");
         parts.header["model.norm.weight"]["dtype"] = "I32";
         test::writeSafetensorsParts(weights_, parts);
         QVERIFY_MESSAGE(loadError(model_), "dtype I32, which Quantlens does not read");
@@ -140,30 +146,37 @@ private slots:
     }
 
     void shapeConfigMismatchIsRejected() {
-        test::editJsonFile(model_ / "config.json", [](nlohmann::json& c) { c["intermediate_size"] = 176; });
-        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "'model.layers.0.mlp.gate_proj.weight'",
-                        "has shape [172, 64]", "config.json implies [176, 64]");
+        test::editJsonFile(model_ / "config.json",
+                           [](nlohmann::json& c) { c["intermediate_size"] = 176; });
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors",
+                        "'model.layers.0.mlp.gate_proj.weight'", "has shape [172, 64]",
+                        "config.json implies [176, 64]");
     }
 
     void missingTensorIsRejected() {
         auto parts = test::readSafetensorsParts(weights_);
         parts.header.erase("model.layers.2.mlp.up_proj.weight");
         test::writeSafetensorsParts(weights_, parts);
-        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "missing tensor 'model.layers.2.mlp.up_proj.weight'");
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors",
+                        "missing tensor 'model.layers.2.mlp.up_proj.weight'");
     }
 
     void untiedModelWithoutHeadIsRejected() {
-        test::editJsonFile(model_ / "config.json", [](nlohmann::json& c) { c["tie_word_embeddings"] = false; });
+        test::editJsonFile(model_ / "config.json",
+                           [](nlohmann::json& c) { c["tie_word_embeddings"] = false; });
         QVERIFY_MESSAGE(loadError(model_), "missing tensor 'lm_head.weight'");
     }
 
     void hiddenSizeNotDivisibleByHeadsIsRejected() {
-        test::editJsonFile(model_ / "config.json", [](nlohmann::json& c) { c["num_attention_heads"] = 7; });
-        QVERIFY_MESSAGE(loadError(model_), "config.json", "hidden_size 64 is not divisible by num_attention_heads 7");
+        test::editJsonFile(model_ / "config.json",
+                           [](nlohmann::json& c) { c["num_attention_heads"] = 7; });
+        QVERIFY_MESSAGE(loadError(model_), "config.json",
+                        "hidden_size 64 is not divisible by num_attention_heads 7");
     }
 
     void badConfigIsRejected() {
-        test::editJsonFile(model_ / "config.json", [](nlohmann::json& c) { c.erase("hidden_size"); });
+        test::editJsonFile(model_ / "config.json",
+                           [](nlohmann::json& c) { c.erase("hidden_size"); });
         QVERIFY_MESSAGE(loadError(model_), "config.json", "missing \"hidden_size\"");
         test::editJsonFile(model_ / "config.json", [](nlohmann::json& c) {
             c["hidden_size"] = 64;
@@ -181,14 +194,16 @@ private slots:
         auto parts = test::readSafetensorsParts(weights_);
         nlohmann::json index{{"weight_map", nlohmann::json::object()}};
         for (const auto& [name, entry] : parts.header.items())
-            if (name != "__metadata__") index["weight_map"][name] = "model-00001-of-00001.safetensors";
+            if (name != "__metadata__")
+                index["weight_map"][name] = "model-00001-of-00001.safetensors";
         fs::rename(weights_, model_ / "model-00001-of-00001.safetensors");
         writeBytes(model_ / "model.safetensors.index.json", index.dump());
         QCOMPARE(loadError(model_), QString());
 
         index["weight_map"]["model.norm.weight"] = "../../etc/passwd";
         writeBytes(model_ / "model.safetensors.index.json", index.dump());
-        QVERIFY_MESSAGE(loadError(model_), "model.safetensors.index.json", "not a file in the model directory");
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors.index.json",
+                        "not a file in the model directory");
 
         index["weight_map"]["model.norm.weight"] = "model-00002-of-00002.safetensors";
         writeBytes(model_ / "model.safetensors.index.json", index.dump());
@@ -213,7 +228,8 @@ private slots:
         // Token 1 (BOS) starts every document, so its embedding row is always read.
         std::memcpy(parts.data.data() + (1 * 64 + 3) * sizeof(float), &inf, sizeof(float));
         test::writeSafetensorsParts(weights_, parts);
-        QVERIFY_MESSAGE(evalError(model_), "tensor 'model.embed_tokens.weight' contains Inf at [1, 3]");
+        QVERIFY_MESSAGE(evalError(model_),
+                        "tensor 'model.embed_tokens.weight' contains Inf at [1, 3]");
     }
 
     void emptyTextIsRejected() {
@@ -224,7 +240,8 @@ private slots:
                     tokenizeForProtocol(*tokenizer, text, protocol, 1, "empty.txt");
                     QFAIL("empty text was accepted");
                 } catch (const Error& e) {
-                    QVERIFY_MESSAGE(QString::fromUtf8(e.what()), "empty.txt", "no text to evaluate");
+                    QVERIFY_MESSAGE(QString::fromUtf8(e.what()), "empty.txt",
+                                    "no text to evaluate");
                 }
             }
         }
@@ -248,7 +265,8 @@ private slots:
         const std::int32_t heads = 7;
         std::memcpy(header.data() + 12, &heads, 4);
         writeBytes(bin, header);
-        QVERIFY_MESSAGE(loadError(bin), "damaged.bin", "hidden size 64 is not divisible by the head count 7");
+        QVERIFY_MESSAGE(loadError(bin), "damaged.bin",
+                        "hidden size 64 is not divisible by the head count 7");
 
         std::string huge = bytes;
         const std::int32_t big = 1 << 30;
@@ -257,7 +275,8 @@ private slots:
         writeBytes(bin, huge);
         const QString message = loadError(bin);
         QVERIFY_MESSAGE(message, "damaged.bin");
-        QVERIFY2(message.contains("truncated") || message.contains("too large"), qPrintable(message));
+        QVERIFY2(message.contains("truncated") || message.contains("too large"),
+                 qPrintable(message));
     }
 };
 

@@ -11,7 +11,8 @@ namespace {
 // stories260K (data/README.md): dim 64, 5 layers, 8 heads, 4 KV heads, FFN 172, vocab 512, tied.
 constexpr std::int64_t kDim = 64, kFfn = 172, kVocab = 512, kLayers = 5, kKvDim = 32;
 constexpr std::int64_t kParameters =
-    kVocab * kDim + kLayers * (2 * kDim + 2 * kDim * kDim + 2 * kKvDim * kDim + 3 * kFfn * kDim) + kDim;
+    kVocab * kDim + kLayers * (2 * kDim + 2 * kDim * kDim + 2 * kKvDim * kDim + 3 * kFfn * kDim) +
+    kDim;
 
 void checkStoriesConfig(const ModelConfig& c) {
     QCOMPARE(c.hiddenSize, 64);
@@ -80,8 +81,12 @@ private slots:
         for (std::size_t b = 0; b < bin->blocks.size(); ++b) {
             const BlockWeights& x = bin->blocks[b];
             const BlockWeights& y = hf->blocks[b];
-            for (const auto& [p, q] : {std::pair{&x.wv, &y.wv}, {&x.wo, &y.wo}, {&x.gate, &y.gate},
-                                       {&x.up, &y.up}, {&x.down, &y.down}, {&x.attnNorm, &y.attnNorm},
+            for (const auto& [p, q] : {std::pair{&x.wv, &y.wv},
+                                       {&x.wo, &y.wo},
+                                       {&x.gate, &y.gate},
+                                       {&x.up, &y.up},
+                                       {&x.down, &y.down},
+                                       {&x.attnNorm, &y.attnNorm},
                                        {&x.ffnNorm, &y.ffnNorm}})
                 QVERIFY2(FloatTensor(*p).matrix() == FloatTensor(*q).matrix(), q->name.c_str());
             const int headDim = 8, half = 4;
@@ -89,7 +94,8 @@ private slots:
                 for (int h = 0; h < heads; ++h)
                     for (int i = 0; i < half; ++i)
                         for (int j = 0; j < 2; ++j)
-                            QVERIFY(sameRow(*p, h * headDim + 2 * i + j, *q, h * headDim + j * half + i));
+                            QVERIFY(sameRow(*p, h * headDim + 2 * i + j, *q,
+                                            h * headDim + j * half + i));
         }
     }
 

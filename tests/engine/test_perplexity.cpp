@@ -17,15 +17,16 @@ PerplexityResult evaluate(const std::string& modelPath, const std::string& token
                           PerplexityProtocol protocol, int context) {
     const auto model = loadModel(test::dataPath(modelPath));
     const auto tokenizer = loadTokenizer(test::dataPath(tokenizerPath));
-    const auto stream = tokenizeForProtocol(*tokenizer,
-                                            readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
-                                            protocol, model->config.bosToken, "excerpt");
+    const auto stream = tokenizeForProtocol(
+        *tokenizer, readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")), protocol,
+        model->config.bosToken, "excerpt");
     return evaluatePerplexity(Transformer(*model), stream, {context, protocol}, JobContext{});
 }
 
 void compareRelative(double actual, double expected) {
-    QVERIFY2(std::abs(actual - expected) <= 1e-5 * std::abs(expected),
-             qPrintable(QString("%1 vs reference %2").arg(actual, 0, 'f', 7).arg(expected, 0, 'f', 7)));
+    QVERIFY2(
+        std::abs(actual - expected) <= 1e-5 * std::abs(expected),
+        qPrintable(QString("%1 vs reference %2").arg(actual, 0, 'f', 7).arg(expected, 0, 'f', 7)));
 }
 
 } // namespace
@@ -49,21 +50,29 @@ private slots:
         QTest::addColumn<qlonglong>("windows");
         QTest::addColumn<double>("nll");
         QTest::addColumn<double>("ppl");
-        const int documents = int(PerplexityProtocol::Documents), gptq = int(PerplexityProtocol::Gptq);
-        QTest::newRow("bin f32 ctx256") << "stories260K/stories260K.bin" << "stories260K/tok512.bin"
-                                        << documents << 256 << 6851LL << 27LL << 1.697663 << 5.461168;
-        QTest::newRow("hf f32 ctx256") << "stories260K-hf" << "stories260K-hf/tokenizer.model"
-                                       << documents << 256 << 6851LL << 27LL << 1.697663 << 5.461168;
-        QTest::newRow("hf bf16 ctx256") << "stories260K-hf-bf16" << "stories260K-hf-bf16/tokenizer.model"
-                                        << documents << 256 << 6851LL << 27LL << 1.698481 << 5.465639;
-        QTest::newRow("hf f32 ctx128") << "stories260K-hf" << "stories260K-hf/tokenizer.model"
-                                       << documents << 128 << 6851LL << 54LL << 1.738004 << 5.685983;
-        QTest::newRow("bin f32 ctx128") << "stories260K/stories260K.bin" << "stories260K/tok512.bin"
-                                        << documents << 128 << 6851LL << 54LL << 1.738004 << 5.685983;
-        QTest::newRow("hf f32 gptq256") << "stories260K-hf" << "stories260K-hf/tokenizer.model"
-                                        << gptq << 256 << 6865LL << 26LL << 1.719482 << 5.581638;
-        QTest::newRow("bin f32 gptq256") << "stories260K/stories260K.bin" << "stories260K/tok512.bin"
-                                         << gptq << 256 << 6865LL << 26LL << 1.719482 << 5.581638;
+        const int documents = int(PerplexityProtocol::Documents),
+                  gptq = int(PerplexityProtocol::Gptq);
+        QTest::newRow("bin f32 ctx256") << "stories260K/stories260K.bin"
+                                        << "stories260K/tok512.bin" << documents << 256 << 6851LL
+                                        << 27LL << 1.697663 << 5.461168;
+        QTest::newRow("hf f32 ctx256") << "stories260K-hf"
+                                       << "stories260K-hf/tokenizer.model" << documents << 256
+                                       << 6851LL << 27LL << 1.697663 << 5.461168;
+        QTest::newRow("hf bf16 ctx256") << "stories260K-hf-bf16"
+                                        << "stories260K-hf-bf16/tokenizer.model" << documents << 256
+                                        << 6851LL << 27LL << 1.698481 << 5.465639;
+        QTest::newRow("hf f32 ctx128") << "stories260K-hf"
+                                       << "stories260K-hf/tokenizer.model" << documents << 128
+                                       << 6851LL << 54LL << 1.738004 << 5.685983;
+        QTest::newRow("bin f32 ctx128") << "stories260K/stories260K.bin"
+                                        << "stories260K/tok512.bin" << documents << 128 << 6851LL
+                                        << 54LL << 1.738004 << 5.685983;
+        QTest::newRow("hf f32 gptq256") << "stories260K-hf"
+                                        << "stories260K-hf/tokenizer.model" << gptq << 256 << 6865LL
+                                        << 26LL << 1.719482 << 5.581638;
+        QTest::newRow("bin f32 gptq256")
+            << "stories260K/stories260K.bin"
+            << "stories260K/tok512.bin" << gptq << 256 << 6865LL << 26LL << 1.719482 << 5.581638;
     }
 
     void referenceFigures() {
@@ -87,9 +96,9 @@ private slots:
     void tokenFileMatchesText() {
         const auto model = loadModel(test::dataPath("stories260K-hf"));
         const auto tokenizer = loadTokenizer(model->defaultTokenizer);
-        const auto stream = tokenizeForProtocol(*tokenizer,
-                                                readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
-                                                PerplexityProtocol::Documents, 1, "excerpt");
+        const auto stream = tokenizeForProtocol(
+            *tokenizer, readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+            PerplexityProtocol::Documents, 1, "excerpt");
         QTemporaryDir dir;
         const std::filesystem::path file = dir.filePath("excerpt.u16").toStdString();
         writeTokenFile(file, TokenWidth::U16, stream);
@@ -112,8 +121,9 @@ private slots:
         QVERIFY(std::is_sorted(fractions.begin(), fractions.end()));
 
         job.requestCancel();
-        QVERIFY_THROWS_EXCEPTION(Cancelled, evaluatePerplexity(Transformer(*model), stream,
-                                                               {64, PerplexityProtocol::Documents}, job));
+        QVERIFY_THROWS_EXCEPTION(Cancelled,
+                                 evaluatePerplexity(Transformer(*model), stream,
+                                                    {64, PerplexityProtocol::Documents}, job));
     }
 
     void badContextIsRejected() {
@@ -121,17 +131,20 @@ private slots:
         const std::vector<std::int32_t> stream(100, 7);
         for (const int context : {1, 513}) {
             try {
-                evaluatePerplexity(Transformer(*model), stream, {context, PerplexityProtocol::Documents}, JobContext{});
+                evaluatePerplexity(Transformer(*model), stream,
+                                   {context, PerplexityProtocol::Documents}, JobContext{});
                 QFAIL("accepted a bad context");
             } catch (const Error& e) {
                 QVERIFY(QString(e.what()).contains("must lie in [2, 512]"));
             }
         }
         try {
-            evaluatePerplexity(Transformer(*model), stream, {256, PerplexityProtocol::Gptq}, JobContext{});
+            evaluatePerplexity(Transformer(*model), stream, {256, PerplexityProtocol::Gptq},
+                               JobContext{});
             QFAIL("accepted a text shorter than one window");
         } catch (const Error& e) {
-            QVERIFY(QString(e.what()).contains("the text has 100 tokens, fewer than one window of 256"));
+            QVERIFY(QString(e.what()).contains(
+                "the text has 100 tokens, fewer than one window of 256"));
         }
     }
 };

@@ -51,8 +51,10 @@ private slots:
         QVERIFY(file.find("lm_head.weight") == nullptr);
 
         // The views point exactly where the header says (checked by re-reading the file).
-        const auto parts = test::readSafetensorsParts(test::dataPath("stories260K-hf/model.safetensors"));
-        const auto begin = parts.header["model.layers.4.mlp.gate_proj.weight"]["data_offsets"][0].get<std::size_t>();
+        const auto parts =
+            test::readSafetensorsParts(test::dataPath("stories260K-hf/model.safetensors"));
+        const auto begin = parts.header["model.layers.4.mlp.gate_proj.weight"]["data_offsets"][0]
+                               .get<std::size_t>();
         QCOMPARE(std::memcmp(gate->data, parts.data.data() + begin, gate->byteSize()), 0);
     }
 

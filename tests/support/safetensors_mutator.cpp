@@ -45,14 +45,16 @@ void writeSafetensorsParts(const std::filesystem::path& file, const SafetensorsP
     writeAll(file, bytes + header + parts.data);
 }
 
-void copyModelDirectory(const std::filesystem::path& source, const std::filesystem::path& destination) {
+void copyModelDirectory(const std::filesystem::path& source,
+                        const std::filesystem::path& destination) {
     std::filesystem::create_directories(destination);
     for (const auto& entry : std::filesystem::directory_iterator(source))
         std::filesystem::copy_file(entry.path(), destination / entry.path().filename(),
                                    std::filesystem::copy_options::overwrite_existing);
 }
 
-void editJsonFile(const std::filesystem::path& file, const std::function<void(nlohmann::json&)>& edit) {
+void editJsonFile(const std::filesystem::path& file,
+                  const std::function<void(nlohmann::json&)>& edit) {
     nlohmann::json value = nlohmann::json::parse(readAll(file));
     edit(value);
     writeAll(file, value.dump(2));

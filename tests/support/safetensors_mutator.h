@@ -22,9 +22,11 @@ void writeSafetensorsParts(const std::filesystem::path& file, const SafetensorsP
                            std::optional<std::uint64_t> claimedHeaderLength = std::nullopt);
 
 // Copies a model directory's files (flat) into `destination`, which is created.
-void copyModelDirectory(const std::filesystem::path& source, const std::filesystem::path& destination);
+void copyModelDirectory(const std::filesystem::path& source,
+                        const std::filesystem::path& destination);
 
 // Reads, edits and rewrites a JSON file in place.
-void editJsonFile(const std::filesystem::path& file, const std::function<void(nlohmann::json&)>& edit);
+void editJsonFile(const std::filesystem::path& file,
+                  const std::function<void(nlohmann::json&)>& edit);
 
 } // namespace quantlens::test

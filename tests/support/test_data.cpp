@@ -6,6 +6,8 @@ std::filesystem::path dataPath(const std::string& relative) {
     return std::filesystem::path(QUANTLENS_DATA_DIR) / relative;
 }
 
-std::filesystem::path cliPath() { return QUANTLENS_CLI_PATH; }
+std::filesystem::path cliPath() {
+    return QUANTLENS_CLI_PATH;
+}
 
 } // namespace quantlens::test

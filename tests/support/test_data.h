@@ -18,8 +18,8 @@ std::filesystem::path cliPath();
 // Skips the current test with a clear message when the shared data folder is missing.
 #define QUANTLENS_REQUIRE_DATA(relative)                                                           \
     do {                                                                                           \
-        if (!std::filesystem::exists(quantlens::test::dataPath(relative)))                        \
-            QSKIP(qPrintable(QString("test data missing: %1")                                      \
-                                 .arg(QString::fromStdString(                                      \
-                                     quantlens::test::dataPath(relative).string()))));             \
+        if (!std::filesystem::exists(quantlens::test::dataPath(relative)))                         \
+            QSKIP(qPrintable(                                                                      \
+                QString("test data missing: %1")                                                   \
+                    .arg(QString::fromStdString(quantlens::test::dataPath(relative).string()))));  \
     } while (false)

@@ -10,9 +10,9 @@ namespace quantlens {
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstRowMatrixMap = Eigen::Map<const RowMatrix>;
 
-// A stored tensor as fp32, viewed as a [rows, cols] matrix (vectors are [1, n]). Aligned F32 data is
-// mapped in place; F16/BF16 (or misaligned F32) is converted into memory this object owns, so only
-// the tensors in use are ever materialised.
+// A stored tensor as fp32, viewed as a [rows, cols] matrix (vectors are [1, n]). Aligned F32 data
+// is mapped in place; F16/BF16 (or misaligned F32) is converted into memory this object owns, so
+// only the tensors in use are ever materialised.
 class FloatTensor {
 public:
     explicit FloatTensor(const TensorView& view);

@@ -19,7 +19,9 @@ struct TensorView {
     std::string file;
 
     std::int64_t elementCount() const;
-    std::size_t byteSize() const { return static_cast<std::size_t>(elementCount()) * dtypeSize(dtype); }
+    std::size_t byteSize() const {
+        return static_cast<std::size_t>(elementCount()) * dtypeSize(dtype);
+    }
     std::string shapeString() const;
 };
 
