@@ -35,6 +35,16 @@ T optionalValue(const json& config, const char* key, T fallback, const std::stri
     }
 }
 
+// A special token id; newer configs list several EOS ids, of which generation stops at the first.
+int tokenId(const json& config, const char* key, int fallback, const std::string& source) {
+    const auto it = config.find(key);
+    if (it == config.end() || it->is_null()) return fallback;
+    const json& id = it->is_array() && !it->empty() ? it->front() : *it;
+    if (!id.is_number_integer())
+        throw Error(source, std::string("\"") + key + "\" must be an integer");
+    return id.get<int>();
+}
+
 } // namespace
 
 void ModelConfig::validate(const std::string& source) const {
@@ -117,8 +127,8 @@ ModelConfig readHfConfig(const std::filesystem::path& configJson) {
     result.rmsNormEps = optionalValue<float>(config, "rms_norm_eps", 1e-6f, source);
     result.ropeTheta = optionalValue<float>(config, "rope_theta", 10000.0f, source);
     result.tiedEmbeddings = optionalValue<bool>(config, "tie_word_embeddings", false, source);
-    result.bosToken = optionalValue<int>(config, "bos_token_id", 1, source);
-    result.eosToken = optionalValue<int>(config, "eos_token_id", 2, source);
+    result.bosToken = tokenId(config, "bos_token_id", 1, source);
+    result.eosToken = tokenId(config, "eos_token_id", 2, source);
     result.ropeLayout = RopeLayout::RotateHalf;
     result.validate(source);
     return result;

@@ -1,4 +1,7 @@
+#include "safetensors_mutator.h"
 #include "test_data.h"
+
+#include <QTemporaryDir>
 
 #include "quantlens/error.h"
 #include "quantlens/float_tensor.h"
@@ -96,6 +99,33 @@ private slots:
                         for (int j = 0; j < 2; ++j)
                             QVERIFY(sameRow(*p, h * headDim + 2 * i + j, *q,
                                             h * headDim + j * half + i));
+        }
+    }
+
+    // Optional config.json fields take HF's defaults; EOS may be a list (Llama 3 style).
+    void configDefaultsAndVariants() {
+        QUANTLENS_REQUIRE_DATA("stories260K-hf");
+        QTemporaryDir dir;
+        const std::filesystem::path copy = dir.filePath("model").toStdString();
+        test::copyModelDirectory(test::dataPath("stories260K-hf"), copy);
+        test::editJsonFile(copy / "config.json", [](nlohmann::json& c) {
+            c.erase("rope_theta");
+            c.erase("max_position_embeddings");
+            c["eos_token_id"] = {2, 1};
+            c["head_dim"] = 8;
+        });
+        auto model = loadModel(copy);
+        QCOMPARE(model->config.ropeTheta, 10000.0f);
+        QCOMPARE(model->config.maxPositions, 2048);
+        QCOMPARE(model->config.eosToken, 2);
+        test::editJsonFile(copy / "config.json",
+                           [](nlohmann::json& c) { c.erase("num_key_value_heads"); });
+        try {
+            loadModel(copy);
+            QFAIL("k_proj of 4 KV heads loaded as 8 heads");
+        } catch (const Error& e) {
+            QVERIFY(QString(e.what()).contains(
+                "'model.layers.0.self_attn.k_proj.weight' has shape [32, 64]"));
         }
     }
 

@@ -1,4 +1,5 @@
 // Reproduces the reference figures of shared/data/README.md (independent PyTorch implementation).
+#include "safetensors_mutator.h"
 #include "test_data.h"
 
 #include "quantlens/error.h"
@@ -90,6 +91,20 @@ private slots:
         QCOMPARE(r.windows, windows);
         compareRelative(r.meanNll, nll);
         compareRelative(r.perplexity, ppl);
+    }
+
+    // No reference figure exists for F16; its rounding (finer than BF16's) must cost less than
+    // BF16's 0.05% and change the result at all.
+    void f16CheckpointIsCloseToF32() {
+        QTemporaryDir dir;
+        const std::string copy = dir.filePath("f16").toStdString();
+        test::copyModelAsF16(test::dataPath("stories260K-hf"), copy);
+        const PerplexityResult f16 =
+            evaluate(copy, "stories260K-hf/tokenizer.model", PerplexityProtocol::Documents, 256);
+        const PerplexityResult f32 = evaluate("stories260K-hf", "stories260K-hf/tokenizer.model",
+                                              PerplexityProtocol::Documents, 256);
+        const double shift = std::abs(f16.meanNll - f32.meanNll) / f32.meanNll;
+        QVERIFY2(shift > 0 && shift < 1.698481 / 1.697663 - 1, qPrintable(QString::number(shift)));
     }
 
     // A pre-tokenised stream scores exactly like the text it came from.

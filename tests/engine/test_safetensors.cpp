@@ -5,6 +5,8 @@
 #include "quantlens/float_tensor.h"
 #include "quantlens/safetensors.h"
 
+#include <QTemporaryDir>
+
 #include <bit>
 #include <cmath>
 
@@ -56,6 +58,23 @@ private slots:
         const auto begin = parts.header["model.layers.4.mlp.gate_proj.weight"]["data_offsets"][0]
                                .get<std::size_t>();
         QCOMPARE(std::memcmp(gate->data, parts.data.data() + begin, gate->byteSize()), 0);
+    }
+
+    void f16TensorsDecodeExactly() {
+        QUANTLENS_REQUIRE_DATA("stories260K-hf/model.safetensors");
+        QTemporaryDir dir;
+        const std::filesystem::path copy = dir.filePath("f16").toStdString();
+        test::copyModelAsF16(test::dataPath("stories260K-hf"), copy);
+        const SafetensorsFile f32(test::dataPath("stories260K-hf/model.safetensors"));
+        const SafetensorsFile f16(copy / "model.safetensors");
+        QCOMPARE(f16.tensors().size(), f32.tensors().size());
+        for (const TensorView& half : f16.tensors()) {
+            QCOMPARE(half.dtype, DType::F16);
+            const FloatTensor wide(*f32.find(half.name)), narrow(half);
+            for (std::int64_t i = 0; i < half.elementCount(); ++i)
+                QCOMPARE(narrow.data()[i],
+                         static_cast<float>(static_cast<_Float16>(wide.data()[i])));
+        }
     }
 
     void bf16CheckpointIsTheRoundedF32One() {

@@ -1,5 +1,6 @@
 #include "safetensors_mutator.h"
 
+#include <bit>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -51,6 +52,29 @@ void copyModelDirectory(const std::filesystem::path& source,
     for (const auto& entry : std::filesystem::directory_iterator(source))
         std::filesystem::copy_file(entry.path(), destination / entry.path().filename(),
                                    std::filesystem::copy_options::overwrite_existing);
+}
+
+void copyModelAsF16(const std::filesystem::path& source, const std::filesystem::path& destination) {
+    copyModelDirectory(source, destination);
+    const std::filesystem::path weights = destination / "model.safetensors";
+    SafetensorsParts parts = readSafetensorsParts(weights);
+    SafetensorsParts half{nlohmann::json::object(), {}};
+    for (auto& [name, entry] : parts.header.items()) {
+        if (name == "__metadata__") continue;
+        const auto begin = entry["data_offsets"][0].get<std::size_t>();
+        const auto end = entry["data_offsets"][1].get<std::size_t>();
+        const std::size_t offset = half.data.size();
+        for (std::size_t at = begin; at < end; at += 4) {
+            float value;
+            std::memcpy(&value, parts.data.data() + at, 4);
+            const auto bits = std::bit_cast<std::uint16_t>(static_cast<_Float16>(value));
+            half.data.append(reinterpret_cast<const char*>(&bits), 2);
+        }
+        half.header[name] = {{"dtype", "F16"},
+                             {"shape", entry["shape"]},
+                             {"data_offsets", {offset, half.data.size()}}};
+    }
+    writeSafetensorsParts(weights, half);
 }
 
 void editJsonFile(const std::filesystem::path& file,

@@ -25,6 +25,10 @@ void writeSafetensorsParts(const std::filesystem::path& file, const SafetensorsP
 void copyModelDirectory(const std::filesystem::path& source,
                         const std::filesystem::path& destination);
 
+// Copies a model directory with every F32 tensor of model.safetensors stored as F16 instead
+// (rounded to nearest even by the compiler's own _Float16 conversion, independent of the engine).
+void copyModelAsF16(const std::filesystem::path& source, const std::filesystem::path& destination);
+
 // Reads, edits and rewrites a JSON file in place.
 void editJsonFile(const std::filesystem::path& file,
                   const std::function<void(nlohmann::json&)>& edit);
