@@ -4,7 +4,6 @@
 
 #include "quantlens/error.h"
 #include "quantlens/perplexity.h"
-#include "quantlens/text_file.h"
 #include "quantlens/token_file.h"
 
 #include <nlohmann/json.hpp>
@@ -25,31 +24,16 @@ struct EvalOptions {
     bool json = false;
 };
 
-std::vector<std::int32_t> readStream(const EvalOptions& options, const quantlens::Model& model,
-                                     quantlens::PerplexityProtocol protocol) {
-    if (!options.tokenFile.empty()) {
-        const std::filesystem::path path = options.tokenFile;
-        std::vector<std::int32_t> ids =
-            quantlens::readTokenFile(path, quantlens::tokenWidthFromExtension(path));
-        for (std::size_t i = 0; i < ids.size(); ++i)
-            if (ids[i] >= model.config.vocabSize)
-                throw quantlens::Error(path.string(), "token id " + std::to_string(ids[i]) +
-                                                          " at position " + std::to_string(i) +
-                                                          " is outside the model's vocabulary of " +
-                                                          std::to_string(model.config.vocabSize));
-        return ids;
-    }
-    const auto tokenizer = openTokenizer(model, options.tokenizer);
-    return quantlens::tokenizeForProtocol(*tokenizer, quantlens::readTextFile(options.textFile),
-                                          protocol, model.config.bosToken, options.textFile);
-}
-
 void run(const EvalOptions& options) {
     const auto started = std::chrono::steady_clock::now();
     const auto model = quantlens::loadModel(options.model);
     const quantlens::PerplexityConfig config{options.context,
                                              quantlens::parsePerplexityProtocol(options.protocol)};
-    const std::vector<std::int32_t> stream = readStream(options, *model, config.protocol);
+    if (!options.tokenFile.empty())
+        quantlens::tokenWidthFromExtension(options.tokenFile); // names bad extensions
+    const std::vector<std::int32_t> stream =
+        readTokenStream(options.tokenFile.empty() ? options.textFile : options.tokenFile, *model,
+                        options.tokenizer, config.protocol);
     const quantlens::Transformer transformer(*model);
     ProgressBar progress;
     const quantlens::JobContext job(

@@ -16,3 +16,5 @@ Command addEvalCommand(CLI::App& app);
 Command addGenerateCommand(CLI::App& app);
 Command addTokenizeCommand(CLI::App& app);
 Command addDevicesCommand(CLI::App& app);
+Command addQuantizeCommand(CLI::App& app);
+Command addSynthCommand(CLI::App& app);

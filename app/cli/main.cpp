@@ -11,9 +11,10 @@ int main(int argc, char** argv) {
     int threads = 0;
     app.add_option("--threads", threads, "Worker threads (0 = all cores)")
         ->check(CLI::NonNegativeNumber);
-    const Command commands[] = {addInspectCommand(app), addEvalCommand(app),
+    const Command commands[] = {addInspectCommand(app),  addEvalCommand(app),
                                 addGenerateCommand(app), addTokenizeCommand(app),
-                                addDevicesCommand(app)};
+                                addDevicesCommand(app),  addQuantizeCommand(app),
+                                addSynthCommand(app)};
     try {
         app.parse(argc, argv);
         quantlens::setThreadCount(threads);

@@ -1,3 +1,4 @@
+#include "application_setup.h"
 #include "main_window.h"
 
 #include <QApplication>
@@ -8,6 +9,7 @@ int main(int argc, char* argv[]) {
     // QSettings reads these for the window layout and the recent models.
     QApplication::setOrganizationName("Quantlens");
     QApplication::setApplicationName("Quantlens");
+    installApplicationIcon();
 
     QCommandLineParser parser;
     parser.setApplicationDescription("Quantlens studio: compress LLaMA-family models.");

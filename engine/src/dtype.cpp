@@ -2,6 +2,7 @@
 
 #include <array>
 #include <bit>
+#include <cmath>
 #include <cstring>
 
 namespace quantlens {
@@ -54,6 +55,28 @@ float f16ToFloat(std::uint16_t bits) {
     // Subnormal half: value = mantissa · 2^-24, exact in fp32.
     const float magnitude = static_cast<float>(mantissa) * 0x1p-24f;
     return sign ? -magnitude : magnitude;
+}
+
+std::uint16_t floatToF16(float value) {
+    const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
+    const std::uint16_t sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000u);
+    const std::uint32_t magnitude = bits & 0x7fffffffu;
+    if (magnitude > 0x7f800000u) return sign | 0x7e00u;  // NaN
+    if (magnitude >= 0x477ff000u) return sign | 0x7c00u; // rounds past 65504: Inf
+    if (magnitude >= 0x38800000u) {                      // normal half
+        const std::uint32_t rounded =
+            magnitude + 0xfffu + ((magnitude >> 13) & 1u); // nearest even on the 13 dropped bits
+        return sign | static_cast<std::uint16_t>((rounded - 0x38000000u) >> 13);
+    }
+    // Subnormal half (or zero): value / 2^-24 rounded to nearest even, done exactly in float.
+    const float scaled = std::bit_cast<float>(magnitude) * 0x1p24f;
+    return sign | static_cast<std::uint16_t>(std::nearbyint(scaled));
+}
+
+std::uint16_t floatToBf16(float value) {
+    const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);
+    return static_cast<std::uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
 void convertToFloat(DType dtype, const std::byte* src, std::size_t count, float* dst) {

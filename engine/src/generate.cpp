@@ -19,7 +19,7 @@ std::vector<std::int32_t> generateGreedy(const Transformer& transformer,
     const int capacity = std::min<std::int64_t>(
         config.maxPositions, static_cast<std::int64_t>(prompt.size()) + maxNewTokens);
     KvCache cache(config, capacity);
-    RowMatrix logits = transformer.forward(prompt, cache);
+    RowMatrix logits = transformer.forward(prompt, cache, &job);
     std::vector<std::int32_t> generated;
     while (static_cast<int>(generated.size()) < maxNewTokens) {
         job.checkpoint();
@@ -30,7 +30,7 @@ std::vector<std::int32_t> generateGreedy(const Transformer& transformer,
         generated.push_back(token);
         if (onToken) onToken(token);
         if (cache.length >= capacity) break;
-        logits = transformer.forward(std::span(&generated.back(), 1), cache);
+        logits = transformer.forward(std::span(&generated.back(), 1), cache, &job);
     }
     return generated;
 }

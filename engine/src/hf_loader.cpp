@@ -69,7 +69,7 @@ std::unique_ptr<Model> loadHfModel(const fs::path& directory) {
                 throw Error(t.file, "tensor '" + t.name + "' is stored in more than one shard");
             model->storedTensors.push_back(t);
         }
-        model->safetensorsFiles.push_back(std::move(file));
+        model->storage.push_back(std::move(file));
     }
     const std::string weightsSource = (directory / files.front()).string();
 

@@ -125,7 +125,7 @@ std::unique_ptr<Model> loadLlama2cModel(const fs::path& binFile) {
     model->finalNorm = rmsFinal;
     model->lmHead = classifier;
     model->defaultTokenizer = findTokenizer(binFile, c.vocabSize);
-    model->rawFile = std::move(file);
+    model->storage.push_back(std::move(file));
     return model;
 }
 

@@ -48,16 +48,20 @@ int tokenId(const json& config, const char* key, int fallback, const std::string
 } // namespace
 
 void ModelConfig::validate(const std::string& source) const {
-    const auto positive = [&](int value, const char* what) {
+    // Bounds far above any real LLaMA, low enough that no size derived from them overflows.
+    const auto inRange = [&](std::int64_t value, std::int64_t limit, const char* what) {
         if (value <= 0) throw Error(source, std::string(what) + " must be positive");
+        if (value > limit)
+            throw Error(source, std::string(what) + " " + std::to_string(value) + " exceeds " +
+                                    std::to_string(limit) + "; the config is corrupt");
     };
-    positive(hiddenSize, "hidden size");
-    positive(intermediateSize, "intermediate size");
-    positive(layerCount, "layer count");
-    positive(headCount, "head count");
-    positive(kvHeadCount, "key/value head count");
-    positive(vocabSize, "vocabulary size");
-    positive(maxPositions, "maximum position count");
+    inRange(hiddenSize, 1 << 20, "hidden size");
+    inRange(intermediateSize, 1 << 22, "intermediate size");
+    inRange(layerCount, 1 << 14, "layer count");
+    inRange(headCount, 1 << 14, "head count");
+    inRange(kvHeadCount, 1 << 14, "key/value head count");
+    inRange(vocabSize, 1 << 24, "vocabulary size");
+    inRange(maxPositions, 1 << 24, "maximum position count");
     if (hiddenSize % headCount != 0)
         throw Error(source, "hidden size " + std::to_string(hiddenSize) +
                                 " is not divisible by the head count " + std::to_string(headCount));
@@ -65,9 +69,10 @@ void ModelConfig::validate(const std::string& source) const {
         throw Error(source, "head count " + std::to_string(headCount) +
                                 " is not a multiple of the key/value head count " +
                                 std::to_string(kvHeadCount));
-    if (headDim <= 0 || headDim % 2 != 0)
-        throw Error(source,
-                    "head dimension " + std::to_string(headDim) + " must be positive and even");
+    if (static_cast<std::int64_t>(headDim) * headCount != hiddenSize || headDim % 2 != 0)
+        throw Error(source, "head dimension " + std::to_string(headDim) + " × " +
+                                std::to_string(headCount) + " heads must equal the hidden size " +
+                                std::to_string(hiddenSize) + ", with an even head dimension");
     if (!(rmsNormEps > 0.0f) || !std::isfinite(rmsNormEps))
         throw Error(source, "rms_norm_eps must be a positive number");
     if (!(ropeTheta > 0.0f) || !std::isfinite(ropeTheta))
@@ -115,15 +120,9 @@ ModelConfig readHfConfig(const std::filesystem::path& configJson) {
     result.maxPositions = config.contains("max_position_embeddings")
                               ? requiredInt(config, "max_position_embeddings", source)
                               : 2048;
-    if (result.hiddenSize % result.headCount != 0)
-        throw Error(source, "hidden_size " + std::to_string(result.hiddenSize) +
-                                " is not divisible by num_attention_heads " +
-                                std::to_string(result.headCount));
     result.headDim = config.contains("head_dim") && !config["head_dim"].is_null()
                          ? requiredInt(config, "head_dim", source)
                          : result.hiddenSize / result.headCount;
-    if (result.headDim * result.headCount != result.hiddenSize)
-        throw Error(source, "head_dim × num_attention_heads must equal hidden_size");
     result.rmsNormEps = optionalValue<float>(config, "rms_norm_eps", 1e-6f, source);
     result.ropeTheta = optionalValue<float>(config, "rope_theta", 10000.0f, source);
     result.tiedEmbeddings = optionalValue<bool>(config, "tie_word_embeddings", false, source);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <mutex>
 
 namespace quantlens {
@@ -17,8 +18,16 @@ struct Window {
 
 struct WindowScore {
     double nllSum = 0.0;
+    double klSum = 0.0;
     std::int64_t count = 0;
 };
+
+// log-softmax of one row of logits, in double.
+Eigen::VectorXd logProbabilities(const Eigen::Ref<const Eigen::RowVectorXf>& logits) {
+    const Eigen::VectorXd row = logits.transpose().cast<double>();
+    const double maxLogit = row.maxCoeff();
+    return row.array() - (maxLogit + std::log((row.array() - maxLogit).exp().sum()));
+}
 
 // Python's universal newlines, which the reference implementations read text with: CRLF and lone
 // CR become LF.
@@ -54,16 +63,23 @@ std::vector<Window> windowsFor(std::int64_t streamLength, const PerplexityConfig
     return windows;
 }
 
-WindowScore scoreWindow(const Transformer& transformer, std::span<const std::int32_t> window) {
+WindowScore scoreWindow(const Transformer& transformer, const Transformer* reference,
+                        std::span<const std::int32_t> window, const JobContext& job) {
     const std::span<const std::int32_t> inputs = window.first(window.size() - 1);
-    KvCache cache(transformer.model().config, static_cast<int>(inputs.size()));
-    const RowMatrix logits = transformer.forward(inputs, cache);
+    const auto run = [&](const Transformer& t) {
+        KvCache cache(t.model().config, static_cast<int>(inputs.size()));
+        return t.forward(inputs, cache, &job);
+    };
+    const RowMatrix logits = run(transformer);
+    const RowMatrix referenceLogits = reference ? run(*reference) : RowMatrix();
     WindowScore score;
     for (Eigen::Index i = 0; i < logits.rows(); ++i) {
-        const auto row = logits.row(i).cast<double>();
-        const double maxLogit = row.maxCoeff();
-        const double logSumExp = maxLogit + std::log((row.array() - maxLogit).exp().sum());
-        score.nllSum += logSumExp - row(window[static_cast<std::size_t>(i) + 1]);
+        const Eigen::VectorXd logP = logProbabilities(logits.row(i));
+        score.nllSum -= logP(window[static_cast<std::size_t>(i) + 1]);
+        if (reference) {
+            const Eigen::VectorXd logQ = logProbabilities(referenceLogits.row(i));
+            score.klSum += (logQ.array().exp() * (logQ - logP).array()).sum();
+        }
         ++score.count;
     }
     return score;
@@ -109,7 +125,8 @@ std::vector<std::int32_t> tokenizeForProtocol(const Tokenizer& tokenizer, std::s
 
 PerplexityResult evaluatePerplexity(const Transformer& transformer,
                                     std::span<const std::int32_t> stream,
-                                    const PerplexityConfig& config, const JobContext& job) {
+                                    const PerplexityConfig& config, const JobContext& job,
+                                    const Transformer* reference) {
     const ModelConfig& model = transformer.model().config;
     const std::string source = transformer.model().path.string();
     const bool documents = config.protocol == PerplexityProtocol::Documents;
@@ -121,9 +138,16 @@ PerplexityResult evaluatePerplexity(const Transformer& transformer,
     const std::int64_t length = static_cast<std::int64_t>(stream.size());
     const std::vector<Window> windows = windowsFor(length, config);
     if (windows.empty())
-        throw Error(source, "the text has " + std::to_string(length) +
-                                " tokens, fewer than one window of " +
-                                std::to_string(config.context));
+        throw Error(source,
+                    "the text has " + std::to_string(length) + " tokens, " +
+                        (documents ? std::string("fewer than the 2 needed to predict one")
+                                   : "fewer than one window of " + std::to_string(config.context)));
+    // Every id is checked here, targets included: the forward pass only sees inputs.
+    for (std::size_t i = 0; i < stream.size(); ++i)
+        if (stream[i] < 0 || stream[i] >= model.vocabSize)
+            throw Error(source, "token id " + std::to_string(stream[i]) + " at position " +
+                                    std::to_string(i) + " is outside the vocabulary of " +
+                                    std::to_string(model.vocabSize));
 
     std::vector<WindowScore> scores(windows.size());
     std::mutex progressMutex;
@@ -131,9 +155,10 @@ PerplexityResult evaluatePerplexity(const Transformer& transformer,
     parallelFor(static_cast<std::int64_t>(windows.size()), [&](std::int64_t i) {
         job.checkpoint();
         const Window& w = windows[static_cast<std::size_t>(i)];
-        scores[static_cast<std::size_t>(i)] =
-            scoreWindow(transformer, stream.subspan(static_cast<std::size_t>(w.begin),
-                                                    static_cast<std::size_t>(w.length)));
+        scores[static_cast<std::size_t>(i)] = scoreWindow(
+            transformer, reference,
+            stream.subspan(static_cast<std::size_t>(w.begin), static_cast<std::size_t>(w.length)),
+            job);
         std::lock_guard lock(progressMutex);
         job.report(static_cast<double>(++finished) / static_cast<double>(windows.size()),
                    "perplexity");
@@ -141,14 +166,17 @@ PerplexityResult evaluatePerplexity(const Transformer& transformer,
 
     PerplexityResult result;
     result.windows = static_cast<std::int64_t>(windows.size());
-    double total = 0.0;
+    double total = 0.0, klTotal = 0.0;
     for (const WindowScore& s : scores) {
         result.scoredTokens += s.count;
+        klTotal += s.klSum;
         total += documents ? s.nllSum : s.nllSum / static_cast<double>(s.count);
     }
     result.meanNll = total / static_cast<double>(documents ? result.scoredTokens : result.windows);
     result.tokens = documents ? result.scoredTokens : length;
     result.perplexity = std::exp(result.meanNll);
+    result.meanKlDivergence = reference ? klTotal / static_cast<double>(result.scoredTokens)
+                                        : std::numeric_limits<double>::quiet_NaN();
     return result;
 }
 

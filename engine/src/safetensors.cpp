@@ -7,11 +7,89 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <set>
+#include <string_view>
 
 namespace quantlens {
 namespace {
 
 using nlohmann::json;
+
+// A header is an object of tensor entries (objects) holding flat arrays: three levels.
+constexpr int kMaxHeaderDepth = 3;
+
+// A first, DOM-free pass over the header that rejects what nlohmann::json would accept silently or
+// at great cost: duplicate keys (last wins) and deep nesting (a 100 MiB "[[[[…" costs gigabytes as
+// a DOM). Throws Error on the first problem, including malformed JSON.
+class HeaderChecker : public nlohmann::json_sax<json> {
+public:
+    explicit HeaderChecker(const std::string& source) : source_(source) {}
+
+    bool null() override { return true; }
+    bool boolean(bool) override { return true; }
+    bool number_integer(number_integer_t) override { return true; }
+    bool number_unsigned(number_unsigned_t) override { return true; }
+    bool number_float(number_float_t, const string_t&) override { return true; }
+    bool string(string_t&) override { return true; }
+    bool binary(binary_t&) override { return true; }
+
+    bool start_object(std::size_t) override {
+        enter();
+        keys_.emplace_back();
+        return true;
+    }
+    bool end_object() override {
+        keys_.pop_back();
+        --depth_;
+        return true;
+    }
+    bool start_array(std::size_t) override {
+        enter();
+        return true;
+    }
+    bool end_array() override {
+        --depth_;
+        return true;
+    }
+
+    // Keys only occur directly inside an object, so the innermost key set is that object's.
+    bool key(string_t& name) override {
+        if (depth_ == 1) entry_ = name;
+        if (!keys_.back().insert(name).second)
+            throw Error(source_, "header has duplicate key '" + name + "'" +
+                                     (depth_ == 1 ? "" : " inside '" + entry_ + "'"));
+        return true;
+    }
+
+    bool parse_error(std::size_t, const std::string&, const json::exception& e) override {
+        throw Error(source_, std::string("header is not valid JSON: ") + e.what());
+    }
+
+private:
+    void enter() {
+        if (++depth_ > kMaxHeaderDepth)
+            throw Error(source_, "header nests deeper than " + std::to_string(kMaxHeaderDepth) +
+                                     " levels (tensor entries hold only flat arrays)");
+    }
+
+    const std::string& source_;
+    int depth_ = 0;
+    std::vector<std::set<std::string>> keys_; // one per open object
+    std::string entry_;                       // the top-level key being read
+};
+
+json parseHeader(const std::string& source, std::string_view text) {
+    const std::size_t first = text.find_first_not_of(" \t\r\n");
+    if (first == std::string_view::npos || text[first] != '{')
+        throw Error(source, "header does not begin with '{' (not a safetensors file)");
+    HeaderChecker checker(source);
+    json::sax_parse(text.begin(), text.end(), &checker);
+    try {
+        return json::parse(text.begin(), text.end());
+    } catch (const json::exception& e) {
+        throw Error(source, std::string("header is not valid JSON: ") + e.what());
+    }
+}
 
 std::string describeRange(std::uint64_t begin, std::uint64_t end) {
     return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
@@ -45,16 +123,25 @@ TensorView parseEntry(const std::string& source, const std::string& name, const 
     view.name = name;
     view.dtype = *dtype;
     view.file = source;
-    std::uint64_t elements = 1;
+    // The product of the non-zero dimensions is bounded too, so that no dimension or partial
+    // product overflows int64 even when a zero dimension makes the tensor empty.
+    std::uint64_t extent = 1;
+    bool empty = false;
     for (const json& dim : *shapeIt) {
         if (!dim.is_number_unsigned())
             throw fail("has a shape entry that is not a non-negative integer");
         const std::uint64_t d = dim.get<std::uint64_t>();
-        if (d != 0 && elements > std::numeric_limits<std::uint64_t>::max() / 8 / d)
-            throw fail("has a shape too large to address");
-        elements *= d;
+        if (d == 0) {
+            empty = true;
+        } else {
+            if (extent > std::numeric_limits<std::uint64_t>::max() / 8 / d)
+                throw fail("has a shape too large to address (dimension " + std::to_string(d) +
+                           ")");
+            extent *= d;
+        }
         view.shape.push_back(static_cast<std::int64_t>(d));
     }
+    const std::uint64_t elements = empty ? 0 : extent;
 
     const std::uint64_t begin = (*offsetsIt)[0].get<std::uint64_t>();
     const std::uint64_t end = (*offsetsIt)[1].get<std::uint64_t>();
@@ -90,14 +177,8 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
                                 " runs past the end of the file (" + std::to_string(bytes.size()) +
                                 " bytes); the file is truncated or corrupt");
 
-    const auto* headerBegin = reinterpret_cast<const char*>(bytes.data() + 8);
-    json header;
-    try {
-        header = json::parse(headerBegin, headerBegin + headerSize);
-    } catch (const json::exception& e) {
-        throw Error(source, std::string("header is not valid JSON: ") + e.what());
-    }
-    if (!header.is_object()) throw Error(source, "header is not a JSON object");
+    const json header = parseHeader(source, {reinterpret_cast<const char*>(bytes.data() + 8),
+                                             static_cast<std::size_t>(headerSize)});
 
     const std::byte* data = bytes.data() + 8 + headerSize;
     const std::uint64_t dataSize = bytes.size() - 8 - headerSize;
@@ -114,14 +195,18 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
         tensors_.push_back(parseEntry(source, name, entry, data, dataSize));
     }
 
+    // In begin order, each non-empty tensor must start at or after the end of the last non-empty
+    // one (which, with no overlap so far, ends furthest). Empty tensors are skipped rather than
+    // compared: as neighbours they would hide an overlap between the tensors on either side.
     std::sort(tensors_.begin(), tensors_.end(),
               [](const TensorView& a, const TensorView& b) { return a.data < b.data; });
-    for (std::size_t i = 1; i < tensors_.size(); ++i) {
-        const TensorView& previous = tensors_[i - 1];
-        const TensorView& current = tensors_[i];
-        if (previous.data + previous.byteSize() > current.data && current.byteSize() > 0)
-            throw Error(source, "tensors '" + previous.name + "' and '" + current.name +
+    const TensorView* previous = nullptr;
+    for (const TensorView& current : tensors_) {
+        if (current.byteSize() == 0) continue;
+        if (previous && previous->data + previous->byteSize() > current.data)
+            throw Error(source, "tensors '" + previous->name + "' and '" + current.name +
                                     "' overlap in the data section");
+        previous = &current;
     }
 }
 

@@ -10,8 +10,8 @@
 namespace quantlens {
 namespace {
 
-RowMatrix rmsNorm(const RowMatrix& x, const FloatTensor& weight, float eps) {
-    const auto w = weight.vector().transpose().array();
+RowMatrix rmsNorm(const RowMatrix& x, const float* weight, float eps) {
+    const auto w = Eigen::Map<const Eigen::RowVectorXf>(weight, x.cols()).array();
     RowMatrix out(x.rows(), x.cols());
     for (Eigen::Index r = 0; r < x.rows(); ++r) {
         const float meanSquare = x.row(r).squaredNorm() / static_cast<float>(x.cols());
@@ -73,18 +73,33 @@ void throwIfNonFinite(std::initializer_list<const TensorView*> tensors) {
 Transformer::Transformer(const Model& model) : model_(model) {
     const ModelConfig& c = model.config;
     const int half = c.headDim / 2;
-    ropeCos_.resize(c.maxPositions, half);
-    ropeSin_.resize(c.maxPositions, half);
+    inverseFrequencies_.resize(half);
     // fp32 throughout, as the reference implementations compute the rotation angles.
-    for (int i = 0; i < half; ++i) {
-        const float inverseFrequency =
+    for (int i = 0; i < half; ++i)
+        inverseFrequencies_[i] =
             1.0f / std::pow(c.ropeTheta, static_cast<float>(2 * i) / static_cast<float>(c.headDim));
-        for (int p = 0; p < c.maxPositions; ++p) {
-            const float angle = static_cast<float>(p) * inverseFrequency;
-            ropeCos_(p, i) = std::cos(angle);
-            ropeSin_(p, i) = std::sin(angle);
-        }
-    }
+
+    std::vector<const TensorView*> needConversion;
+    std::size_t convertedBytes = 0;
+    const auto consider = [&](const TensorView& t) {
+        if (t.dtype == DType::F32 || converted_.count(t.data)) return;
+        needConversion.push_back(&t);
+        convertedBytes += static_cast<std::size_t>(t.elementCount()) * sizeof(float);
+    };
+    for (const BlockWeights& b : model.blocks)
+        for (const TensorView* t :
+             {&b.attnNorm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffnNorm, &b.gate, &b.up, &b.down})
+            consider(*t);
+    consider(model.finalNorm);
+    consider(model.lmHead);
+    if (convertedBytes <= kConversionCacheBytes)
+        for (const TensorView* t : needConversion)
+            converted_.try_emplace(t->data, *t);
+}
+
+FloatTensor Transformer::floatWeights(const TensorView& tensor) const {
+    const auto it = converted_.find(tensor.data);
+    return it != converted_.end() ? it->second.view() : FloatTensor(tensor);
 }
 
 RowMatrix Transformer::embed(std::span<const std::int32_t> tokens) const {
@@ -108,42 +123,71 @@ RowMatrix Transformer::embed(std::span<const std::int32_t> tokens) const {
 void Transformer::applyRope(RowMatrix& projected, int headCount, int startPosition) const {
     const int headDim = model_.config.headDim, half = headDim / 2;
     const bool interleaved = model_.config.ropeLayout == RopeLayout::Interleaved;
+    std::vector<float> cosines(static_cast<std::size_t>(half)), sines(cosines.size());
     for (Eigen::Index t = 0; t < projected.rows(); ++t) {
-        const Eigen::Index position = startPosition + t;
+        const float position = static_cast<float>(startPosition + t);
+        for (int i = 0; i < half; ++i) {
+            const float angle = position * inverseFrequencies_[i];
+            cosines[i] = std::cos(angle);
+            sines[i] = std::sin(angle);
+        }
         for (int h = 0; h < headCount; ++h) {
             float* head = projected.row(t).data() + static_cast<std::ptrdiff_t>(h) * headDim;
             for (int i = 0; i < half; ++i) {
                 const int a = interleaved ? 2 * i : i;
                 const int b = interleaved ? 2 * i + 1 : i + half;
-                const float c = ropeCos_(position, i), s = ropeSin_(position, i);
                 const float x = head[a], y = head[b];
-                head[a] = x * c - y * s;
-                head[b] = y * c + x * s;
+                head[a] = x * cosines[i] - y * sines[i];
+                head[b] = y * cosines[i] + x * sines[i];
             }
         }
     }
 }
 
 void Transformer::runBlock(int block, RowMatrix& hidden, KvCache& cache, int startPosition) const {
-    const ModelConfig& c = model_.config;
     const BlockWeights& w = model_.blocks.at(static_cast<std::size_t>(block));
-    const int tokens = static_cast<int>(hidden.rows());
-    const int headDim = c.headDim;
+    const FloatTensor attnNorm = floatWeights(w.attnNorm), wq = floatWeights(w.wq),
+                      wk = floatWeights(w.wk), wv = floatWeights(w.wv), wo = floatWeights(w.wo),
+                      ffnNorm = floatWeights(w.ffnNorm), gate = floatWeights(w.gate),
+                      up = floatWeights(w.up), down = floatWeights(w.down);
+    runBlock(block,
+             {attnNorm.data(), wq.data(), wk.data(), wv.data(), wo.data(), ffnNorm.data(),
+              gate.data(), up.data(), down.data()},
+             hidden, cache, startPosition);
+    if (!hidden.allFinite()) throwNonFinite(block);
+}
 
-    const FloatTensor attnNorm(w.attnNorm), wq(w.wq), wk(w.wk), wv(w.wv), wo(w.wo);
-    RowMatrix normed = rmsNorm(hidden, attnNorm, c.rmsNormEps);
-    RowMatrix q = normed * wq.matrix().transpose();
-    RowMatrix k = normed * wk.matrix().transpose();
+void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvCache& cache,
+                           int startPosition, const StageObserver& observer,
+                           std::optional<LinearStage> stopAfter) const {
+    const ModelConfig& c = model_.config;
+    const Eigen::Index tokens = hidden.rows(), dim = c.hiddenSize, kvDim = c.kvDim(),
+                       ffn = c.intermediateSize;
+    const int headDim = c.headDim;
+    const auto matrix = [](const float* data, Eigen::Index rows, Eigen::Index cols) {
+        return ConstRowMatrixMap(data, rows, cols);
+    };
+    // Reports a stage's input; true when the caller asked to stop there.
+    const auto observe = [&](LinearStage stage, const RowMatrix& input) {
+        if (observer) observer(stage, input);
+        return stopAfter == stage;
+    };
+
+    RowMatrix normed = rmsNorm(hidden, w.attnNorm, c.rmsNormEps);
+    if (observe(LinearStage::Attention, normed)) return;
+    RowMatrix q = normed * matrix(w.wq, dim, dim).transpose();
+    RowMatrix k = normed * matrix(w.wk, kvDim, dim).transpose();
     applyRope(q, c.headCount, startPosition);
     applyRope(k, c.kvHeadCount, startPosition);
     RowMatrix& keys = cache.keys[static_cast<std::size_t>(block)];
     RowMatrix& values = cache.values[static_cast<std::size_t>(block)];
     keys.middleRows(startPosition, tokens) = k;
-    values.middleRows(startPosition, tokens).noalias() = normed * wv.matrix().transpose();
+    values.middleRows(startPosition, tokens).noalias() =
+        normed * matrix(w.wv, kvDim, dim).transpose();
 
     const int groupSize = c.headCount / c.kvHeadCount;
     const float scale = 1.0f / std::sqrt(static_cast<float>(headDim));
-    RowMatrix attended(tokens, c.hiddenSize);
+    RowMatrix attended(tokens, dim);
     const Eigen::Index chunks = (tokens + kQueryChunk - 1) / kQueryChunk;
     parallelFor(c.headCount * chunks, [&](std::int64_t task) {
         const Eigen::Index head = task / chunks, first = (task % chunks) * kQueryChunk;
@@ -157,17 +201,17 @@ void Transformer::runBlock(int block, RowMatrix& hidden, KvCache& cache, int sta
         attended.block(first, head * headDim, rows, headDim).noalias() =
             scores * values.block(0, kvColumn, visible, headDim);
     });
-    hidden.noalias() += attended * wo.matrix().transpose();
+    if (observe(LinearStage::AttentionOutput, attended)) return;
+    hidden.noalias() += attended * matrix(w.wo, dim, dim).transpose();
 
-    const FloatTensor ffnNorm(w.ffnNorm), gate(w.gate), up(w.up), down(w.down);
-    normed = rmsNorm(hidden, ffnNorm, c.rmsNormEps);
-    RowMatrix gated = normed * gate.matrix().transpose();
-    const RowMatrix upProjected = normed * up.matrix().transpose();
+    normed = rmsNorm(hidden, w.ffnNorm, c.rmsNormEps);
+    if (observe(LinearStage::Mlp, normed)) return;
+    RowMatrix gated = normed * matrix(w.gate, ffn, dim).transpose();
+    const RowMatrix upProjected = normed * matrix(w.up, ffn, dim).transpose();
     // SwiGLU: silu(gate) ⊙ up.
     gated.array() = gated.array() / (1.0f + (-gated.array()).exp()) * upProjected.array();
-    hidden.noalias() += gated * down.matrix().transpose();
-
-    if (!hidden.allFinite()) throwNonFinite(block);
+    if (observe(LinearStage::MlpOutput, gated)) return;
+    hidden.noalias() += gated * matrix(w.down, dim, ffn).transpose();
 }
 
 void Transformer::throwNonFinite(int block) const {
@@ -179,8 +223,9 @@ void Transformer::throwNonFinite(int block) const {
 }
 
 RowMatrix Transformer::logits(const RowMatrix& hidden) const {
-    const FloatTensor norm(model_.finalNorm), head(model_.lmHead);
-    RowMatrix result = rmsNorm(hidden, norm, model_.config.rmsNormEps) * head.matrix().transpose();
+    const FloatTensor norm = floatWeights(model_.finalNorm), head = floatWeights(model_.lmHead);
+    RowMatrix result =
+        rmsNorm(hidden, norm.data(), model_.config.rmsNormEps) * head.matrix().transpose();
     if (!result.allFinite()) {
         throwIfNonFinite({&model_.finalNorm, &model_.lmHead});
         throw Error(model_.path.string(), "logits overflowed to Inf/NaN");
@@ -188,7 +233,8 @@ RowMatrix Transformer::logits(const RowMatrix& hidden) const {
     return result;
 }
 
-RowMatrix Transformer::forward(std::span<const std::int32_t> tokens, KvCache& cache) const {
+RowMatrix Transformer::forward(std::span<const std::int32_t> tokens, KvCache& cache,
+                               const JobContext* job) const {
     const int start = cache.length;
     const std::int64_t end = start + static_cast<std::int64_t>(tokens.size());
     if (tokens.empty()) throw Error(model_.path.string(), "no tokens to run");
@@ -201,8 +247,10 @@ RowMatrix Transformer::forward(std::span<const std::int32_t> tokens, KvCache& ca
                                               " positions exceeds the cache of " +
                                               std::to_string(cache.capacity));
     RowMatrix hidden = embed(tokens);
-    for (int b = 0; b < model_.config.layerCount; ++b)
+    for (int b = 0; b < model_.config.layerCount; ++b) {
+        if (job) job->checkpoint();
         runBlock(b, hidden, cache, start);
+    }
     cache.length = static_cast<int>(end);
     return logits(hidden);
 }

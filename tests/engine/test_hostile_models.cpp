@@ -54,6 +54,15 @@ std::string readBytes(const fs::path& file) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// A safetensors file with a header given as text, for headers nlohmann::json cannot write.
+void writeSafetensorsText(const fs::path& file, const std::string& header,
+                          const std::string& data) {
+    std::string bytes(8, '\0');
+    const std::uint64_t length = header.size();
+    std::memcpy(bytes.data(), &length, 8);
+    writeBytes(file, bytes + header + data);
+}
+
 #define QVERIFY_MESSAGE(message, ...)                                                              \
     do {                                                                                           \
         const QString m = (message);                                                               \
@@ -110,6 +119,19 @@ private slots:
                         "model.layers.1.self_attn.o_proj.weight");
     }
 
+    // An empty tensor sorted between two overlapping ones must not hide their overlap.
+    void overlapBehindAnEmptyTensorIsRejected() {
+        auto parts = test::readSafetensorsParts(weights_);
+        QVERIFY(parts.header["model.embed_tokens.weight"]["data_offsets"] ==
+                nlohmann::json({0, 131072}));
+        parts.header["model.empty"] = {
+            {"dtype", "F32"}, {"shape", {0}}, {"data_offsets", {1000, 1000}}};
+        parts.header["model.norm.weight"]["data_offsets"] = {2000, 2256};
+        test::writeSafetensorsParts(weights_, parts);
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "overlap",
+                        "'model.embed_tokens.weight' and 'model.norm.weight'");
+    }
+
     void outOfRangeOffsetsAreRejected() {
         auto parts = test::readSafetensorsParts(weights_);
         const std::uint64_t end = parts.data.size() + 16384;
@@ -139,10 +161,66 @@ private slots:
 
     void headerThatIsNotJsonIsRejected() {
         std::string bytes = readBytes(weights_);
-        bytes[8] = '[';
         bytes[9] = '{';
         writeBytes(weights_, bytes);
         QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "header is not valid JSON");
+        bytes[8] = '[';
+        writeBytes(weights_, bytes);
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "header does not begin with '{'");
+    }
+
+    // nlohmann::json builds a node per level: a 100 MiB "[[[[…" header would cost gigabytes.
+    void deeplyNestedHeaderIsRejected() {
+        const std::string data = test::readSafetensorsParts(weights_).data;
+        const std::size_t depth = 2'000'000;
+        writeSafetensorsText(weights_, std::string(depth, '[') + std::string(depth, ']'), data);
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "header does not begin with '{'");
+        writeSafetensorsText(
+            weights_, "{\"a\":" + std::string(depth, '[') + std::string(depth, ']') + "}", data);
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors",
+                        "header nests deeper than 3 levels");
+        writeSafetensorsText(weights_, R"({"a":{"b":{"c":[]}}})", data);
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors",
+                        "header nests deeper than 3 levels");
+    }
+
+    // nlohmann::json keeps the last of repeated keys; a header must not say two things.
+    void duplicateHeaderKeysAreRejected() {
+        auto parts = test::readSafetensorsParts(weights_);
+        const nlohmann::json norm = parts.header["model.norm.weight"];
+        parts.header.erase("model.norm.weight");
+        const std::string rest = parts.header.dump().substr(1); // after the opening brace
+
+        nlohmann::json moved = norm;
+        moved["data_offsets"] = {0, 256};
+        writeSafetensorsText(weights_,
+                             "{\"model.norm.weight\":" + moved.dump() +
+                                 ",\"model.norm.weight\":" + norm.dump() + "," + rest,
+                             parts.data);
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors",
+                        "header has duplicate key 'model.norm.weight'");
+
+        const std::string entry = norm.dump(); // {"data_offsets":…,"dtype":"F32","shape":[64]}
+        writeSafetensorsText(
+            weights_, "{\"model.norm.weight\":{\"dtype\":\"F16\"," + entry.substr(1) + "," + rest,
+            parts.data);
+        QVERIFY_MESSAGE(loadError(model_), "model.safetensors",
+                        "header has duplicate key 'dtype' inside 'model.norm.weight'");
+    }
+
+    // After a zero dimension the element count stays 0 however large the rest are; a dimension
+    // past INT64_MAX would become a negative shape entry.
+    void hugeDimensionsAreRejected() {
+        auto parts = test::readSafetensorsParts(weights_);
+        for (const std::uint64_t huge :
+             {std::uint64_t(1) << 63, std::numeric_limits<std::uint64_t>::max()}) {
+            parts.header["model.norm.weight"]["shape"] = {0, huge};
+            parts.header["model.norm.weight"]["data_offsets"] = {0, 0};
+            test::writeSafetensorsParts(weights_, parts);
+            const std::string dimension = "(dimension " + std::to_string(huge) + ")";
+            QVERIFY_MESSAGE(loadError(model_), "model.safetensors", "'model.norm.weight'",
+                            "has a shape too large to address", dimension.c_str());
+        }
     }
 
     void shapeConfigMismatchIsRejected() {
@@ -171,7 +249,7 @@ private slots:
         test::editJsonFile(model_ / "config.json",
                            [](nlohmann::json& c) { c["num_attention_heads"] = 7; });
         QVERIFY_MESSAGE(loadError(model_), "config.json",
-                        "hidden_size 64 is not divisible by num_attention_heads 7");
+                        "hidden size 64 is not divisible by the head count 7");
     }
 
     void badConfigIsRejected() {
@@ -208,6 +286,28 @@ private slots:
         index["weight_map"]["model.norm.weight"] = "model-00002-of-00002.safetensors";
         writeBytes(model_ / "model.safetensors.index.json", index.dump());
         QVERIFY_MESSAGE(loadError(model_), "model-00002-of-00002.safetensors", "cannot open");
+    }
+
+    void tensorInTwoShardsIsRejected() {
+        auto parts = test::readSafetensorsParts(weights_);
+        nlohmann::json index{{"weight_map", nlohmann::json::object()}};
+        for (const auto& [name, entry] : parts.header.items())
+            if (name != "__metadata__")
+                index["weight_map"][name] = "model-00001-of-00002.safetensors";
+        index["weight_map"]["model.norm.weight"] = "model-00002-of-00002.safetensors";
+        fs::rename(weights_, model_ / "model-00001-of-00002.safetensors");
+        writeBytes(model_ / "model.safetensors.index.json", index.dump());
+
+        // The second shard holds model.norm.weight again, which the first one still holds too.
+        const auto& norm = parts.header["model.norm.weight"];
+        const std::size_t begin = norm["data_offsets"][0].get<std::size_t>();
+        test::SafetensorsParts second;
+        second.header["model.norm.weight"] = norm;
+        second.header["model.norm.weight"]["data_offsets"] = {0, 256};
+        second.data = parts.data.substr(begin, 256);
+        test::writeSafetensorsParts(model_ / "model-00002-of-00002.safetensors", second);
+        QVERIFY_MESSAGE(loadError(model_), "model-00002-of-00002.safetensors",
+                        "tensor 'model.norm.weight' is stored in more than one shard");
     }
 
     void nanWeightIsNamedWhenEvaluated() {
@@ -269,14 +369,16 @@ private slots:
                         "hidden size 64 is not divisible by the head count 7");
 
         std::string huge = bytes;
-        const std::int32_t big = 1 << 30;
-        std::memcpy(huge.data() + 0, &big, 4);
-        std::memcpy(huge.data() + 8, &big, 4);
+        const std::int32_t absurd = 1 << 30;
+        std::memcpy(huge.data() + 0, &absurd, 4);
         writeBytes(bin, huge);
-        const QString message = loadError(bin);
-        QVERIFY_MESSAGE(message, "damaged.bin");
-        QVERIFY2(message.contains("truncated") || message.contains("too large"),
-                 qPrintable(message));
+        QVERIFY_MESSAGE(loadError(bin), "damaged.bin", "hidden size 1073741824 exceeds 1048576");
+
+        // Plausible but enormous: a 2 GiB embedding that the file does not hold.
+        const std::int32_t wide = 1 << 20;
+        std::memcpy(huge.data() + 0, &wide, 4);
+        writeBytes(bin, huge);
+        QVERIFY_MESSAGE(loadError(bin), "damaged.bin", "truncated: tensor 'token_embedding_table'");
     }
 };
 

@@ -10,6 +10,8 @@
 
 #include <QTemporaryDir>
 
+#include <algorithm>
+
 using namespace quantlens;
 
 namespace {
@@ -160,6 +162,70 @@ private slots:
         } catch (const Error& e) {
             QVERIFY(QString(e.what()).contains(
                 "the text has 100 tokens, fewer than one window of 256"));
+        }
+    }
+
+    // Python's universal newlines: CRLF, lone CR and LF end lines alike, in both protocols.
+    void lineEndingsGiveTheSameStream() {
+        const auto tokenizer = loadTokenizer(test::dataPath("stories260K-hf/tokenizer.model"));
+        const auto text = [](const std::string& eol) {
+            return "Once upon a time" + eol + eol + "there was a cat." + eol + "It sat." + eol;
+        };
+        for (const auto protocol : {PerplexityProtocol::Documents, PerplexityProtocol::Gptq}) {
+            const auto lf = tokenizeForProtocol(*tokenizer, text("\n"), protocol, 1, "lf");
+            QCOMPARE(tokenizeForProtocol(*tokenizer, text("\r\n"), protocol, 1, "crlf"), lf);
+            QCOMPARE(tokenizeForProtocol(*tokenizer, text("\r"), protocol, 1, "cr"), lf);
+            // Documents: one BOS per non-blank line; Gptq: one for the whole text.
+            QCOMPARE(std::count(lf.begin(), lf.end(), 1),
+                     std::ptrdiff_t(protocol == PerplexityProtocol::Documents ? 3 : 1));
+        }
+    }
+
+    // Documents windows hold ctx + 1 tokens at stride ctx, the last one partial.
+    void documentsWindowEdges() {
+        const auto model = loadModel(test::dataPath("stories260K-hf"));
+        const Transformer transformer(*model);
+        const int ctx = 16;
+        const auto stream = [](std::size_t length) {
+            std::vector<std::int32_t> ids(length);
+            for (std::size_t i = 0; i < length; ++i)
+                ids[i] = std::int32_t(1 + (i * 37) % 511);
+            return ids;
+        };
+        const PerplexityConfig config{ctx, PerplexityProtocol::Documents};
+        const PerplexityResult one =
+            evaluatePerplexity(transformer, stream(ctx + 1), config, JobContext{});
+        QCOMPARE(one.windows, std::int64_t(1));
+        QCOMPARE(one.scoredTokens, std::int64_t(ctx));
+        const PerplexityResult two =
+            evaluatePerplexity(transformer, stream(ctx + 2), config, JobContext{});
+        QCOMPARE(two.windows, std::int64_t(2));
+        QCOMPARE(two.scoredTokens, std::int64_t(ctx + 1));
+        QCOMPARE(two.tokens, two.scoredTokens);
+    }
+
+    // Gptq: floor(n / ctx) whole windows of ctx tokens, each scoring ctx - 1.
+    void gptqWindowEdges() {
+        const auto model = loadModel(test::dataPath("stories260K-hf"));
+        const Transformer transformer(*model);
+        const int ctx = 16;
+        const PerplexityConfig config{ctx, PerplexityProtocol::Gptq};
+        const std::vector<std::int32_t> exact(ctx, 7);
+        const PerplexityResult one = evaluatePerplexity(transformer, exact, config, JobContext{});
+        QCOMPARE(one.windows, std::int64_t(1));
+        QCOMPARE(one.scoredTokens, std::int64_t(ctx - 1));
+        QCOMPARE(one.tokens, std::int64_t(ctx));
+        const std::vector<std::int32_t> almostTwo(2 * ctx - 1, 7);
+        QCOMPARE(evaluatePerplexity(transformer, almostTwo, config, JobContext{}).windows,
+                 std::int64_t(1));
+        try {
+            evaluatePerplexity(transformer, std::vector<std::int32_t>(ctx - 1, 7), config,
+                               JobContext{});
+            QFAIL("accepted a text shorter than one window");
+        } catch (const Error& e) {
+            QVERIFY2(
+                QString(e.what()).contains("the text has 15 tokens, fewer than one window of 16"),
+                e.what());
         }
     }
 };

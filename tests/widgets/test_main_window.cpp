@@ -1,3 +1,4 @@
+#include "application_setup.h"
 #include "main_window.h"
 #include "model_summary_view.h"
 #include "test_data.h"
@@ -65,6 +66,7 @@ class TestMainWindow : public QObject {
 
 private slots:
     void initTestCase();
+    void hasApplicationIcon();
     void showsHfModel();
     void showsDroppedCheckpoint();
     void reportsMissingModel();
@@ -78,6 +80,14 @@ void TestMainWindow::initTestCase() {
     QCoreApplication::setApplicationName("test_main_window");
     QSettings().clear();
     QLocale::setDefault(QLocale(QLocale::English, QLocale::UnitedStates)); // "260,032"
+}
+
+// The icon is compiled into the static studio library; it loads only if its resource is
+// initialised, as main() does through installApplicationIcon().
+void TestMainWindow::hasApplicationIcon() {
+    installApplicationIcon();
+    const MainWindow window;
+    QVERIFY(window.windowIcon().availableSizes().contains(QSize(256, 256)));
 }
 
 void TestMainWindow::showsHfModel() {

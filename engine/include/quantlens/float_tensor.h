@@ -17,12 +17,17 @@ class FloatTensor {
 public:
     explicit FloatTensor(const TensorView& view);
     FloatTensor(FloatTensor&&) noexcept = default;
+    // A non-owning view of this tensor's fp32 data.
+    FloatTensor view() const { return FloatTensor(data_, rows_, cols_); }
 
     ConstRowMatrixMap matrix() const { return {data_, rows_, cols_}; }
     Eigen::Map<const Eigen::VectorXf> vector() const { return {data_, rows_ * cols_}; }
     const float* data() const { return data_; }
 
 private:
+    FloatTensor(const float* data, Eigen::Index rows, Eigen::Index cols)
+        : data_(data), rows_(rows), cols_(cols) {}
+
     std::vector<float> owned_;
     const float* data_ = nullptr;
     Eigen::Index rows_ = 0;

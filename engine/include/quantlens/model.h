@@ -1,9 +1,11 @@
 #pragma once
 
+#include "quantlens/float_tensor.h"
 #include "quantlens/mapped_file.h"
 #include "quantlens/model_config.h"
 #include "quantlens/safetensors.h"
 
+#include <array>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -16,6 +18,11 @@ enum class ModelFormat { HuggingFace, Llama2c };
 struct BlockWeights {
     TensorView attnNorm, wq, wk, wv, wo;
     TensorView ffnNorm, gate, up, down;
+
+    // The seven linear layers in quantization order: q, k, v, o, gate, up, down.
+    std::array<const TensorView*, 7> linearLayers() const {
+        return {&wq, &wk, &wv, &wo, &gate, &up, &down};
+    }
 };
 
 // A loaded LLaMA-family checkpoint: its config and zero-copy views of every weight. The files stay
@@ -40,9 +47,8 @@ public:
     // The tokenizer that ships with the checkpoint, or empty when none was found.
     std::filesystem::path defaultTokenizer;
 
-    // Keeps the mapped files alive.
-    std::vector<std::shared_ptr<const SafetensorsFile>> safetensorsFiles;
-    std::shared_ptr<const MappedFile> rawFile;
+    // Whatever the views point into (mapped files, owned buffers), kept alive with the model.
+    std::vector<std::shared_ptr<const void>> storage;
 };
 
 // Loads an HF directory (config.json + model.safetensors or a sharded index) or a llama2.c .bin.
@@ -50,5 +56,10 @@ std::unique_ptr<Model> loadModel(const std::filesystem::path& path);
 
 std::unique_ptr<Model> loadHfModel(const std::filesystem::path& directory);
 std::unique_ptr<Model> loadLlama2cModel(const std::filesystem::path& binFile);
+
+// A copy of `source` whose linear layers are `layers[block][i]` (kLinearLayerNames order), e.g. a
+// quantized model's reconstruction; every other tensor still views the source's storage.
+std::unique_ptr<Model> withLinearLayers(const Model& source,
+                                        std::vector<std::array<RowMatrix, 7>> layers);
 
 } // namespace quantlens

@@ -37,6 +37,8 @@ struct PerplexityResult {
     std::int64_t windows = 0;
     double meanNll = 0.0;
     double perplexity = 0.0;
+    // Mean over scored tokens of KL(reference ‖ evaluated) in nats; NaN without a reference.
+    double meanKlDivergence = 0.0;
 };
 
 // The token stream a protocol scores, built from text; `source` names the text in errors.
@@ -44,8 +46,11 @@ std::vector<std::int32_t> tokenizeForProtocol(const Tokenizer& tokenizer, std::s
                                               PerplexityProtocol protocol, int bosToken,
                                               const std::string& source);
 
+// With `reference` (e.g. the unquantized model), also measures how far the evaluated model's
+// next-token distributions are from the reference's on the same windows.
 PerplexityResult evaluatePerplexity(const Transformer& transformer,
                                     std::span<const std::int32_t> stream,
-                                    const PerplexityConfig& config, const JobContext& job);
+                                    const PerplexityConfig& config, const JobContext& job,
+                                    const Transformer* reference = nullptr);
 
 } // namespace quantlens

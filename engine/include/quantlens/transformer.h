@@ -1,13 +1,40 @@
 #pragma once
 
 #include "quantlens/float_tensor.h"
+#include "quantlens/job.h"
 #include "quantlens/kv_cache.h"
 #include "quantlens/model.h"
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <span>
+#include <unordered_map>
 
 namespace quantlens {
+
+// fp32 weights of one block, viewed where they live (mapped file, converted copy, or a quantized
+// model's reconstruction); shapes follow the model config.
+struct BlockView {
+    const float* attnNorm;
+    const float* wq;
+    const float* wk;
+    const float* wv;
+    const float* wo;
+    const float* ffnNorm;
+    const float* gate;
+    const float* up;
+    const float* down;
+};
+
+// The inputs of a block's linear layers, in the order they are computed: q/k/v share one input,
+// then o_proj's, then gate/up's shared one, then down_proj's.
+enum class LinearStage { Attention, AttentionOutput, Mlp, MlpOutput };
+inline constexpr LinearStage kLinearStages[] = {
+    LinearStage::Attention, LinearStage::AttentionOutput, LinearStage::Mlp, LinearStage::MlpOutput};
+using StageObserver = std::function<void(LinearStage, const RowMatrix& input)>;
+
+inline constexpr std::size_t kConversionCacheBytes = std::size_t{4} << 30;
 
 // The LLaMA forward pass on the CPU (Eigen): RMSNorm, RoPE in the model's layout, causal GQA
 // attention, SwiGLU. Works on a whole sequence at once; positions continue from the cache, so the
@@ -19,20 +46,32 @@ public:
     const Model& model() const { return model_; }
 
     // Logits [tokens, vocab] for `tokens` at positions cache.length…; appends to the cache.
-    RowMatrix forward(std::span<const std::int32_t> tokens, KvCache& cache) const;
+    // `job`, when given, is checked before every block.
+    RowMatrix forward(std::span<const std::int32_t> tokens, KvCache& cache,
+                      const JobContext* job = nullptr) const;
 
     // The pieces of forward(), for jobs that walk the model block by block.
     RowMatrix embed(std::span<const std::int32_t> tokens) const;
     void runBlock(int block, RowMatrix& hidden, KvCache& cache, int startPosition) const;
+    // Runs a block on the given weights. `observer` sees each linear input; with `stopAfter` the
+    // block returns right after that stage was observed, leaving `hidden` incomplete.
+    void runBlock(int block, const BlockView& weights, RowMatrix& hidden, KvCache& cache,
+                  int startPosition, const StageObserver& observer = {},
+                  std::optional<LinearStage> stopAfter = {}) const;
     RowMatrix logits(const RowMatrix& hidden) const;
 
 private:
     void applyRope(RowMatrix& projected, int headCount, int startPosition) const;
     [[noreturn]] void throwNonFinite(int block) const;
 
+    // fp32 view of a stored tensor: the conversion cache's copy, or a fresh FloatTensor.
+    FloatTensor floatWeights(const TensorView& tensor) const;
+
     const Model& model_;
-    RowMatrix ropeCos_; // [maxPositions, headDim / 2]
-    RowMatrix ropeSin_;
+    Eigen::VectorXf inverseFrequencies_; // RoPE, [headDim / 2]
+    // F16/BF16 tensors converted once, when the whole model's fp32 copy fits kConversionCacheBytes;
+    // larger models convert each block as it runs, so memory stays bounded.
+    std::unordered_map<const std::byte*, FloatTensor> converted_;
 };
 
 } // namespace quantlens

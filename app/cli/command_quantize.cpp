@@ -1,0 +1,127 @@
+#include "commands.h"
+#include "model_source.h"
+#include "progress_bar.h"
+#include "quant_settings.h"
+
+#include "quantlens/dense_checkpoint_writer.h"
+#include "quantlens/model_quantizer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+namespace {
+
+struct QuantizeOptions {
+    std::string model;
+    std::string method;
+    std::string calibration;
+    std::string out;
+    std::string tokenizer;
+    std::string dtype = "F32";
+    quantlens::CalibrationConfig calibrationConfig;
+    bool json = false;
+};
+
+nlohmann::json layerJson(const quantlens::LayerReport& layer) {
+    return {{"block", layer.block},
+            {"layer", layer.name},
+            {"rows", layer.rows},
+            {"cols", layer.cols},
+            {"bytes", layer.storedBytes},
+            {"bits_per_param", layer.bitsPerParameter},
+            {"paper_bits_per_param", layer.paperBitsPerParameter},
+            {"outliers", layer.outliers},
+            {"relative_output_error", layer.relativeOutputError}};
+}
+
+void run(const QuantizeOptions& options, const QuantSettings& settings) {
+    const auto started = std::chrono::steady_clock::now();
+    const quantlens::QuantConfig method = makeQuantConfig(options.method, settings);
+    const auto model = quantlens::loadModel(options.model);
+    const std::vector<std::int32_t> calibration =
+        options.calibration.empty()
+            ? std::vector<std::int32_t>{}
+            : readTokenStream(options.calibration, *model, options.tokenizer,
+                              quantlens::PerplexityProtocol::Documents);
+
+    quantlens::DenseCheckpointWriter writer(
+        *model, options.out, *quantlens::parseDType(options.dtype),
+        {{"quantlens.method", quantlens::describe(method)}, {"quantlens.source", options.model}});
+    ProgressBar progress;
+    const quantlens::JobContext job(
+        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
+    const quantlens::QuantizeResult result = quantlens::quantizeModel(
+        *model, calibration, method, options.calibrationConfig,
+        [&](int block, const std::string& name, const quantlens::QuantizedLayer&,
+            const quantlens::RowMatrix& weights) { writer.writeLayer(block, name, weights); },
+        job);
+    writer.commit();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+
+    if (options.json) {
+        nlohmann::json layers = nlohmann::json::array();
+        for (const auto& layer : result.layers)
+            layers.push_back(layerJson(layer));
+        std::cout << nlohmann::json{{"method", quantlens::methodName(method)},
+                                    {"settings", quantlens::describe(method)},
+                                    {"bits_per_param", result.bitsPerParameter},
+                                    {"paper_bits_per_param", result.paperBitsPerParameter},
+                                    {"outlier_fraction", result.outlierFraction},
+                                    {"parameters", result.parameters},
+                                    {"stored_bytes", result.storedBytes},
+                                    {"seconds", seconds},
+                                    {"out", options.out},
+                                    {"layers", layers}}
+                         .dump()
+                  << '\n';
+        return;
+    }
+    std::printf("%-5s %-10s %11s %8s %8s %9s %12s\n", "block", "layer", "shape", "bits", "paper",
+                "outliers", "rel. error");
+    for (const auto& l : result.layers)
+        std::printf("%-5d %-10s %5dx%-5d %8.4f %8.4f %9lld %12.3e\n", l.block, l.name.c_str(),
+                    l.rows, l.cols, l.bitsPerParameter, l.paperBitsPerParameter,
+                    static_cast<long long>(l.outliers), l.relativeOutputError);
+    std::printf("\nmethod               %s\n", quantlens::describe(method).c_str());
+    std::printf("bits_per_param       %.4f (stored bytes of %lld linear-layer parameters)\n",
+                result.bitsPerParameter, static_cast<long long>(result.parameters));
+    std::printf("paper_bits_per_param %.4f\n", result.paperBitsPerParameter);
+    std::printf("outlier_fraction     %.6f\n", result.outlierFraction);
+    std::printf("seconds              %.2f\n", seconds);
+    std::printf("wrote                %s (dense %s, loads with `quantlens-cli eval`)\n",
+                options.out.c_str(), options.dtype.c_str());
+}
+
+} // namespace
+
+Command addQuantizeCommand(CLI::App& app) {
+    auto options = std::make_shared<QuantizeOptions>();
+    CLI::App* sub =
+        app.add_subcommand("quantize", "Quantize a model's linear layers (RTN, GPTQ, SpQR)");
+    sub->add_option("model", options->model, "HF model directory or llama2.c .bin")->required();
+    sub->add_option("--method", options->method, "rtn, gptq or spqr")
+        ->required()
+        ->check(CLI::IsMember({"rtn", "gptq", "spqr"}));
+    sub->add_option("--calib", options->calibration,
+                    "Calibration text (one document per line) or token file (.u16/.u32)")
+        ->check(CLI::ExistingFile);
+    sub->add_option("--out", options->out, "Output directory (dense dequantized checkpoint)")
+        ->required();
+    sub->add_option("--nsamples", options->calibrationConfig.sequences, "Calibration sequences")
+        ->capture_default_str();
+    sub->add_option("--seqlen", options->calibrationConfig.sequenceLength,
+                    "Tokens per calibration sequence (0: min(2048, model context))")
+        ->capture_default_str();
+    sub->add_option("--dtype", options->dtype, "Output dtype")
+        ->check(CLI::IsMember({"F32", "F16", "BF16"}))
+        ->capture_default_str();
+    sub->add_option("--tokenizer", options->tokenizer,
+                    "Tokenizer file (tokenizer.model or tok*.bin)");
+    sub->add_flag("--json", options->json, "Print one JSON object");
+    auto flags = std::make_shared<QuantSettingFlags>(*sub);
+    return {sub, [options, flags] { run(*options, flags->collect()); }};
+}

@@ -1,0 +1,149 @@
+#include "quant_settings.h"
+
+#include "quantlens/error.h"
+
+#include <sstream>
+
+namespace {
+
+struct SettingInfo {
+    const char* name;
+    const char* help;
+};
+
+constexpr SettingInfo kSettings[] = {
+    {"wbits", "Bits per weight"},
+    {"groupsize", "Columns per statistics group (β1 for SpQR); 0 = one group per row"},
+    {"blocksize", "Columns per lazy-update block (GPTQ, SpQR)"},
+    {"percdamp", "Hessian dampening as a fraction of mean(diag H)"},
+    {"qq-bits", "Bits of SpQR's quantized scales and zeros"},
+    {"stats-groupsize", "Rows per second-level statistics group (β2, SpQR)"},
+    {"outlier-threshold", "SpQR outlier threshold τ (relative)"},
+};
+
+int toInt(const std::string& name, const std::string& text) {
+    try {
+        std::size_t used = 0;
+        const int value = std::stoi(text, &used);
+        if (used == text.size()) return value;
+    } catch (const std::exception&) {
+    }
+    throw quantlens::Error("", name + " must be an integer, not '" + text + "'");
+}
+
+double toDouble(const std::string& name, const std::string& text) {
+    try {
+        std::size_t used = 0;
+        const double value = std::stod(text, &used);
+        if (used == text.size()) return value;
+    } catch (const std::exception&) {
+    }
+    throw quantlens::Error("", name + " must be a number, not '" + text + "'");
+}
+
+bool toBool(const std::string& name, const std::string& text) {
+    if (text == "1" || text == "true" || text == "on") return true;
+    if (text == "0" || text == "false" || text == "off") return false;
+    throw quantlens::Error("", name + " must be true or false, not '" + text + "'");
+}
+
+std::vector<std::string> split(const std::string& text, char separator) {
+    std::vector<std::string> parts;
+    std::stringstream stream(text);
+    for (std::string part; std::getline(stream, part, separator);)
+        parts.push_back(part);
+    return parts;
+}
+
+} // namespace
+
+quantlens::QuantConfig makeQuantConfig(const std::string& method, const QuantSettings& settings) {
+    std::set<std::string> allowed = {"wbits", "groupsize"};
+    quantlens::QuantConfig config;
+    const auto take = [&](const char* name, auto& field) {
+        const auto it = settings.find(name);
+        if (it == settings.end()) return;
+        using Field = std::decay_t<decltype(field)>;
+        if constexpr (std::is_same_v<Field, bool>)
+            field = toBool(name, it->second);
+        else if constexpr (std::is_same_v<Field, int>)
+            field = toInt(name, it->second);
+        else
+            field = toDouble(name, it->second);
+    };
+    if (method == "rtn") {
+        quantlens::RtnConfig c;
+        take("wbits", c.wbits);
+        take("groupsize", c.groupsize);
+        config = c;
+    } else if (method == "gptq") {
+        quantlens::GptqConfig c;
+        take("wbits", c.wbits);
+        take("groupsize", c.groupsize);
+        take("blocksize", c.blocksize);
+        take("percdamp", c.percdamp);
+        take("act-order", c.actOrder);
+        allowed.insert({"blocksize", "percdamp", "act-order"});
+        config = c;
+    } else if (method == "spqr") {
+        quantlens::SpqrConfig c;
+        take("wbits", c.wbits);
+        take("groupsize", c.groupsize);
+        take("blocksize", c.blocksize);
+        take("percdamp", c.percdamp);
+        take("act-order", c.actOrder);
+        take("qq-bits", c.qqBits);
+        take("stats-groupsize", c.statsGroupsize);
+        take("outlier-threshold", c.outlierThreshold);
+        allowed.insert({"blocksize", "percdamp", "act-order", "qq-bits", "stats-groupsize",
+                        "outlier-threshold"});
+        config = c;
+    } else {
+        throw quantlens::Error("", "unknown method '" + method + "' (rtn, gptq or spqr)");
+    }
+    for (const auto& [name, value] : settings)
+        if (!allowed.count(name))
+            throw quantlens::Error("", "setting '" + name + "' does not apply to " + method);
+    quantlens::validate(config);
+    return config;
+}
+
+QuantSettingFlags::QuantSettingFlags(CLI::App& command) {
+    for (const SettingInfo& s : kSettings)
+        options_[s.name] = command.add_option("--" + std::string(s.name), values_[s.name], s.help);
+    actOrderOption_ =
+        command.add_flag("--act-order,!--no-act-order", actOrder_,
+                         "Quantize columns in descending order of diag H (GPTQ, SpQR)");
+}
+
+QuantSettings QuantSettingFlags::collect() const {
+    QuantSettings settings;
+    for (const auto& [name, option] : options_)
+        if (option->count() > 0) settings[name] = values_.at(name);
+    if (actOrderOption_->count() > 0) settings["act-order"] = actOrder_ ? "true" : "false";
+    return settings;
+}
+
+std::vector<std::pair<std::string, QuantSettings>> expandGrid(const std::string& spec) {
+    const std::vector<std::string> parts = split(spec, ':');
+    if (parts.empty() || parts.front().empty()) throw quantlens::Error("", "empty grid entry");
+    std::vector<std::pair<std::string, QuantSettings>> runs{{parts.front(), {}}};
+    for (std::size_t i = 1; i < parts.size(); ++i) {
+        const std::size_t equals = parts[i].find('=');
+        if (equals == std::string::npos)
+            throw quantlens::Error("",
+                                   "grid entry '" + parts[i] + "' must read name=value[,value…]");
+        const std::string name = parts[i].substr(0, equals);
+        std::vector<std::pair<std::string, QuantSettings>> expanded;
+        for (const auto& run : runs)
+            for (const std::string& value : split(parts[i].substr(equals + 1), ',')) {
+                auto next = run;
+                next.second[name] = value;
+                expanded.push_back(std::move(next));
+            }
+        runs = std::move(expanded);
+    }
+    for (const auto& [method, settings] : runs)
+        makeQuantConfig(method, settings); // fail before any work
+    return runs;
+}

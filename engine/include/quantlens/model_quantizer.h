@@ -1,0 +1,69 @@
+#pragma once
+
+#include "quantlens/job.h"
+#include "quantlens/model.h"
+#include "quantlens/quantized_layer.h"
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace quantlens {
+
+struct CalibrationConfig {
+    int sequences = 128;    // GPTQ's 128 calibration sequences
+    int sequenceLength = 0; // 0: min(2048, the model's maximum)
+};
+
+// The names of a block's linear layers, in the order they are quantized.
+inline constexpr const char* kLinearLayerNames[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                    "gate_proj", "up_proj", "down_proj"};
+
+struct LayerReport {
+    int block = 0;
+    std::string name; // "q_proj", …
+    int rows = 0;
+    int cols = 0;
+    std::size_t storedBytes = 0;
+    double bitsPerParameter = 0.0;
+    double paperBitsPerParameter = 0.0;
+    std::int64_t outliers = 0;
+    // ‖WX − ŴX‖² / ‖WX‖² over the layer's calibration inputs X (NaN without calibration data).
+    double relativeOutputError = 0.0;
+};
+
+struct QuantizeResult {
+    std::vector<LayerReport> layers;
+    std::int64_t parameters = 0; // in the quantized linear layers
+    std::size_t storedBytes = 0;
+    double bitsPerParameter = 0.0;      // stored bytes · 8 / parameters
+    double paperBitsPerParameter = 0.0; // parameter-weighted mean of the layers' paper formula
+    double outlierFraction = 0.0;
+};
+
+// Receives every quantized layer as soon as it is final (block order, then kLinearLayerNames
+// order), so a caller can stream it to disk; nothing else keeps it.
+// `reconstruction` is layer.dequantize(), passed along so it is computed once.
+using QuantizedLayerSink =
+    std::function<void(int block, const std::string& name, const QuantizedLayer& layer,
+                       const RowMatrix& reconstruction)>;
+
+// Quantizes every linear layer of `model`, block by block (GPTQ/SpQR's sequential scheme): each
+// block is calibrated on the outputs of the already-quantized blocks before it, and inside a block
+// each stage (q/k/v, o, gate/up, down) sees the inputs produced by the stages quantized before it.
+// Memory: one block in fp32 plus the calibration activations. RTN needs no calibration; an empty
+// stream skips it (and the output errors).
+QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> calibrationStream,
+                             const QuantConfig& method, const CalibrationConfig& calibration,
+                             const QuantizedLayerSink& sink, const JobContext& job);
+
+// Cuts a token stream into the calibration sequences: consecutive, non-overlapping, up to
+// `config.sequences` of them. Throws when not even one full sequence fits.
+std::vector<std::vector<std::int32_t>> calibrationSequences(std::span<const std::int32_t> stream,
+                                                            const CalibrationConfig& config,
+                                                            const ModelConfig& model,
+                                                            const std::string& source);
+
+} // namespace quantlens

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <string>
+#include <variant>
+
+namespace quantlens {
+
+// Method settings as plain values; defaults follow each paper's recommended configuration.
+// groupsize 0 means one group per row (per-channel statistics).
+
+// Round-to-nearest with asymmetric min-max statistics per group of input columns.
+struct RtnConfig {
+    int wbits = 4;
+    int groupsize = 128;
+};
+
+// GPTQ (Frantar et al. 2022): OBS error feedback column by column, lazy block updates.
+struct GptqConfig {
+    int wbits = 4;
+    int groupsize = 128;
+    int blocksize = 128;
+    double percdamp = 0.01;
+    bool actOrder = false;
+};
+
+// SpQR (Dettmers et al. 2023): GPTQ-style pass with small groups (β1 = groupsize), first-level
+// statistics quantized to qqBits in groups of β2 = statsGroupsize rows, and unstructured outliers
+// above τ = outlierThreshold kept in fp16. Defaults: the paper's LLaMA setting (§4, Table 1).
+struct SpqrConfig {
+    int wbits = 3;
+    int groupsize = 16;
+    int qqBits = 3;
+    int statsGroupsize = 16;
+    double outlierThreshold = 0.2;
+    int blocksize = 128;
+    double percdamp = 1.0;
+    bool actOrder = true;
+};
+
+using QuantConfig = std::variant<RtnConfig, GptqConfig, SpqrConfig>;
+
+std::string methodName(const QuantConfig& config); // "rtn", "gptq", "spqr"
+std::string describe(const QuantConfig& config);   // e.g. "spqr w3 g16 qq3 b2=16 tau=0.2 act-order"
+int weightBits(const QuantConfig& config);
+bool needsHessian(const QuantConfig& config);
+// Throws Error naming the bad setting.
+void validate(const QuantConfig& config);
+
+} // namespace quantlens

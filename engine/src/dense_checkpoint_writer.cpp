@@ -1,0 +1,153 @@
+#include "quantlens/dense_checkpoint_writer.h"
+
+#include "quantlens/atomic_file.h"
+#include "quantlens/error.h"
+#include "quantlens/model_quantizer.h"
+#include "quantlens/text_file.h"
+
+#include <nlohmann/json.hpp>
+
+namespace quantlens {
+namespace {
+
+namespace fs = std::filesystem;
+
+void writeWholeFile(const fs::path& path, const std::string& bytes) {
+    AtomicFile file(path);
+    file.write(bytes.data(), bytes.size());
+    file.commit();
+}
+
+// config.json for the output: the source's own (dtype updated), or one built for a llama2.c model.
+std::string configJson(const Model& source, DType dtype) {
+    nlohmann::json config;
+    if (source.format == ModelFormat::HuggingFace) {
+        config = nlohmann::json::parse(readTextFile(source.path / "config.json"));
+    } else {
+        const ModelConfig& c = source.config;
+        config = {{"architectures", {"LlamaForCausalLM"}},
+                  {"model_type", "llama"},
+                  {"hidden_size", c.hiddenSize},
+                  {"intermediate_size", c.intermediateSize},
+                  {"num_hidden_layers", c.layerCount},
+                  {"num_attention_heads", c.headCount},
+                  {"num_key_value_heads", c.kvHeadCount},
+                  {"vocab_size", c.vocabSize},
+                  {"max_position_embeddings", c.maxPositions},
+                  {"rms_norm_eps", c.rmsNormEps},
+                  {"rope_theta", c.ropeTheta},
+                  {"hidden_act", "silu"},
+                  {"tie_word_embeddings", c.tiedEmbeddings},
+                  {"bos_token_id", c.bosToken},
+                  {"eos_token_id", c.eosToken}};
+    }
+    config["torch_dtype"] = dtype == DType::F32   ? "float32"
+                            : dtype == DType::F16 ? "float16"
+                                                  : "bfloat16";
+    return config.dump(2) + "\n";
+}
+
+} // namespace
+
+DenseCheckpointWriter::DenseCheckpointWriter(const Model& source, const fs::path& directory,
+                                             DType dtype,
+                                             const std::map<std::string, std::string>& metadata)
+    : source_(source), directory_(directory), dtype_(dtype) {
+    std::error_code error;
+    fs::create_directories(directory, error);
+    if (error)
+        throw Error(directory.string(), "cannot create the output directory: " + error.message());
+
+    entries_.push_back({"model.embed_tokens.weight", &source.embedding, -1, ""});
+    static constexpr const char* kLinearNames[] = {
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+        "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+    for (int b = 0; b < source.config.layerCount; ++b) {
+        const BlockWeights& block = source.blocks[static_cast<std::size_t>(b)];
+        const std::string prefix = "model.layers." + std::to_string(b) + ".";
+        const auto linear = block.linearLayers();
+        entries_.push_back({prefix + "input_layernorm.weight", &block.attnNorm, -1, ""});
+        for (std::size_t i = 0; i < linear.size(); ++i) {
+            if (i == 4)
+                entries_.push_back(
+                    {prefix + "post_attention_layernorm.weight", &block.ffnNorm, -1, ""});
+            entries_.push_back(
+                {prefix + kLinearNames[i] + ".weight", linear[i], b, kLinearLayerNames[i]});
+        }
+    }
+    entries_.push_back({"model.norm.weight", &source.finalNorm, -1, ""});
+    if (!source.config.tiedEmbeddings)
+        entries_.push_back({"lm_head.weight", &source.lmHead, -1, ""});
+
+    std::vector<SafetensorsWriter::TensorSpec> specs;
+    for (const Entry& e : entries_)
+        specs.push_back({e.name, std::string(dtypeName(dtype)), e.source->shape});
+    std::map<std::string, std::string> fullMetadata = metadata;
+    fullMetadata["format"] = "pt";
+    writer_ = std::make_unique<SafetensorsWriter>(directory / "model.safetensors", std::move(specs),
+                                                  fullMetadata);
+    copyUntilNextLayer();
+}
+
+DenseCheckpointWriter::~DenseCheckpointWriter() = default;
+
+void DenseCheckpointWriter::writeTensor(const Entry& entry, const float* values) {
+    const auto count = static_cast<std::size_t>(entry.source->elementCount());
+    if (dtype_ == DType::F32) {
+        writer_->write(entry.name, values, count * sizeof(float));
+        return;
+    }
+    std::vector<std::uint16_t> narrow(count);
+    for (std::size_t i = 0; i < count; ++i)
+        narrow[i] = dtype_ == DType::F16 ? floatToF16(values[i]) : floatToBf16(values[i]);
+    writer_->write(entry.name, narrow.data(), count * sizeof(std::uint16_t));
+}
+
+void DenseCheckpointWriter::copyUntilNextLayer() {
+    for (; next_ < entries_.size() && entries_[next_].block < 0; ++next_)
+        writeTensor(entries_[next_], FloatTensor(*entries_[next_].source).data());
+}
+
+void DenseCheckpointWriter::writeLayer(int block, const std::string& name,
+                                       const RowMatrix& weights) {
+    if (next_ >= entries_.size() || entries_[next_].block != block || entries_[next_].layer != name)
+        throw Error(directory_.string(),
+                    "layer " + std::to_string(block) + "." + name + " written out of order" +
+                        (next_ < entries_.size() ? "; expected " + entries_[next_].name : ""));
+    const Entry& entry = entries_[next_];
+    if (weights.rows() != entry.source->shape[0] || weights.cols() != entry.source->shape[1])
+        throw Error(directory_.string(), "layer " + entry.name + " has the wrong shape");
+    const bool permuteRope =
+        source_.format == ModelFormat::Llama2c && (name == "q_proj" || name == "k_proj");
+    if (!permuteRope) {
+        writeTensor(entry, weights.data());
+    } else {
+        // llama2.c rotates pairs (2i, 2i+1) of each head; HF rotates (i, i + d/2).
+        const int headDim = source_.config.headDim, half = headDim / 2;
+        RowMatrix permuted(weights.rows(), weights.cols());
+        for (Eigen::Index head = 0; head < weights.rows() / headDim; ++head)
+            for (int i = 0; i < half; ++i)
+                for (int j = 0; j < 2; ++j)
+                    permuted.row(head * headDim + j * half + i) =
+                        weights.row(head * headDim + 2 * i + j);
+        writeTensor(entry, permuted.data());
+    }
+    ++next_;
+    copyUntilNextLayer();
+}
+
+void DenseCheckpointWriter::commit() {
+    copyUntilNextLayer();
+    if (next_ != entries_.size())
+        throw Error(directory_.string(),
+                    "checkpoint incomplete: " + entries_[next_].name + " was never written");
+    writer_->commit();
+    writeWholeFile(directory_ / "config.json", configJson(source_, dtype_));
+    if (!source_.defaultTokenizer.empty()) {
+        const bool sentencePiece = source_.defaultTokenizer.extension() != ".bin";
+        writeWholeFile(directory_ / (sentencePiece ? "tokenizer.model" : "tokenizer.bin"),
+                       readTextFile(source_.defaultTokenizer));
+    }
+}
+
+} // namespace quantlens

@@ -1,0 +1,106 @@
+#include "quantlens/layer_quantizer.h"
+
+#include "affine_columns.h"
+#include "obs_quantizer.h"
+#include "quantlens/error.h"
+#include "quantlens/hessian.h"
+#include "spqr_columns.h"
+
+#include <limits>
+
+namespace quantlens {
+namespace {
+
+int effectiveGroupsize(int groupsize, Eigen::Index cols) {
+    return groupsize == 0 ? static_cast<int>(cols)
+                          : static_cast<int>(std::min<Eigen::Index>(groupsize, cols));
+}
+
+// W with its columns in quantization order and dead inputs zeroed (their weights can never matter).
+Eigen::MatrixXf orderedWeights(const RowMatrix& weights, const PreparedHessian& h) {
+    Eigen::MatrixXf ordered(weights.rows(), weights.cols());
+    for (Eigen::Index j = 0; j < weights.cols(); ++j) {
+        const int source = h.permutation[static_cast<std::size_t>(j)];
+        if (h.deadColumns[static_cast<std::size_t>(source)])
+            ordered.col(j).setZero();
+        else
+            ordered.col(j) = weights.col(source);
+    }
+    return ordered;
+}
+
+void storePermutation(QuantizedLayer& layer, const PreparedHessian& h, bool actOrder) {
+    if (actOrder) layer.tensors["perm"] = StoredTensor::of("I32", {layer.cols}, h.permutation);
+}
+
+// SpQR's outlier scale (Alg. 1): mean over columns of var_i(W_ij) / U_jj².
+float outlierScale(const Eigen::MatrixXf& w, const Eigen::MatrixXf& u) {
+    double total = 0.0;
+    for (Eigen::Index j = 0; j < w.cols(); ++j) {
+        const double mean = w.col(j).mean();
+        const double variance =
+            (w.col(j).array() - mean).square().sum() / std::max<Eigen::Index>(w.rows() - 1, 1);
+        total += variance / (static_cast<double>(u(j, j)) * u(j, j));
+    }
+    return static_cast<float>(total / w.cols());
+}
+
+} // namespace
+
+QuantizedLayer quantizeLayer(const RowMatrix& weights, const Eigen::MatrixXf* hessian,
+                             const QuantConfig& config, const JobContext& job,
+                             const std::string& source) {
+    validate(config);
+    const Eigen::Index rows = weights.rows(), cols = weights.cols();
+    if (rows == 0 || cols == 0) throw Error(source, "cannot quantize an empty layer");
+    if (!weights.allFinite()) throw Error(source, "weights contain NaN or Inf; cannot quantize");
+    QuantizedLayer layer;
+    layer.config = config;
+    layer.rows = static_cast<int>(rows);
+    layer.cols = static_cast<int>(cols);
+
+    if (const auto* rtn = std::get_if<RtnConfig>(&config)) {
+        const int groupsize = effectiveGroupsize(rtn->groupsize, cols);
+        Eigen::MatrixXf w = weights;
+        AffineColumns columns(rows, cols, rtn->wbits, groupsize);
+        plainQuantize(w, groupsize, columns);
+        columns.store(layer);
+        return layer;
+    }
+
+    if (!hessian) throw Error(source, methodName(config) + " needs a calibration Hessian");
+    if (hessian->rows() != cols || hessian->cols() != cols)
+        throw Error(source, "calibration Hessian is " + std::to_string(hessian->rows()) + "×" +
+                                std::to_string(hessian->cols()) + " but the layer has " +
+                                std::to_string(cols) + " inputs");
+
+    if (const auto* gptq = std::get_if<GptqConfig>(&config)) {
+        const PreparedHessian h = prepareHessian(*hessian, gptq->percdamp, gptq->actOrder, source);
+        const int groupsize = effectiveGroupsize(gptq->groupsize, cols);
+        Eigen::MatrixXf w = orderedWeights(weights, h);
+        AffineColumns columns(rows, cols, gptq->wbits, groupsize);
+        obsQuantize(w, h.inverseCholesky, gptq->blocksize, groupsize, columns, job);
+        columns.store(layer);
+        storePermutation(layer, h, gptq->actOrder);
+        return layer;
+    }
+
+    const SpqrConfig& spqr = std::get<SpqrConfig>(config);
+    if (cols > std::numeric_limits<std::uint16_t>::max() + 1)
+        throw Error(source, "SpQR stores outlier columns as 16-bit indices; this layer has " +
+                                std::to_string(cols) + " inputs");
+    const PreparedHessian h = prepareHessian(*hessian, spqr.percdamp, spqr.actOrder, source);
+    const int groupsize = effectiveGroupsize(spqr.groupsize, cols);
+    Eigen::MatrixXf w = orderedWeights(weights, h);
+    const float threshold =
+        std::isinf(spqr.outlierThreshold)
+            ? std::numeric_limits<float>::infinity()
+            : static_cast<float>(spqr.outlierThreshold) * outlierScale(w, h.inverseCholesky);
+    SpqrColumns columns(spqr, rows, cols, groupsize, h.inverseCholesky.diagonal(), threshold);
+    obsQuantize(w, h.inverseCholesky, spqr.blocksize, groupsize, columns, job);
+    columns.store(layer);
+    storePermutation(layer, h, spqr.actOrder);
+    return layer;
+}
+
+} // namespace quantlens

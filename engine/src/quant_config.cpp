@@ -1,0 +1,79 @@
+#include "quantlens/quant_config.h"
+
+#include "quantlens/error.h"
+
+#include <limits>
+#include <sstream>
+
+namespace quantlens {
+namespace {
+
+template <class... Ts> struct Overloaded : Ts... { using Ts::operator()...; };
+
+void requireRange(const char* name, double value, double low, double high) {
+    if (!(value >= low && value <= high)) {
+        std::ostringstream text;
+        text << name << " = " << value << " is outside [" << low << ", " << high << "]";
+        throw Error("", text.str());
+    }
+}
+
+} // namespace
+
+std::string methodName(const QuantConfig& config) {
+    return std::visit(Overloaded{[](const RtnConfig&) { return "rtn"; },
+                                 [](const GptqConfig&) { return "gptq"; },
+                                 [](const SpqrConfig&) { return "spqr"; }},
+                      config);
+}
+
+std::string describe(const QuantConfig& config) {
+    std::ostringstream text;
+    std::visit(
+        Overloaded{[&](const RtnConfig& c) { text << "rtn w" << c.wbits << " g" << c.groupsize; },
+                   [&](const GptqConfig& c) {
+                       text << "gptq w" << c.wbits << " g" << c.groupsize << " damp" << c.percdamp
+                            << (c.actOrder ? " act-order" : "");
+                   },
+                   [&](const SpqrConfig& c) {
+                       text << "spqr w" << c.wbits << " g" << c.groupsize << " qq" << c.qqBits
+                            << " b2=" << c.statsGroupsize << " tau=" << c.outlierThreshold
+                            << " damp" << c.percdamp << (c.actOrder ? " act-order" : "");
+                   }},
+        config);
+    return text.str();
+}
+
+int weightBits(const QuantConfig& config) {
+    return std::visit([](const auto& c) { return c.wbits; }, config);
+}
+
+bool needsHessian(const QuantConfig& config) {
+    return !std::holds_alternative<RtnConfig>(config);
+}
+
+void validate(const QuantConfig& config) {
+    std::visit(Overloaded{[](const RtnConfig& c) {
+                              requireRange("wbits", c.wbits, 1, 8);
+                              requireRange("groupsize", c.groupsize, 0, 1 << 20);
+                          },
+                          [](const GptqConfig& c) {
+                              requireRange("wbits", c.wbits, 1, 8);
+                              requireRange("groupsize", c.groupsize, 0, 1 << 20);
+                              requireRange("blocksize", c.blocksize, 1, 1 << 16);
+                              requireRange("percdamp", c.percdamp, 0, 100);
+                          },
+                          [](const SpqrConfig& c) {
+                              requireRange("wbits", c.wbits, 1, 8);
+                              requireRange("groupsize", c.groupsize, 0, 1 << 20);
+                              requireRange("qq-bits", c.qqBits, 1, 8);
+                              requireRange("stats-groupsize", c.statsGroupsize, 1, 1 << 20);
+                              requireRange("outlier-threshold", c.outlierThreshold, 0,
+                                           std::numeric_limits<double>::infinity());
+                              requireRange("blocksize", c.blocksize, 1, 1 << 16);
+                              requireRange("percdamp", c.percdamp, 0, 100);
+                          }},
+               config);
+}
+
+} // namespace quantlens

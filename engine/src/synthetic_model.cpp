@@ -1,0 +1,317 @@
+#include "quantlens/synthetic_model.h"
+
+#include "quantlens/atomic_file.h"
+#include "quantlens/dtype.h"
+#include "quantlens/error.h"
+#include "quantlens/model_config.h"
+#include "quantlens/parallel.h"
+#include "quantlens/safetensors_writer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <random>
+
+namespace quantlens {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kSource = "synthetic model";
+
+// Every random number below comes from std::mt19937_64 (whose output sequence the standard fixes)
+// through integer arithmetic and correctly rounded IEEE operations only (+, ×, ÷, √, never a
+// product that is inexact before an addition, so FMA contraction cannot change a bit): the same
+// spec gives the same bytes with any compiler, standard library and CPU.
+
+std::uint64_t splitmix64(std::uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+std::uint64_t fnv1a(const std::string& text) {
+    std::uint64_t hash = 0xcbf29ce484222325ull;
+    for (const char c : text)
+        hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+    return hash;
+}
+
+// A tensor's stream depends on the seed and its name only, so a model with fewer layers is a
+// prefix of the one with more; each row has its own stream so threads never change the bytes.
+std::uint64_t tensorKey(std::uint64_t seed, const std::string& name) {
+    return splitmix64(splitmix64(seed) ^ fnv1a(name));
+}
+
+std::uint64_t rowSeed(std::uint64_t key, std::int64_t row) {
+    return splitmix64(key ^ splitmix64(static_cast<std::uint64_t>(row)));
+}
+
+// An integer in [0, n), unbiased by rejection.
+std::uint64_t uniformBelow(std::mt19937_64& rng, std::uint64_t n) {
+    const std::uint64_t limit =
+        std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % n;
+    std::uint64_t x;
+    do
+        x = rng();
+    while (x >= limit);
+    return x % n;
+}
+
+// An approximately normal even integer from one draw: the sum of four 16-bit uniforms (Irwin–Hall,
+// kurtosis 2.7), centred. Its standard deviation is 4·√((2^32 − 1)/12) ≈ 75674.
+std::int64_t approxNormal(std::mt19937_64& rng) {
+    const std::uint64_t x = rng();
+    const std::int64_t sum = static_cast<std::int64_t>((x & 0xffff) + ((x >> 16) & 0xffff) +
+                                                       ((x >> 32) & 0xffff) + (x >> 48));
+    return 2 * sum - 4 * 0xffff;
+}
+
+// A heavy-tailed weight: an approximate normal over the root of a sum of four squared uniforms
+// (two draws). Like χ²₄, that sum has density ∝ v near zero, so the tails fall as |t|⁻⁴, as those
+// of Student-t with 4 degrees of freedom and of LLM weights do (kurtosis ≈ 13). Clamped at ±108
+// (90 standard deviations) so that outlier rows and columns on top still fit in F16.
+double heavyTailed(std::mt19937_64& rng) {
+    const std::int64_t numerator = approxNormal(rng);
+    const std::uint64_t x = rng();
+    std::int64_t sumOfSquares = 0; // of odd numbers, so never zero; below 2^35
+    for (int k = 0; k < 4; ++k) {
+        const std::int64_t u = 2 * static_cast<std::int64_t>((x >> (16 * k)) & 0xffff) - 0xffff;
+        sumOfSquares += u * u;
+    }
+    const double t = static_cast<double>(numerator) / std::sqrt(static_cast<double>(sumOfSquares));
+    return std::clamp(t, -108.0, 108.0);
+}
+
+// heavyTailed()'s standard deviation is 1.19541 (measured over 4·10⁸ draws): weights get std 0.02.
+const double kWeightScale = 0.02 / 1.19541;
+
+// Outlier input columns (×10–20) and output rows (×4–8): a few per matrix, chosen per tensor.
+std::vector<double> outlierFactors(std::mt19937_64& rng, std::int64_t count, std::int64_t outliers,
+                                   std::uint64_t low) {
+    std::vector<double> factors(static_cast<std::size_t>(count), 1.0);
+    outliers = std::min(outliers, count / 4);
+    for (std::int64_t chosen = 0; chosen < outliers;) {
+        const auto index = uniformBelow(rng, static_cast<std::uint64_t>(count));
+        if (factors[index] != 1.0) continue;
+        // low + low·m/2^16, exact in double.
+        factors[index] =
+            static_cast<double>((low << 16) + low * uniformBelow(rng, 1u << 16)) * 0x1p-16;
+        ++chosen;
+    }
+    return factors;
+}
+
+// fp32 → bfloat16, round to nearest even.
+std::uint16_t floatToBf16(float value) {
+    const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);
+    return static_cast<std::uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+enum class Kind { Matrix, Norm };
+
+struct PlannedTensor {
+    SafetensorsWriter::TensorSpec spec;
+    Kind kind;
+};
+
+std::vector<PlannedTensor> plan(const SyntheticModelSpec& s) {
+    const std::int64_t dim = s.hiddenSize, ffn = s.intermediateSize,
+                       kvDim = static_cast<std::int64_t>(s.kvHeads) * (s.hiddenSize / s.heads);
+    std::vector<PlannedTensor> tensors;
+    const auto add = [&](std::string name, std::vector<std::int64_t> shape) {
+        const Kind kind = shape.size() == 1 ? Kind::Norm : Kind::Matrix;
+        tensors.push_back({{std::move(name), s.dtype, std::move(shape)}, kind});
+    };
+    // The order the loader and a block-by-block job read them in.
+    add("model.embed_tokens.weight", {s.vocab, dim});
+    for (int i = 0; i < s.layers; ++i) {
+        const std::string p = "model.layers." + std::to_string(i) + ".";
+        add(p + "input_layernorm.weight", {dim});
+        add(p + "self_attn.q_proj.weight", {dim, dim});
+        add(p + "self_attn.k_proj.weight", {kvDim, dim});
+        add(p + "self_attn.v_proj.weight", {kvDim, dim});
+        add(p + "self_attn.o_proj.weight", {dim, dim});
+        add(p + "post_attention_layernorm.weight", {dim});
+        add(p + "mlp.gate_proj.weight", {ffn, dim});
+        add(p + "mlp.up_proj.weight", {ffn, dim});
+        add(p + "mlp.down_proj.weight", {dim, ffn});
+    }
+    add("model.norm.weight", {dim});
+    add("lm_head.weight", {s.vocab, dim});
+    return tensors;
+}
+
+ModelConfig configOf(const SyntheticModelSpec& s) {
+    ModelConfig c;
+    c.hiddenSize = s.hiddenSize;
+    c.intermediateSize = s.intermediateSize;
+    c.layerCount = s.layers;
+    c.headCount = s.heads;
+    c.kvHeadCount = s.kvHeads;
+    c.headDim = s.heads > 0 ? s.hiddenSize / s.heads : 0;
+    c.vocabSize = s.vocab;
+    c.maxPositions = s.maxPositions;
+    c.rmsNormEps = 1e-5f;
+    c.ropeTheta = 10000.0f;
+    return c;
+}
+
+std::string torchDtype(const std::string& dtype) {
+    if (dtype == "F16") return "float16";
+    if (dtype == "BF16") return "bfloat16";
+    return "float32";
+}
+
+void writeConfig(const SyntheticModelSpec& s, const fs::path& file) {
+    const ModelConfig c = configOf(s);
+    const nlohmann::ordered_json config = {
+        {"architectures", {"LlamaForCausalLM"}},
+        {"model_type", "llama"},
+        {"hidden_size", c.hiddenSize},
+        {"intermediate_size", c.intermediateSize},
+        {"num_hidden_layers", c.layerCount},
+        {"num_attention_heads", c.headCount},
+        {"num_key_value_heads", c.kvHeadCount},
+        {"vocab_size", c.vocabSize},
+        {"max_position_embeddings", c.maxPositions},
+        {"hidden_act", "silu"},
+        {"rms_norm_eps", 1e-5},
+        {"rope_theta", 10000.0},
+        {"rope_scaling", nullptr},
+        {"tie_word_embeddings", false},
+        {"attention_bias", false},
+        {"bos_token_id", c.bosToken},
+        {"eos_token_id", c.eosToken},
+        {"initializer_range", 0.02},
+        {"torch_dtype", torchDtype(s.dtype)},
+    };
+    const std::string text = config.dump(2) + "\n";
+    AtomicFile out(file);
+    out.write(text.data(), text.size());
+    out.commit();
+}
+
+// Fills `out` (the tensor in its stored dtype) row by row on the engine's threads.
+void generate(const PlannedTensor& t, std::uint64_t seed, std::vector<std::byte>& out,
+              const JobContext& job) {
+    const std::uint64_t key = tensorKey(seed, t.spec.name);
+    const std::int64_t rows = t.kind == Kind::Norm ? 1 : t.spec.shape[0];
+    const std::int64_t cols = t.spec.shape.back();
+    std::vector<double> rowFactor, colFactor;
+    if (t.kind == Kind::Matrix) {
+        std::mt19937_64 rng(key);
+        colFactor = outlierFactors(rng, cols, std::clamp<std::int64_t>(cols / 1024, 4, 16), 10);
+        rowFactor = outlierFactors(rng, rows, std::clamp<std::int64_t>(rows / 2048, 2, 8), 4);
+    }
+    const std::optional<DType> dtype = parseDType(t.spec.dtype);
+    const std::size_t elementSize = dtypeSize(*dtype);
+    // About a million weights per task: a few milliseconds between cancel checks.
+    const std::int64_t rowsPerTask = std::max<std::int64_t>(1, (1 << 20) / cols);
+    parallelFor((rows + rowsPerTask - 1) / rowsPerTask, [&](std::int64_t task) {
+        job.checkpoint();
+        std::vector<float> values(static_cast<std::size_t>(cols));
+        const std::int64_t end = std::min(rows, (task + 1) * rowsPerTask);
+        for (std::int64_t r = task * rowsPerTask; r < end; ++r) {
+            std::mt19937_64 rng(rowSeed(key, r));
+            for (std::int64_t c = 0; c < cols; ++c)
+                values[c] = static_cast<float>(
+                    t.kind == Kind::Norm
+                        // 1 + noise of std ≈ 0.018; the product is exact.
+                        ? 1.0 + static_cast<double>(approxNormal(rng)) * 0x1p-22
+                        : heavyTailed(rng) * kWeightScale * colFactor[c] * rowFactor[r]);
+            std::byte* target = out.data() + static_cast<std::size_t>(r * cols) * elementSize;
+            if (*dtype == DType::F32) {
+                std::memcpy(target, values.data(), values.size() * 4);
+                continue;
+            }
+            const auto convert = *dtype == DType::F16 ? floatToF16 : floatToBf16;
+            for (std::int64_t c = 0; c < cols; ++c) {
+                const std::uint16_t bits = convert(values[c]);
+                std::memcpy(target + 2 * c, &bits, 2);
+            }
+        }
+    });
+}
+
+void validate(const SyntheticModelSpec& s) {
+    if (s.dtype != "F16" && s.dtype != "BF16" && s.dtype != "F32")
+        throw Error(kSource, "dtype '" + s.dtype + "' is not F16, BF16 or F32");
+    configOf(s).validate(kSource);
+}
+
+} // namespace
+
+SyntheticModelSpec syntheticModelPreset(std::string_view name) {
+    SyntheticModelSpec spec; // the defaults are LLaMA-7B
+    if (name == "7b") return spec;
+    if (name == "tiny") {
+        spec.hiddenSize = 256;
+        spec.intermediateSize = 688;
+        spec.layers = 4;
+        spec.heads = 4;
+        spec.kvHeads = 4;
+        spec.vocab = 512;
+        spec.maxPositions = 512;
+        return spec;
+    }
+    throw Error(kSource, "unknown preset '" + std::string(name) + "' (7b or tiny)");
+}
+
+void writeSyntheticModel(const SyntheticModelSpec& spec, const fs::path& directory,
+                         const JobContext& job) {
+    validate(spec);
+    const std::vector<PlannedTensor> tensors = plan(spec);
+    std::vector<SafetensorsWriter::TensorSpec> specs;
+    std::vector<std::size_t> sizes;
+    for (const PlannedTensor& t : tensors) {
+        specs.push_back(t.spec);
+        std::size_t bytes = dtypeSize(*parseDType(spec.dtype));
+        for (const std::int64_t d : t.spec.shape)
+            bytes *= static_cast<std::size_t>(d);
+        sizes.push_back(bytes);
+    }
+    std::size_t totalBytes = 0;
+    for (const std::size_t bytes : sizes)
+        totalBytes += bytes;
+
+    const bool created = !fs::exists(directory);
+    try {
+        fs::create_directories(directory);
+    } catch (const fs::filesystem_error& e) {
+        throw Error(directory.string(),
+                    std::string("cannot create the directory: ") + e.code().message());
+    }
+    try {
+        SafetensorsWriter writer(
+            directory / "model.safetensors", specs,
+            {{"format", "pt"}, {"quantlens.synthetic.seed", std::to_string(spec.seed)}});
+        std::vector<std::byte> buffer; // the one tensor held in memory
+        buffer.reserve(*std::max_element(sizes.begin(), sizes.end()));
+        std::size_t written = 0;
+        for (std::size_t i = 0; i < tensors.size(); ++i) {
+            job.report(static_cast<double>(written) / static_cast<double>(totalBytes),
+                       tensors[i].spec.name);
+            buffer.resize(sizes[i]);
+            generate(tensors[i], spec.seed, buffer, job);
+            writer.write(tensors[i].spec.name, buffer.data(), buffer.size());
+            written += sizes[i];
+        }
+        writer.commit();
+        writeConfig(spec, directory / "config.json");
+    } catch (...) {
+        std::error_code ignored;
+        if (created) fs::remove(directory, ignored); // only removes it while it is still empty
+        throw;
+    }
+    job.report(1.0, "done");
+}
+
+} // namespace quantlens
