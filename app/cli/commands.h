@@ -17,4 +17,5 @@ Command addGenerateCommand(CLI::App& app);
 Command addTokenizeCommand(CLI::App& app);
 Command addDevicesCommand(CLI::App& app);
 Command addQuantizeCommand(CLI::App& app);
+Command addSweepCommand(CLI::App& app);
 Command addSynthCommand(CLI::App& app);

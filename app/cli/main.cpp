@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber);
     const Command commands[] = {addInspectCommand(app),  addEvalCommand(app),
                                 addGenerateCommand(app), addTokenizeCommand(app),
-                                addDevicesCommand(app),  addQuantizeCommand(app),
+                                addDevicesCommand(app),  addQuantizeCommand(app), addSweepCommand(app),
                                 addSynthCommand(app)};
     try {
         app.parse(argc, argv);

@@ -39,7 +39,7 @@ std::string configJson(const Model& source, DType dtype) {
                   {"hidden_act", "silu"},
                   {"tie_word_embeddings", c.tiedEmbeddings},
                   {"bos_token_id", c.bosToken},
-                  {"eos_token_id", c.eosToken}};
+                  {"eos_token_id", c.eosTokens}};
     }
     config["torch_dtype"] = dtype == DType::F32   ? "float32"
                             : dtype == DType::F16 ? "float16"

@@ -29,8 +29,15 @@ Eigen::MatrixXf orderedWeights(const RowMatrix& weights, const PreparedHessian& 
     return ordered;
 }
 
+// Column indices fit 16 bits in every LLaMA layer; wider layers fall back to 32.
 void storePermutation(QuantizedLayer& layer, const PreparedHessian& h, bool actOrder) {
-    if (actOrder) layer.tensors["perm"] = StoredTensor::of("I32", {layer.cols}, h.permutation);
+    if (!actOrder) return;
+    if (layer.cols <= 65536) {
+        const std::vector<std::uint16_t> narrow(h.permutation.begin(), h.permutation.end());
+        layer.tensors["perm"] = StoredTensor::of("U16", {layer.cols}, narrow);
+    } else {
+        layer.tensors["perm"] = StoredTensor::of("I32", {layer.cols}, h.permutation);
+    }
 }
 
 // SpQR's outlier scale (Alg. 1): mean over columns of var_i(W_ij) / U_jj².

@@ -61,7 +61,7 @@ std::unique_ptr<Model> loadLlama2cModel(const fs::path& binFile) {
     c.ropeLayout = RopeLayout::Interleaved;
     c.tiedEmbeddings = signedVocab > 0;
     c.bosToken = 1;
-    c.eosToken = 2;
+    c.eosTokens = {2};
     c.validate(source + " header");
 
     const std::int64_t vocab = c.vocabSize, kvDim = c.kvDim(), L = layers, half = c.headDim / 2;

@@ -35,14 +35,21 @@ T optionalValue(const json& config, const char* key, T fallback, const std::stri
     }
 }
 
-// A special token id; newer configs list several EOS ids, of which generation stops at the first.
-int tokenId(const json& config, const char* key, int fallback, const std::string& source) {
-    const auto it = config.find(key);
-    if (it == config.end() || it->is_null()) return fallback;
-    const json& id = it->is_array() && !it->empty() ? it->front() : *it;
-    if (!id.is_number_integer())
-        throw Error(source, std::string("\"") + key + "\" must be an integer");
+int tokenId(const json& id, const char* key, const std::string& source) {
+    if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > (1 << 30))
+        throw Error(source, std::string("\"") + key + "\" must hold token ids");
     return id.get<int>();
+}
+
+// A special token id, or (EOS in newer configs) a list of them.
+std::vector<int> tokenIds(const json& config, const char* key, int fallback, const std::string& source) {
+    const auto it = config.find(key);
+    if (it == config.end() || it->is_null()) return {fallback};
+    if (!it->is_array()) return {tokenId(*it, key, source)};
+    std::vector<int> ids;
+    for (const json& id : *it) ids.push_back(tokenId(id, key, source));
+    if (ids.empty()) throw Error(source, std::string("\"") + key + "\" is an empty list");
+    return ids;
 }
 
 } // namespace
@@ -77,8 +84,11 @@ void ModelConfig::validate(const std::string& source) const {
         throw Error(source, "rms_norm_eps must be a positive number");
     if (!(ropeTheta > 0.0f) || !std::isfinite(ropeTheta))
         throw Error(source, "rope_theta must be a positive number");
-    if (bosToken < 0 || bosToken >= vocabSize || eosToken < 0 || eosToken >= vocabSize)
-        throw Error(source, "BOS/EOS token ids lie outside the vocabulary");
+    if (bosToken < 0 || bosToken >= vocabSize)
+        throw Error(source, "BOS token id " + std::to_string(bosToken) + " lies outside the vocabulary");
+    for (int eos : eosTokens)
+        if (eos < 0 || eos >= vocabSize)
+            throw Error(source, "EOS token id " + std::to_string(eos) + " lies outside the vocabulary");
 }
 
 ModelConfig readHfConfig(const std::filesystem::path& configJson) {
@@ -126,8 +136,10 @@ ModelConfig readHfConfig(const std::filesystem::path& configJson) {
     result.rmsNormEps = optionalValue<float>(config, "rms_norm_eps", 1e-6f, source);
     result.ropeTheta = optionalValue<float>(config, "rope_theta", 10000.0f, source);
     result.tiedEmbeddings = optionalValue<bool>(config, "tie_word_embeddings", false, source);
-    result.bosToken = tokenId(config, "bos_token_id", 1, source);
-    result.eosToken = tokenId(config, "eos_token_id", 2, source);
+    const std::vector<int> bos = tokenIds(config, "bos_token_id", 1, source);
+    if (bos.size() != 1) throw Error(source, "\"bos_token_id\" must be a single token id");
+    result.bosToken = bos.front();
+    result.eosTokens = tokenIds(config, "eos_token_id", 2, source);
     result.ropeLayout = RopeLayout::RotateHalf;
     result.validate(source);
     return result;

@@ -9,6 +9,7 @@ namespace quantlens {
 namespace {
 
 template <class... Ts> struct Overloaded : Ts... { using Ts::operator()...; };
+template <class... Ts> Overloaded(Ts...) -> Overloaded<Ts...>; // clang 14 needs the guide
 
 void requireRange(const char* name, double value, double low, double high) {
     if (!(value >= low && value <= high)) {

@@ -39,8 +39,10 @@ SpqrColumns::SpqrColumns(const SpqrConfig& config, Eigen::Index rows, Eigen::Ind
 
 // SpQR §3.3: statistics are fitted without the weights that are likely outliers, so these do not
 // stretch the range. A weight is a likely outlier when leaving it out of the fit lowers the group's
-// Hessian-weighted error by more than the threshold; likely outliers are replaced by the mean of
-// the others for the fit.
+// Hessian-weighted error by more than the threshold (the paper's leave-one-out reduction, which
+// sets fewer weights aside than testing each weight's own leave-one-out error: measured on
+// stories260K, the reduction test gives the better bits/perplexity trade-off for τ ≤ 1); likely
+// outliers are replaced by the mean of the others for the fit.
 MinMaxGrid SpqrColumns::fitRowWithoutOutliers(const float* values, std::size_t count,
                                               std::size_t stride, const float* uDiagonal) const {
     const int bits = config_.wbits;

@@ -108,13 +108,6 @@ std::vector<double> outlierFactors(std::mt19937_64& rng, std::int64_t count, std
     return factors;
 }
 
-// fp32 → bfloat16, round to nearest even.
-std::uint16_t floatToBf16(float value) {
-    const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);
-    return static_cast<std::uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-}
-
 enum class Kind { Matrix, Norm };
 
 struct PlannedTensor {
@@ -189,7 +182,7 @@ void writeConfig(const SyntheticModelSpec& s, const fs::path& file) {
         {"tie_word_embeddings", false},
         {"attention_bias", false},
         {"bos_token_id", c.bosToken},
-        {"eos_token_id", c.eosToken},
+        {"eos_token_id", c.eosTokens},
         {"initializer_range", 0.02},
         {"torch_dtype", torchDtype(s.dtype)},
     };

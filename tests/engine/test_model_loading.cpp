@@ -117,7 +117,7 @@ private slots:
         auto model = loadModel(copy);
         QCOMPARE(model->config.ropeTheta, 10000.0f);
         QCOMPARE(model->config.maxPositions, 2048);
-        QCOMPARE(model->config.eosToken, 2);
+        QCOMPARE(model->config.eosTokens, (std::vector<int>{2, 1}));
         test::editJsonFile(copy / "config.json",
                            [](nlohmann::json& c) { c.erase("num_key_value_heads"); });
         try {

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace quantlens {
 
@@ -24,7 +25,7 @@ struct ModelConfig {
     RopeLayout ropeLayout = RopeLayout::RotateHalf;
     bool tiedEmbeddings = false;
     int bosToken = 1;
-    int eosToken = 2;
+    std::vector<int> eosTokens{2}; // generation stops at any of them (Llama 3 lists several)
 
     int kvDim() const { return kvHeadCount * headDim; }
     // Throws Error(source, …) naming the first inconsistent field.
