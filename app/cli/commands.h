@@ -19,3 +19,4 @@ Command addDevicesCommand(CLI::App& app);
 Command addQuantizeCommand(CLI::App& app);
 Command addSweepCommand(CLI::App& app);
 Command addSynthCommand(CLI::App& app);
+Command addBenchCommand(CLI::App& app);

@@ -100,8 +100,10 @@ std::unique_ptr<Model> loadHfModel(const fs::path& directory) {
     model->lmHead =
         c.tiedEmbeddings ? model->embedding : tensor("lm_head.weight", {c.vocabSize, dim});
 
-    if (fs::exists(directory / "tokenizer.model"))
-        model->defaultTokenizer = directory / "tokenizer.model";
+    // tokenizer.bin: a llama2.c tokenizer carried along when Quantlens converted a .bin checkpoint.
+    for (const char* name : {"tokenizer.model", "tokenizer.bin"})
+        if (model->defaultTokenizer.empty() && fs::exists(directory / name))
+            model->defaultTokenizer = directory / name;
     return model;
 }
 

@@ -126,6 +126,7 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
             for (; layer < 7 && kStageOfLayer[layer] == stage; ++layer) {
                 job.report((b * 7 + static_cast<double>(layer)) / layerCount,
                            "block " + std::to_string(b) + " " + kLinearLayerNames[layer]);
+                job.checkpoint();
                 const TensorView& tensor = *stored.linearLayers()[layer];
                 const QuantizedLayer quantized =
                     quantizeLayer(work.linear[layer], sequences.empty() ? nullptr : &hessian,

@@ -108,6 +108,26 @@ std::vector<double> outlierFactors(std::mt19937_64& rng, std::int64_t count, std
     return factors;
 }
 
+// A matrix tensor's outlier factors, per input column and per output row.
+struct MatrixFactors {
+    std::vector<double> col, row;
+};
+
+MatrixFactors matrixFactors(std::uint64_t key, std::int64_t rows, std::int64_t cols) {
+    std::mt19937_64 rng(key);
+    MatrixFactors f;
+    f.col = outlierFactors(rng, cols, std::clamp<std::int64_t>(cols / 1024, 4, 16), 10);
+    f.row = outlierFactors(rng, rows, std::clamp<std::int64_t>(rows / 2048, 2, 8), 4);
+    return f;
+}
+
+// Row r of a matrix tensor in fp32; `values` holds one row.
+void matrixRow(std::uint64_t key, const MatrixFactors& f, std::int64_t r, float* values) {
+    std::mt19937_64 rng(rowSeed(key, r));
+    for (std::size_t c = 0; c < f.col.size(); ++c)
+        values[c] = static_cast<float>(heavyTailed(rng) * kWeightScale * f.col[c] * f.row[r]);
+}
+
 enum class Kind { Matrix, Norm };
 
 struct PlannedTensor {
@@ -198,12 +218,8 @@ void generate(const PlannedTensor& t, std::uint64_t seed, std::vector<std::byte>
     const std::uint64_t key = tensorKey(seed, t.spec.name);
     const std::int64_t rows = t.kind == Kind::Norm ? 1 : t.spec.shape[0];
     const std::int64_t cols = t.spec.shape.back();
-    std::vector<double> rowFactor, colFactor;
-    if (t.kind == Kind::Matrix) {
-        std::mt19937_64 rng(key);
-        colFactor = outlierFactors(rng, cols, std::clamp<std::int64_t>(cols / 1024, 4, 16), 10);
-        rowFactor = outlierFactors(rng, rows, std::clamp<std::int64_t>(rows / 2048, 2, 8), 4);
-    }
+    const MatrixFactors factors =
+        t.kind == Kind::Matrix ? matrixFactors(key, rows, cols) : MatrixFactors{};
     const std::optional<DType> dtype = parseDType(t.spec.dtype);
     const std::size_t elementSize = dtypeSize(*dtype);
     // About a million weights per task: a few milliseconds between cancel checks.
@@ -213,13 +229,14 @@ void generate(const PlannedTensor& t, std::uint64_t seed, std::vector<std::byte>
         std::vector<float> values(static_cast<std::size_t>(cols));
         const std::int64_t end = std::min(rows, (task + 1) * rowsPerTask);
         for (std::int64_t r = task * rowsPerTask; r < end; ++r) {
-            std::mt19937_64 rng(rowSeed(key, r));
-            for (std::int64_t c = 0; c < cols; ++c)
-                values[c] = static_cast<float>(
-                    t.kind == Kind::Norm
-                        // 1 + noise of std ≈ 0.018; the product is exact.
-                        ? 1.0 + static_cast<double>(approxNormal(rng)) * 0x1p-22
-                        : heavyTailed(rng) * kWeightScale * colFactor[c] * rowFactor[r]);
+            if (t.kind == Kind::Matrix) {
+                matrixRow(key, factors, r, values.data());
+            } else {
+                std::mt19937_64 rng(rowSeed(key, r));
+                for (std::int64_t c = 0; c < cols; ++c) // 1 + noise of std ≈ 0.018; exact
+                    values[c] =
+                        static_cast<float>(1.0 + static_cast<double>(approxNormal(rng)) * 0x1p-22);
+            }
             std::byte* target = out.data() + static_cast<std::size_t>(r * cols) * elementSize;
             if (*dtype == DType::F32) {
                 std::memcpy(target, values.data(), values.size() * 4);
@@ -256,6 +273,17 @@ SyntheticModelSpec syntheticModelPreset(std::string_view name) {
         return spec;
     }
     throw Error(kSource, "unknown preset '" + std::string(name) + "' (7b or tiny)");
+}
+
+RowMatrix syntheticMatrix(std::int64_t rows, std::int64_t cols, std::uint64_t seed,
+                          const std::string& name) {
+    if (rows <= 0 || cols <= 0)
+        throw Error(kSource, "matrix '" + name + "' needs a positive shape");
+    const std::uint64_t key = tensorKey(seed, name);
+    const MatrixFactors factors = matrixFactors(key, rows, cols);
+    RowMatrix matrix(rows, cols);
+    parallelFor(rows, [&](std::int64_t r) { matrixRow(key, factors, r, matrix.row(r).data()); });
+    return matrix;
 }
 
 void writeSyntheticModel(const SyntheticModelSpec& spec, const fs::path& directory,

@@ -114,6 +114,54 @@ private slots:
         QVERIFY(text.out.contains("model.layers.4.mlp.down_proj.weight"));
     }
 
+    void quantizeWritesAnEvaluableModel() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("gptq");
+        CliRun run = runCli({"quantize", data("stories260K-hf"), "--method", "gptq", "--wbits", "4",
+                             "--groupsize", "32", "--calib", data("text/wikitext2-test.txt"), "--nsamples",
+                             "4", "--seqlen", "128", "--out", out, "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const auto result = parseJson(run.out);
+        for (const char* key : {"bits_per_param", "paper_bits_per_param", "outlier_fraction", "seconds"})
+            QVERIFY2(result.contains(key), key);
+        // Paper count: 4-bit codes + an fp16 scale and zero per group of 32 columns. Per block,
+        // 171520/5 parameters have 64 inputs (2 groups); down_proj's 11008 have 172 (6 groups,
+        // the last partial).
+        const double blockBits = 34304.0 * (4 + 32.0 * 2 / 64) + 11008.0 * (4 + 32.0 * 6 / 172);
+        QVERIFY(std::abs(result["paper_bits_per_param"].get<double>() - blockBits / 45312.0) < 1e-9);
+        // Stored: codes padded to whole words per row, scales and zeros as F16.
+        const double blockBytes = 2 * (64 * 8 * 4 + 64 * 2 * 4) + 2 * (32 * 8 * 4 + 32 * 2 * 4) +
+                                  2 * (172 * 8 * 4 + 172 * 2 * 4) + (64 * 22 * 4 + 64 * 6 * 4);
+        QVERIFY(std::abs(result["bits_per_param"].get<double>() - blockBytes * 8 / 45312.0) < 1e-9);
+        QCOMPARE(result["layers"].size(), std::size_t(35));
+        run = runCli({"eval", out, "--text", data("text/tinystories-valid-excerpt.txt"), "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const double ppl = parseJson(run.out)["ppl"].get<double>();
+        QVERIFY2(ppl > 5.461168 && ppl < 7.0, qPrintable(QString::number(ppl))); // worse than fp32, still sane
+    }
+
+    void sweepWritesOneRowPerRun() {
+        QTemporaryDir dir;
+        const QString csv = dir.filePath("runs.csv");
+        const CliRun run = runCli({"sweep", data("stories260K-hf"), "--calib", data("text/wikitext2-test.txt"),
+                                   "--eval", data("text/tinystories-valid-excerpt.txt"), "--nsamples", "4",
+                                   "--seqlen", "128", "--grid", "rtn:wbits=3,4", "--grid", "spqr:outlier-threshold=0.2",
+                                   "--out", csv, "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const auto rows = parseJson(run.out);
+        QCOMPARE(rows.size(), std::size_t(4)); // baseline + 3 runs
+        QCOMPARE(rows[0]["method"].get<std::string>(), std::string("none"));
+        QVERIFY(std::abs(rows[0]["ppl"].get<double>() - 5.461168) < 1e-5 * 5.461168);
+        QVERIFY(rows[1]["ppl"].get<double>() > rows[2]["ppl"].get<double>()); // 3-bit RTN worse than 4-bit
+        QVERIFY(rows[3]["outlier_fraction"].get<double>() > 0.0);
+        for (std::size_t i = 1; i < rows.size(); ++i) QVERIFY(rows[i]["kl"].get<double>() > 0.0);
+        QFile file(csv);
+        QVERIFY(file.open(QIODevice::ReadOnly));
+        const QStringList lines = QString::fromUtf8(file.readAll()).trimmed().split('\n');
+        QCOMPARE(lines.size(), 5);
+        QVERIFY(lines[0].startsWith("method,settings,wbits,bits_per_param,paper_bits_per_param,outlier_fraction,ppl,kl"));
+    }
+
     void errorsAreReadable() {
         CliRun run = runCli(
             {"eval", "/nonexistent/model", "--text", data("text/tinystories-valid-excerpt.txt")});

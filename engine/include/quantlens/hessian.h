@@ -10,7 +10,10 @@ namespace quantlens {
 // What OBS-style quantizers need from a layer's calibration Hessian H = 2·XᵀX/n [in, in].
 struct PreparedHessian {
     std::vector<int> permutation;    // column order (identity, or descending diag H for act-order)
-    std::vector<bool> deadColumns;   // zero diagonal: inputs never active; weights forced to 0
+    // Zero diagonal: inputs never active in calibration. Their weights are zeroed before quantizing
+    // so they stretch no statistics; they decode to 0 under integer zero points (RTN, GPTQ) and to
+    // within a step of 0 under SpQR's quantized zero points.
+    std::vector<bool> deadColumns;
     Eigen::MatrixXf inverseCholesky; // U, upper: H⁻¹ = UᵀU, in permuted order (SpQR §3.2)
     Eigen::VectorXf inverseDiagonal; // diag(H⁻¹), in original order (sensitivity maps)
 };

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "quantlens/float_tensor.h"
 #include "quantlens/job.h"
 
 #include <cstdint>
@@ -36,5 +37,10 @@ SyntheticModelSpec syntheticModelPreset(std::string_view name);
 // no file.
 void writeSyntheticModel(const SyntheticModelSpec& spec, const std::filesystem::path& directory,
                          const JobContext& job);
+
+// The fp32 values writeSyntheticModel() draws for a matrix tensor `name` of shape [rows, cols]
+// (before rounding to the stored dtype): a realistic layer without a checkpoint, for benchmarks.
+RowMatrix syntheticMatrix(std::int64_t rows, std::int64_t cols, std::uint64_t seed,
+                          const std::string& name);
 
 } // namespace quantlens
