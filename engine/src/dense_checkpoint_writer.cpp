@@ -18,33 +18,17 @@ void writeWholeFile(const fs::path& path, const std::string& bytes) {
     file.commit();
 }
 
-// config.json for the output: the source's own (dtype updated), or one built for a llama2.c model.
+// config.json for the output: the source's own (dtype updated), or one describing a converted
+// llama2.c model (whose Q/K rows the writer permutes to rotate-half).
 std::string configJson(const Model& source, DType dtype) {
-    nlohmann::json config;
     if (source.format == ModelFormat::HuggingFace) {
-        config = nlohmann::json::parse(readTextFile(source.path / "config.json"));
-    } else {
-        const ModelConfig& c = source.config;
-        config = {{"architectures", {"LlamaForCausalLM"}},
-                  {"model_type", "llama"},
-                  {"hidden_size", c.hiddenSize},
-                  {"intermediate_size", c.intermediateSize},
-                  {"num_hidden_layers", c.layerCount},
-                  {"num_attention_heads", c.headCount},
-                  {"num_key_value_heads", c.kvHeadCount},
-                  {"vocab_size", c.vocabSize},
-                  {"max_position_embeddings", c.maxPositions},
-                  {"rms_norm_eps", c.rmsNormEps},
-                  {"rope_theta", c.ropeTheta},
-                  {"hidden_act", "silu"},
-                  {"tie_word_embeddings", c.tiedEmbeddings},
-                  {"bos_token_id", c.bosToken},
-                  {"eos_token_id", c.eosTokens}};
+        nlohmann::json config = nlohmann::json::parse(readTextFile(source.path / "config.json"));
+        config["torch_dtype"] = torchDtypeName(dtype);
+        return config.dump(2) + "\n";
     }
-    config["torch_dtype"] = dtype == DType::F32   ? "float32"
-                            : dtype == DType::F16 ? "float16"
-                                                  : "bfloat16";
-    return config.dump(2) + "\n";
+    ModelConfig converted = source.config;
+    converted.ropeLayout = RopeLayout::RotateHalf;
+    return hfConfigJson(converted, dtype);
 }
 
 } // namespace

@@ -38,6 +38,15 @@ MappedFile::MappedFile(MappedFile&& other) noexcept
     other.size_ = 0;
 }
 
+void releaseMappedPages(const void* data, std::size_t bytes) {
+    static const auto pageSize = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<std::uintptr_t>(data) & ~(pageSize - 1);
+    const auto end = reinterpret_cast<std::uintptr_t>(data) + bytes;
+    // MADV_PAGEOUT (Linux 5.4+) never loses data, so it is safe on any memory, mapped or not;
+    // it is advisory: where unsupported the pages simply stay resident.
+    if (bytes > 0) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+}
+
 MappedFile::~MappedFile() {
     if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
 }

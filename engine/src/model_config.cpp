@@ -91,6 +91,33 @@ void ModelConfig::validate(const std::string& source) const {
             throw Error(source, "EOS token id " + std::to_string(eos) + " lies outside the vocabulary");
 }
 
+std::string torchDtypeName(DType dtype) {
+    return dtype == DType::F32 ? "float32" : dtype == DType::F16 ? "float16" : "bfloat16";
+}
+
+std::string hfConfigJson(const ModelConfig& c, DType dtype) {
+    if (c.ropeLayout != RopeLayout::RotateHalf)
+        throw Error("", "config.json describes rotate-half RoPE; convert interleaved weights first");
+    const nlohmann::ordered_json config = {{"architectures", {"LlamaForCausalLM"}},
+                                           {"model_type", "llama"},
+                                           {"hidden_size", c.hiddenSize},
+                                           {"intermediate_size", c.intermediateSize},
+                                           {"num_hidden_layers", c.layerCount},
+                                           {"num_attention_heads", c.headCount},
+                                           {"num_key_value_heads", c.kvHeadCount},
+                                           {"head_dim", c.headDim},
+                                           {"vocab_size", c.vocabSize},
+                                           {"max_position_embeddings", c.maxPositions},
+                                           {"hidden_act", "silu"},
+                                           {"rms_norm_eps", c.rmsNormEps},
+                                           {"rope_theta", c.ropeTheta},
+                                           {"tie_word_embeddings", c.tiedEmbeddings},
+                                           {"bos_token_id", c.bosToken},
+                                           {"eos_token_id", c.eosTokens},
+                                           {"torch_dtype", torchDtypeName(dtype)}};
+    return config.dump(2) + "\n";
+}
+
 ModelConfig readHfConfig(const std::filesystem::path& configJson) {
     const std::string source = configJson.string();
     json config;

@@ -91,6 +91,7 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
     for (const auto& sequence : sequences)
         hidden.push_back(transformer.embed(sequence));
     const int sequenceLength = sequences.empty() ? 0 : static_cast<int>(sequences.front().size());
+    releaseMappedPages(model.embedding.data, model.embedding.byteSize());
 
     QuantizeResult result;
     double paperBits = 0.0;
@@ -157,6 +158,9 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
                 work.linear[layer] = std::move(reconstruction);
             }
         }
+        for (const TensorView* t : {&stored.attnNorm, &stored.wq, &stored.wk, &stored.wv, &stored.wo,
+                                    &stored.ffnNorm, &stored.gate, &stored.up, &stored.down})
+            releaseMappedPages(t->data, t->byteSize());
         // The next block is calibrated on this block's quantized outputs.
         for (RowMatrix& x : hidden) {
             job.checkpoint();

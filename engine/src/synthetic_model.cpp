@@ -177,36 +177,8 @@ ModelConfig configOf(const SyntheticModelSpec& s) {
     return c;
 }
 
-std::string torchDtype(const std::string& dtype) {
-    if (dtype == "F16") return "float16";
-    if (dtype == "BF16") return "bfloat16";
-    return "float32";
-}
-
 void writeConfig(const SyntheticModelSpec& s, const fs::path& file) {
-    const ModelConfig c = configOf(s);
-    const nlohmann::ordered_json config = {
-        {"architectures", {"LlamaForCausalLM"}},
-        {"model_type", "llama"},
-        {"hidden_size", c.hiddenSize},
-        {"intermediate_size", c.intermediateSize},
-        {"num_hidden_layers", c.layerCount},
-        {"num_attention_heads", c.headCount},
-        {"num_key_value_heads", c.kvHeadCount},
-        {"vocab_size", c.vocabSize},
-        {"max_position_embeddings", c.maxPositions},
-        {"hidden_act", "silu"},
-        {"rms_norm_eps", 1e-5},
-        {"rope_theta", 10000.0},
-        {"rope_scaling", nullptr},
-        {"tie_word_embeddings", false},
-        {"attention_bias", false},
-        {"bos_token_id", c.bosToken},
-        {"eos_token_id", c.eosTokens},
-        {"initializer_range", 0.02},
-        {"torch_dtype", torchDtype(s.dtype)},
-    };
-    const std::string text = config.dump(2) + "\n";
+    const std::string text = hfConfigJson(configOf(s), *parseDType(s.dtype));
     AtomicFile out(file);
     out.write(text.data(), text.size());
     out.commit();

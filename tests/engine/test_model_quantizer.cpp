@@ -1,5 +1,6 @@
 // quantizeModel end to end on stories260K: the reports, the sink, calibration errors, cancel, and
 // the dense checkpoint it streams into (HF and llama2.c sources).
+#include "error_text.h"
 #include "test_data.h"
 
 #include "quantlens/dense_checkpoint_writer.h"
@@ -19,6 +20,8 @@
 
 using namespace quantlens;
 namespace fs = std::filesystem;
+
+using quantlens::test::errorOf;
 
 namespace {
 
@@ -102,15 +105,6 @@ double outputError(const RowMatrix& original, const RowMatrix& reconstruction,
     return (x * (original.cast<double>() - reconstruction.cast<double>()).transpose())
                .squaredNorm() /
            (x * original.cast<double>().transpose()).squaredNorm();
-}
-
-template <typename Action> QString errorOf(Action&& action) {
-    try {
-        action();
-    } catch (const Error& e) {
-        return QString::fromStdString(e.what());
-    }
-    return "no error";
 }
 
 // Checks the reports against the model and each other, and the sink against the reports.

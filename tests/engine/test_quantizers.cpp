@@ -1,5 +1,6 @@
 // The layer quantizers (RTN, GPTQ, SpQR) against independent references and invariants, on real
 // stories260K layers with the inputs the model really gives them, and on a seeded synthetic layer.
+#include "error_text.h"
 #include "test_data.h"
 
 #include "quantlens/bit_packing.h"
@@ -22,6 +23,8 @@
 #include <random>
 
 using namespace quantlens;
+
+using quantlens::test::errorOf;
 
 namespace {
 
@@ -182,15 +185,6 @@ RealLayer syntheticLayer(int rows, int cols, int tokens, std::uint32_t seed) {
 
 QuantizedLayer quantize(const RealLayer& layer, const QuantConfig& config) {
     return quantizeLayer(layer.weights, &layer.hessian, config, JobContext{}, layer.name);
-}
-
-template <typename Action> QString errorOf(Action&& action) {
-    try {
-        action();
-    } catch (const Error& e) {
-        return QString::fromStdString(e.what());
-    }
-    return "no error";
 }
 
 std::size_t ceilDiv(std::size_t a, std::size_t b) {

@@ -1,3 +1,4 @@
+#include "error_text.h"
 #include "test_data.h"
 
 #include "quantlens/error.h"
@@ -16,6 +17,8 @@
 #include <random>
 
 using namespace quantlens;
+
+using quantlens::test::errorOf;
 
 namespace {
 
@@ -107,15 +110,6 @@ std::int64_t bruteForceCount(const SensitivityMap& map, double tau) {
     for (Eigen::Index k = 0; k < map.values.size(); ++k)
         count += map.values.data()[k] / scale > tau;
     return count;
-}
-
-template <typename Action> QString errorOf(Action&& action) {
-    try {
-        action();
-    } catch (const Error& e) {
-        return QString::fromStdString(e.what());
-    }
-    return "no error";
 }
 
 void verifyTotals(const SensitivityMap& map) {

@@ -25,4 +25,9 @@ private:
     std::size_t size_ = 0;
 };
 
+// Asks the kernel to reclaim the pages of a range a job is done with (file-backed pages are
+// re-read if touched again; nothing is ever lost). Streaming jobs call it so
+// that their footprint stays at the part of the model in use, not the whole mapping.
+void releaseMappedPages(const void* data, std::size_t bytes);
+
 } // namespace quantlens

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "quantlens/dtype.h"
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -34,5 +36,11 @@ struct ModelConfig {
 
 // Parses a Hugging Face LlamaForCausalLM config.json.
 ModelConfig readHfConfig(const std::filesystem::path& configJson);
+
+// A Hugging Face config.json (text) describing `config` with weights stored as `dtype`; for
+// checkpoints Quantlens writes (converted llama2.c models, synthetic models).
+std::string hfConfigJson(const ModelConfig& config, DType dtype);
+// The name config.json gives a dtype ("float32", "float16", "bfloat16").
+std::string torchDtypeName(DType dtype);
 
 } // namespace quantlens
