@@ -35,12 +35,19 @@ struct WorkingBlock {
     std::array<RowMatrix, 7> linear;
 };
 
-// ‖WX − ŴX‖² / ‖WX‖² from H ∝ XᵀX: tr(D H Dᵀ) / tr(W H Wᵀ) with D = W − Ŵ.
-double relativeOutputError(const RowMatrix& original, const RowMatrix& reconstruction,
-                           const Eigen::MatrixXf& h) {
-    const Eigen::MatrixXd w = original.cast<double>(), d = w - reconstruction.cast<double>();
-    const Eigen::MatrixXd hd = h.cast<double>();
-    return ((d * hd).cwiseProduct(d)).sum() / ((w * hd).cwiseProduct(w)).sum();
+// ‖WX − ŴX‖² / ‖WX‖² from H ∝ XᵀX: tr(D H Dᵀ) / tr(W H Wᵀ) with D = W − Ŵ. Rows go through in
+// chunks, in float with double sums, so no n×n copy of H is made.
+double relativeOutputError(const RowMatrix& original, const RowMatrix& reconstruction, const Eigen::MatrixXf& h) {
+    constexpr Eigen::Index kChunk = 256;
+    double error = 0.0, signal = 0.0;
+    for (Eigen::Index first = 0; first < original.rows(); first += kChunk) {
+        const Eigen::Index rows = std::min(kChunk, original.rows() - first);
+        const RowMatrix w = original.middleRows(first, rows);
+        const RowMatrix d = w - reconstruction.middleRows(first, rows);
+        error += (d * h).cwiseProduct(d).cast<double>().sum();
+        signal += (w * h).cwiseProduct(w).cast<double>().sum();
+    }
+    return error / signal;
 }
 
 } // namespace
@@ -86,7 +93,7 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
     if (needsHessian(method) && sequences.empty())
         throw Error(model.path.string(), methodName(method) + " needs calibration text");
 
-    const Transformer transformer(model);
+    const Transformer transformer(model, Transformer::WeightConversion::PerUse);
     std::vector<RowMatrix> hidden; // each calibration sequence's input to the current block
     for (const auto& sequence : sequences)
         hidden.push_back(transformer.embed(sequence));

@@ -70,7 +70,7 @@ void throwIfNonFinite(std::initializer_list<const TensorView*> tensors) {
 
 } // namespace
 
-Transformer::Transformer(const Model& model) : model_(model) {
+Transformer::Transformer(const Model& model, WeightConversion conversion) : model_(model) {
     const ModelConfig& c = model.config;
     const int half = c.headDim / 2;
     inverseFrequencies_.resize(half);
@@ -92,7 +92,7 @@ Transformer::Transformer(const Model& model) : model_(model) {
             consider(*t);
     consider(model.finalNorm);
     consider(model.lmHead);
-    if (convertedBytes <= kConversionCacheBytes)
+    if (conversion == WeightConversion::Cached && convertedBytes <= kConversionCacheBytes)
         for (const TensorView* t : needConversion)
             converted_.try_emplace(t->data, *t);
 }

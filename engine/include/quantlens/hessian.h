@@ -20,7 +20,7 @@ struct PreparedHessian {
 
 // Dampens H by percdamp·mean(diag H), marks dead inputs, inverts. Throws Error (with `source`)
 // when H is not finite or not positive definite even after dampening.
-PreparedHessian prepareHessian(Eigen::MatrixXf hessian, double percdamp, bool actOrder,
+PreparedHessian prepareHessian(const Eigen::MatrixXf& hessian, double percdamp, bool actOrder,
                                const std::string& source);
 
 } // namespace quantlens

@@ -41,7 +41,11 @@ inline constexpr std::size_t kConversionCacheBytes = std::size_t{4} << 30;
 // same code scores windows and generates token by token.
 class Transformer {
 public:
-    explicit Transformer(const Model& model);
+    // Cached: F16/BF16 weights are converted to fp32 once, if the fp32 copy fits
+    // kConversionCacheBytes. PerUse: converted as each block runs (jobs that supply their own
+    // block weights, like quantization, need no copy of the model).
+    enum class WeightConversion { Cached, PerUse };
+    explicit Transformer(const Model& model, WeightConversion conversion = WeightConversion::Cached);
 
     const Model& model() const { return model_; }
 
