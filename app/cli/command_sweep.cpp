@@ -43,12 +43,13 @@ struct SweepRow {
 
 void writeCsv(const std::string& path, const std::vector<SweepRow>& rows) {
     std::ostringstream csv;
-    csv << "method,settings,wbits,bits_per_param,paper_bits_per_param,outlier_fraction,ppl,kl,seconds\n";
+    csv << "method,settings,wbits,bits_per_param,paper_bits_per_param,outlier_fraction,ppl,kl,"
+           "seconds\n";
     csv.precision(8);
     for (const SweepRow& r : rows)
-        csv << r.method << ",\"" << r.settings << "\"," << r.wbits << ',' << r.bitsPerParameter << ','
-            << r.paperBitsPerParameter << ',' << r.outlierFraction << ',' << r.perplexity << ',' << r.meanKl << ','
-            << r.seconds << '\n';
+        csv << r.method << ",\"" << r.settings << "\"," << r.wbits << ',' << r.bitsPerParameter
+            << ',' << r.paperBitsPerParameter << ',' << r.outlierFraction << ',' << r.perplexity
+            << ',' << r.meanKl << ',' << r.seconds << '\n';
     const std::string text = csv.str();
     quantlens::AtomicFile file(path);
     file.write(text.data(), text.size());
@@ -56,10 +57,14 @@ void writeCsv(const std::string& path, const std::vector<SweepRow>& rows) {
 }
 
 nlohmann::json rowJson(const SweepRow& r) {
-    return {{"method", r.method},         {"settings", r.settings},
-            {"wbits", r.wbits},           {"bits_per_param", r.bitsPerParameter},
-            {"paper_bits_per_param", r.paperBitsPerParameter}, {"outlier_fraction", r.outlierFraction},
-            {"ppl", r.perplexity},        {"kl", r.meanKl},
+    return {{"method", r.method},
+            {"settings", r.settings},
+            {"wbits", r.wbits},
+            {"bits_per_param", r.bitsPerParameter},
+            {"paper_bits_per_param", r.paperBitsPerParameter},
+            {"outlier_fraction", r.outlierFraction},
+            {"ppl", r.perplexity},
+            {"kl", r.meanKl},
             {"seconds", r.seconds}};
 }
 
@@ -68,61 +73,73 @@ void run(const SweepOptions& options) {
     for (const std::string& entry : options.grid) {
         std::istringstream words(entry); // entries may also be separated by spaces
         for (std::string spec; words >> spec;)
-            for (auto& expanded : expandGrid(spec)) runs.push_back(std::move(expanded));
+            for (auto& expanded : expandGrid(spec))
+                runs.push_back(std::move(expanded));
     }
     const auto model = quantlens::loadModel(options.model);
-    const quantlens::PerplexityConfig evalConfig{options.context, quantlens::parsePerplexityProtocol(options.protocol)};
+    const quantlens::PerplexityConfig evalConfig{
+        options.context, quantlens::parsePerplexityProtocol(options.protocol)};
     const auto calibration = readTokenStream(options.calibration, *model, options.tokenizer,
                                              quantlens::PerplexityProtocol::Documents);
-    const auto evaluation = readTokenStream(options.evaluation, *model, options.tokenizer, evalConfig.protocol);
+    const auto evaluation =
+        readTokenStream(options.evaluation, *model, options.tokenizer, evalConfig.protocol);
     const quantlens::Transformer reference(*model);
 
     ProgressBar progress;
     std::vector<SweepRow> rows;
     const auto started = std::chrono::steady_clock::now();
     const auto finish = [&](SweepRow row, const std::chrono::steady_clock::time_point& since) {
-        row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+        row.seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
         if (!options.json)
-            std::printf("%-6s %-46s %8.4f %8.4f %9.6f %10.5f %9.6f %7.1f\n", row.method.c_str(), row.settings.c_str(),
-                        row.bitsPerParameter, row.paperBitsPerParameter, row.outlierFraction, row.perplexity,
-                        row.meanKl, row.seconds);
+            std::printf("%-6s %-46s %8.4f %8.4f %9.6f %10.5f %9.6f %7.1f\n", row.method.c_str(),
+                        row.settings.c_str(), row.bitsPerParameter, row.paperBitsPerParameter,
+                        row.outlierFraction, row.perplexity, row.meanKl, row.seconds);
         rows.push_back(std::move(row));
         writeCsv(options.out, rows); // after every run, so a long sweep keeps what it has done
     };
     if (!options.json)
-        std::printf("%-6s %-46s %8s %8s %9s %10s %9s %7s\n", "method", "settings", "bits", "paper", "outliers",
-                    "ppl", "kl", "seconds");
+        std::printf("%-6s %-46s %8s %8s %9s %10s %9s %7s\n", "method", "settings", "bits", "paper",
+                    "outliers", "ppl", "kl", "seconds");
 
     const quantlens::JobContext baselineJob;
-    const quantlens::PerplexityResult baseline = quantlens::evaluatePerplexity(reference, evaluation, evalConfig, baselineJob);
-    const double storedBits = 8.0 * static_cast<double>(model->storedBytes()) / static_cast<double>(model->parameterCount());
-    finish({"none", "unquantized", 0, storedBits, storedBits, 0.0, baseline.perplexity, 0.0, 0.0}, started);
+    const quantlens::PerplexityResult baseline =
+        quantlens::evaluatePerplexity(reference, evaluation, evalConfig, baselineJob);
+    const double storedBits = 8.0 * static_cast<double>(model->storedBytes()) /
+                              static_cast<double>(model->parameterCount());
+    finish({"none", "unquantized", 0, storedBits, storedBits, 0.0, baseline.perplexity, 0.0, 0.0},
+           started);
 
     for (std::size_t i = 0; i < runs.size(); ++i) {
         const auto runStarted = std::chrono::steady_clock::now();
         const quantlens::QuantConfig method = makeQuantConfig(runs[i].first, runs[i].second);
-        const std::string stage = "run " + std::to_string(i + 1) + "/" + std::to_string(runs.size());
-        const quantlens::JobContext job([&](double fraction, const std::string&) { progress.update(fraction, stage); });
+        const std::string stage =
+            "run " + std::to_string(i + 1) + "/" + std::to_string(runs.size());
+        const quantlens::JobContext job(
+            [&](double fraction, const std::string&) { progress.update(fraction, stage); });
         std::vector<std::array<quantlens::RowMatrix, 7>> layers(model->blocks.size());
         const quantlens::QuantizeResult result = quantlens::quantizeModel(
             *model, calibration, method, options.calibrationConfig,
             [&](int block, const std::string& name, const quantlens::QuantizedLayer&,
                 const quantlens::RowMatrix& weights) {
                 for (std::size_t l = 0; l < 7; ++l)
-                    if (name == quantlens::kLinearLayerNames[l]) layers[static_cast<std::size_t>(block)][l] = weights;
+                    if (name == quantlens::kLinearLayerNames[l])
+                        layers[static_cast<std::size_t>(block)][l] = weights;
             },
             job);
         const auto quantized = quantlens::withLinearLayers(*model, std::move(layers));
-        const quantlens::PerplexityResult scored =
-            quantlens::evaluatePerplexity(quantlens::Transformer(*quantized), evaluation, evalConfig, job, &reference);
-        finish({quantlens::methodName(method), quantlens::describe(method), quantlens::weightBits(method),
-                result.bitsPerParameter, result.paperBitsPerParameter, result.outlierFraction, scored.perplexity,
+        const quantlens::PerplexityResult scored = quantlens::evaluatePerplexity(
+            quantlens::Transformer(*quantized), evaluation, evalConfig, job, &reference);
+        finish({quantlens::methodName(method), quantlens::describe(method),
+                quantlens::weightBits(method), result.bitsPerParameter,
+                result.paperBitsPerParameter, result.outlierFraction, scored.perplexity,
                 scored.meanKlDivergence, 0.0},
                runStarted);
     }
     if (options.json) {
         nlohmann::json all = nlohmann::json::array();
-        for (const SweepRow& r : rows) all.push_back(rowJson(r));
+        for (const SweepRow& r : rows)
+            all.push_back(rowJson(r));
         std::cout << all.dump() << '\n';
     } else {
         std::printf("wrote %s (%zu rows)\n", options.out.c_str(), rows.size());
@@ -134,7 +151,8 @@ void run(const SweepOptions& options) {
 Command addSweepCommand(CLI::App& app) {
     auto options = std::make_shared<SweepOptions>();
     CLI::App* sub = app.add_subcommand(
-        "sweep", "Quantize with a grid of methods and settings; perplexity, KL and bits of each run to CSV");
+        "sweep",
+        "Quantize with a grid of methods and settings; perplexity, KL and bits of each run to CSV");
     sub->add_option("model", options->model, "HF model directory or llama2.c .bin")->required();
     sub->add_option("--calib", options->calibration, "Calibration text or token file (.u16/.u32)")
         ->required()
@@ -142,12 +160,14 @@ Command addSweepCommand(CLI::App& app) {
     sub->add_option("--eval", options->evaluation, "Evaluation text or token file (.u16/.u32)")
         ->required()
         ->check(CLI::ExistingFile);
-    sub->add_option("--grid", options->grid,
-                    "Runs: METHOD[:setting=v1,v2…]… e.g. \"rtn:wbits=3,4 gptq:wbits=3,4:groupsize=16 "
-                    "spqr:outlier-threshold=0.1,0.2\"; every combination is run")
+    sub->add_option(
+           "--grid", options->grid,
+           "Runs: METHOD[:setting=v1,v2…]… e.g. \"rtn:wbits=3,4 gptq:wbits=3,4:groupsize=16 "
+           "spqr:outlier-threshold=0.1,0.2\"; every combination is run")
         ->required();
     sub->add_option("--out", options->out, "CSV file, rewritten after every run")->required();
-    sub->add_option("--nsamples", options->calibrationConfig.sequences, "Calibration sequences")->capture_default_str();
+    sub->add_option("--nsamples", options->calibrationConfig.sequences, "Calibration sequences")
+        ->capture_default_str();
     sub->add_option("--seqlen", options->calibrationConfig.sequenceLength,
                     "Tokens per calibration sequence (0: min(2048, model context))")
         ->capture_default_str();
@@ -155,7 +175,8 @@ Command addSweepCommand(CLI::App& app) {
     sub->add_option("--protocol", options->protocol, "Evaluation protocol: documents or gptq")
         ->check(CLI::IsMember({"documents", "gptq"}))
         ->capture_default_str();
-    sub->add_option("--tokenizer", options->tokenizer, "Tokenizer file (tokenizer.model or tok*.bin)");
+    sub->add_option("--tokenizer", options->tokenizer,
+                    "Tokenizer file (tokenizer.model or tok*.bin)");
     sub->add_flag("--json", options->json, "Print the rows as one JSON array");
     return {sub, [options] { run(*options); }};
 }

@@ -11,10 +11,10 @@ int main(int argc, char** argv) {
     int threads = 0;
     app.add_option("--threads", threads, "Worker threads (0 = all cores)")
         ->check(CLI::NonNegativeNumber);
-    const Command commands[] = {addInspectCommand(app),  addEvalCommand(app),
-                                addGenerateCommand(app), addTokenizeCommand(app),
-                                addDevicesCommand(app),  addQuantizeCommand(app), addSweepCommand(app),
-                                addSynthCommand(app), addBenchCommand(app)};
+    const Command commands[] = {
+        addInspectCommand(app),  addEvalCommand(app),    addGenerateCommand(app),
+        addTokenizeCommand(app), addDevicesCommand(app), addQuantizeCommand(app),
+        addSweepCommand(app),    addSynthCommand(app),   addBenchCommand(app)};
     try {
         app.parse(argc, argv);
         quantlens::setThreadCount(threads);

@@ -88,8 +88,11 @@ void DenseCheckpointWriter::writeTensor(const Entry& entry, const float* values)
 }
 
 void DenseCheckpointWriter::copyUntilNextLayer() {
-    for (; next_ < entries_.size() && entries_[next_].block < 0; ++next_)
-        writeTensor(entries_[next_], FloatTensor(*entries_[next_].source).data());
+    for (; next_ < entries_.size() && entries_[next_].block < 0; ++next_) {
+        const TensorView& source = *entries_[next_].source;
+        writeTensor(entries_[next_], FloatTensor(source).data());
+        releaseMappedPages(source.data, source.byteSize());
+    }
 }
 
 void DenseCheckpointWriter::writeLayer(int block, const std::string& name,

@@ -26,8 +26,8 @@ std::vector<std::int32_t> generateGreedy(const Transformer& transformer,
         Eigen::Index next = 0;
         logits.row(logits.rows() - 1).maxCoeff(&next);
         const auto token = static_cast<std::int32_t>(next);
-        if (token == config.bosToken ||
-            std::find(config.eosTokens.begin(), config.eosTokens.end(), token) != config.eosTokens.end())
+        if (token == config.bosToken || std::find(config.eosTokens.begin(), config.eosTokens.end(),
+                                                  token) != config.eosTokens.end())
             break;
         generated.push_back(token);
         if (onToken) onToken(token);

@@ -35,17 +35,21 @@ PreparedHessian prepareHessian(const Eigen::MatrixXf& hessian, double percdamp, 
     // J·H·J = L·Lᵀ; then H⁻¹ = (J·L⁻¹·J)ᵀ(J·L⁻¹·J) and J·L⁻¹·J is upper triangular. One
     // factorisation and one triangular inverse instead of two factorisations and a solve, and two
     // n×n buffers instead of four.
-    const auto sourceIndex = [&](Eigen::Index k) { return prepared.permutation[static_cast<std::size_t>(n - 1 - k)]; };
+    const auto sourceIndex = [&](Eigen::Index k) {
+        return prepared.permutation[static_cast<std::size_t>(n - 1 - k)];
+    };
     Eigen::MatrixXf reversed(n, n);
     for (Eigen::Index j = 0; j < n; ++j) {
         const int column = sourceIndex(j);
-        for (Eigen::Index i = 0; i < n; ++i) reversed(i, j) = hessian(sourceIndex(i), column);
+        for (Eigen::Index i = 0; i < n; ++i)
+            reversed(i, j) = hessian(sourceIndex(i), column);
         reversed(j, j) = diagonal[column] + damp;
     }
     Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>> factor(reversed);
     if (factor.info() != Eigen::Success)
-        throw Error(source, "calibration Hessian is not positive definite even after dampening by " +
-                                std::to_string(percdamp) + "·mean(diag H); raise --percdamp");
+        throw Error(source,
+                    "calibration Hessian is not positive definite even after dampening by " +
+                        std::to_string(percdamp) + "·mean(diag H); raise --percdamp");
     Eigen::MatrixXf inverse = Eigen::MatrixXf::Identity(n, n);
     factor.matrixL().solveInPlace(inverse);
     inverse.reverseInPlace();

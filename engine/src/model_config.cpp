@@ -42,12 +42,14 @@ int tokenId(const json& id, const char* key, const std::string& source) {
 }
 
 // A special token id, or (EOS in newer configs) a list of them.
-std::vector<int> tokenIds(const json& config, const char* key, int fallback, const std::string& source) {
+std::vector<int> tokenIds(const json& config, const char* key, int fallback,
+                          const std::string& source) {
     const auto it = config.find(key);
     if (it == config.end() || it->is_null()) return {fallback};
     if (!it->is_array()) return {tokenId(*it, key, source)};
     std::vector<int> ids;
-    for (const json& id : *it) ids.push_back(tokenId(id, key, source));
+    for (const json& id : *it)
+        ids.push_back(tokenId(id, key, source));
     if (ids.empty()) throw Error(source, std::string("\"") + key + "\" is an empty list");
     return ids;
 }
@@ -85,10 +87,12 @@ void ModelConfig::validate(const std::string& source) const {
     if (!(ropeTheta > 0.0f) || !std::isfinite(ropeTheta))
         throw Error(source, "rope_theta must be a positive number");
     if (bosToken < 0 || bosToken >= vocabSize)
-        throw Error(source, "BOS token id " + std::to_string(bosToken) + " lies outside the vocabulary");
+        throw Error(source,
+                    "BOS token id " + std::to_string(bosToken) + " lies outside the vocabulary");
     for (int eos : eosTokens)
         if (eos < 0 || eos >= vocabSize)
-            throw Error(source, "EOS token id " + std::to_string(eos) + " lies outside the vocabulary");
+            throw Error(source,
+                        "EOS token id " + std::to_string(eos) + " lies outside the vocabulary");
 }
 
 std::string torchDtypeName(DType dtype) {
@@ -97,7 +101,8 @@ std::string torchDtypeName(DType dtype) {
 
 std::string hfConfigJson(const ModelConfig& c, DType dtype) {
     if (c.ropeLayout != RopeLayout::RotateHalf)
-        throw Error("", "config.json describes rotate-half RoPE; convert interleaved weights first");
+        throw Error("",
+                    "config.json describes rotate-half RoPE; convert interleaved weights first");
     const nlohmann::ordered_json config = {{"architectures", {"LlamaForCausalLM"}},
                                            {"model_type", "llama"},
                                            {"hidden_size", c.hiddenSize},

@@ -37,7 +37,8 @@ struct WorkingBlock {
 
 // ‖WX − ŴX‖² / ‖WX‖² from H ∝ XᵀX: tr(D H Dᵀ) / tr(W H Wᵀ) with D = W − Ŵ. Rows go through in
 // chunks, in float with double sums, so no n×n copy of H is made.
-double relativeOutputError(const RowMatrix& original, const RowMatrix& reconstruction, const Eigen::MatrixXf& h) {
+double relativeOutputError(const RowMatrix& original, const RowMatrix& reconstruction,
+                           const Eigen::MatrixXf& h) {
     constexpr Eigen::Index kChunk = 256;
     double error = 0.0, signal = 0.0;
     for (Eigen::Index first = 0; first < original.rows(); first += kChunk) {
@@ -165,8 +166,9 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
                 work.linear[layer] = std::move(reconstruction);
             }
         }
-        for (const TensorView* t : {&stored.attnNorm, &stored.wq, &stored.wk, &stored.wv, &stored.wo,
-                                    &stored.ffnNorm, &stored.gate, &stored.up, &stored.down})
+        for (const TensorView* t :
+             {&stored.attnNorm, &stored.wq, &stored.wk, &stored.wv, &stored.wo, &stored.ffnNorm,
+              &stored.gate, &stored.up, &stored.down})
             releaseMappedPages(t->data, t->byteSize());
         // The next block is calibrated on this block's quantized outputs.
         for (RowMatrix& x : hidden) {

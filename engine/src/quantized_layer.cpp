@@ -104,7 +104,8 @@ RowMatrix QuantizedLayer::dequantize() const {
     RowMatrix original(rows, cols);
     const bool narrow = perm->second.dtype == "U16";
     for (int j = 0; j < cols; ++j)
-        original.col(narrow ? perm->second.at<std::uint16_t>(j) : perm->second.at<std::int32_t>(j)) = permuted.col(j);
+        original.col(narrow ? perm->second.at<std::uint16_t>(j)
+                            : perm->second.at<std::int32_t>(j)) = permuted.col(j);
     return original;
 }
 

@@ -835,7 +835,8 @@ private slots:
         int count = 0;
         for (int j : dead)
             for (Eigen::Index r = 0; r < dequantized.rows(); ++r) {
-                const float step = (l.weights.row(r).maxCoeff() - l.weights.row(r).minCoeff()) / 7.0f;
+                const float step =
+                    (l.weights.row(r).maxCoeff() - l.weights.row(r).minCoeff()) / 7.0f;
                 const float allowed = method >= 3 ? step : 0.0f;
                 if (std::abs(dequantized(r, j)) > allowed && count++ < 5)
                     nonzero += QString(" (%1, %2) = %3;").arg(r).arg(j).arg(dequantized(r, j));

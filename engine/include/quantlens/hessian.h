@@ -9,7 +9,7 @@ namespace quantlens {
 
 // What OBS-style quantizers need from a layer's calibration Hessian H = 2·XᵀX/n [in, in].
 struct PreparedHessian {
-    std::vector<int> permutation;    // column order (identity, or descending diag H for act-order)
+    std::vector<int> permutation; // column order (identity, or descending diag H for act-order)
     // Zero diagonal: inputs never active in calibration. Their weights are zeroed before quantizing
     // so they stretch no statistics; they decode to 0 under integer zero points (RTN, GPTQ) and to
     // within a step of 0 under SpQR's quantized zero points.

@@ -45,7 +45,8 @@ public:
     // kConversionCacheBytes. PerUse: converted as each block runs (jobs that supply their own
     // block weights, like quantization, need no copy of the model).
     enum class WeightConversion { Cached, PerUse };
-    explicit Transformer(const Model& model, WeightConversion conversion = WeightConversion::Cached);
+    explicit Transformer(const Model& model,
+                         WeightConversion conversion = WeightConversion::Cached);
 
     const Model& model() const { return model_; }
 
