@@ -11,11 +11,6 @@
 namespace quantlens {
 namespace {
 
-int effectiveGroupsize(int groupsize, Eigen::Index cols) {
-    return groupsize == 0 ? static_cast<int>(cols)
-                          : static_cast<int>(std::min<Eigen::Index>(groupsize, cols));
-}
-
 // W with its columns in quantization order and dead inputs zeroed (their weights can never matter).
 Eigen::MatrixXf orderedWeights(const RowMatrix& weights, const PreparedHessian& h) {
     Eigen::MatrixXf ordered(weights.rows(), weights.cols());
@@ -67,7 +62,7 @@ QuantizedLayer quantizeLayer(const RowMatrix& weights, const Eigen::MatrixXf* he
     layer.cols = static_cast<int>(cols);
 
     if (const auto* rtn = std::get_if<RtnConfig>(&config)) {
-        const int groupsize = effectiveGroupsize(rtn->groupsize, cols);
+        const int groupsize = effectiveGroupsize(rtn->groupsize, static_cast<int>(cols));
         Eigen::MatrixXf w = weights;
         AffineColumns columns(rows, cols, rtn->wbits, groupsize);
         plainQuantize(w, groupsize, columns);
@@ -83,7 +78,7 @@ QuantizedLayer quantizeLayer(const RowMatrix& weights, const Eigen::MatrixXf* he
 
     if (const auto* gptq = std::get_if<GptqConfig>(&config)) {
         const PreparedHessian h = prepareHessian(*hessian, gptq->percdamp, gptq->actOrder, source);
-        const int groupsize = effectiveGroupsize(gptq->groupsize, cols);
+        const int groupsize = effectiveGroupsize(gptq->groupsize, static_cast<int>(cols));
         Eigen::MatrixXf w = orderedWeights(weights, h);
         AffineColumns columns(rows, cols, gptq->wbits, groupsize);
         obsQuantize(w, h.inverseCholesky, gptq->blocksize, groupsize, columns, job);
@@ -97,7 +92,7 @@ QuantizedLayer quantizeLayer(const RowMatrix& weights, const Eigen::MatrixXf* he
         throw Error(source, "SpQR stores outlier columns as 16-bit indices; this layer has " +
                                 std::to_string(cols) + " inputs");
     const PreparedHessian h = prepareHessian(*hessian, spqr.percdamp, spqr.actOrder, source);
-    const int groupsize = effectiveGroupsize(spqr.groupsize, cols);
+    const int groupsize = effectiveGroupsize(spqr.groupsize, static_cast<int>(cols));
     Eigen::MatrixXf w = orderedWeights(weights, h);
     const float threshold =
         std::isinf(spqr.outlierThreshold)

@@ -23,6 +23,10 @@ struct MinMaxGrid {
     float roundTrip(float value) const { return dequantize(code(value)); }
 };
 
+// The smallest first-level scale SpQR reconstructs (quantizer and decoder alike); keeps a grid
+// usable if the second-level quantizer rounds a scale down to nothing.
+inline constexpr float kMinimumSpqrScale = 1e-8f;
+
 // Rounds to the nearest representable fp16, keeping a scale strictly positive and finite.
 inline float fp16Scale(float scale) {
     const float rounded = f16ToFloat(floatToF16(std::min(scale, 65504.0f)));

@@ -8,12 +8,6 @@
 namespace quantlens {
 namespace {
 
-constexpr float kMinimumScale = 1e-8f; // as SpqrColumns reconstructs it
-
-int effectiveGroupsize(int groupsize, int cols) {
-    return groupsize == 0 ? cols : std::min(groupsize, cols);
-}
-
 std::span<const std::uint32_t> words(const StoredTensor& t) {
     return {reinterpret_cast<const std::uint32_t*>(t.bytes.data()), t.bytes.size() / 4};
 }
@@ -37,9 +31,9 @@ std::vector<MinMaxGrid> firstLevelGrids(const QuantizedLayer& layer, int groups)
         };
         for (int g = 0; g < groups; ++g)
             for (int r = 0; r < layer.rows; ++r)
-                grids[static_cast<std::size_t>(r) * groups + g] =
-                    MinMaxGrid{std::max(decode("scale_codes", "scale_stats", g, r), kMinimumScale),
-                               decode("zero_codes", "zero_stats", g, r), maxCode};
+                grids[static_cast<std::size_t>(r) * groups + g] = MinMaxGrid{
+                    std::max(decode("scale_codes", "scale_stats", g, r), kMinimumSpqrScale),
+                    decode("zero_codes", "zero_stats", g, r), maxCode};
     } else {
         const StoredTensor& scales = layer.tensors.at("scales");
         const StoredTensor& zeros = layer.tensors.at("zeros");

@@ -90,7 +90,7 @@ SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixX
     RowMatrix w = weights;
     for (Eigen::Index j = 0; j < cols; ++j)
         if (h.deadColumns[static_cast<std::size_t>(j)]) w.col(j).setZero();
-    const Eigen::Index group = groupsize == 0 ? cols : std::min<Eigen::Index>(groupsize, cols);
+    const Eigen::Index group = effectiveGroupsize(groupsize, static_cast<int>(cols));
 
     SensitivityMap map;
     map.rows = static_cast<int>(rows);

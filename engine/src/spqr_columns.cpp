@@ -9,10 +9,6 @@
 namespace quantlens {
 namespace {
 
-// The smallest first-level scale SpQR reconstructs; keeps a grid usable if the second-level
-// quantizer rounds a scale down to nothing.
-constexpr float kMinimumScale = 1e-8f;
-
 float hessianWeightedError(const float* values, std::size_t count, std::size_t stride,
                            const float* uDiagonal, const MinMaxGrid& grid, std::size_t skip) {
     float error = 0.0f;
@@ -118,7 +114,7 @@ void SpqrColumns::beginGroup(const Eigen::MatrixXf& weights, Eigen::Index first,
     quantizeStatistic(zeros, group, zeroCodes_, zeroStats_);
     for (Eigen::Index r = 0; r < rows_; ++r)
         grids_[r] =
-            MinMaxGrid{std::max(scales[r], kMinimumScale), zeros[r], (1 << config_.wbits) - 1};
+            MinMaxGrid{std::max(scales[r], kMinimumSpqrScale), zeros[r], (1 << config_.wbits) - 1};
 }
 
 void SpqrColumns::quantizeColumn(Eigen::Index j, Eigen::Ref<Eigen::VectorXf> column,

@@ -79,6 +79,7 @@ Transformer::Transformer(const Model& model, WeightConversion conversion) : mode
         inverseFrequencies_[i] =
             1.0f / std::pow(c.ropeTheta, static_cast<float>(2 * i) / static_cast<float>(c.headDim));
 
+    if (conversion == WeightConversion::PerUse) return;
     std::vector<const TensorView*> needConversion;
     std::size_t convertedBytes = 0;
     const auto consider = [&](const TensorView& t) {
@@ -92,7 +93,7 @@ Transformer::Transformer(const Model& model, WeightConversion conversion) : mode
             consider(*t);
     consider(model.finalNorm);
     consider(model.lmHead);
-    if (conversion == WeightConversion::Cached && convertedBytes <= kConversionCacheBytes)
+    if (convertedBytes <= kConversionCacheBytes)
         for (const TensorView* t : needConversion)
             converted_.try_emplace(t->data, *t);
 }

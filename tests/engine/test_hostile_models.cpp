@@ -18,6 +18,9 @@
 using namespace quantlens;
 namespace fs = std::filesystem;
 
+using quantlens::test::readBytes;
+using quantlens::test::writeBytes;
+
 namespace {
 
 // The message of the Error that loading `path` throws, or "" when it loads.
@@ -42,16 +45,6 @@ QString evalError(const fs::path& path) {
         return QString::fromUtf8(e.what());
     }
     return {};
-}
-
-void writeBytes(const fs::path& file, const std::string& bytes) {
-    std::ofstream(file, std::ios::binary | std::ios::trunc)
-        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string readBytes(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 // A safetensors file with a header given as text, for headers nlohmann::json cannot write.

@@ -17,6 +17,8 @@
 using namespace quantlens;
 namespace fs = std::filesystem;
 
+using quantlens::test::readBytes;
+
 namespace {
 
 // Deterministic test bytes.
@@ -25,11 +27,6 @@ std::string bytes(std::size_t count, unsigned char start) {
     for (std::size_t i = 0; i < count; ++i)
         data[i] = static_cast<char>(start + 7 * i);
     return data;
-}
-
-std::string readFile(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
 }
 
 std::vector<std::string> filesIn(const fs::path& directory) {
@@ -93,7 +90,7 @@ private slots:
 
         // The data section starts 8-byte aligned; the header is padded with spaces, and the file
         // is exactly header + data with the tensors packed in declaration order.
-        const std::string raw = readFile(file);
+        const std::string raw = readBytes(file);
         std::uint64_t headerLength = 0;
         std::memcpy(&headerLength, raw.data(), 8);
         QCOMPARE((8 + headerLength) % 8, std::uint64_t(0));
@@ -207,7 +204,7 @@ private slots:
         // An existing file is left as it was.
         { std::ofstream(file, std::ios::binary) << "old contents"; }
         { SafetensorsWriter writer(file, {{"a", "F32", {4}}}); }
-        QCOMPARE(readFile(file), std::string("old contents"));
+        QCOMPARE(readBytes(file), std::string("old contents"));
         QCOMPARE(filesIn(dir.path().toStdString()), std::vector<std::string>{"gone.safetensors"});
     }
 
@@ -253,7 +250,7 @@ private slots:
         QCOMPARE(QString::fromStdString(message),
                  QString::fromStdString(file.string() + ": write failed: " + std::strerror(EFBIG) +
                                         " (while writing tensor 'big')"));
-        QCOMPARE(readFile(file), std::string("old contents"));
+        QCOMPARE(readBytes(file), std::string("old contents"));
         QCOMPARE(filesIn(dir.path().toStdString()), std::vector<std::string>{"full.safetensors"});
     }
 

@@ -18,12 +18,9 @@
 using namespace quantlens;
 namespace fs = std::filesystem;
 
-namespace {
+using quantlens::test::readBytes;
 
-std::string readFile(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), {}};
-}
+namespace {
 
 fs::path writeTiny(const QTemporaryDir& dir, const std::string& name, const std::string& dtype,
                    std::uint64_t seed, int layers = 4) {
@@ -93,12 +90,12 @@ private slots:
 
     void sameSeedGivesTheSameBytes() {
         const fs::path again = writeTiny(dir_, "again", "F16", 1);
-        QVERIFY(readFile(again / "model.safetensors") == readFile(f16_ / "model.safetensors"));
-        QVERIFY(readFile(again / "config.json") == readFile(f16_ / "config.json"));
+        QVERIFY(readBytes(again / "model.safetensors") == readBytes(f16_ / "model.safetensors"));
+        QVERIFY(readBytes(again / "config.json") == readBytes(f16_ / "config.json"));
 
         // The bytes are fixed on every platform: this digest changes only if the generator does.
         QCOMPARE(QCryptographicHash::hash(
-                     QByteArray::fromStdString(readFile(f16_ / "model.safetensors")),
+                     QByteArray::fromStdString(readBytes(f16_ / "model.safetensors")),
                      QCryptographicHash::Sha256)
                      .toHex()
                      .left(16),

@@ -19,6 +19,9 @@
 using namespace quantlens;
 namespace fs = std::filesystem;
 
+using quantlens::test::readBytes;
+using quantlens::test::writeBytes;
+
 namespace {
 
 // The documents of a one-per-line text file: split on '\n', a trailing '\r' dropped, empty lines
@@ -35,16 +38,6 @@ std::vector<std::string> documents(const std::string& text) {
         begin = end + 1;
     }
     return lines;
-}
-
-void writeBytes(const fs::path& file, const std::string& bytes) {
-    std::ofstream(file, std::ios::binary | std::ios::trunc)
-        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string readBytes(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 template <typename T> std::string bytesOf(T value) {

@@ -1,5 +1,7 @@
 #include "safetensors_mutator.h"
 
+#include "test_data.h"
+
 #include <bit>
 #include <cstring>
 #include <fstream>
@@ -8,26 +10,8 @@
 
 namespace quantlens::test {
 
-namespace {
-
-std::string readAll(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw std::runtime_error("cannot read " + file.string());
-    std::ostringstream contents;
-    contents << in.rdbuf();
-    return contents.str();
-}
-
-void writeAll(const std::filesystem::path& file, const std::string& bytes) {
-    std::ofstream out(file, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw std::runtime_error("cannot write " + file.string());
-}
-
-} // namespace
-
 SafetensorsParts readSafetensorsParts(const std::filesystem::path& file) {
-    const std::string bytes = readAll(file);
+    const std::string bytes = readBytes(file);
     std::uint64_t headerLength = 0;
     std::memcpy(&headerLength, bytes.data(), 8);
     SafetensorsParts parts;
@@ -43,7 +27,7 @@ void writeSafetensorsParts(const std::filesystem::path& file, const SafetensorsP
     const std::uint64_t length = claimedHeaderLength.value_or(header.size());
     std::string bytes(8, '\0');
     std::memcpy(bytes.data(), &length, 8);
-    writeAll(file, bytes + header + parts.data);
+    writeBytes(file, bytes + header + parts.data);
 }
 
 void copyModelDirectory(const std::filesystem::path& source,
@@ -79,9 +63,9 @@ void copyModelAsF16(const std::filesystem::path& source, const std::filesystem::
 
 void editJsonFile(const std::filesystem::path& file,
                   const std::function<void(nlohmann::json&)>& edit) {
-    nlohmann::json value = nlohmann::json::parse(readAll(file));
+    nlohmann::json value = nlohmann::json::parse(readBytes(file));
     edit(value);
-    writeAll(file, value.dump(2));
+    writeBytes(file, value.dump(2));
 }
 
 } // namespace quantlens::test

@@ -1,5 +1,9 @@
 #include "test_data.h"
 
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
 namespace quantlens::test {
 
 std::filesystem::path dataPath(const std::string& relative) {
@@ -8,6 +12,18 @@ std::filesystem::path dataPath(const std::string& relative) {
 
 std::filesystem::path cliPath() {
     return QUANTLENS_CLI_PATH;
+}
+
+std::string readBytes(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot read " + file.string());
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void writeBytes(const std::filesystem::path& file, const std::string& bytes) {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw std::runtime_error("cannot write " + file.string());
 }
 
 } // namespace quantlens::test

@@ -13,6 +13,10 @@ std::filesystem::path dataPath(const std::string& relative);
 // The quantlens-cli binary built beside the tests.
 std::filesystem::path cliPath();
 
+// A whole file's bytes, and writing them back (replacing the file); both throw on failure.
+std::string readBytes(const std::filesystem::path& file);
+void writeBytes(const std::filesystem::path& file, const std::string& bytes);
+
 } // namespace quantlens::test
 
 // Skips the current test with a clear message when the shared data folder is missing.

@@ -42,6 +42,11 @@ using QuantConfig = std::variant<RtnConfig, GptqConfig, SpqrConfig>;
 std::string methodName(const QuantConfig& config); // "rtn", "gptq", "spqr"
 std::string describe(const QuantConfig& config);   // e.g. "spqr w3 g16 qq3 b2=16 tau=0.2 act-order"
 int weightBits(const QuantConfig& config);
+// Columns per statistics group of a layer with `cols` inputs: groupsize 0 is the whole row, and a
+// groupsize beyond the row is clipped to it.
+inline int effectiveGroupsize(int groupsize, int cols) {
+    return groupsize == 0 || groupsize > cols ? cols : groupsize;
+}
 bool needsHessian(const QuantConfig& config);
 // Throws Error naming the bad setting.
 void validate(const QuantConfig& config);
