@@ -1,12 +1,16 @@
 #include "model_summary_view.h"
 
 #include "quantlens/model.h"
+#include "quantlens/run_record.h"
+
+#include "run_description.h"
 
 #include <QHeaderView>
 #include <QLocale>
 #include <QStringList>
 
 #include <array>
+#include <string_view>
 #include <utility>
 
 namespace {
@@ -36,7 +40,16 @@ QString formatName(quantlens::ModelFormat format) {
 } // namespace
 
 ModelSummaryView::ModelSummaryView(QWidget* parent) : QTreeWidget(parent) {
-    setHeaderLabels({tr("Name"), tr("Shape"), tr("Type"), tr("Bytes")});
+    setHeaderLabels({tr("Name"), tr("Shape"), tr("Type"), tr("Bytes"), tr("Method"), tr("Bits"),
+                     tr("Outliers"), tr("Error")});
+    for (const Column column : {BitsColumn, OutliersColumn, ErrorColumn})
+        headerItem()->setTextAlignment(column, Qt::AlignRight | Qt::AlignVCenter);
+    headerItem()->setToolTip(ErrorColumn, tr("relative output error ‖WX − ŴX‖² / ‖WX‖²"));
+    connect(this, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
+        if (item && item->data(NameColumn, BlockRole).isValid())
+            emit linearLayerSelected(item->data(NameColumn, BlockRole).toInt(),
+                                     item->text(NameColumn));
+    });
     headerItem()->setTextAlignment(BytesColumn, Qt::AlignRight | Qt::AlignVCenter);
     header()->setStretchLastSection(false);
     setUniformRowHeights(true);
@@ -66,7 +79,10 @@ void ModelSummaryView::showModel(const quantlens::Model& model) {
         auto* block = new QTreeWidgetItem(this, {tr("block %1").arg(i)});
         std::size_t bytes = 0;
         for (const auto& [label, tensor] : tensors) {
-            addTensor(block, label, *tensor);
+            QTreeWidgetItem* item = addTensor(block, label, *tensor);
+            if (label != std::string_view("input_layernorm") &&
+                label != std::string_view("post_attention_layernorm"))
+                item->setData(NameColumn, BlockRole, int(i));
             bytes += tensor->byteSize();
         }
         block->setText(BytesColumn, bytesText(bytes));
@@ -128,4 +144,28 @@ QTreeWidgetItem* ModelSummaryView::addTensor(QTreeWidgetItem* parent, const QStr
     item->setData(NameColumn, Qt::UserRole, QString::fromStdString(tensor.name));
     item->setToolTip(NameColumn, QString::fromStdString(tensor.name + " in " + tensor.file));
     return item;
+}
+
+void ModelSummaryView::showRun(const quantlens::RunRecord& run) {
+    const QLocale locale;
+    for (int i = 0; i < topLevelItemCount(); ++i) {
+        QTreeWidgetItem* block = topLevelItem(i);
+        for (int j = 0; j < block->childCount(); ++j) {
+            QTreeWidgetItem* item = block->child(j);
+            if (!item->data(NameColumn, BlockRole).isValid()) continue;
+            const int index = item->data(NameColumn, BlockRole).toInt();
+            for (const quantlens::LayerReport& layer : run.layers) {
+                if (layer.block != index || QString::fromStdString(layer.name) != item->text(0))
+                    continue;
+                item->setText(MethodColumn, methodLabel(run.config));
+                item->setText(BitsColumn, locale.toString(layer.bitsPerParameter, 'f', 3));
+                item->setText(OutliersColumn, locale.toString(qlonglong(layer.outliers)));
+                item->setText(ErrorColumn, locale.toString(layer.relativeOutputError, 'e', 2));
+                for (const Column column : {BitsColumn, OutliersColumn, ErrorColumn})
+                    item->setTextAlignment(column, Qt::AlignRight | Qt::AlignVCenter);
+            }
+        }
+    }
+    for (const Column column : {MethodColumn, BitsColumn, OutliersColumn, ErrorColumn})
+        resizeColumnToContents(column);
 }

@@ -77,6 +77,8 @@ void runQuantizeLayer(const LayerBenchOptions& o) {
     const auto setupStart = Clock::now();
     const RowMatrix weights = syntheticMatrix(o.rows, o.cols, o.seed, "bench.weights");
     const Eigen::MatrixXf hessian = syntheticHessian(samples, o.cols, o.seed);
+    // Squared heavy-tailed values: a Fisher diagonal's spread (squared gradients).
+    const RowMatrix fisher = syntheticMatrix(o.rows, o.cols, o.seed, "bench.fisher").cwiseAbs2();
     const double setupSeconds = secondsSince(setupStart);
 
     RtnConfig rtn;
@@ -89,9 +91,11 @@ void runQuantizeLayer(const LayerBenchOptions& o) {
     gptq3Act.actOrder = true;
     GptqConfig gptq4;      // w4 g128, the GPTQ paper's setting
     const SpqrConfig spqr; // w3 β1=16 β2=16 qq3 τ=0.2 act-order, the SpQR paper's LLaMA setting
+    // SqueezeLLM 3-bit with the paper's 0.45% sparse.
+    const SqueezeConfig squeeze{.wbits = 3, .sparsePercent = 0.40, .sensitivePercent = 0.05};
     std::vector<QuantConfig> configs;
     for (const QuantConfig& config : {QuantConfig(rtn), QuantConfig(gptq3), QuantConfig(gptq3Act),
-                                      QuantConfig(gptq4), QuantConfig(spqr)})
+                                      QuantConfig(gptq4), QuantConfig(spqr), QuantConfig(squeeze)})
         if (o.methods.empty() || std::ranges::count(o.methods, methodName(config)))
             configs.push_back(config);
 
@@ -115,8 +119,10 @@ void runQuantizeLayer(const LayerBenchOptions& o) {
     std::vector<BenchRow> methods; // one per config
     for (const QuantConfig& config : configs) {
         QuantizedLayer layer;
-        const double seconds =
-            timeIt([&] { layer = quantizeLayer(weights, &hessian, config, job, "bench"); });
+        const double seconds = timeIt([&] {
+            layer = quantizeLayer(weights, {.hessian = &hessian, .fisher = &fisher}, config, job,
+                                  "bench");
+        });
         methods.push_back({methodName(config), describe(config), seconds, layer.bitsPerParameter(),
                            layer.outlierFraction(), std::nullopt});
         if (!o.json) std::fprintf(stderr, "  %-45s %8.3f s\n", describe(config).c_str(), seconds);
@@ -184,7 +190,8 @@ Command addBenchCommand(CLI::App& app) {
     auto layer = std::make_shared<LayerBenchOptions>();
     CLI::App* quantizeLayerCommand = bench->add_subcommand(
         "quantize-layer",
-        "Time RTN, GPTQ and SpQR on one seeded synthetic layer with a synthetic Hessian");
+        "Time RTN, GPTQ, SpQR and SqueezeLLM on one seeded synthetic layer with a synthetic "
+        "Hessian and Fisher");
     quantizeLayerCommand->add_option("--rows", layer->rows, "Output features")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
@@ -204,10 +211,12 @@ Command addBenchCommand(CLI::App& app) {
         ->capture_default_str();
     quantizeLayerCommand
         ->add_option("--method", layer->methods, "Only these methods (repeatable; default all)")
-        ->check(CLI::IsMember({"rtn", "gptq", "spqr"}));
+        ->check(CLI::IsMember({"rtn", "gptq", "spqr", "squeezellm"}));
     quantizeLayerCommand->add_flag("--json", layer->json, "Print one JSON object");
 
-    return {bench, [quantizeLayerCommand, layer] {
+    const Command gemv = addGemvBench(*bench);
+    return {bench, [quantizeLayerCommand, layer, gemv] {
                 if (quantizeLayerCommand->parsed()) runQuantizeLayer(*layer);
+                if (gemv.parser->parsed()) gemv.run();
             }};
 }

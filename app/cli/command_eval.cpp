@@ -26,7 +26,8 @@ struct EvalOptions {
 
 void run(const EvalOptions& options) {
     const auto started = std::chrono::steady_clock::now();
-    const auto model = quantlens::loadModel(options.model);
+    // A quantlens checkpoint runs compressed, through the fused kernels.
+    const auto model = quantlens::loadModel(options.model, quantlens::CompressedLayers::Keep);
     const quantlens::PerplexityConfig config{options.context,
                                              quantlens::parsePerplexityProtocol(options.protocol)};
     if (!options.tokenFile.empty())

@@ -18,7 +18,8 @@ struct GenerateOptions {
 };
 
 void run(const GenerateOptions& options) {
-    const auto model = quantlens::loadModel(options.model);
+    // A quantlens checkpoint runs compressed, through the fused kernels.
+    const auto model = quantlens::loadModel(options.model, quantlens::CompressedLayers::Keep);
     const auto tokenizer = openTokenizer(*model, options.tokenizer);
     std::vector<std::int32_t> prompt{model->config.bosToken};
     const std::vector<std::int32_t> promptIds = tokenizer->encode(options.prompt);

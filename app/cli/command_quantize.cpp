@@ -100,12 +100,12 @@ void run(const QuantizeOptions& options, const QuantSettings& settings) {
 
 Command addQuantizeCommand(CLI::App& app) {
     auto options = std::make_shared<QuantizeOptions>();
-    CLI::App* sub =
-        app.add_subcommand("quantize", "Quantize a model's linear layers (RTN, GPTQ, SpQR)");
+    CLI::App* sub = app.add_subcommand(
+        "quantize", "Quantize a model's linear layers (RTN, GPTQ, SpQR, SqueezeLLM)");
     sub->add_option("model", options->model, "HF model directory or llama2.c .bin")->required();
-    sub->add_option("--method", options->method, "rtn, gptq or spqr")
+    sub->add_option("--method", options->method, "rtn, gptq, spqr or squeezellm")
         ->required()
-        ->check(CLI::IsMember({"rtn", "gptq", "spqr"}));
+        ->check(CLI::IsMember({"rtn", "gptq", "spqr", "squeezellm"}));
     sub->add_option("--calib", options->calibration,
                     "Calibration text (one document per line) or token file (.u16/.u32)")
         ->check(CLI::ExistingFile);

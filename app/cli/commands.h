@@ -20,3 +20,6 @@ Command addQuantizeCommand(CLI::App& app);
 Command addSweepCommand(CLI::App& app);
 Command addSynthCommand(CLI::App& app);
 Command addBenchCommand(CLI::App& app);
+Command addExportCommand(CLI::App& app);
+// `bench gemv`, registered under `bench` by addBenchCommand.
+Command addGemvBench(CLI::App& bench);

@@ -14,7 +14,8 @@ int main(int argc, char** argv) {
     const Command commands[] = {
         addInspectCommand(app),  addEvalCommand(app),    addGenerateCommand(app),
         addTokenizeCommand(app), addDevicesCommand(app), addQuantizeCommand(app),
-        addSweepCommand(app),    addSynthCommand(app),   addBenchCommand(app)};
+        addSweepCommand(app),    addSynthCommand(app),   addBenchCommand(app),
+        addExportCommand(app)};
     try {
         app.parse(argc, argv);
         quantlens::setThreadCount(threads);

@@ -19,6 +19,9 @@ constexpr SettingInfo kSettings[] = {
     {"qq-bits", "Bits of SpQR's quantized scales and zeros"},
     {"stats-groupsize", "Rows per second-level statistics group (β2, SpQR)"},
     {"outlier-threshold", "SpQR outlier threshold τ (relative)"},
+    {"sparse-percent", "SqueezeLLM: % of weights kept sparse in fp16 by magnitude"},
+    {"sensitive-percent", "SqueezeLLM: % of weights kept sparse in fp16 by Fisher sensitivity"},
+    {"kmeans-iterations", "SqueezeLLM: Lloyd iterations at most per row"},
 };
 
 int toInt(const std::string& name, const std::string& text) {
@@ -98,8 +101,17 @@ quantlens::QuantConfig makeQuantConfig(const std::string& method, const QuantSet
         allowed.insert({"blocksize", "percdamp", "act-order", "qq-bits", "stats-groupsize",
                         "outlier-threshold"});
         config = c;
+    } else if (method == "squeezellm") {
+        quantlens::SqueezeConfig c;
+        take("wbits", c.wbits);
+        take("sparse-percent", c.sparsePercent);
+        take("sensitive-percent", c.sensitivePercent);
+        take("kmeans-iterations", c.kmeansIterations);
+        allowed = {"wbits", "sparse-percent", "sensitive-percent", "kmeans-iterations"};
+        config = c;
     } else {
-        throw quantlens::Error("", "unknown method '" + method + "' (rtn, gptq or spqr)");
+        throw quantlens::Error("",
+                               "unknown method '" + method + "' (rtn, gptq, spqr or squeezellm)");
     }
     for (const auto& [name, value] : settings)
         if (!allowed.count(name))

@@ -1,14 +1,62 @@
 #include "engine_controller.h"
 
+#include "model_export.h"
+#include "model_source.h"
+#include "progress_relay.h"
+
 #include "quantlens/error.h"
+#include "quantlens/perplexity.h"
 
 #include <QMetaObject>
 
+#include <chrono>
+#include <cmath>
 #include <exception>
+#include <limits>
 #include <utility>
 
-EngineController::EngineController(QObject* parent) : QObject(parent), worker_(new QObject) {
+namespace {
+
+using quantlens::PerplexityProtocol;
+
+// The token stream of a text or token file named in the Settings panel; `what` names the setting
+// when it is empty.
+std::vector<std::int32_t> tokenStream(const quantlens::Model& model, const QString& file,
+                                      const QString& what) {
+    if (file.isEmpty())
+        throw quantlens::Error(
+            "", QObject::tr("choose the %1 in the Settings panel").arg(what).toStdString());
+    return readTokenStream(file.toStdString(), model, "", PerplexityProtocol::Documents);
+}
+
+quantlens::CalibrationConfig calibrationOf(const DataSettings& data) {
+    return {data.sequences, data.sequenceLength};
+}
+
+double secondsSince(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+} // namespace
+
+// What jobs remember between runs, so switching layers within a block or adding runs to a sweep
+// repeats no work. Only jobs touch it, one at a time on the worker thread.
+struct EngineController::WorkerCache {
+    std::weak_ptr<const quantlens::Model> calibratedModel;
+    DataSettings calibratedData;
+    std::shared_ptr<const quantlens::BlockCalibration> calibration;
+
+    std::weak_ptr<const quantlens::Model> scoredModel;
+    DataSettings scoredData;
+    double baseline = std::numeric_limits<double>::quiet_NaN();
+};
+
+EngineController::EngineController(QObject* parent)
+    : QObject(parent), worker_(new QObject), cache_(std::make_shared<WorkerCache>()) {
     qRegisterMetaType<std::shared_ptr<const quantlens::Model>>();
+    qRegisterMetaType<std::shared_ptr<const quantlens::LayerAnalysis>>();
+    qRegisterMetaType<quantlens::RunRecord>();
+    qRegisterMetaType<JobOutcome>();
     thread_.setObjectName("quantlens engine");
     worker_->moveToThread(&thread_);
     connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
@@ -16,6 +64,7 @@ EngineController::EngineController(QObject* parent) : QObject(parent), worker_(n
 }
 
 EngineController::~EngineController() {
+    cancelAll();
     thread_.quit();
     thread_.wait();
 }
@@ -23,52 +72,162 @@ EngineController::~EngineController() {
 // Runs `work` on the worker thread and hands its result to `deliver` on this object's thread.
 // Results that arrive after this object is gone are dropped with its pending events.
 template <typename Work, typename Deliver>
-void EngineController::runJob(Work work, Deliver deliver) {
-    jobStarted();
+int EngineController::runJob(const QString& title, Work work, Deliver deliver) {
+    const int id = nextJob_++;
+    auto relay =
+        std::make_shared<ProgressRelay>(this, [this, id](double fraction, const QString& stage) {
+            if (jobs_.contains(id)) emit jobProgress(id, fraction, stage);
+        });
+    auto context = std::make_shared<quantlens::JobContext>(
+        [relay](double fraction, const std::string& stage) { relay->report(fraction, stage); });
+    jobs_.insert(id, context);
+    if (pendingJobs_++ == 0) emit busyChanged(true);
+    emit jobQueued(id, title);
     QMetaObject::invokeMethod(
         worker_,
-        [this, work = std::move(work), deliver = std::move(deliver)] {
-            const auto fail = [this](const QString& message) {
+        [this, id, context, relay, work = std::move(work), deliver = std::move(deliver)] {
+            const auto end = [this, id](JobOutcome outcome, const QString& message) {
                 QMetaObject::invokeMethod(
-                    this,
-                    [this, message] {
-                        emit jobFailed(message);
-                        jobFinished();
-                    },
+                    this, [this, id, outcome, message] { jobFinished(id, outcome, message); },
                     Qt::QueuedConnection);
             };
             try {
-                auto result = work();
+                context->checkpoint(); // cancelled while it waited
+                auto result = work(*context, *relay);
                 QMetaObject::invokeMethod(
                     this,
-                    [this, deliver, result = std::move(result)] {
+                    [this, id, deliver, result = std::move(result)] {
                         deliver(result);
-                        jobFinished();
+                        jobFinished(id, JobOutcome::Finished, {});
                     },
                     Qt::QueuedConnection);
+            } catch (const quantlens::Cancelled&) {
+                end(JobOutcome::Cancelled, tr("cancelled"));
             } catch (const quantlens::Error& error) {
-                fail(QString::fromStdString(error.what()));
+                end(JobOutcome::Failed, QString::fromStdString(error.what()));
             } catch (const std::exception& error) {
                 // Not an engine error, so a bug; report it rather than lose it.
-                fail(QString("internal error: %1").arg(error.what()));
+                end(JobOutcome::Failed, QString("internal error: %1").arg(error.what()));
             }
         },
         Qt::QueuedConnection);
+    return id;
 }
 
-void EngineController::openModel(const QString& path) {
-    runJob(
-        [path] {
-            return std::shared_ptr<const quantlens::Model>(
-                quantlens::loadModel(path.toStdString()));
-        },
-        [this](const std::shared_ptr<const quantlens::Model>& model) { emit modelOpened(model); });
-}
-
-void EngineController::jobStarted() {
-    if (pendingJobs_++ == 0) emit busyChanged(true);
-}
-
-void EngineController::jobFinished() {
+void EngineController::jobFinished(int job, JobOutcome outcome, const QString& message) {
+    jobs_.remove(job);
+    if (outcome == JobOutcome::Failed) emit jobFailed(message);
+    emit jobEnded(job, outcome, message);
     if (--pendingJobs_ == 0) emit busyChanged(false);
+}
+
+void EngineController::cancel(int job) {
+    if (const auto it = jobs_.find(job); it != jobs_.end()) (*it)->requestCancel();
+}
+
+void EngineController::cancelAll() {
+    for (const auto& context : std::as_const(jobs_))
+        context->requestCancel();
+}
+
+int EngineController::openModel(const QString& path) {
+    return runJob(
+        tr("Open %1").arg(path),
+        [path](const quantlens::JobContext&, ProgressRelay&) {
+            return ModelPtr(quantlens::loadModel(path.toStdString()));
+        },
+        [this](const ModelPtr& model) { emit modelOpened(model); });
+}
+
+int EngineController::analyseLayer(ModelPtr model, const DataSettings& data,
+                                   const quantlens::SpqrConfig& config, int block,
+                                   const QString& layer) {
+    return runJob(
+        tr("Analyse block %1 %2").arg(block).arg(layer),
+        [model, data, config, block, layer, cache = cache_](const quantlens::JobContext& job,
+                                                            ProgressRelay&) {
+            if (!cache->calibration || cache->calibratedModel.lock() != model ||
+                !(cache->calibratedData == data) || cache->calibration->block != block) {
+                cache->calibration.reset();
+                const auto stream =
+                    tokenStream(*model, data.calibrationFile, tr("calibration text"));
+                cache->calibration = std::make_shared<const quantlens::BlockCalibration>(
+                    quantlens::calibrateBlock(*model, stream, calibrationOf(data), block, job));
+                cache->calibratedModel = model;
+                cache->calibratedData = data;
+            }
+            return AnalysisPtr(std::make_shared<const quantlens::LayerAnalysis>(
+                quantlens::analyseLayer(*model, *cache->calibration, layer.toStdString(), config)));
+        },
+        [this](const AnalysisPtr& analysis) { emit layerAnalysed(analysis); });
+}
+
+int EngineController::runQuantizations(ModelPtr model, const DataSettings& data,
+                                       const std::vector<quantlens::QuantConfig>& configs) {
+    const QString title =
+        configs.size() == 1
+            ? tr("Quantize %1").arg(QString::fromStdString(quantlens::describe(configs.front())))
+            : tr("Sweep of %1 runs").arg(configs.size());
+    return runJob(
+        title,
+        [this, model, data, configs, cache = cache_](const quantlens::JobContext& job,
+                                                     ProgressRelay& relay) {
+            bool calibrated = false;
+            for (const quantlens::QuantConfig& config : configs)
+                calibrated |= quantlens::needsHessian(config) || quantlens::needsFisher(config);
+            const auto calibration =
+                calibrated || !data.calibrationFile.isEmpty()
+                    ? tokenStream(*model, data.calibrationFile, tr("calibration text"))
+                    : std::vector<std::int32_t>{};
+            const auto evaluation = tokenStream(*model, data.evaluationFile, tr("evaluation text"));
+            const quantlens::PerplexityConfig scoring{data.context, PerplexityProtocol::Documents};
+            const quantlens::Transformer reference(*model);
+            // The baseline counts as one part, each run as one more: 70% quantizing, 30% scoring.
+            const double part = 1.0 / double(configs.size() + 1);
+            if (cache->scoredModel.lock() != model || !(cache->scoredData == data)) {
+                relay.setPhase(0.0, part, tr("unquantized: "));
+                cache->baseline =
+                    quantlens::evaluatePerplexity(reference, evaluation, scoring, job).perplexity;
+                cache->scoredModel = model;
+                cache->scoredData = data;
+            }
+            QMetaObject::invokeMethod(
+                this, [this, baseline = cache->baseline] { emit baselineEvaluated(baseline); },
+                Qt::QueuedConnection);
+            for (std::size_t i = 0; i < configs.size(); ++i) {
+                const auto started = std::chrono::steady_clock::now();
+                const QString run = tr("run %1/%2, ").arg(i + 1).arg(configs.size());
+                relay.setPhase(double(i + 1) * part, 0.7 * part, run);
+                const quantlens::QuantizedModel quantized = quantlens::quantizeInMemory(
+                    *model, calibration, configs[i], calibrationOf(data), job);
+                relay.setPhase((double(i + 1) + 0.7) * part, 0.3 * part, run);
+                const quantlens::PerplexityResult scored = quantlens::evaluatePerplexity(
+                    quantlens::Transformer(*quantized.model), evaluation, scoring, job, &reference);
+                const quantlens::RunRecord record = quantlens::makeRunRecord(
+                    configs[i], quantized.result, scored, secondsSince(started));
+                QMetaObject::invokeMethod(
+                    this, [this, record] { emit runFinished(record); }, Qt::QueuedConnection);
+            }
+            return configs.size();
+        },
+        [](std::size_t) {});
+}
+
+int EngineController::exportModel(ModelPtr model, const DataSettings& data,
+                                  const quantlens::QuantConfig& config,
+                                  const ExportRequest& request) {
+    return runJob(
+        tr("Export to %1").arg(request.directory),
+        [model, data, config, request](const quantlens::JobContext& job, ProgressRelay&) {
+            const bool calibrated =
+                quantlens::needsHessian(config) || quantlens::needsFisher(config);
+            const auto calibration =
+                calibrated || !data.calibrationFile.isEmpty()
+                    ? tokenStream(*model, data.calibrationFile, tr("calibration text"))
+                    : std::vector<std::int32_t>{};
+            ::exportModel(*model, calibration, config, calibrationOf(data), request.format,
+                          request.directory, job);
+            return request.directory;
+        },
+        [this](const QString& directory) { emit exportFinished(directory); });
 }

@@ -1,41 +1,89 @@
 #pragma once
 
-#include "quantlens/model.h"
+#include "export_dialog.h"
+#include "job_outcome.h"
+#include "quant_settings_panel.h"
 
+#include "quantlens/layer_calibration.h"
+#include "quantlens/model.h"
+#include "quantlens/run_record.h"
+
+#include <QHash>
 #include <QObject>
 #include <QString>
 #include <QThread>
 
 #include <memory>
+#include <vector>
+
+namespace quantlens {
+class JobContext;
+}
 
 // The GUI's only way into the engine: every job runs on one worker thread, and its result or error
 // comes back as a signal emitted on the controller's (GUI) thread, so the GUI never computes and
-// never blocks. Jobs run one after another in the order they were asked for.
+// never blocks. Jobs run one after another in the order they were asked for; each has an id, its
+// progress is reported as it goes, and cancel() stops it at the engine's next checkpoint.
 class EngineController : public QObject {
     Q_OBJECT
 
 public:
+    using ModelPtr = std::shared_ptr<const quantlens::Model>;
+    using AnalysisPtr = std::shared_ptr<const quantlens::LayerAnalysis>;
+
     explicit EngineController(QObject* parent = nullptr);
-    // Waits for the running job, if any, and stops the worker; pending jobs are dropped.
+    // Cancels every job, waits for the running one to stop, and stops the worker.
     ~EngineController() override;
 
     bool isBusy() const { return pendingJobs_ > 0; }
 
+    // Each returns the job's id.
+    int openModel(const QString& path);
+    // Runs the unquantized model to the layer's block on the calibration text and previews its
+    // sensitivity and outliers for SpQR's base quantizer; a block's Hessians are kept for its other
+    // layers.
+    int analyseLayer(ModelPtr model, const DataSettings& data, const quantlens::SpqrConfig& config,
+                     int block, const QString& layer);
+    // Scores the unquantized model (baselineEvaluated), then quantizes and scores each config in
+    // turn (runFinished after each, so a cancelled sweep keeps the runs it finished).
+    int runQuantizations(ModelPtr model, const DataSettings& data,
+                         const std::vector<quantlens::QuantConfig>& configs);
+    // Quantizes with `config` and writes the result as request.format (a key of exportFormats())
+    // into request.directory.
+    int exportModel(ModelPtr model, const DataSettings& data, const quantlens::QuantConfig& config,
+                    const ExportRequest& request);
+
 public slots:
-    void openModel(const QString& path);
+    void cancel(int job);
+    void cancelAll();
 
 signals:
     void modelOpened(std::shared_ptr<const quantlens::Model> model);
+    void layerAnalysed(std::shared_ptr<const quantlens::LayerAnalysis> analysis);
+    void baselineEvaluated(double perplexity);
+    void runFinished(const quantlens::RunRecord& run);
+    void exportFinished(const QString& directory);
     // The engine's error text ("file: message"), readable as it is.
     void jobFailed(const QString& message);
     void busyChanged(bool busy);
 
+    void jobQueued(int job, const QString& title);
+    void jobProgress(int job, double fraction, const QString& stage);
+    void jobEnded(int job, JobOutcome outcome, const QString& message);
+
 private:
-    template <typename Work, typename Deliver> void runJob(Work work, Deliver deliver);
-    void jobStarted();
-    void jobFinished();
+    struct WorkerCache;
+    template <typename Work, typename Deliver>
+    int runJob(const QString& title, Work work, Deliver deliver);
+    void jobFinished(int job, JobOutcome outcome, const QString& message);
 
     QThread thread_;
-    QObject* worker_; // lives on thread_; jobs are queued calls on it
+    QObject* worker_;                    // lives on thread_; jobs are queued calls on it
+    std::shared_ptr<WorkerCache> cache_; // touched only by jobs, on thread_
+    QHash<int, std::shared_ptr<quantlens::JobContext>> jobs_;
+    int nextJob_ = 1;
     int pendingJobs_ = 0;
 };
+
+Q_DECLARE_METATYPE(std::shared_ptr<const quantlens::LayerAnalysis>)
+Q_DECLARE_METATYPE(quantlens::RunRecord)

@@ -1,6 +1,19 @@
 #include "main_window.h"
 
+#include "heatmap_view.h"
+#include "jobs_panel.h"
+#include "layer_summary_view.h"
+#include "model_export.h"
 #include "model_summary_view.h"
+#include "outlier_pattern_view.h"
+#include "pareto_view.h"
+#include "plot_export.h"
+#include "project_file.h"
+#include "quant_settings_panel.h"
+#include "run_description.h"
+#include "threshold_tuner.h"
+
+#include "quantlens/error.h"
 
 #include <QCloseEvent>
 #include <QDir>
@@ -15,7 +28,9 @@
 #include <QMessageBox>
 #include <QMimeData>
 #include <QProgressBar>
+#include <QScrollArea>
 #include <QSettings>
+#include <QStandardPaths>
 #include <QStatusBar>
 #include <QTabWidget>
 
@@ -24,6 +39,7 @@ namespace {
 const char* const geometryKey = "mainWindow/geometry";
 const char* const stateKey = "mainWindow/state";
 const char* const recentKey = "recentModels";
+const char* const projectFilter = "Quantlens projects (*.quantlens);;All files (*)";
 constexpr int maxRecent = 8;
 
 QStringList recentModels() {
@@ -64,45 +80,117 @@ QString overviewText(const quantlens::Model& model) {
              locale.formattedDataSize(qint64(model.storedBytes())));
 }
 
+// Where a session without a project file is kept, so its runs survive the window.
+QString autosavePath() {
+    const QString directory = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
+    QDir().mkpath(directory);
+    return QDir(directory).filePath("autosave.quantlens");
+}
+
+// The layer analysis uses SpQR's base quantizer; other methods lend it their bits and groups.
+quantlens::SpqrConfig analysisConfig(const quantlens::QuantConfig& config) {
+    if (const auto* spqr = std::get_if<quantlens::SpqrConfig>(&config)) return *spqr;
+    quantlens::SpqrConfig spqr;
+    spqr.wbits = quantlens::weightBits(config);
+    if (const auto* gptq = std::get_if<quantlens::GptqConfig>(&config))
+        spqr.groupsize = gptq->groupsize;
+    if (const auto* rtn = std::get_if<quantlens::RtnConfig>(&config))
+        spqr.groupsize = rtn->groupsize;
+    return spqr;
+}
+
 } // namespace
 
 MainWindow::MainWindow(QWidget* parent)
-    : QMainWindow(parent), summary_(new ModelSummaryView), tabs_(new QTabWidget),
-      overview_(new QLabel(welcomeText())), modelStatus_(new QLabel(tr("No model loaded"))),
+    : QMainWindow(parent), summary_(new ModelSummaryView), settings_(new QuantSettingsPanel),
+      jobs_(new JobsPanel), tabs_(new QTabWidget), overview_(new QLabel(welcomeText())),
+      heatmap_(new HeatmapView), patterns_(new OutlierPatternView), pareto_(new ParetoView),
+      layerSummary_(new LayerSummaryView), modelStatus_(new QLabel(tr("No model loaded"))),
       busyIndicator_(new QProgressBar) {
     setWindowTitle("Quantlens");
     // Sized before the docks are added: they take their first width from the window's.
-    const QSettings settings;
-    if (!restoreGeometry(settings.value(geometryKey).toByteArray())) resize(1100, 700);
+    QSettings settings;
+    if (!restoreGeometry(settings.value(geometryKey).toByteArray())) resize(1280, 800);
     setAcceptDrops(true);
 
     overview_->setAlignment(Qt::AlignCenter);
     overview_->setWordWrap(true); // else its longest line sets the window's minimum width
     overview_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    tabs_->setObjectName("views");
     tabs_->setDocumentMode(true);
     tabs_->addTab(overview_, tr("Overview"));
+    tabs_->addTab(heatmap_, tr("Sensitivity"));
+    tabs_->addTab(patterns_, tr("Outlier Patterns"));
+    tabs_->addTab(pareto_, tr("Bits vs Perplexity"));
+    tabs_->addTab(layerSummary_, tr("Layers"));
     setCentralWidget(tabs_);
-
-    auto* dock = new QDockWidget(tr("Model"), this);
-    dock->setObjectName("modelDock"); // saveState() identifies docks by name
-    dock->setWidget(summary_);
-    addDockWidget(Qt::LeftDockWidgetArea, dock);
 
     modelStatus_->setObjectName("modelStatus");
     statusBar()->addWidget(modelStatus_, 1);
-    busyIndicator_->setRange(0, 0); // indeterminate: loading reports no progress
+    busyIndicator_->setRange(0, 0); // the Jobs dock shows each job's progress
     busyIndicator_->setMaximumWidth(120);
     busyIndicator_->hide();
     statusBar()->addPermanentWidget(busyIndicator_);
 
+    createDocks();
     createMenus();
-    menuBar()->addMenu(tr("&View"))->addAction(dock->toggleViewAction());
+    connectEngine();
+    settings_->restore(settings);
+    restoreState(settings.value(stateKey).toByteArray());
+}
 
+void MainWindow::createDocks() {
+    const auto addDock = [this](const QString& title, const char* name, QWidget* widget,
+                                Qt::DockWidgetArea area) {
+        auto* dock = new QDockWidget(title, this);
+        dock->setObjectName(name); // saveState() identifies docks by name
+        dock->setWidget(widget);
+        addDockWidget(area, dock);
+        return dock;
+    };
+    addDock(tr("Model"), "modelDock", summary_, Qt::LeftDockWidgetArea);
+    auto* scroll = new QScrollArea;
+    scroll->setWidget(settings_);
+    scroll->setWidgetResizable(true);
+    addDock(tr("Settings"), "settingsDock", scroll, Qt::RightDockWidgetArea);
+    QDockWidget* jobs = addDock(tr("Jobs"), "jobsDock", jobs_, Qt::BottomDockWidgetArea);
+    resizeDocks({jobs}, {180}, Qt::Vertical); // the views get the room; restoreState may differ
+
+    connect(summary_, &ModelSummaryView::linearLayerSelected, this,
+            [this](int block, const QString& layer) {
+                selectedBlock_ = block;
+                selectedLayer_ = layer;
+                settings_->setAnalysisEnabled(true);
+            });
+    connect(settings_, &QuantSettingsPanel::analyseRequested, this,
+            &MainWindow::analyseSelectedLayer);
+    connect(settings_, &QuantSettingsPanel::runRequested, this, &MainWindow::runConfigs);
+    connect(settings_->tuner(), &ThresholdTuner::thresholdChanged, heatmap_,
+            &HeatmapView::setThreshold);
+    connect(settings_->tuner(), &ThresholdTuner::thresholdChanged, patterns_,
+            &OutlierPatternView::setThreshold);
+    connect(pareto_, &ParetoView::runClicked, this, &MainWindow::selectRun);
+    connect(jobs_, &JobsPanel::cancelRequested, &engine_, &EngineController::cancel);
+}
+
+void MainWindow::connectEngine() {
     connect(&engine_, &EngineController::modelOpened, this, &MainWindow::showModel);
+    connect(&engine_, &EngineController::layerAnalysed, this, &MainWindow::showAnalysis);
+    connect(&engine_, &EngineController::baselineEvaluated, this, [this](double perplexity) {
+        baseline_ = perplexity;
+        pareto_->setBaseline(perplexity);
+    });
+    connect(&engine_, &EngineController::runFinished, this, &MainWindow::addRun);
+    connect(&engine_, &EngineController::exportFinished, this, [this](const QString& directory) {
+        jobs_->log(tr("Exported to %1; open it with File ▸ Open Model Directory to check it.")
+                       .arg(QDir::toNativeSeparators(directory)));
+        emit exportFinished(directory);
+    });
     connect(&engine_, &EngineController::jobFailed, this, &MainWindow::showError);
     connect(&engine_, &EngineController::busyChanged, busyIndicator_, &QWidget::setVisible);
-
-    restoreState(settings.value(stateKey).toByteArray());
+    connect(&engine_, &EngineController::jobQueued, jobs_, &JobsPanel::addJob);
+    connect(&engine_, &EngineController::jobProgress, jobs_, &JobsPanel::updateJob);
+    connect(&engine_, &EngineController::jobEnded, jobs_, &JobsPanel::finishJob);
 }
 
 void MainWindow::openModel(const QString& path) {
@@ -127,9 +215,43 @@ void MainWindow::createMenus() {
     rebuildRecentMenu();
 
     file->addSeparator();
+    connect(file->addAction(tr("Open &Project…")), &QAction::triggered, this,
+            &MainWindow::chooseProjectToOpen);
+    QAction* save = file->addAction(tr("&Save Project"));
+    save->setShortcut(QKeySequence::Save);
+    connect(save, &QAction::triggered, this, [this] {
+        if (projectPath_.isEmpty())
+            chooseProjectToSave();
+        else
+            saveProject(projectPath_);
+    });
+    QAction* saveAs = file->addAction(tr("Save Project &As…"));
+    saveAs->setShortcut(QKeySequence::SaveAs);
+    connect(saveAs, &QAction::triggered, this, &MainWindow::chooseProjectToSave);
+    connect(file->addAction(tr("Reopen &Last Session")), &QAction::triggered, this,
+            [this] { openProject(autosavePath()); });
+
+    file->addSeparator();
+    QAction* exportModel = file->addAction(tr("&Export Model…"));
+    exportModel->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+    connect(exportModel, &QAction::triggered, this, &MainWindow::chooseExport);
+    QAction* exportPlot = file->addAction(tr("Export &Plot or Data…"));
+    exportPlot->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_E));
+    connect(exportPlot, &QAction::triggered, this, &MainWindow::choosePlotFile);
+
+    file->addSeparator();
     QAction* quit = file->addAction(tr("&Quit"));
     quit->setShortcut(QKeySequence::Quit);
     connect(quit, &QAction::triggered, this, &QWidget::close);
+
+    QMenu* jobs = menuBar()->addMenu(tr("&Jobs"));
+    QAction* cancel = jobs->addAction(tr("&Cancel All Jobs"));
+    cancel->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_Period));
+    connect(cancel, &QAction::triggered, &engine_, &EngineController::cancelAll);
+
+    QMenu* view = menuBar()->addMenu(tr("&View"));
+    for (QDockWidget* dock : findChildren<QDockWidget*>())
+        view->addAction(dock->toggleViewAction());
 }
 
 void MainWindow::chooseModelDirectory() {
@@ -145,10 +267,75 @@ void MainWindow::chooseCheckpoint() {
     if (!file.isEmpty()) openModel(file);
 }
 
+void MainWindow::chooseProjectToOpen() {
+    const QString path =
+        QFileDialog::getOpenFileName(this, tr("Open Project"), startDirectory(), tr(projectFilter));
+    if (!path.isEmpty()) openProject(path);
+}
+
+void MainWindow::chooseProjectToSave() {
+    QString path =
+        QFileDialog::getSaveFileName(this, tr("Save Project"), startDirectory(), tr(projectFilter));
+    if (path.isEmpty()) return;
+    if (QFileInfo(path).suffix().isEmpty()) path += ".quantlens";
+    saveProject(path);
+}
+
+void MainWindow::choosePlotFile() {
+    const QString path = QFileDialog::getSaveFileName(
+        this, tr("Export Plot or Data"), startDirectory(),
+        tr("PNG image (*.png);;PDF document (*.pdf);;CSV data (*.csv)"));
+    if (!path.isEmpty()) exportCurrentPlot(path);
+}
+
+void MainWindow::chooseExport() {
+    if (runs_.empty()) {
+        showError(tr("Quantize first: the export writes one of this session's runs."));
+        return;
+    }
+    QStringList runs;
+    for (const quantlens::RunRecord& run : runs_)
+        runs << runSummary(run);
+    auto* dialog = new ExportDialog(runs, exportFormats(), this);
+    dialog->setAttribute(Qt::WA_DeleteOnClose);
+    dialog->setRun(int(runs_.size()) - 1);
+    connect(dialog, &QDialog::accepted, this, [this, dialog] { exportRun(dialog->request()); });
+    dialog->open(); // not exec(): the event loop, and the jobs' progress, keep running
+}
+
+void MainWindow::exportRun(const ExportRequest& request) {
+    if (!model_ || request.run < 0 || std::size_t(request.run) >= runs_.size()) {
+        showError(tr("Open the model and choose one of this session's runs to export."));
+        return;
+    }
+    engine_.exportModel(model_, settings_->data(), runs_[std::size_t(request.run)].config, request);
+}
+
+bool MainWindow::exportCurrentPlot(const QString& path) {
+    QString error;
+    if (tabs_->currentWidget() == heatmap_)
+        error = exportPlot(*heatmap_->plot(), heatmap_->csv(), path);
+    else if (tabs_->currentWidget() == patterns_)
+        error = exportPlot(*patterns_->plot(), patterns_->csv(), path);
+    else if (tabs_->currentWidget() == pareto_)
+        error = exportPlot(*pareto_->plot(), pareto_->csv(), path);
+    else if (tabs_->currentWidget() == layerSummary_)
+        error = exportPlot(*layerSummary_->plot(), layerSummary_->csv(), path);
+    else
+        error = tr("Choose a chart's tab first: the overview has no plot.");
+    if (!error.isEmpty())
+        showError(error);
+    else
+        statusBar()->showMessage(tr("Wrote %1").arg(QDir::toNativeSeparators(path)), 5000);
+    return error.isEmpty();
+}
+
 void MainWindow::showModel(const std::shared_ptr<const quantlens::Model>& model) {
+    model_ = model;
     const QString path = QString::fromStdString(model->path.string());
     statusBar()->clearMessage();
     summary_->showModel(*model);
+    if (!runs_.empty()) summary_->showRun(runs_.back());
     overview_->setText(overviewText(*model));
     modelStatus_->setText(tr("%1 — %2 parameters")
                               .arg(QDir::toNativeSeparators(path),
@@ -156,6 +343,103 @@ void MainWindow::showModel(const std::shared_ptr<const quantlens::Model>& model)
     setWindowFilePath(path);
     rememberRecent(path);
     emit modelShown();
+}
+
+void MainWindow::analyseSelectedLayer() {
+    if (!model_ || selectedBlock_ < 0) {
+        showError(tr("Open a model and select one of its linear layers in the Model dock."));
+        return;
+    }
+    engine_.analyseLayer(model_, settings_->data(), analysisConfig(settings_->config()),
+                         selectedBlock_, selectedLayer_);
+}
+
+void MainWindow::showAnalysis(const std::shared_ptr<const quantlens::LayerAnalysis>& analysis) {
+    settings_->tuner()->setLayer(analysis);
+    heatmap_->setLayer(analysis);
+    heatmap_->setThreshold(settings_->tuner()->threshold());
+    patterns_->setLayer(analysis);
+    patterns_->setThreshold(settings_->tuner()->threshold());
+    tabs_->setCurrentWidget(heatmap_);
+    emit layerShown();
+}
+
+void MainWindow::runConfigs(const std::vector<quantlens::QuantConfig>& configs) {
+    if (!model_) {
+        showError(tr("Open a model first."));
+        return;
+    }
+    engine_.runQuantizations(model_, settings_->data(), configs);
+}
+
+void MainWindow::addRun(const quantlens::RunRecord& run) {
+    runs_.push_back(run);
+    pareto_->setRuns(runs_);
+    pareto_->setBaseline(baseline_);
+    layerSummary_->setRun(run);
+    summary_->showRun(run);
+    jobs_->log(runSummary(run));
+    autosave();
+    emit runShown();
+}
+
+void MainWindow::selectRun(int index) {
+    const quantlens::RunRecord& run = runs_.at(std::size_t(index));
+    settings_->setConfig(run.config);
+    layerSummary_->setRun(run);
+    summary_->showRun(run);
+    statusBar()->showMessage(
+        tr("Settings of run %1 loaded: %2").arg(index + 1).arg(runSummary(run)), 8000);
+}
+
+Project MainWindow::currentProject() const {
+    return {model_ ? QString::fromStdString(model_->path.string()) : QString(),
+            settings_->data(),
+            settings_->config(),
+            settings_->sweep(),
+            baseline_,
+            runs_};
+}
+
+bool MainWindow::saveProject(const QString& path) {
+    try {
+        ::saveProject(currentProject(), path);
+    } catch (const quantlens::Error& error) {
+        showError(QString::fromStdString(error.what()));
+        return false;
+    }
+    projectPath_ = path;
+    statusBar()->showMessage(tr("Saved %1").arg(QDir::toNativeSeparators(path)), 5000);
+    return true;
+}
+
+bool MainWindow::openProject(const QString& path) {
+    Project project;
+    try {
+        project = loadProject(path);
+    } catch (const quantlens::Error& error) {
+        showError(QString::fromStdString(error.what()));
+        return false;
+    }
+    projectPath_ = path == autosavePath() ? QString() : path;
+    settings_->setData(project.data);
+    settings_->setConfig(project.settings);
+    settings_->setSweep(project.sweep);
+    runs_ = project.runs;
+    baseline_ = project.baselinePerplexity;
+    pareto_->setRuns(runs_);
+    pareto_->setBaseline(baseline_);
+    if (!runs_.empty()) layerSummary_->setRun(runs_.back());
+    if (!project.modelPath.isEmpty()) openModel(project.modelPath);
+    return true;
+}
+
+void MainWindow::autosave() {
+    try {
+        ::saveProject(currentProject(), projectPath_.isEmpty() ? autosavePath() : projectPath_);
+    } catch (const quantlens::Error& error) {
+        jobs_->log(tr("Could not save the session: %1").arg(QString::fromStdString(error.what())));
+    }
 }
 
 // Non-blocking (open(), not exec()), so a failed job never stalls the event loop.
@@ -202,6 +486,8 @@ void MainWindow::closeEvent(QCloseEvent* event) {
     QSettings settings;
     settings.setValue(geometryKey, saveGeometry());
     settings.setValue(stateKey, saveState());
+    settings_->save(settings);
+    engine_.cancelAll(); // the window goes now; the running job stops at its next checkpoint
     QMainWindow::closeEvent(event);
 }
 

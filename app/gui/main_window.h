@@ -4,16 +4,28 @@
 
 #include <QMainWindow>
 
+#include <limits>
 #include <memory>
+#include <vector>
 
+class HeatmapView;
+class JobsPanel;
+class LayerSummaryView;
 class ModelSummaryView;
+class OutlierPatternView;
+class ParetoView;
+class QuantSettingsPanel;
 class QLabel;
 class QMenu;
 class QProgressBar;
 class QTabWidget;
+struct Project;
 
-// The studio's frame: File menu, a "Model" dock with the model's outline, a central tab area
-// (an overview page for now) and a status line naming the loaded model.
+// The studio's frame: docks for the model's outline ("Model"), the method settings ("Settings")
+// and the engine's jobs ("Jobs"); a central tab area with an overview, the selected layer's
+// sensitivity heatmap and outlier patterns, the runs' bits-vs-perplexity chart and the per-layer
+// summary of the selected run; a status line naming the loaded model. All work goes through
+// EngineController; the window keeps only what it shows.
 class MainWindow : public QMainWindow {
     Q_OBJECT
 
@@ -23,10 +35,27 @@ public:
     // Loads an HF directory or a llama2.c .bin in the background; the result arrives as
     // modelShown() or errorShown().
     void openModel(const QString& path);
+    // Saves the session (model, settings, runs) as a project file; errors go to errorShown().
+    bool saveProject(const QString& path);
+    // Restores a saved session and reopens its model.
+    bool openProject(const QString& path);
+    // Writes the current tab's plot as .png or .pdf, or its data as .csv; errors go to
+    // errorShown().
+    bool exportCurrentPlot(const QString& path);
+    // Exports a run of this session as the request says; exportFinished() or errorShown() follows.
+    void exportRun(const ExportRequest& request);
+
+    const std::vector<quantlens::RunRecord>& runs() const { return runs_; }
+    EngineController& engine() { return engine_; }
 
 signals:
     // After the model's outline and the status line show a newly opened model.
     void modelShown();
+    // After a layer's heatmap, outlier patterns and threshold preview show a new analysis.
+    void layerShown();
+    // After a finished run is on the chart and in the session.
+    void runShown();
+    void exportFinished(const QString& directory);
     // After an error has been put in front of the user (without blocking).
     void errorShown(const QString& message);
 
@@ -36,19 +65,46 @@ protected:
     void dropEvent(QDropEvent* event) override;
 
 private:
+    void createDocks();
     void createMenus();
+    void connectEngine();
     void showModel(const std::shared_ptr<const quantlens::Model>& model);
+    void showAnalysis(const std::shared_ptr<const quantlens::LayerAnalysis>& analysis);
+    void addRun(const quantlens::RunRecord& run);
+    void selectRun(int index);
     void showError(const QString& message);
+    void analyseSelectedLayer();
+    void runConfigs(const std::vector<quantlens::QuantConfig>& configs);
     void chooseModelDirectory();
     void chooseCheckpoint();
+    void chooseProjectToOpen();
+    void chooseProjectToSave();
+    void choosePlotFile();
+    void chooseExport();
     void rememberRecent(const QString& path);
     void rebuildRecentMenu();
+    Project currentProject() const;
+    // Keeps runs safe: the session is written after each run to its project file, or to the
+    // autosave file until it has one.
+    void autosave();
 
     EngineController engine_;
     std::shared_ptr<const quantlens::Model> model_;
+    std::vector<quantlens::RunRecord> runs_;
+    double baseline_ = std::numeric_limits<double>::quiet_NaN();
+    int selectedBlock_ = -1;
+    QString selectedLayer_;
+    QString projectPath_;
+
     ModelSummaryView* summary_;
+    QuantSettingsPanel* settings_;
+    JobsPanel* jobs_;
     QTabWidget* tabs_;
     QLabel* overview_;
+    HeatmapView* heatmap_;
+    OutlierPatternView* patterns_;
+    ParetoView* pareto_;
+    LayerSummaryView* layerSummary_;
     QLabel* modelStatus_;
     QProgressBar* busyIndicator_;
     QMenu* recentMenu_ = nullptr;

@@ -104,8 +104,9 @@ void DenseCheckpointWriter::writeLayer(int block, const std::string& name,
     const Entry& entry = entries_[next_];
     if (weights.rows() != entry.source->shape[0] || weights.cols() != entry.source->shape[1])
         throw Error(directory_.string(), "layer " + entry.name + " has the wrong shape");
-    const bool permuteRope =
-        source_.format == ModelFormat::Llama2c && (name == "q_proj" || name == "k_proj");
+    // llama2.c sources, and quantlens checkpoints written from them, keep interleaved Q/K rows.
+    const bool permuteRope = source_.config.ropeLayout == RopeLayout::Interleaved &&
+                             (name == "q_proj" || name == "k_proj");
     if (!permuteRope) {
         writeTensor(entry, weights.data());
     } else {

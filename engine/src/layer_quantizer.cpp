@@ -2,9 +2,11 @@
 
 #include "affine_columns.h"
 #include "obs_quantizer.h"
+#include "outlier_rows.h"
 #include "quantlens/error.h"
 #include "quantlens/hessian.h"
 #include "spqr_columns.h"
+#include "squeeze_rows.h"
 
 #include <limits>
 
@@ -49,7 +51,7 @@ float outlierScale(const Eigen::MatrixXf& w, const Eigen::MatrixXf& u) {
 
 } // namespace
 
-QuantizedLayer quantizeLayer(const RowMatrix& weights, const Eigen::MatrixXf* hessian,
+QuantizedLayer quantizeLayer(const RowMatrix& weights, const LayerCalibration& calibration,
                              const QuantConfig& config, const JobContext& job,
                              const std::string& source) {
     validate(config);
@@ -70,6 +72,14 @@ QuantizedLayer quantizeLayer(const RowMatrix& weights, const Eigen::MatrixXf* he
         return layer;
     }
 
+    if (const auto* squeeze = std::get_if<SqueezeConfig>(&config)) {
+        if (!calibration.fisher)
+            throw Error(source, "squeezellm needs the Fisher information of the layer");
+        squeezeQuantize(weights, *calibration.fisher, *squeeze, job, source, layer);
+        return layer;
+    }
+
+    const Eigen::MatrixXf* hessian = calibration.hessian;
     if (!hessian) throw Error(source, methodName(config) + " needs a calibration Hessian");
     if (hessian->rows() != cols || hessian->cols() != cols)
         throw Error(source, "calibration Hessian is " + std::to_string(hessian->rows()) + "×" +
@@ -88,7 +98,7 @@ QuantizedLayer quantizeLayer(const RowMatrix& weights, const Eigen::MatrixXf* he
     }
 
     const SpqrConfig& spqr = std::get<SpqrConfig>(config);
-    if (cols > std::numeric_limits<std::uint16_t>::max() + 1)
+    if (cols > OutlierRows::kMaxColumns)
         throw Error(source, "SpQR stores outlier columns as 16-bit indices; this layer has " +
                                 std::to_string(cols) + " inputs");
     const PreparedHessian h = prepareHessian(*hessian, spqr.percdamp, spqr.actOrder, source);

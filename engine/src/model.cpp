@@ -1,6 +1,7 @@
 #include "quantlens/model.h"
 
 #include "quantlens/error.h"
+#include "quantlens/quantlens_checkpoint.h"
 
 namespace quantlens {
 
@@ -28,6 +29,7 @@ std::unique_ptr<Model> withLinearLayers(const Model& source,
                     "replacement layers for " + std::to_string(layers.size()) +
                         " blocks, but the model has " + std::to_string(source.blocks.size()));
     auto model = std::make_unique<Model>(source);
+    model->compressedLayers.clear(); // the replacements are dense
     auto owned = std::make_shared<std::vector<std::array<RowMatrix, 7>>>(std::move(layers));
     for (std::size_t b = 0; b < model->blocks.size(); ++b) {
         BlockWeights& block = model->blocks[b];
@@ -46,12 +48,16 @@ std::unique_ptr<Model> withLinearLayers(const Model& source,
     return model;
 }
 
-std::unique_ptr<Model> loadModel(const std::filesystem::path& path) {
+std::unique_ptr<Model> loadModel(const std::filesystem::path& path, CompressedLayers compressed) {
     std::error_code error;
-    if (std::filesystem::is_directory(path, error)) return loadHfModel(path);
+    const auto loadDirectory = [&](const std::filesystem::path& directory) {
+        return isQuantlensCheckpoint(directory) ? loadQuantlensModel(directory, compressed)
+                                                : loadHfModel(directory);
+    };
+    if (std::filesystem::is_directory(path, error)) return loadDirectory(path);
     if (std::filesystem::is_regular_file(path, error)) {
         if (path.extension() == ".safetensors" || path.filename() == "config.json")
-            return loadHfModel(path.parent_path());
+            return loadDirectory(path.parent_path());
         return loadLlama2cModel(path);
     }
     throw Error(path.string(), "no such file or directory");

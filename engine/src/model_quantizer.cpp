@@ -1,11 +1,13 @@
 #include "quantlens/model_quantizer.h"
 
 #include "quantlens/error.h"
+#include "quantlens/fisher.h"
 #include "quantlens/layer_quantizer.h"
 #include "quantlens/transformer.h"
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 namespace quantlens {
 namespace {
@@ -91,8 +93,12 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
         calibrationStream.empty()
             ? std::vector<std::vector<std::int32_t>>{}
             : calibrationSequences(calibrationStream, calibration, config, model.path.string());
-    if (needsHessian(method) && sequences.empty())
+    if ((needsHessian(method) || needsFisher(method)) && sequences.empty())
         throw Error(model.path.string(), methodName(method) + " needs calibration text");
+    // SqueezeLLM weighs each weight by the Fisher of the unquantized model (§3.1); its layers do
+    // not depend on each other, so the walk below only measures their output errors.
+    const std::optional<FisherInformation> fisher =
+        needsFisher(method) ? std::optional(accumulateFisher(model, sequences, job)) : std::nullopt;
 
     const Transformer transformer(model, Transformer::WeightConversion::PerUse);
     std::vector<RowMatrix> hidden; // each calibration sequence's input to the current block
@@ -137,8 +143,12 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
                            "block " + std::to_string(b) + " " + kLinearLayerNames[layer]);
                 job.checkpoint();
                 const TensorView& tensor = *stored.linearLayers()[layer];
+                const RowMatrix layerFisher =
+                    fisher ? RowMatrix(fisher->layer(b, static_cast<int>(layer))) : RowMatrix();
                 const QuantizedLayer quantized =
-                    quantizeLayer(work.linear[layer], sequences.empty() ? nullptr : &hessian,
+                    quantizeLayer(work.linear[layer],
+                                  {.hessian = sequences.empty() ? nullptr : &hessian,
+                                   .fisher = fisher ? &layerFisher : nullptr},
                                   method, job, tensor.file + ": " + tensor.name);
                 RowMatrix reconstruction = quantized.dequantize();
 

@@ -24,7 +24,8 @@ void requireRange(const char* name, double value, double low, double high) {
 std::string methodName(const QuantConfig& config) {
     return std::visit(Overloaded{[](const RtnConfig&) { return "rtn"; },
                                  [](const GptqConfig&) { return "gptq"; },
-                                 [](const SpqrConfig&) { return "spqr"; }},
+                                 [](const SpqrConfig&) { return "spqr"; },
+                                 [](const SqueezeConfig&) { return "squeezellm"; }},
                       config);
 }
 
@@ -40,6 +41,10 @@ std::string describe(const QuantConfig& config) {
                        text << "spqr w" << c.wbits << " g" << c.groupsize << " qq" << c.qqBits
                             << " b2=" << c.statsGroupsize << " tau=" << c.outlierThreshold
                             << " damp" << c.percdamp << (c.actOrder ? " act-order" : "");
+                   },
+                   [&](const SqueezeConfig& c) {
+                       text << "squeezellm w" << c.wbits << " sparse" << c.sparsePercent
+                            << "% sensitive" << c.sensitivePercent << "%";
                    }},
         config);
     return text.str();
@@ -49,8 +54,19 @@ int weightBits(const QuantConfig& config) {
     return std::visit([](const auto& c) { return c.wbits; }, config);
 }
 
+int statisticsGroupsize(const QuantConfig& config, int cols) {
+    return std::visit(
+        Overloaded{[&](const SqueezeConfig&) { return cols; },
+                   [&](const auto& c) { return effectiveGroupsize(c.groupsize, cols); }},
+        config);
+}
+
 bool needsHessian(const QuantConfig& config) {
-    return !std::holds_alternative<RtnConfig>(config);
+    return std::holds_alternative<GptqConfig>(config) || std::holds_alternative<SpqrConfig>(config);
+}
+
+bool needsFisher(const QuantConfig& config) {
+    return std::holds_alternative<SqueezeConfig>(config);
 }
 
 void validate(const QuantConfig& config) {
@@ -73,6 +89,14 @@ void validate(const QuantConfig& config) {
                                            std::numeric_limits<double>::infinity());
                               requireRange("blocksize", c.blocksize, 1, 1 << 16);
                               requireRange("percdamp", c.percdamp, 0, 100);
+                          },
+                          [](const SqueezeConfig& c) {
+                              requireRange("wbits", c.wbits, 1, 8);
+                              requireRange("sparse-percent", c.sparsePercent, 0, 100);
+                              requireRange("sensitive-percent", c.sensitivePercent, 0, 100);
+                              requireRange("sparse-percent + sensitive-percent",
+                                           c.sparsePercent + c.sensitivePercent, 0, 100);
+                              requireRange("kmeans-iterations", c.kmeansIterations, 0, 10000);
                           }},
                config);
 }

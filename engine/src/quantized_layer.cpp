@@ -59,9 +59,9 @@ double QuantizedLayer::bitsPerParameter() const {
 double QuantizedLayer::paperBitsPerParameter() const {
     const double parameters = static_cast<double>(rows) * cols;
     const int wbits = weightBits(config);
-    const int groupsize = std::visit([](const auto& c) { return c.groupsize; }, config);
-    const double groups =
-        std::ceil(static_cast<double>(cols) / effectiveGroupsize(groupsize, cols));
+    if (std::holds_alternative<SqueezeConfig>(config))
+        return wbits + 16.0 * (1 << wbits) / cols + 32.0 * outlierFraction();
+    const double groups = std::ceil(static_cast<double>(cols) / statisticsGroupsize(config, cols));
     if (const auto* spqr = std::get_if<SpqrConfig>(&config)) {
         const double rowGroups = std::ceil(static_cast<double>(rows) / spqr->statsGroupsize);
         return wbits + 2.0 * spqr->qqBits * rows * groups / parameters +
@@ -72,19 +72,29 @@ double QuantizedLayer::paperBitsPerParameter() const {
 
 RowMatrix QuantizedLayer::dequantize() const {
     const int wbits = weightBits(config);
-    const int groupsize =
-        effectiveGroupsize(std::visit([](const auto& c) { return c.groupsize; }, config), cols);
-    const int groups = (cols + groupsize - 1) / groupsize;
-    const std::vector<MinMaxGrid> grids = firstLevelGrids(*this, groups);
     const std::span<const std::uint32_t> codes = words(tensors.at("codes"));
     const std::size_t stride = wordsPerRow(static_cast<std::size_t>(cols), wbits);
+    const auto code = [&](int r, int j) {
+        return static_cast<int>(
+            unpackCode(codes.data() + r * stride, static_cast<std::size_t>(j), wbits));
+    };
 
     RowMatrix permuted(rows, cols);
-    for (int r = 0; r < rows; ++r)
-        for (int j = 0; j < cols; ++j)
-            permuted(r, j) = grids[static_cast<std::size_t>(r) * groups + j / groupsize].dequantize(
-                static_cast<int>(
-                    unpackCode(codes.data() + r * stride, static_cast<std::size_t>(j), wbits)));
+    if (std::holds_alternative<SqueezeConfig>(config)) {
+        const StoredTensor& lut = tensors.at("lut");
+        for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < cols; ++j)
+                permuted(r, j) = lut.f16At((static_cast<std::size_t>(r) << wbits) + code(r, j));
+    } else {
+        const int groupsize = statisticsGroupsize(config, cols);
+        const int groups = (cols + groupsize - 1) / groupsize;
+        const std::vector<MinMaxGrid> grids = firstLevelGrids(*this, groups);
+        for (int r = 0; r < rows; ++r)
+            for (int j = 0; j < cols; ++j)
+                permuted(r, j) =
+                    grids[static_cast<std::size_t>(r) * groups + j / groupsize].dequantize(
+                        code(r, j));
+    }
     if (const auto it = tensors.find("outlier_row_ptr"); it != tensors.end()) {
         const StoredTensor& columns = tensors.at("outlier_cols");
         const StoredTensor& values = tensors.at("outlier_values");

@@ -95,8 +95,9 @@ std::string describeRange(std::uint64_t begin, std::uint64_t end) {
     return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
 }
 
-TensorView parseEntry(const std::string& source, const std::string& name, const json& entry,
-                      const std::byte* data, std::uint64_t dataSize) {
+RawTensorView parseEntry(const std::string& source, const std::string& name, const json& entry,
+                         const std::byte* data, std::uint64_t dataSize,
+                         SafetensorsFile::DTypes accept) {
     const auto fail = [&](const std::string& problem) -> Error {
         return Error(source, "tensor '" + name + "' " + problem);
     };
@@ -110,19 +111,16 @@ TensorView parseEntry(const std::string& source, const std::string& name, const 
         !(*offsetsIt)[0].is_number_unsigned() || !(*offsetsIt)[1].is_number_unsigned())
         throw fail("needs data_offsets as two non-negative integers");
 
-    const std::string dtypeText = dtypeIt->get<std::string>();
-    const std::optional<DType> dtype = parseDType(dtypeText);
-    if (!dtype) {
-        if (isKnownSafetensorsDType(dtypeText))
-            throw fail("has dtype " + dtypeText +
-                       ", which Quantlens does not read (F32, F16 or BF16)");
-        throw fail("has unknown dtype '" + dtypeText + "'");
-    }
-
-    TensorView view;
+    RawTensorView view;
     view.name = name;
-    view.dtype = *dtype;
+    view.dtype = dtypeIt->get<std::string>();
     view.file = source;
+    const std::size_t elementSize = safetensorsElementSize(view.dtype);
+    if (elementSize == 0) throw fail("has unknown dtype '" + view.dtype + "'");
+    if (accept == SafetensorsFile::DTypes::Float && !parseDType(view.dtype))
+        throw fail("has dtype " + view.dtype +
+                   ", which Quantlens does not read (F32, F16 or BF16)");
+
     // The product of the non-zero dimensions is bounded too, so that no dimension or partial
     // product overflows int64 even when a zero dimension makes the tensor empty.
     std::uint64_t extent = 1;
@@ -150,18 +148,32 @@ TensorView parseEntry(const std::string& source, const std::string& name, const 
     if (end > dataSize)
         throw fail("has data_offsets " + describeRange(begin, end) + " past the end of the data (" +
                    std::to_string(dataSize) + " bytes)");
-    const std::uint64_t expected = elements * dtypeSize(*dtype);
-    if (end - begin != expected)
-        throw fail("has shape " + view.shapeString() + " of " + dtypeText + " (" +
+    const std::uint64_t expected = elements * elementSize;
+    if (end - begin != expected) {
+        TensorView shaped;
+        shaped.shape = view.shape;
+        throw fail("has shape " + shaped.shapeString() + " of " + view.dtype + " (" +
                    std::to_string(expected) + " bytes) but data_offsets span " +
                    std::to_string(end - begin) + " bytes");
+    }
     view.data = data + begin;
+    view.size = static_cast<std::size_t>(expected);
     return view;
 }
 
 } // namespace
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path) {
+std::size_t safetensorsElementSize(std::string_view dtype) {
+    if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
+    if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
+    if (dtype == "F16" || dtype == "BF16" || dtype == "I16" || dtype == "U16") return 2;
+    if (dtype == "U8" || dtype == "I8" || dtype == "BOOL" || dtype == "F8_E4M3" ||
+        dtype == "F8_E5M2")
+        return 1;
+    return 0;
+}
+
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path, DTypes accept) : file_(path) {
     const std::string source = path.string();
     const std::span<const std::byte> bytes = file_.bytes();
     if (bytes.size() < 8)
@@ -192,26 +204,36 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
             }
             continue;
         }
-        tensors_.push_back(parseEntry(source, name, entry, data, dataSize));
+        raw_.push_back(parseEntry(source, name, entry, data, dataSize, accept));
     }
 
     // In begin order, each non-empty tensor must start at or after the end of the last non-empty
     // one (which, with no overlap so far, ends furthest). Empty tensors are skipped rather than
     // compared: as neighbours they would hide an overlap between the tensors on either side.
-    std::sort(tensors_.begin(), tensors_.end(),
-              [](const TensorView& a, const TensorView& b) { return a.data < b.data; });
-    const TensorView* previous = nullptr;
-    for (const TensorView& current : tensors_) {
-        if (current.byteSize() == 0) continue;
-        if (previous && previous->data + previous->byteSize() > current.data)
+    std::sort(raw_.begin(), raw_.end(),
+              [](const RawTensorView& a, const RawTensorView& b) { return a.data < b.data; });
+    const RawTensorView* previous = nullptr;
+    for (const RawTensorView& current : raw_) {
+        if (current.size == 0) continue;
+        if (previous && previous->data + previous->size > current.data)
             throw Error(source, "tensors '" + previous->name + "' and '" + current.name +
                                     "' overlap in the data section");
         previous = &current;
+    }
+    for (const RawTensorView& raw : raw_) {
+        if (const std::optional<DType> dtype = parseDType(raw.dtype))
+            tensors_.push_back({raw.name, *dtype, raw.shape, raw.data, raw.file});
     }
 }
 
 const TensorView* SafetensorsFile::find(const std::string& name) const {
     for (const TensorView& t : tensors_)
+        if (t.name == name) return &t;
+    return nullptr;
+}
+
+const RawTensorView* SafetensorsFile::findRaw(const std::string& name) const {
+    for (const RawTensorView& t : raw_)
         if (t.name == name) return &t;
     return nullptr;
 }

@@ -1,6 +1,7 @@
 #include "quantlens/safetensors_writer.h"
 
 #include "quantlens/error.h"
+#include "quantlens/safetensors.h"
 
 #include <nlohmann/json.hpp>
 
@@ -10,17 +11,6 @@
 
 namespace quantlens {
 namespace {
-
-// Bytes per element of every safetensors dtype; 0 for names safetensors does not define.
-std::size_t elementSize(std::string_view dtype) {
-    if (dtype == "F64" || dtype == "I64" || dtype == "U64") return 8;
-    if (dtype == "F32" || dtype == "I32" || dtype == "U32") return 4;
-    if (dtype == "F16" || dtype == "BF16" || dtype == "I16" || dtype == "U16") return 2;
-    if (dtype == "U8" || dtype == "I8" || dtype == "BOOL" || dtype == "F8_E4M3" ||
-        dtype == "F8_E5M2")
-        return 1;
-    return 0;
-}
 
 std::string shapeText(const std::vector<std::int64_t>& shape) {
     std::string text = "[";
@@ -43,7 +33,7 @@ std::vector<std::size_t> byteSizes(const std::filesystem::path& path,
                                 "reserves for the metadata");
         if (!names.insert(t.name).second)
             throw Error(source, "tensor '" + t.name + "' is declared twice");
-        std::size_t size = elementSize(t.dtype);
+        std::size_t size = safetensorsElementSize(t.dtype);
         if (size == 0)
             throw Error(source, "tensor '" + t.name + "' has unknown dtype '" + t.dtype + "'");
         for (const std::int64_t d : t.shape) {

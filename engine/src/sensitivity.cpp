@@ -3,6 +3,7 @@
 #include "min_max_grid.h"
 #include "quantlens/error.h"
 #include "quantlens/hessian.h"
+#include "quantlens/layer_quantizer.h"
 #include "quantlens/parallel.h"
 #include "quantlens/quantized_layer.h"
 
@@ -52,6 +53,26 @@ void radixSort(std::vector<float>& values) {
     }
 }
 
+void checkHeadSplit(const HeadSplit& heads, Eigen::Index rows, Eigen::Index cols,
+                    const std::string& source) {
+    if (heads.axis == HeadAxis::None) return;
+    const Eigen::Index length = heads.axis == HeadAxis::Rows ? rows : cols;
+    if (heads.headDim <= 0 || length % heads.headDim != 0)
+        throw Error(source, "a head size of " + std::to_string(heads.headDim) +
+                                " does not divide the layer's " + std::to_string(length) +
+                                (heads.axis == HeadAxis::Rows ? " rows" : " columns"));
+}
+
+// Row, column and head totals of map.values.
+void fillTotals(SensitivityMap& map) {
+    map.rowTotals = map.values.cast<double>().rowwise().sum();
+    map.columnTotals = map.values.cast<double>().colwise().sum().transpose();
+    if (map.heads.axis == HeadAxis::Rows)
+        map.headTotals = sliceTotals(map.rowTotals, map.heads.headDim);
+    if (map.heads.axis == HeadAxis::Columns)
+        map.headTotals = sliceTotals(map.columnTotals, map.heads.headDim);
+}
+
 } // namespace
 
 HeadSplit headSplitOf(const ModelConfig& config, std::string_view layerName) {
@@ -77,13 +98,7 @@ SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixX
         throw Error(source, "calibration Hessian is " + std::to_string(hessian.rows()) + "×" +
                                 std::to_string(hessian.cols()) + " but the layer has " +
                                 std::to_string(cols) + " inputs");
-    if (heads.axis != HeadAxis::None) {
-        const Eigen::Index length = heads.axis == HeadAxis::Rows ? rows : cols;
-        if (heads.headDim <= 0 || length % heads.headDim != 0)
-            throw Error(source, "a head size of " + std::to_string(heads.headDim) +
-                                    " does not divide the layer's " + std::to_string(length) +
-                                    (heads.axis == HeadAxis::Rows ? " rows" : " columns"));
-    }
+    checkHeadSplit(heads, rows, cols, source);
 
     const PreparedHessian h = prepareHessian(hessian, percdamp, false, source);
     // Dead inputs' weights are zeroed before any statistics, as the quantizers do.
@@ -97,9 +112,7 @@ SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixX
     map.cols = static_cast<int>(cols);
     map.heads = heads;
     map.values.resize(rows, cols);
-    map.rowTotals.resize(rows);
     parallelFor(rows, [&](std::int64_t r) {
-        double rowTotal = 0.0;
         for (Eigen::Index first = 0; first < cols; first += group) {
             const Eigen::Index end = std::min(first + group, cols);
             const MinMaxGrid grid = fitMinMax(&w(r, first), static_cast<std::size_t>(end - first),
@@ -111,18 +124,14 @@ SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixX
                                     ? 0.0f
                                     : error * error / h.inverseDiagonal[j];
                 map.values(r, j) = s;
-                rowTotal += s;
             }
         }
-        map.rowTotals[r] = rowTotal;
     });
+    fillTotals(map);
 
-    map.columnTotals = Eigen::VectorXd::Zero(cols);
     Eigen::VectorXd mean = Eigen::VectorXd::Zero(cols), deviation = Eigen::VectorXd::Zero(cols);
-    for (Eigen::Index r = 0; r < rows; ++r) {
-        map.columnTotals += map.values.row(r).transpose().cast<double>();
+    for (Eigen::Index r = 0; r < rows; ++r)
         mean += w.row(r).transpose().cast<double>();
-    }
     mean /= static_cast<double>(rows);
     for (Eigen::Index r = 0; r < rows; ++r)
         deviation += (w.row(r).transpose().cast<double>() - mean).array().square().matrix();
@@ -132,10 +141,29 @@ SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixX
          h.inverseDiagonal.cast<double>().array())
             .sum();
     map.outlierScale = variances / static_cast<double>(cols);
+    return map;
+}
 
-    if (heads.axis == HeadAxis::Rows) map.headTotals = sliceTotals(map.rowTotals, heads.headDim);
-    if (heads.axis == HeadAxis::Columns)
-        map.headTotals = sliceTotals(map.columnTotals, heads.headDim);
+SensitivityMap computeFisherSensitivity(const RowMatrix& weights, const RowMatrix& fisher,
+                                        int wbits, HeadSplit heads, const std::string& source) {
+    const SqueezeConfig dense{.wbits = wbits};
+    try {
+        validate(dense);
+    } catch (const Error& error) {
+        throw Error(source, error.message());
+    }
+    checkHeadSplit(heads, weights.rows(), weights.cols(), source);
+    const RowMatrix quantized =
+        quantizeLayer(weights, {.fisher = &fisher}, dense, JobContext{}, source).dequantize();
+
+    SensitivityMap map;
+    map.rows = static_cast<int>(weights.rows());
+    map.cols = static_cast<int>(weights.cols());
+    map.heads = heads;
+    // SqueezeLLM §3.1: the Fisher-weighted loss increase of quantizing each weight.
+    map.values = fisher.cwiseProduct((weights - quantized).cwiseAbs2());
+    fillTotals(map);
+    map.outlierScale = map.values.cast<double>().mean();
     return map;
 }
 

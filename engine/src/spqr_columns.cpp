@@ -31,7 +31,7 @@ SpqrColumns::SpqrColumns(const SpqrConfig& config, Eigen::Index rows, Eigen::Ind
       grids_(static_cast<std::size_t>(rows)), codes_(static_cast<std::size_t>(rows * cols)),
       scaleCodes_(static_cast<std::size_t>(groups_ * rows)), zeroCodes_(scaleCodes_.size()),
       scaleStats_(static_cast<std::size_t>(groups_ * rowGroups_ * 2)),
-      zeroStats_(scaleStats_.size()), outliers_(static_cast<std::size_t>(rows)) {}
+      zeroStats_(scaleStats_.size()), outliers_(rows) {}
 
 // SpQR §3.3: statistics are fitted without the weights that are likely outliers, so these do not
 // stretch the range. A weight is a likely outlier when leaving it out of the fit lowers the group's
@@ -126,7 +126,7 @@ void SpqrColumns::quantizeColumn(Eigen::Index j, Eigen::Ref<Eigen::VectorXf> col
         const float error = (w - reconstructed) / uDiagonal;
         if (error * error > threshold_) {
             const float kept = f16ToFloat(floatToF16(w));
-            outliers_[r].emplace_back(static_cast<std::uint16_t>(j), kept);
+            outliers_.add(r, j, kept);
             codes_[r * cols_ + j] = static_cast<std::uint16_t>(grids_[r].code(0.0f));
             column[r] = kept;
         } else {
@@ -150,21 +150,7 @@ void SpqrColumns::store(QuantizedLayer& layer) {
     layer.tensors["scale_stats"] = StoredTensor::f16({groups_, rowGroups_, 2}, scaleStats_);
     layer.tensors["zero_stats"] = StoredTensor::f16({groups_, rowGroups_, 2}, zeroStats_);
 
-    std::vector<std::int32_t> rowPointers{0};
-    std::vector<std::uint16_t> columns;
-    std::vector<float> values;
-    for (const auto& row : outliers_) {
-        for (const auto& [column, value] : row) {
-            columns.push_back(column);
-            values.push_back(value);
-        }
-        rowPointers.push_back(static_cast<std::int32_t>(columns.size()));
-    }
-    layer.outlierCount = static_cast<std::int64_t>(columns.size());
-    const auto nnz = static_cast<std::int64_t>(columns.size());
-    layer.tensors["outlier_row_ptr"] = StoredTensor::of("I32", {rows_ + 1}, rowPointers);
-    layer.tensors["outlier_cols"] = StoredTensor::of("U16", {nnz}, columns);
-    layer.tensors["outlier_values"] = StoredTensor::f16({nnz}, values);
+    outliers_.store(layer);
 }
 
 } // namespace quantlens

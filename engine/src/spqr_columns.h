@@ -2,6 +2,7 @@
 
 #include "min_max_grid.h"
 #include "obs_quantizer.h"
+#include "outlier_rows.h"
 #include "quantlens/quantized_layer.h"
 
 #include <vector>
@@ -39,7 +40,7 @@ private:
     std::vector<std::uint16_t> codes_;                  // [rows, cols]
     std::vector<std::uint16_t> scaleCodes_, zeroCodes_; // [groups, rows]
     std::vector<float> scaleStats_, zeroStats_;         // [groups, rowGroups, 2]: scale, zero
-    std::vector<std::vector<std::pair<std::uint16_t, float>>> outliers_; // per row: column, value
+    OutlierRows outliers_;
 };
 
 } // namespace quantlens

@@ -1,7 +1,9 @@
 #include "quantlens/transformer.h"
 
+#include "quantlens/compressed_linear.h"
 #include "quantlens/error.h"
 #include "quantlens/parallel.h"
+#include "transformer_ops.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,33 +11,6 @@
 
 namespace quantlens {
 namespace {
-
-RowMatrix rmsNorm(const RowMatrix& x, const float* weight, float eps) {
-    const auto w = Eigen::Map<const Eigen::RowVectorXf>(weight, x.cols()).array();
-    RowMatrix out(x.rows(), x.cols());
-    for (Eigen::Index r = 0; r < x.rows(); ++r) {
-        const float meanSquare = x.row(r).squaredNorm() / static_cast<float>(x.cols());
-        out.row(r).array() = x.row(r).array() * (1.0f / std::sqrt(meanSquare + eps)) * w;
-    }
-    return out;
-}
-
-// Row i of `scores` belongs to position firstPosition + i, which sees itself and every position
-// before it; the rest of the row is masked out.
-void causalSoftmax(RowMatrix& scores, Eigen::Index firstPosition) {
-    for (Eigen::Index i = 0; i < scores.rows(); ++i) {
-        const Eigen::Index visible = firstPosition + i + 1;
-        auto row = scores.row(i);
-        auto seen = row.head(visible).array();
-        seen = (seen - seen.maxCoeff()).exp();
-        seen /= seen.sum();
-        row.tail(row.size() - visible).setZero();
-    }
-}
-
-// Queries are processed in chunks of this many rows: a chunk only needs the keys up to its last
-// position (halving causal work), and its score matrix stays small enough to live in cache.
-constexpr Eigen::Index kQueryChunk = 64;
 
 // The first non-finite element of a stored tensor, if any.
 std::optional<std::int64_t> firstNonFinite(const TensorView& tensor) {
@@ -70,15 +45,8 @@ void throwIfNonFinite(std::initializer_list<const TensorView*> tensors) {
 
 } // namespace
 
-Transformer::Transformer(const Model& model, WeightConversion conversion) : model_(model) {
-    const ModelConfig& c = model.config;
-    const int half = c.headDim / 2;
-    inverseFrequencies_.resize(half);
-    // fp32 throughout, as the reference implementations compute the rotation angles.
-    for (int i = 0; i < half; ++i)
-        inverseFrequencies_[i] =
-            1.0f / std::pow(c.ropeTheta, static_cast<float>(2 * i) / static_cast<float>(c.headDim));
-
+Transformer::Transformer(const Model& model, WeightConversion conversion)
+    : model_(model), inverseFrequencies_(ops::ropeInverseFrequencies(model.config)) {
     if (conversion == WeightConversion::PerUse) return;
     std::vector<const TensorView*> needConversion;
     std::size_t convertedBytes = 0;
@@ -103,6 +71,13 @@ FloatTensor Transformer::floatWeights(const TensorView& tensor) const {
     return it != converted_.end() ? it->second.view() : FloatTensor(tensor);
 }
 
+Transformer::FloatBlockWeights Transformer::blockWeights(int block) const {
+    const BlockWeights& w = model_.blocks.at(static_cast<std::size_t>(block));
+    return {floatWeights(w.attnNorm), floatWeights(w.wq), floatWeights(w.wk),
+            floatWeights(w.wv),       floatWeights(w.wo), floatWeights(w.ffnNorm),
+            floatWeights(w.gate),     floatWeights(w.up), floatWeights(w.down)};
+}
+
 RowMatrix Transformer::embed(std::span<const std::int32_t> tokens) const {
     const TensorView& table = model_.embedding;
     const int dim = model_.config.hiddenSize;
@@ -121,46 +96,20 @@ RowMatrix Transformer::embed(std::span<const std::int32_t> tokens) const {
     return hidden;
 }
 
-void Transformer::applyRope(RowMatrix& projected, int headCount, int startPosition) const {
-    const int headDim = model_.config.headDim, half = headDim / 2;
-    const bool interleaved = model_.config.ropeLayout == RopeLayout::Interleaved;
-    std::vector<float> cosines(static_cast<std::size_t>(half)), sines(cosines.size());
-    for (Eigen::Index t = 0; t < projected.rows(); ++t) {
-        const float position = static_cast<float>(startPosition + t);
-        for (int i = 0; i < half; ++i) {
-            const float angle = position * inverseFrequencies_[i];
-            cosines[i] = std::cos(angle);
-            sines[i] = std::sin(angle);
-        }
-        for (int h = 0; h < headCount; ++h) {
-            float* head = projected.row(t).data() + static_cast<std::ptrdiff_t>(h) * headDim;
-            for (int i = 0; i < half; ++i) {
-                const int a = interleaved ? 2 * i : i;
-                const int b = interleaved ? 2 * i + 1 : i + half;
-                const float x = head[a], y = head[b];
-                head[a] = x * cosines[i] - y * sines[i];
-                head[b] = y * cosines[i] + x * sines[i];
-            }
-        }
-    }
-}
-
 void Transformer::runBlock(int block, RowMatrix& hidden, KvCache& cache, int startPosition) const {
-    const BlockWeights& w = model_.blocks.at(static_cast<std::size_t>(block));
-    const FloatTensor attnNorm = floatWeights(w.attnNorm), wq = floatWeights(w.wq),
-                      wk = floatWeights(w.wk), wv = floatWeights(w.wv), wo = floatWeights(w.wo),
-                      ffnNorm = floatWeights(w.ffnNorm), gate = floatWeights(w.gate),
-                      up = floatWeights(w.up), down = floatWeights(w.down);
-    runBlock(block,
-             {attnNorm.data(), wq.data(), wk.data(), wv.data(), wo.data(), ffnNorm.data(),
-              gate.data(), up.data(), down.data()},
-             hidden, cache, startPosition);
+    const FloatBlockWeights weights = blockWeights(block);
+    BlockView view = weights.view();
+    if (!model_.compressedLayers.empty())
+        for (std::size_t i = 0; i < view.linear.size(); ++i)
+            view.linear[i] = model_.compressedLayers.at(static_cast<std::size_t>(block))[i].get();
+    runBlock(block, view, hidden, cache, startPosition);
     if (!hidden.allFinite()) throwNonFinite(block);
 }
 
 void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvCache& cache,
                            int startPosition, const StageObserver& observer,
-                           std::optional<LinearStage> stopAfter) const {
+                           std::optional<LinearStage> stopAfter,
+                           BlockActivations* activations) const {
     const ModelConfig& c = model_.config;
     const Eigen::Index tokens = hidden.rows(), dim = c.hiddenSize, kvDim = c.kvDim(),
                        ffn = c.intermediateSize;
@@ -168,57 +117,90 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
     const auto matrix = [](const float* data, Eigen::Index rows, Eigen::Index cols) {
         return ConstRowMatrixMap(data, rows, cols);
     };
+    // x·Wᵀ through a compressed layer's operator (dense layers stay plain products below).
+    const auto compressed = [&](int layer, const RowMatrix& x) {
+        RowMatrix y;
+        w.linear[static_cast<std::size_t>(layer)]->apply(x, y, false);
+        return y;
+    };
     // Reports a stage's input; true when the caller asked to stop there.
     const auto observe = [&](LinearStage stage, const RowMatrix& input) {
         if (observer) observer(stage, input);
         return stopAfter == stage;
     };
 
-    RowMatrix normed = rmsNorm(hidden, w.attnNorm, c.rmsNormEps);
+    RowMatrix normed = ops::rmsNorm(hidden, w.attnNorm, c.rmsNormEps);
     if (observe(LinearStage::Attention, normed)) return;
-    RowMatrix q = normed * matrix(w.wq, dim, dim).transpose();
-    RowMatrix k = normed * matrix(w.wk, kvDim, dim).transpose();
-    applyRope(q, c.headCount, startPosition);
-    applyRope(k, c.kvHeadCount, startPosition);
+    RowMatrix q = w.linear[0] ? compressed(0, normed)
+                              : RowMatrix(normed * matrix(w.wq, dim, dim).transpose());
+    RowMatrix k = w.linear[1] ? compressed(1, normed)
+                              : RowMatrix(normed * matrix(w.wk, kvDim, dim).transpose());
+    ops::applyRope(q, c.headCount, startPosition, c, inverseFrequencies_);
+    ops::applyRope(k, c.kvHeadCount, startPosition, c, inverseFrequencies_);
     RowMatrix& keys = cache.keys[static_cast<std::size_t>(block)];
     RowMatrix& values = cache.values[static_cast<std::size_t>(block)];
     keys.middleRows(startPosition, tokens) = k;
-    values.middleRows(startPosition, tokens).noalias() =
-        normed * matrix(w.wv, kvDim, dim).transpose();
+    if (w.linear[2])
+        values.middleRows(startPosition, tokens) = compressed(2, normed);
+    else
+        values.middleRows(startPosition, tokens).noalias() =
+            normed * matrix(w.wv, kvDim, dim).transpose();
 
     const int groupSize = c.headCount / c.kvHeadCount;
     const float scale = 1.0f / std::sqrt(static_cast<float>(headDim));
     RowMatrix attended(tokens, dim);
-    const Eigen::Index chunks = (tokens + kQueryChunk - 1) / kQueryChunk;
+    const Eigen::Index chunks = (tokens + ops::kQueryChunk - 1) / ops::kQueryChunk;
     parallelFor(c.headCount * chunks, [&](std::int64_t task) {
-        const Eigen::Index head = task / chunks, first = (task % chunks) * kQueryChunk;
-        const Eigen::Index rows = std::min<Eigen::Index>(kQueryChunk, tokens - first);
+        const Eigen::Index head = task / chunks, first = (task % chunks) * ops::kQueryChunk;
+        const Eigen::Index rows = std::min<Eigen::Index>(ops::kQueryChunk, tokens - first);
         const Eigen::Index visible = startPosition + first + rows;
         const Eigen::Index kvColumn = (head / groupSize) * headDim;
-        RowMatrix scores = (q.block(first, head * headDim, rows, headDim) *
-                            keys.block(0, kvColumn, visible, headDim).transpose()) *
-                           scale;
-        causalSoftmax(scores, startPosition + first);
+        const RowMatrix weights = ops::causalAttentionWeights(
+            q.block(first, head * headDim, rows, headDim),
+            keys.block(0, kvColumn, visible, headDim), scale, startPosition + first);
         attended.block(first, head * headDim, rows, headDim).noalias() =
-            scores * values.block(0, kvColumn, visible, headDim);
+            weights * values.block(0, kvColumn, visible, headDim);
     });
     if (observe(LinearStage::AttentionOutput, attended)) return;
-    hidden.noalias() += attended * matrix(w.wo, dim, dim).transpose();
+    if (w.linear[3])
+        w.linear[3]->apply(attended, hidden, true);
+    else
+        hidden.noalias() += attended * matrix(w.wo, dim, dim).transpose();
+    if (activations) {
+        activations->attentionInput = std::move(normed);
+        activations->queries = std::move(q);
+        activations->attended = std::move(attended);
+        activations->residual = hidden;
+    }
 
-    normed = rmsNorm(hidden, w.ffnNorm, c.rmsNormEps);
+    normed = ops::rmsNorm(hidden, w.ffnNorm, c.rmsNormEps);
     if (observe(LinearStage::Mlp, normed)) return;
-    RowMatrix gated = normed * matrix(w.gate, ffn, dim).transpose();
-    const RowMatrix upProjected = normed * matrix(w.up, ffn, dim).transpose();
-    // SwiGLU: silu(gate) ⊙ up.
-    gated.array() = gated.array() / (1.0f + (-gated.array()).exp()) * upProjected.array();
+    RowMatrix gated = w.linear[4] ? compressed(4, normed)
+                                  : RowMatrix(normed * matrix(w.gate, ffn, dim).transpose());
+    RowMatrix upProjected = w.linear[5] ? compressed(5, normed)
+                                        : RowMatrix(normed * matrix(w.up, ffn, dim).transpose());
+    if (activations) activations->gate = gated;
+    ops::swiGlu(gated, upProjected);
     if (observe(LinearStage::MlpOutput, gated)) return;
-    hidden.noalias() += gated * matrix(w.down, dim, ffn).transpose();
+    if (w.linear[6])
+        w.linear[6]->apply(gated, hidden, true);
+    else
+        hidden.noalias() += gated * matrix(w.down, dim, ffn).transpose();
+    if (activations) {
+        activations->mlpInput = std::move(normed);
+        activations->up = std::move(upProjected);
+        activations->mlpOutput = std::move(gated);
+    }
 }
 
 void Transformer::throwNonFinite(int block) const {
     const BlockWeights& w = model_.blocks[static_cast<std::size_t>(block)];
-    throwIfNonFinite(
-        {&w.attnNorm, &w.wq, &w.wk, &w.wv, &w.wo, &w.ffnNorm, &w.gate, &w.up, &w.down});
+    // Compressed layers hold no dense data; their arrays were checked finite when loaded.
+    if (model_.compressedLayers.empty())
+        throwIfNonFinite(
+            {&w.attnNorm, &w.wq, &w.wk, &w.wv, &w.wo, &w.ffnNorm, &w.gate, &w.up, &w.down});
+    else
+        throwIfNonFinite({&w.attnNorm, &w.ffnNorm});
     throw Error(model_.path.string(), "activations overflowed to Inf/NaN in block " +
                                           std::to_string(block) + " (the weights are finite)");
 }
@@ -226,7 +208,7 @@ void Transformer::throwNonFinite(int block) const {
 RowMatrix Transformer::logits(const RowMatrix& hidden) const {
     const FloatTensor norm = floatWeights(model_.finalNorm), head = floatWeights(model_.lmHead);
     RowMatrix result =
-        rmsNorm(hidden, norm.data(), model_.config.rmsNormEps) * head.matrix().transpose();
+        ops::rmsNorm(hidden, norm.data(), model_.config.rmsNormEps) * head.matrix().transpose();
     if (!result.allFinite()) {
         throwIfNonFinite({&model_.finalNorm, &model_.lmHead});
         throw Error(model_.path.string(), "logits overflowed to Inf/NaN");

@@ -118,17 +118,19 @@ private slots:
         QTemporaryDir dir;
         const QString out = dir.filePath("gptq");
         CliRun run = runCli({"quantize", data("stories260K-hf"), "--method", "gptq", "--wbits", "4",
-                             "--groupsize", "32", "--calib", data("text/wikitext2-test.txt"), "--nsamples",
-                             "4", "--seqlen", "128", "--out", out, "--json"});
+                             "--groupsize", "32", "--calib", data("text/wikitext2-test.txt"),
+                             "--nsamples", "4", "--seqlen", "128", "--out", out, "--json"});
         QCOMPARE(run.exitCode, 0);
         const auto result = parseJson(run.out);
-        for (const char* key : {"bits_per_param", "paper_bits_per_param", "outlier_fraction", "seconds"})
+        for (const char* key :
+             {"bits_per_param", "paper_bits_per_param", "outlier_fraction", "seconds"})
             QVERIFY2(result.contains(key), key);
         // Paper count: 4-bit codes + an fp16 scale and zero per group of 32 columns. Per block,
         // 171520/5 parameters have 64 inputs (2 groups); down_proj's 11008 have 172 (6 groups,
         // the last partial).
         const double blockBits = 34304.0 * (4 + 32.0 * 2 / 64) + 11008.0 * (4 + 32.0 * 6 / 172);
-        QVERIFY(std::abs(result["paper_bits_per_param"].get<double>() - blockBits / 45312.0) < 1e-9);
+        QVERIFY(std::abs(result["paper_bits_per_param"].get<double>() - blockBits / 45312.0) <
+                1e-9);
         // Stored: codes padded to whole words per row, scales and zeros as F16.
         const double blockBytes = 2 * (64 * 8 * 4 + 64 * 2 * 4) + 2 * (32 * 8 * 4 + 32 * 2 * 4) +
                                   2 * (172 * 8 * 4 + 172 * 2 * 4) + (64 * 22 * 4 + 64 * 6 * 4);
@@ -137,29 +139,90 @@ private slots:
         run = runCli({"eval", out, "--text", data("text/tinystories-valid-excerpt.txt"), "--json"});
         QCOMPARE(run.exitCode, 0);
         const double ppl = parseJson(run.out)["ppl"].get<double>();
-        QVERIFY2(ppl > 5.461168 && ppl < 7.0, qPrintable(QString::number(ppl))); // worse than fp32, still sane
+        QVERIFY2(ppl > 5.461168 && ppl < 7.0,
+                 qPrintable(QString::number(ppl))); // worse than fp32, still sane
+    }
+
+    void quantizeSqueezeLlmCountsLutsAndSparseValues() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("squeezellm");
+        CliRun run = runCli({"quantize", data("stories260K-hf"), "--method", "squeezellm",
+                             "--wbits", "3", "--sparse-percent", "0.40", "--sensitive-percent",
+                             "0.05", "--calib", data("text/wikitext2-test.txt"), "--nsamples", "4",
+                             "--seqlen", "128", "--out", out, "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const auto result = parseJson(run.out);
+        QCOMPARE(result["method"].get<std::string>(), std::string("squeezellm"));
+        // Per block: q 64×64, k 32×64, v 32×64, o 64×64, gate/up 172×64, down 64×172. Each layer
+        // stores 3-bit codes padded to whole words per row, an fp16 LUT of 8 per row, and CSR
+        // row pointers plus 4 bytes per sparse value (round(0.40% n) + round(0.05% n)).
+        const int shapes[7][2] = {{64, 64},  {32, 64},  {32, 64}, {64, 64},
+                                  {172, 64}, {172, 64}, {64, 172}};
+        double bytes = 0, paperBits = 0, sparse = 0;
+        for (const auto& [rows, cols] : shapes) {
+            const double n = double(rows) * cols;
+            const double nnz = std::llround(0.004 * n) + std::llround(0.0005 * n);
+            bytes +=
+                rows * std::ceil(cols * 3 / 32.0) * 4 + rows * 8 * 2 + (rows + 1) * 4 + nnz * 4;
+            paperBits += n * (3 + 16.0 * 8 / cols) + 32 * nnz;
+            sparse += nnz;
+        }
+        QVERIFY(std::abs(result["bits_per_param"].get<double>() - bytes * 8 / 45312.0) < 1e-9);
+        QVERIFY(std::abs(result["paper_bits_per_param"].get<double>() - paperBits / 45312.0) <
+                1e-9);
+        QVERIFY(std::abs(result["outlier_fraction"].get<double>() - sparse / 45312.0) < 1e-12);
+        run = runCli({"eval", out, "--text", data("text/tinystories-valid-excerpt.txt"), "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const double ppl = parseJson(run.out)["ppl"].get<double>();
+        QVERIFY2(ppl > 5.461168 && ppl < 8.0, qPrintable(QString::number(ppl)));
+    }
+
+    // The comparison SqueezeLLM's paper makes: at the same wbits, Fisher-weighted non-uniform
+    // codes with 0.45% sparse beat per-channel RTN and GPTQ.
+    void squeezeLlmBeatsPerChannelBaselines() {
+        QTemporaryDir dir;
+        const CliRun run =
+            runCli({"sweep", data("stories260K-hf"), "--calib", data("text/wikitext2-test.txt"),
+                    "--eval", data("text/tinystories-valid-excerpt.txt"), "--nsamples", "16",
+                    "--seqlen", "256", "--grid", "rtn:wbits=3:groupsize=0 gptq:wbits=3:groupsize=0",
+                    "--grid", "squeezellm:wbits=3:sparse-percent=0.40:sensitive-percent=0.05",
+                    "--out", dir.filePath("runs.csv"), "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const auto rows = parseJson(run.out);
+        QCOMPARE(rows.size(), std::size_t(4));
+        QCOMPARE(rows[3]["method"].get<std::string>(), std::string("squeezellm"));
+        const double squeeze = rows[3]["ppl"].get<double>();
+        QVERIFY2(squeeze < rows[1]["ppl"].get<double>() && squeeze < rows[2]["ppl"].get<double>(),
+                 qPrintable(QString("squeezellm %1, rtn %2, gptq %3")
+                                .arg(squeeze)
+                                .arg(rows[1]["ppl"].get<double>())
+                                .arg(rows[2]["ppl"].get<double>())));
     }
 
     void sweepWritesOneRowPerRun() {
         QTemporaryDir dir;
         const QString csv = dir.filePath("runs.csv");
-        const CliRun run = runCli({"sweep", data("stories260K-hf"), "--calib", data("text/wikitext2-test.txt"),
-                                   "--eval", data("text/tinystories-valid-excerpt.txt"), "--nsamples", "4",
-                                   "--seqlen", "128", "--grid", "rtn:wbits=3,4", "--grid", "spqr:outlier-threshold=0.2",
-                                   "--out", csv, "--json"});
+        const CliRun run =
+            runCli({"sweep", data("stories260K-hf"), "--calib", data("text/wikitext2-test.txt"),
+                    "--eval", data("text/tinystories-valid-excerpt.txt"), "--nsamples", "4",
+                    "--seqlen", "128", "--grid", "rtn:wbits=3,4", "--grid",
+                    "spqr:outlier-threshold=0.2", "--out", csv, "--json"});
         QCOMPARE(run.exitCode, 0);
         const auto rows = parseJson(run.out);
         QCOMPARE(rows.size(), std::size_t(4)); // baseline + 3 runs
         QCOMPARE(rows[0]["method"].get<std::string>(), std::string("none"));
         QVERIFY(std::abs(rows[0]["ppl"].get<double>() - 5.461168) < 1e-5 * 5.461168);
-        QVERIFY(rows[1]["ppl"].get<double>() > rows[2]["ppl"].get<double>()); // 3-bit RTN worse than 4-bit
+        QVERIFY(rows[1]["ppl"].get<double>() >
+                rows[2]["ppl"].get<double>()); // 3-bit RTN worse than 4-bit
         QVERIFY(rows[3]["outlier_fraction"].get<double>() > 0.0);
-        for (std::size_t i = 1; i < rows.size(); ++i) QVERIFY(rows[i]["kl"].get<double>() > 0.0);
+        for (std::size_t i = 1; i < rows.size(); ++i)
+            QVERIFY(rows[i]["kl"].get<double>() > 0.0);
         QFile file(csv);
         QVERIFY(file.open(QIODevice::ReadOnly));
         const QStringList lines = QString::fromUtf8(file.readAll()).trimmed().split('\n');
         QCOMPARE(lines.size(), 5);
-        QVERIFY(lines[0].startsWith("method,settings,wbits,bits_per_param,paper_bits_per_param,outlier_fraction,ppl,kl"));
+        QVERIFY(lines[0].startsWith(
+            "method,settings,wbits,bits_per_param,paper_bits_per_param,outlier_fraction,ppl,kl"));
     }
 
     void errorsAreReadable() {

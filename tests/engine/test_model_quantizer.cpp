@@ -252,7 +252,7 @@ private slots:
             for (std::size_t i = 0; i < 7; ++i) {
                 const RowMatrix w = FloatTensor(*model->blocks[b].linearLayers()[i]).matrix();
                 const RowMatrix expected =
-                    quantizeLayer(w, nullptr, rtn, JobContext{}).dequantize();
+                    quantizeLayer(w, {}, rtn, JobContext{}).dequantize();
                 QVERIFY(expected == run.reconstructions[b][i]);
             }
     }

@@ -184,7 +184,7 @@ RealLayer syntheticLayer(int rows, int cols, int tokens, std::uint32_t seed) {
 }
 
 QuantizedLayer quantize(const RealLayer& layer, const QuantConfig& config) {
-    return quantizeLayer(layer.weights, &layer.hessian, config, JobContext{}, layer.name);
+    return quantizeLayer(layer.weights, {&layer.hessian}, config, JobContext{}, layer.name);
 }
 
 std::size_t ceilDiv(std::size_t a, std::size_t b) {
@@ -330,7 +330,7 @@ private slots:
         QFETCH(int, groupsize);
         const RowMatrix w = layer == "synthetic" ? syntheticLayer(48, 100, 16, 7).weights
                                                  : realLayer(layer.toStdString()).weights;
-        const auto quantized = quantizeLayer(w, nullptr, RtnConfig{wbits, groupsize}, JobContext{});
+        const auto quantized = quantizeLayer(w, {}, RtnConfig{wbits, groupsize}, JobContext{});
         const int rows = int(w.rows()), cols = int(w.cols());
         const int group = groupsize == 0 ? cols : std::min(groupsize, cols);
         const int groups = (cols + group - 1) / group;
@@ -748,52 +748,52 @@ private slots:
         const JobContext job;
         RowMatrix nan = l.weights;
         nan(3, 5) = std::numeric_limits<float>::quiet_NaN();
-        QCOMPARE(errorOf([&] { quantizeLayer(nan, nullptr, RtnConfig{}, job, "layers.0.wq"); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(nan, {}, RtnConfig{}, job, "layers.0.wq"); }),
                  QString("layers.0.wq: weights contain NaN or Inf; cannot quantize"));
         nan(3, 5) = std::numeric_limits<float>::infinity();
-        QCOMPARE(errorOf([&] { quantizeLayer(nan, &l.hessian, GptqConfig{}, job, "wq"); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(nan, {&l.hessian}, GptqConfig{}, job, "wq"); }),
                  QString("wq: weights contain NaN or Inf; cannot quantize"));
 
         const Eigen::MatrixXf small = Eigen::MatrixXf::Identity(10, 10);
-        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, &small, GptqConfig{}, job, "wq"); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, {&small}, GptqConfig{}, job, "wq"); }),
                  QString("wq: calibration Hessian is 10×10 but the layer has 64 inputs"));
         const Eigen::MatrixXf wide = Eigen::MatrixXf::Identity(64, 65);
-        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, &wide, SpqrConfig{}, job, "wq"); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, {&wide}, SpqrConfig{}, job, "wq"); }),
                  QString("wq: calibration Hessian is 64×65 but the layer has 64 inputs"));
 
-        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, nullptr, GptqConfig{}, job, "wq"); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, {}, GptqConfig{}, job, "wq"); }),
                  QString("wq: gptq needs a calibration Hessian"));
-        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, nullptr, SpqrConfig{}, job, "wq"); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, {}, SpqrConfig{}, job, "wq"); }),
                  QString("wq: spqr needs a calibration Hessian"));
 
         QCOMPARE(errorOf([&] {
-                     quantizeLayer(l.weights, nullptr, RtnConfig{0, 128}, job);
+                     quantizeLayer(l.weights, {}, RtnConfig{0, 128}, job);
                  }),
                  QString("wbits = 0 is outside [1, 8]"));
         GptqConfig gptq;
         gptq.wbits = 0;
-        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, &l.hessian, gptq, job); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, {&l.hessian}, gptq, job); }),
                  QString("wbits = 0 is outside [1, 8]"));
         SpqrConfig spqr;
         spqr.outlierThreshold = -1.0;
-        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, &l.hessian, spqr, job); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, {&l.hessian}, spqr, job); }),
                  QString("outlier-threshold = -1 is outside [0, inf]"));
         spqr = SpqrConfig{};
         spqr.qqBits = 9;
-        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, &l.hessian, spqr, job); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, {&l.hessian}, spqr, job); }),
                  QString("qq-bits = 9 is outside [1, 8]"));
 
         Eigen::MatrixXf nanHessian = l.hessian;
         nanHessian(2, 7) = std::numeric_limits<float>::quiet_NaN();
-        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, &nanHessian, GptqConfig{}, job, "wq"); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(l.weights, {&nanHessian}, GptqConfig{}, job, "wq"); }),
                  QString("wq: calibration Hessian contains NaN or Inf"));
         const Eigen::MatrixXf negative = -Eigen::MatrixXf::Identity(64, 64);
         gptq = GptqConfig{};
         gptq.percdamp = 0.0;
-        QVERIFY(errorOf([&] { quantizeLayer(l.weights, &negative, gptq, job, "wq"); })
+        QVERIFY(errorOf([&] { quantizeLayer(l.weights, {&negative}, gptq, job, "wq"); })
                     .startsWith("wq: calibration Hessian is not positive definite even after "
                                 "dampening"));
-        QCOMPARE(errorOf([&] { quantizeLayer(RowMatrix(0, 64), nullptr, RtnConfig{}, job, "e"); }),
+        QCOMPARE(errorOf([&] { quantizeLayer(RowMatrix(0, 64), {}, RtnConfig{}, job, "e"); }),
                  QString("e: cannot quantize an empty layer"));
     }
 

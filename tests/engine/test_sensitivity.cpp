@@ -322,7 +322,7 @@ private slots:
         spqr.outlierThreshold = std::numeric_limits<double>::infinity();
         const double base = baseBitsPerParameter(spqr, 64, 64);
         const QuantizedLayer none =
-            quantizeLayer(block_.wq, &block_.attentionHessian, spqr, JobContext{});
+            quantizeLayer(block_.wq, {&block_.attentionHessian}, spqr, JobContext{});
         QCOMPARE(none.outlierCount, std::int64_t(0));
         QCOMPARE(none.paperBitsPerParameter(), base);
         QCOMPARE(baseBitsPerParameter(RtnConfig{.wbits = 3, .groupsize = 32}, 64, 64), 4.0);
@@ -333,7 +333,7 @@ private slots:
         for (const double tau : {0.1, 0.2, 0.5, 1.0, 2.0}) {
             spqr.outlierThreshold = tau;
             const QuantizedLayer layer =
-                quantizeLayer(block_.wq, &block_.attentionHessian, spqr, JobContext{});
+                quantizeLayer(block_.wq, {&block_.attentionHessian}, spqr, JobContext{});
             qDebug("tau %.1f: preview %lld outliers (%.3f bits), SpQR %lld (%.3f bits)", tau,
                    static_cast<long long>(preview.outlierCount(tau)), preview.bitsPerParameter(tau),
                    static_cast<long long>(layer.outlierCount), layer.bitsPerParameter());

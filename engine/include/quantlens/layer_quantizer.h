@@ -7,10 +7,16 @@
 
 namespace quantlens {
 
-// Quantizes W [out, in] with the method in `config`. `hessian` (H = 2·XᵀX/n over the layer's
-// calibration inputs) is required by GPTQ and SpQR and ignored by RTN. Deterministic: the same
-// inputs give the same bytes.
-QuantizedLayer quantizeLayer(const RowMatrix& weights, const Eigen::MatrixXf* hessian,
+// What calibration measured for one layer: H = 2·XᵀX/n over its inputs (GPTQ, SpQR) and the
+// diagonal Fisher of its weights, [out, in] (SqueezeLLM). RTN uses neither.
+struct LayerCalibration {
+    const Eigen::MatrixXf* hessian = nullptr;
+    const RowMatrix* fisher = nullptr;
+};
+
+// Quantizes W [out, in] with the method in `config`, from the statistics it needs in
+// `calibration`. Deterministic: the same inputs give the same bytes, whatever the thread count.
+QuantizedLayer quantizeLayer(const RowMatrix& weights, const LayerCalibration& calibration,
                              const QuantConfig& config, const JobContext& job,
                              const std::string& source = "");
 

@@ -13,7 +13,14 @@
 
 namespace quantlens {
 
+class CompressedLinear;
+
 enum class ModelFormat { HuggingFace, Llama2c };
+
+// How a `quantlens` checkpoint's compressed linear layers are loaded: dequantized to fp32 (a
+// dense model every job can use), or kept compressed and run through the fused kernels
+// (inference: eval, generate).
+enum class CompressedLayers { Dequantize, Keep };
 
 struct BlockWeights {
     TensorView attnNorm, wq, wk, wv, wo;
@@ -49,10 +56,17 @@ public:
 
     // Whatever the views point into (mapped files, owned buffers), kept alive with the model.
     std::vector<std::shared_ptr<const void>> storage;
+
+    // A `quantlens` checkpoint loaded with CompressedLayers::Keep: each block's linear layers
+    // (kLinearLayerNames order), which the Transformer runs through the fused kernels. Their
+    // TensorViews in `blocks` then carry name, shape and file but no data. Empty otherwise.
+    std::vector<std::array<std::shared_ptr<const CompressedLinear>, 7>> compressedLayers;
 };
 
-// Loads an HF directory (config.json + model.safetensors or a sharded index) or a llama2.c .bin.
-std::unique_ptr<Model> loadModel(const std::filesystem::path& path);
+// Loads an HF directory (config.json + model.safetensors or a sharded index), a `quantlens`
+// checkpoint directory (its compressed layers as `compressed` says) or a llama2.c .bin.
+std::unique_ptr<Model> loadModel(const std::filesystem::path& path,
+                                 CompressedLayers compressed = CompressedLayers::Dequantize);
 
 std::unique_ptr<Model> loadHfModel(const std::filesystem::path& directory);
 std::unique_ptr<Model> loadLlama2cModel(const std::filesystem::path& binFile);

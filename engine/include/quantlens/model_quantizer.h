@@ -53,8 +53,10 @@ using QuantizedLayerSink =
 // Quantizes every linear layer of `model`, block by block (GPTQ/SpQR's sequential scheme): each
 // block is calibrated on the outputs of the already-quantized blocks before it, and inside a block
 // each stage (q/k/v, o, gate/up, down) sees the inputs produced by the stages quantized before it.
-// Memory: one block in fp32 plus the calibration activations. RTN needs no calibration; an empty
-// stream skips it (and the output errors).
+// Memory: one block in fp32 plus the calibration activations. SqueezeLLM first accumulates the
+// diagonal Fisher of the unquantized model over the calibration sequences (file-backed, see
+// fisher.h) and quantizes each layer from it. RTN needs no calibration; an empty stream skips it
+// (and the output errors).
 QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> calibrationStream,
                              const QuantConfig& method, const CalibrationConfig& calibration,
                              const QuantizedLayerSink& sink, const JobContext& job);

@@ -37,9 +37,22 @@ struct SpqrConfig {
     bool actOrder = true;
 };
 
-using QuantConfig = std::variant<RtnConfig, GptqConfig, SpqrConfig>;
+// SqueezeLLM (Kim et al. 2023): per output row, a Fisher-weighted k-means with 2^wbits centroids
+// (k-means++ seeding, Lloyd iterations); codes index a per-row fp16 lookup table. Dense-and-sparse:
+// before clustering, sparsePercent of each layer's weights (the largest magnitudes, i.e. those
+// outside a symmetric range) and then sensitivePercent (the largest Fisher values) move to an fp16
+// CSR matrix. Defaults: the paper's dense-only setting; its "0.45%" variant is sparse 0.40 +
+// sensitive 0.05.
+struct SqueezeConfig {
+    int wbits = 4;
+    double sparsePercent = 0.0;
+    double sensitivePercent = 0.0;
+    int kmeansIterations = 50; // Lloyd iterations at most, as the paper's scikit-learn runs
+};
 
-std::string methodName(const QuantConfig& config); // "rtn", "gptq", "spqr"
+using QuantConfig = std::variant<RtnConfig, GptqConfig, SpqrConfig, SqueezeConfig>;
+
+std::string methodName(const QuantConfig& config); // "rtn", "gptq", "spqr", "squeezellm"
 std::string describe(const QuantConfig& config);   // e.g. "spqr w3 g16 qq3 b2=16 tau=0.2 act-order"
 int weightBits(const QuantConfig& config);
 // Columns per statistics group of a layer with `cols` inputs: groupsize 0 is the whole row, and a
@@ -47,7 +60,11 @@ int weightBits(const QuantConfig& config);
 inline int effectiveGroupsize(int groupsize, int cols) {
     return groupsize == 0 || groupsize > cols ? cols : groupsize;
 }
-bool needsHessian(const QuantConfig& config);
+// Columns per statistics group (effectiveGroupsize of the method's groupsize); SqueezeLLM's LUT
+// spans the whole row.
+int statisticsGroupsize(const QuantConfig& config, int cols);
+bool needsHessian(const QuantConfig& config); // GPTQ, SpQR
+bool needsFisher(const QuantConfig& config);  // SqueezeLLM
 // Throws Error naming the bad setting.
 void validate(const QuantConfig& config);
 

@@ -22,7 +22,8 @@ struct QuantizedLayer {
     std::size_t storedBytes() const;
     double bitsPerParameter() const; // from storedBytes()
     // The paper's accounting: RTN/GPTQ wbits + 32/g; SpQR wbits + (2·qq)/β1 + 64/(β1·β2)
-    // + 32·outlier fraction. Partial last groups count as whole groups.
+    // + 32·outlier fraction; SqueezeLLM wbits + 16·2^wbits/cols + 32·sparse fraction. Partial last
+    // groups count as whole groups.
     double paperBitsPerParameter() const;
     double outlierFraction() const {
         return static_cast<double>(outlierCount) / (double(rows) * cols);

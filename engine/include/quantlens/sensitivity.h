@@ -53,6 +53,14 @@ SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixX
                                   int wbits, int groupsize, double percdamp, HeadSplit heads = {},
                                   const std::string& source = "");
 
+// The SqueezeLLM form (Kim et al. 2023, §3.1; DESIGN.md, Analyse): s_ij = F_ij·(w_ij − q(w_ij))²,
+// with F the diagonal Fisher of W and q SqueezeLLM's own dense quantizer (the Fisher-weighted
+// k-means LUT of `wbits` bits per row). outlierScale is the mean sensitivity, so a τ on this map
+// is in units of the mean. Throws Error (with `source`) on bad shapes, settings or Fisher values.
+SensitivityMap computeFisherSensitivity(const RowMatrix& weights, const RowMatrix& fisher,
+                                        int wbits, HeadSplit heads = {},
+                                        const std::string& source = "");
+
 // The paper's bits per parameter of `config` on a rows × cols layer with no outliers (SpQR: wbits +
 // 2·qq/β1 + 64/(β1·β2), partial groups counted whole; RTN/GPTQ: wbits + 32/g), the base that
 // OutlierPreview adds outliers to.

@@ -3,8 +3,10 @@
 #include "quantlens/float_tensor.h"
 #include "quantlens/job.h"
 #include "quantlens/kv_cache.h"
+#include "quantlens/linear_operator.h"
 #include "quantlens/model.h"
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -25,6 +27,9 @@ struct BlockView {
     const float* gate;
     const float* up;
     const float* down;
+    // Layers stored compressed (a quantlens checkpoint), in kLinearLayerNames order: where set, the
+    // layer runs through its operator (the fused kernels) and its pointer above is unused.
+    std::array<const LinearOperator*, 7> linear{};
 };
 
 // The inputs of a block's linear layers, in the order they are computed: q/k/v share one input,
@@ -33,6 +38,19 @@ enum class LinearStage { Attention, AttentionOutput, Mlp, MlpOutput };
 inline constexpr LinearStage kLinearStages[] = {
     LinearStage::Attention, LinearStage::AttentionOutput, LinearStage::Mlp, LinearStage::MlpOutput};
 using StageObserver = std::function<void(LinearStage, const RowMatrix& input)>;
+
+// What a block computes on the way, kept for the backward pass (gradients.h); all [tokens, …].
+// The keys (after RoPE) and values are in the KvCache.
+struct BlockActivations {
+    RowMatrix attentionInput; // RMSNorm of the block's input: q/k/v_proj's input
+    RowMatrix queries;        // after RoPE
+    RowMatrix attended;       // o_proj's input
+    RowMatrix residual;       // the hidden state after attention
+    RowMatrix mlpInput;       // RMSNorm of residual: gate/up_proj's input
+    RowMatrix gate;           // gate_proj's output, before SiLU
+    RowMatrix up;             // up_proj's output
+    RowMatrix mlpOutput;      // silu(gate) ⊙ up: down_proj's input
+};
 
 inline constexpr std::size_t kConversionCacheBytes = std::size_t{4} << 30;
 
@@ -59,18 +77,29 @@ public:
     RowMatrix embed(std::span<const std::int32_t> tokens) const;
     void runBlock(int block, RowMatrix& hidden, KvCache& cache, int startPosition) const;
     // Runs a block on the given weights. `observer` sees each linear input; with `stopAfter` the
-    // block returns right after that stage was observed, leaving `hidden` incomplete.
+    // block returns right after that stage was observed, leaving `hidden` incomplete. With
+    // `activations` a complete run also keeps its intermediates there.
     void runBlock(int block, const BlockView& weights, RowMatrix& hidden, KvCache& cache,
                   int startPosition, const StageObserver& observer = {},
-                  std::optional<LinearStage> stopAfter = {}) const;
+                  std::optional<LinearStage> stopAfter = {},
+                  BlockActivations* activations = nullptr) const;
     RowMatrix logits(const RowMatrix& hidden) const;
-
-private:
-    void applyRope(RowMatrix& projected, int headCount, int startPosition) const;
-    [[noreturn]] void throwNonFinite(int block) const;
 
     // fp32 view of a stored tensor: the conversion cache's copy, or a fresh FloatTensor.
     FloatTensor floatWeights(const TensorView& tensor) const;
+
+    // A block's weights in fp32 (floatWeights of each); view() lives as long as this does.
+    struct FloatBlockWeights {
+        FloatTensor attnNorm, wq, wk, wv, wo, ffnNorm, gate, up, down;
+        BlockView view() const {
+            return {attnNorm.data(), wq.data(),   wk.data(), wv.data(),  wo.data(),
+                    ffnNorm.data(),  gate.data(), up.data(), down.data()};
+        }
+    };
+    FloatBlockWeights blockWeights(int block) const;
+
+private:
+    [[noreturn]] void throwNonFinite(int block) const;
 
     const Model& model_;
     Eigen::VectorXf inverseFrequencies_; // RoPE, [headDim / 2]

@@ -1,0 +1,252 @@
+#include "commands.h"
+
+#include "quantlens/bit_packing.h"
+#include "quantlens/compressed_kernels.h"
+#include "quantlens/compressed_linear.h"
+#include "quantlens/dtype.h"
+#include "quantlens/error.h"
+#include "quantlens/parallel.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <numeric>
+#include <random>
+
+// `quantlens-cli bench gemv`: batch-1 products y = W·x with the fused compressed kernels against
+// Eigen fp32, in GB/s of bytes read and as speed-up (DESIGN.md §Targets). Prints a table; never
+// asserts a time.
+
+namespace {
+
+using namespace quantlens;
+using Clock = std::chrono::steady_clock;
+
+struct GemvOptions {
+    std::vector<std::string> shapes{"4096x4096", "4096x11008"};
+    int repeat = 50;
+    std::uint64_t seed = 1;
+    bool json = false;
+};
+
+struct Method {
+    std::string label;
+    QuantConfig config;
+    double outlierFraction = 0.0;
+};
+
+// A layer in the exact stored layout of `config` (docs/FORMAT.md) with seeded random codes and
+// statistics and `outlierFraction` of its weights as CSR outliers: kernel speed depends on the
+// layout, not on the values, and quantizing a 4096×11008 layer with SpQR takes minutes.
+QuantizedLayer syntheticLayer(const Method& method, int rows, int cols, std::uint64_t seed) {
+    std::mt19937_64 engine(seed);
+    const auto uniform = [&](double low, double high) {
+        return std::uniform_real_distribution<double>(low, high)(engine);
+    };
+    const auto packed = [&](std::int64_t count, std::int64_t rowLength, int bits) {
+        std::vector<std::uint16_t> codes(static_cast<std::size_t>(count * rowLength));
+        std::uniform_int_distribution<int> code(0, (1 << bits) - 1);
+        for (auto& c : codes)
+            c = static_cast<std::uint16_t>(code(engine));
+        return StoredTensor::of(
+            "U32",
+            {count, static_cast<std::int64_t>(wordsPerRow(static_cast<std::size_t>(rowLength), bits))},
+            packRows(codes, static_cast<std::size_t>(rowLength), bits));
+    };
+    const auto f16 = [&](std::vector<std::int64_t> shape, double low, double high, bool integer) {
+        std::vector<float> values(static_cast<std::size_t>(
+            std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>())));
+        for (float& v : values)
+            v = static_cast<float>(integer ? std::floor(uniform(low, high + 1)) : uniform(low, high));
+        return StoredTensor::f16(std::move(shape), values);
+    };
+    QuantizedLayer layer;
+    layer.config = method.config;
+    layer.rows = rows;
+    layer.cols = cols;
+    const int wbits = weightBits(method.config);
+    const int groupsize = statisticsGroupsize(method.config, cols);
+    const std::int64_t groups = (cols + groupsize - 1) / groupsize;
+    layer.tensors["codes"] = packed(rows, cols, wbits);
+    bool actOrder = false;
+    if (const auto* spqr = std::get_if<SpqrConfig>(&method.config)) {
+        const std::int64_t rowGroups = (rows + spqr->statsGroupsize - 1) / spqr->statsGroupsize;
+        const int maxStat = (1 << spqr->qqBits) - 1;
+        layer.tensors["scale_codes"] = packed(groups, rows, spqr->qqBits);
+        layer.tensors["zero_codes"] = packed(groups, rows, spqr->qqBits);
+        layer.tensors["scale_stats"] = f16({groups, rowGroups, 2}, 1e-4, 2e-4, false);
+        layer.tensors["zero_stats"] = f16({groups, rowGroups, 2}, 0.5, double(maxStat), false);
+        actOrder = spqr->actOrder;
+    } else if (std::holds_alternative<SqueezeConfig>(method.config)) {
+        std::vector<float> lut(static_cast<std::size_t>(rows) << wbits);
+        for (int r = 0; r < rows; ++r) {
+            float* row = lut.data() + (static_cast<std::size_t>(r) << wbits);
+            for (int k = 0; k < (1 << wbits); ++k)
+                row[k] = static_cast<float>(uniform(-0.05, 0.05));
+            std::sort(row, row + (1 << wbits));
+        }
+        layer.tensors["lut"] = StoredTensor::f16({rows, 1 << wbits}, lut);
+    } else {
+        layer.tensors["scales"] = f16({rows, groups}, 1e-3, 2e-3, false);
+        layer.tensors["zeros"] = f16({rows, groups}, 0, double((1 << wbits) - 1), true);
+        if (const auto* gptq = std::get_if<GptqConfig>(&method.config)) actOrder = gptq->actOrder;
+    }
+    // SpQR always stores its CSR arrays, empty or not.
+    if (method.outlierFraction > 0 || std::holds_alternative<SpqrConfig>(method.config)) {
+        std::bernoulli_distribution isOutlier(method.outlierFraction);
+        std::vector<std::int32_t> rowPointers{0};
+        std::vector<std::uint16_t> columns;
+        std::vector<float> values;
+        for (int r = 0; r < rows; ++r) {
+            for (int j = 0; j < cols; ++j)
+                if (isOutlier(engine)) {
+                    columns.push_back(static_cast<std::uint16_t>(j));
+                    values.push_back(static_cast<float>(uniform(-0.5, 0.5)));
+                }
+            rowPointers.push_back(static_cast<std::int32_t>(columns.size()));
+        }
+        const auto nnz = static_cast<std::int64_t>(columns.size());
+        layer.tensors["outlier_row_ptr"] = StoredTensor::of("I32", {rows + 1}, rowPointers);
+        layer.tensors["outlier_cols"] = StoredTensor::of("U16", {nnz}, columns);
+        layer.tensors["outlier_values"] = StoredTensor::f16({nnz}, values);
+        layer.outlierCount = nnz;
+    }
+    if (actOrder) {
+        std::vector<std::uint16_t> perm(static_cast<std::size_t>(cols));
+        std::iota(perm.begin(), perm.end(), std::uint16_t{0});
+        std::shuffle(perm.begin(), perm.end(), engine);
+        layer.tensors["perm"] = StoredTensor::of("U16", {cols}, perm);
+    }
+    return layer;
+}
+
+struct Timing {
+    double median = 0, best = 0;
+};
+
+Timing timeRuns(int repeat, const std::function<void()>& body) {
+    for (int i = 0; i < std::max(3, repeat / 10); ++i) // warm caches and threads
+        body();
+    std::vector<double> times;
+    for (int i = 0; i < repeat; ++i) {
+        const auto start = Clock::now();
+        body();
+        times.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    }
+    std::sort(times.begin(), times.end());
+    return {times[times.size() / 2], times.front()};
+}
+
+struct Row {
+    std::string shape, method;
+    double bits = 0, bytes = 0;
+    Timing time;
+    double seconds() const { return time.median; }
+};
+
+void runGemv(const GemvOptions& o) {
+    const std::vector<Method> methods = {
+        {"spqr w3 g32 qq3 b2=16 act-order, 0.5% outliers",
+         SpqrConfig{3, 32, 3, 16, 0.2, 128, 1.0, true}, 0.005},
+        {"spqr w3 g16 qq3 b2=16 act-order, 1% outliers", SpqrConfig{3, 16, 3, 16, 0.2, 128, 1.0, true},
+         0.01},
+        {"squeezellm w3, 0.45% sparse", SqueezeConfig{3, 0.40, 0.05, 50}, 0.0045},
+        {"squeezellm w4, 0.45% sparse", SqueezeConfig{4, 0.40, 0.05, 50}, 0.0045},
+        {"gptq w4 g128 act-order", GptqConfig{4, 128, 128, 0.01, true}, 0.0},
+    };
+    std::vector<Row> rows;
+    for (const std::string& shape : o.shapes) {
+        int r = 0, c = 0;
+        if (std::sscanf(shape.c_str(), "%dx%d", &r, &c) != 2 || r <= 0 || c <= 0 || c > 65536)
+            throw Error("", "shape '" + shape + "' is not ROWSxCOLS (cols ≤ 65536)");
+        std::mt19937 engine(static_cast<std::uint32_t>(o.seed));
+        std::normal_distribution<float> normal;
+        Eigen::VectorXf x(c), y(r);
+        for (Eigen::Index j = 0; j < c; ++j)
+            x[j] = normal(engine);
+        const double vectors = 4.0 * (r + c);
+        {
+            RowMatrix w = RowMatrix::Random(r, c) * 0.02f;
+            const double bytes = 4.0 * r * c + vectors;
+            rows.push_back({shape, "fp32 eigen, one call", 32.0, bytes,
+                            timeRuns(o.repeat, [&] { y.noalias() = w * x; })});
+            // Eigen runs a matrix-vector product on one thread; split the rows across the
+            // engine's threads as the compressed kernels do.
+            constexpr int kBlock = 64;
+            rows.push_back({shape, "fp32 eigen, rows split over threads", 32.0, bytes,
+                            timeRuns(o.repeat, [&] {
+                                parallelFor((r + kBlock - 1) / kBlock, [&](std::int64_t task) {
+                                    const Eigen::Index first = task * kBlock;
+                                    const Eigen::Index n = std::min<Eigen::Index>(kBlock, r - first);
+                                    y.segment(first, n).noalias() = w.middleRows(first, n) * x;
+                                });
+                            })});
+        }
+        for (const Method& method : methods) {
+            const auto layer = std::make_shared<const QuantizedLayer>(
+                syntheticLayer(method, r, c, o.seed));
+            const auto op = CompressedLinear::fromLayer(layer, "bench");
+            rows.push_back({shape, method.label, layer->bitsPerParameter(),
+                            static_cast<double>(layer->storedBytes()) + vectors,
+                            timeRuns(o.repeat, [&] {
+                                multiplyCompressed(op->matrix(), x.data(), c, 1, y.data(), r,
+                                                   false);
+                            })});
+        }
+    }
+
+    const auto fp32Seconds = [&](const std::string& shape) {
+        double best = 1e300;
+        for (const Row& row : rows)
+            if (row.shape == shape && row.bits == 32.0) best = std::min(best, row.seconds());
+        return best;
+    };
+    if (o.json) {
+        nlohmann::json results = nlohmann::json::array();
+        for (const Row& row : rows)
+            results.push_back({{"shape", row.shape},
+                               {"method", row.method},
+                               {"bits_per_param", row.bits},
+                               {"bytes_read", row.bytes},
+                               {"seconds", row.seconds()},
+                               {"best_seconds", row.time.best},
+                               {"gb_per_s", row.bytes / row.seconds() / 1e9},
+                               {"speedup_vs_fp32", fp32Seconds(row.shape) / row.seconds()}});
+        std::cout << nlohmann::json{{"benchmark", "gemv"},
+                                    {"threads", threadCount()},
+                                    {"repeat", o.repeat},
+                                    {"results", results}}
+                         .dump()
+                  << '\n';
+        return;
+    }
+    std::printf("gemv: batch-1 y = W·x, %d threads, %d runs: median ms (and best); GB/s and speed-up "
+                "from the median, against the faster fp32 row\n\n",
+                threadCount(), o.repeat);
+    std::printf("%-11s %-48s %6s %8s %8s %8s %7s %8s\n", "shape", "method", "bits", "MB read",
+                "ms", "(best)", "GB/s", "vs fp32");
+    for (const Row& row : rows)
+        std::printf("%-11s %-48s %6.3f %8.2f %8.3f %8.3f %7.2f %7.2f×\n", row.shape.c_str(),
+                    row.method.c_str(), row.bits, row.bytes / 1e6, row.seconds() * 1e3,
+                    row.time.best * 1e3, row.bytes / row.seconds() / 1e9,
+                    fp32Seconds(row.shape) / row.seconds());
+}
+
+} // namespace
+
+Command addGemvBench(CLI::App& bench) {
+    auto options = std::make_shared<GemvOptions>();
+    CLI::App* sub = bench.add_subcommand(
+        "gemv", "Batch-1 products with the fused compressed kernels (SpQR, SqueezeLLM, GPTQ) "
+                "against Eigen fp32");
+    sub->add_option("--shape", options->shapes, "ROWSxCOLS (repeatable)")->capture_default_str();
+    sub->add_option("--repeat", options->repeat, "Timed runs per row (median)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    sub->add_option("--seed", options->seed, "Generator seed")->capture_default_str();
+    sub->add_flag("--json", options->json, "Print one JSON object");
+    return {sub, [options] { runGemv(*options); }};
+}

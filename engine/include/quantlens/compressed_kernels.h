@@ -1,0 +1,33 @@
+#pragma once
+
+#include "quantlens/compressed_matrix.h"
+
+#include <cstddef>
+
+namespace quantlens {
+
+// Which instructions the fused kernels use: AVX2/FMA where the build targets them (Auto), or the
+// portable scalar code, which tests compare against.
+enum class KernelIsa { Auto, Portable };
+
+// Up to this many tokens, each row of W is decoded once, in registers, and multiplied with every
+// token (matrix-vector and small-batch products).
+inline constexpr int kFusedBatch = 8;
+
+// y = x·Wᵀ straight from the compressed arrays: x [tokens, cols] in the layer's original column
+// order (rows `xStride` floats apart), y [tokens, rows] (`yStride` apart); with `accumulate`,
+// y += x·Wᵀ. Small batches decode codes in registers and add each outlier as
+// (value − decoded)·x at its column, so W is never materialised; larger batches decode tiles of
+// rows into a small buffer and multiply them with Eigen. Parallel over rows on the engine's
+// threads. The decoded weights equal QuantizedLayer::dequantize()'s bit for bit; only the order of
+// the sums differs from a dense product (see docs/FORMAT.md for the tolerance).
+void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride,
+                        int tokens, float* y, std::ptrdiff_t yStride, bool accumulate,
+                        KernelIsa isa = KernelIsa::Auto);
+
+// Rows [first, first + count) of W exactly as QuantizedLayer::dequantize() gives them, but in
+// permuted column order (act-order layers); out is [count, cols].
+void decodeCompressedRows(const CompressedMatrix& m, int first, int count, float* out,
+                          KernelIsa isa = KernelIsa::Auto);
+
+} // namespace quantlens

@@ -1,0 +1,94 @@
+#pragma once
+
+#include "quantlens/quant_config.h"
+#include "quantlens/quantized_layer.h"
+#include "quantlens/safetensors.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <string>
+
+namespace quantlens {
+
+// A little-endian element of a stored array at any alignment (mapped files are not aligned).
+template <typename T> T loadStored(const std::byte* data, std::size_t index) {
+    T value;
+    std::memcpy(&value, data + index * sizeof(T), sizeof(T));
+    return value;
+}
+
+// Outliers (SpQR) and sparse values (SqueezeLLM) in CSR over permuted columns — the one sparse
+// layout of docs/FORMAT.md. A value replaces the decoded weight at its position.
+struct CsrOutliers {
+    const std::byte* rowPointers = nullptr; // I32 [rows + 1]
+    const std::byte* columns = nullptr;     // U16, or I32 when wideColumns
+    const std::byte* values = nullptr;      // F16
+    bool wideColumns = false;
+    std::int64_t count = 0;
+
+    std::int64_t rowBegin(int row) const { return loadStored<std::int32_t>(rowPointers, row); }
+    int column(std::int64_t k) const {
+        return wideColumns ? loadStored<std::int32_t>(columns, k)
+                           : loadStored<std::uint16_t>(columns, k);
+    }
+    float value(std::int64_t k) const;
+};
+
+// A validated, zero-copy view of one compressed linear layer W [rows = out, cols = in]: what the
+// fused kernels read. Pointers lead into the stored arrays, which must outlive the view.
+struct CompressedMatrix {
+    // RTN/GPTQ: fp16 scale and zero per (row, group); SpQR: the same, each quantized to qqBits
+    // with fp16 second-level statistics; SqueezeLLM: a per-row fp16 lookup table.
+    enum class Grid { Affine, Spqr, Lut };
+    Grid grid = Grid::Affine;
+    int rows = 0;
+    int cols = 0;
+    int wbits = 0;
+    int groupsize = 0; // columns per group (Lut: cols)
+    int groups = 0;
+
+    const std::byte* codes = nullptr; // U32 words, rows of codeRowBytes
+    std::size_t codeRowBytes = 0;
+
+    const std::byte* scales = nullptr; // Affine: F16 [rows, groups]
+    const std::byte* zeros = nullptr;  // Affine: F16 [rows, groups]
+
+    int qqBits = 0;                        // Spqr
+    int statsGroupsize = 0;                // Spqr: β2
+    int rowGroups = 0;                     // Spqr: ceil(rows / β2)
+    const std::byte* scaleCodes = nullptr; // Spqr: U32 [groups, statCodeRowBytes / 4]
+    const std::byte* zeroCodes = nullptr;
+    const std::byte* scaleStats = nullptr; // Spqr: F16 [groups, rowGroups, 2]
+    const std::byte* zeroStats = nullptr;
+    std::size_t statCodeRowBytes = 0;
+
+    const std::byte* lut = nullptr; // Lut: F16 [rows, 2^wbits]
+
+    CsrOutliers outliers;
+
+    const std::byte* perm = nullptr; // act-order: U16, or I32 when widePerm
+    bool widePerm = false;
+    // The original column of permuted column j.
+    int originalColumn(int j) const {
+        return widePerm ? loadStored<std::int32_t>(perm, j) : loadStored<std::uint16_t>(perm, j);
+    }
+};
+
+// A layer's arrays by their docs/FORMAT.md names ("codes", "scales", …); each view's `name` is
+// the full tensor name and its `file` the file it came from, for errors.
+using LayerArrays = std::map<std::string, RawTensorView>;
+
+// Checks the arrays of a [rows, cols] layer quantized with `config` against docs/FORMAT.md —
+// which arrays exist, their dtypes and shapes, and their contents (codes within the row, integer
+// zero points within the code range, a true permutation, CSR row pointers and columns, finite
+// statistics) — and returns the view the kernels read. Errors name the file and the tensor.
+CompressedMatrix compressedMatrix(const QuantConfig& config, int rows, int cols,
+                                  const LayerArrays& arrays);
+
+// Views of an in-memory layer's arrays, named `prefix`.array and attributed to `source`.
+LayerArrays layerArrays(const QuantizedLayer& layer, const std::string& prefix,
+                        const std::string& source);
+
+} // namespace quantlens

@@ -1,0 +1,86 @@
+#pragma once
+
+#include "quantlens/atomic_directory.h"
+#include "quantlens/model.h"
+#include "quantlens/quantized_layer.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace quantlens {
+
+// The `quantlens` checkpoint (docs/FORMAT.md §The quantlens checkpoint): one safetensors file of
+// compressed linear layers (the arrays of each method, byte for byte) plus the unquantized
+// embedding, norms and head, with the format, version, method and every layer's settings in
+// __metadata__; config.json and the tokenizer beside it.
+inline constexpr const char* kQuantlensFormatName = "quantlens";
+inline constexpr int kQuantlensFormatVersion = 1;
+
+// A method's settings as the JSON object stored per layer ({"method": "spqr", "wbits": 3, …}),
+// and back; parsing requires every setting of the method and validates them, throwing Error
+// (source, …) that names the bad one.
+std::string quantConfigJson(const QuantConfig& config);
+QuantConfig parseQuantConfigJson(const std::string& text, const std::string& source);
+
+// The Hugging Face name of a block's linear layer, without ".weight":
+// linearLayerPrefix(3, 0) is "model.layers.3.self_attn.q_proj".
+std::string linearLayerPrefix(int block, int layer);
+
+// Writes a quantlens checkpoint directory from `source` (config.json, tokenizer and every tensor
+// that is not a quantized linear layer, copied in its stored dtype) and the quantized layers given
+// to writeLayer(), e.g. as quantizeModel's sink. Layers are validated and appended to a spill
+// file as they arrive, so memory stays at one layer; commit() streams the final file. The
+// directory appears whole at commit() or not at all (AtomicDirectory).
+class QuantlensWriter {
+public:
+    QuantlensWriter(const Model& source, const std::filesystem::path& directory,
+                    const std::map<std::string, std::string>& metadata = {});
+    ~QuantlensWriter();
+    QuantlensWriter(const QuantlensWriter&) = delete;
+    QuantlensWriter& operator=(const QuantlensWriter&) = delete;
+
+    // Layers arrive block by block, in kLinearLayerNames order.
+    void writeLayer(int block, const std::string& name, const QuantizedLayer& layer);
+    void commit();
+
+private:
+    struct SpilledArray {
+        std::string key;
+        std::string dtype;
+        std::vector<std::int64_t> shape;
+        std::uint64_t offset = 0;
+        std::size_t size = 0;
+    };
+    struct WrittenLayer {
+        QuantConfig config;
+        int rows = 0;
+        int cols = 0;
+        std::vector<SpilledArray> arrays;
+    };
+    void spill(const std::vector<std::uint8_t>& bytes);
+
+    const Model& source_;
+    std::map<std::string, std::string> metadata_;
+    AtomicDirectory directory_;
+    std::filesystem::path spillPath_;
+    int spillFd_ = -1;
+    std::uint64_t spilled_ = 0;
+    std::vector<WrittenLayer> layers_; // block-major, kLinearLayerNames order
+};
+
+// Whether `directory` holds a quantlens checkpoint: a model.safetensors whose metadata names the
+// format (its header is validated on the way).
+bool isQuantlensCheckpoint(const std::filesystem::path& directory);
+
+// Loads a quantlens checkpoint: config.json (its RoPE layout from the metadata), the tokenizer,
+// the unquantized tensors viewed in the mapped file, and every linear layer validated against
+// docs/FORMAT.md — kept compressed (Model::compressedLayers, viewing the mapped file) or
+// dequantized to fp32, as `layers` says. Errors name the file and the problem.
+std::unique_ptr<Model> loadQuantlensModel(const std::filesystem::path& directory,
+                                          CompressedLayers layers);
+
+} // namespace quantlens

@@ -1,0 +1,100 @@
+#include "quantlens/layer_calibration.h"
+
+#include "quantlens/error.h"
+#include "quantlens/kv_cache.h"
+
+#include <algorithm>
+#include <iterator>
+#include <memory>
+#include <vector>
+
+namespace quantlens {
+
+LinearStage stageOf(std::string_view layerName) {
+    if (layerName == "q_proj" || layerName == "k_proj" || layerName == "v_proj")
+        return LinearStage::Attention;
+    if (layerName == "o_proj") return LinearStage::AttentionOutput;
+    if (layerName == "gate_proj" || layerName == "up_proj") return LinearStage::Mlp;
+    if (layerName == "down_proj") return LinearStage::MlpOutput;
+    throw Error("", "unknown linear layer \"" + std::string(layerName) + "\"");
+}
+
+const Eigen::MatrixXf& BlockCalibration::hessianOf(std::string_view layerName) const {
+    return hessians[static_cast<std::size_t>(stageOf(layerName))];
+}
+
+BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t> stream,
+                                const CalibrationConfig& calibration, int block,
+                                const JobContext& job) {
+    const ModelConfig& config = model.config;
+    if (block < 0 || block >= config.layerCount)
+        throw Error(model.path.string(), "block " + std::to_string(block) +
+                                             " does not exist (the model has " +
+                                             std::to_string(config.layerCount) + ")");
+    const auto sequences = calibrationSequences(stream, calibration, config, model.path.string());
+    const Transformer transformer(model, Transformer::WeightConversion::PerUse);
+
+    BlockCalibration result;
+    result.block = block;
+    const Eigen::Index widths[] = {config.hiddenSize, config.hiddenSize, config.hiddenSize,
+                                   config.intermediateSize};
+    for (std::size_t s = 0; s < result.hessians.size(); ++s)
+        result.hessians[s] = Eigen::MatrixXf::Zero(widths[s], widths[s]);
+
+    const BlockWeights& stored = model.blocks[static_cast<std::size_t>(block)];
+    std::vector<std::unique_ptr<FloatTensor>> weights;
+    for (const TensorView* t : {&stored.attnNorm, &stored.wq, &stored.wk, &stored.wv, &stored.wo,
+                                &stored.ffnNorm, &stored.gate, &stored.up, &stored.down})
+        weights.push_back(std::make_unique<FloatTensor>(*t));
+    const BlockView view{weights[0]->data(), weights[1]->data(), weights[2]->data(),
+                         weights[3]->data(), weights[4]->data(), weights[5]->data(),
+                         weights[6]->data(), weights[7]->data(), weights[8]->data()};
+
+    const double steps = static_cast<double>(sequences.size()) * (block + 1);
+    double done = 0.0;
+    for (const auto& sequence : sequences) {
+        RowMatrix hidden = transformer.embed(sequence);
+        KvCache cache(config, static_cast<int>(sequence.size()));
+        for (int b = 0; b < block; ++b) {
+            job.checkpoint();
+            job.report(done++ / steps, "calibrating block " + std::to_string(block));
+            transformer.runBlock(b, hidden, cache, 0);
+        }
+        job.checkpoint();
+        job.report(done++ / steps, "calibrating block " + std::to_string(block));
+        transformer.runBlock(
+            block, view, hidden, cache, 0,
+            [&](LinearStage stage, const RowMatrix& input) {
+                result.hessians[static_cast<std::size_t>(stage)].noalias() +=
+                    input.transpose() * input;
+            },
+            LinearStage::MlpOutput);
+        result.tokens += static_cast<std::int64_t>(sequence.size());
+    }
+    // H = 2·XᵀX/n, the GPTQ/SpQR Hessian of the layer-wise squared error (SpQR §3.1).
+    for (Eigen::MatrixXf& h : result.hessians)
+        h *= 2.0f / static_cast<float>(result.tokens);
+    job.report(1.0, "calibrated block " + std::to_string(block));
+    return result;
+}
+
+LayerAnalysis analyseLayer(const Model& model, const BlockCalibration& calibration,
+                           std::string_view layerName, const SpqrConfig& config) {
+    const BlockWeights& stored = model.blocks.at(static_cast<std::size_t>(calibration.block));
+    const auto layers = stored.linearLayers();
+    const auto name = std::find_if(std::begin(kLinearLayerNames), std::end(kLinearLayerNames),
+                                   [&](const char* n) { return layerName == n; });
+    if (name == std::end(kLinearLayerNames))
+        throw Error("", "unknown linear layer \"" + std::string(layerName) + "\"");
+    const TensorView& tensor = *layers[static_cast<std::size_t>(name - kLinearLayerNames)];
+    RowMatrix weights = FloatTensor(tensor).matrix();
+    SensitivityMap map = computeSensitivity(
+        weights, calibration.hessianOf(layerName), config.wbits, config.groupsize, config.percdamp,
+        headSplitOf(model.config, layerName), tensor.file + ": " + tensor.name);
+    const double baseBits = baseBitsPerParameter(config, static_cast<int>(weights.rows()),
+                                                 static_cast<int>(weights.cols()));
+    return {calibration.block, std::string(layerName), std::move(weights),
+            OutlierPreview(std::move(map), baseBits)};
+}
+
+} // namespace quantlens

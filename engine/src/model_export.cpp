@@ -1,0 +1,85 @@
+#include "quantlens/model_export.h"
+
+#include "quantlens/atomic_directory.h"
+#include "quantlens/compressed_linear.h"
+#include "quantlens/dense_checkpoint_writer.h"
+#include "quantlens/error.h"
+#include "quantlens/gptq_checkpoint.h"
+#include "quantlens/model.h"
+#include "quantlens/model_quantizer.h"
+#include "quantlens/quantlens_checkpoint.h"
+
+namespace quantlens {
+
+ExportFormat parseExportFormat(std::string_view name) {
+    for (const ExportFormat format :
+         {ExportFormat::Quantlens, ExportFormat::DenseF32, ExportFormat::DenseF16,
+          ExportFormat::DenseBf16, ExportFormat::Gptq})
+        if (exportFormatName(format) == name) return format;
+    throw Error("", "unknown export format '" + std::string(name) +
+                        "' (quantlens, dense-f32, dense-f16, dense-bf16 or gptq)");
+}
+
+std::string exportFormatName(ExportFormat format) {
+    switch (format) {
+    case ExportFormat::Quantlens:
+        return "quantlens";
+    case ExportFormat::DenseF32:
+        return "dense-f32";
+    case ExportFormat::DenseF16:
+        return "dense-f16";
+    case ExportFormat::DenseBf16:
+        return "dense-bf16";
+    case ExportFormat::Gptq:
+        return "gptq";
+    }
+    return "?";
+}
+
+ExportResult exportModel(const std::filesystem::path& input, ExportFormat format,
+                         const std::filesystem::path& output, const JobContext& job) {
+    if (!isQuantlensCheckpoint(input))
+        throw Error(input.string(), "is not a quantlens checkpoint (export reads the directories "
+                                    "`quantize --format quantlens` writes)");
+    const auto model = loadQuantlensModel(input, CompressedLayers::Keep);
+    const int blocks = model->config.layerCount;
+    const auto layer = [&](int b, int i) {
+        return model->compressedLayers[static_cast<std::size_t>(b)][static_cast<std::size_t>(i)]
+            ->quantizedLayer();
+    };
+    const std::map<std::string, std::string> metadata = {
+        {"quantlens.exported_from", input.string()}};
+    ExportResult result;
+    result.layers = static_cast<std::int64_t>(blocks) * 7;
+
+    if (format == ExportFormat::Quantlens) {
+        QuantlensWriter writer(*model, output, metadata);
+        for (int b = 0; b < blocks; ++b) {
+            job.checkpoint();
+            for (int i = 0; i < 7; ++i)
+                writer.writeLayer(b, kLinearLayerNames[i], layer(b, i));
+        }
+        writer.commit();
+    } else {
+        AtomicDirectory directory(output);
+        if (format == ExportFormat::Gptq) {
+            writeGptqCheckpoint(*model, directory.path(), job);
+        } else {
+            const DType dtype = format == ExportFormat::DenseF32   ? DType::F32
+                                : format == ExportFormat::DenseF16 ? DType::F16
+                                                                   : DType::BF16;
+            DenseCheckpointWriter writer(*model, directory.path(), dtype, metadata);
+            for (int b = 0; b < blocks; ++b) {
+                job.checkpoint();
+                for (int i = 0; i < 7; ++i)
+                    writer.writeLayer(b, kLinearLayerNames[i], layer(b, i).dequantize());
+            }
+            writer.commit();
+        }
+        directory.commit();
+    }
+    result.fileBytes = std::filesystem::file_size(output / "model.safetensors");
+    return result;
+}
+
+} // namespace quantlens

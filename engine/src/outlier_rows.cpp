@@ -1,0 +1,24 @@
+#include "outlier_rows.h"
+
+namespace quantlens {
+
+void OutlierRows::store(QuantizedLayer& layer) const {
+    std::vector<std::int32_t> rowPointers{0};
+    std::vector<std::uint16_t> columns;
+    std::vector<float> values;
+    for (const auto& row : rows_) {
+        for (const auto& [column, value] : row) {
+            columns.push_back(column);
+            values.push_back(value);
+        }
+        rowPointers.push_back(static_cast<std::int32_t>(columns.size()));
+    }
+    const auto nnz = static_cast<std::int64_t>(columns.size());
+    layer.outlierCount = nnz;
+    layer.tensors["outlier_row_ptr"] =
+        StoredTensor::of("I32", {static_cast<std::int64_t>(rows_.size()) + 1}, rowPointers);
+    layer.tensors["outlier_cols"] = StoredTensor::of("U16", {nnz}, columns);
+    layer.tensors["outlier_values"] = StoredTensor::f16({nnz}, values);
+}
+
+} // namespace quantlens

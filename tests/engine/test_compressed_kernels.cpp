@@ -1,0 +1,283 @@
+// The fused compressed kernels against QuantizedLayer::dequantize() — an independent decoder of the
+// same arrays — for every method, act-order permutations, partial groups, odd shapes and both
+// instruction paths; and the validation of compressed arrays, with exact error messages.
+#include "error_text.h"
+
+#include "quantlens/compressed_kernels.h"
+#include "quantlens/compressed_linear.h"
+#include "quantlens/compressed_matrix.h"
+#include "quantlens/layer_quantizer.h"
+#include "quantlens/synthetic_model.h"
+
+#include <QtTest>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+using namespace quantlens;
+using quantlens::test::errorOf;
+
+Q_DECLARE_METATYPE(quantlens::QuantConfig)
+
+namespace {
+
+// H = 2·XᵀX/n of seeded heavy-tailed inputs, and a seeded positive Fisher stand-in.
+Eigen::MatrixXf seededHessian(int cols, std::uint32_t seed) {
+    std::mt19937 engine(seed);
+    std::student_t_distribution<float> heavy(4.0f);
+    const int n = 2 * cols + 16;
+    Eigen::MatrixXf x(n, cols);
+    for (Eigen::Index i = 0; i < x.size(); ++i)
+        x.data()[i] = heavy(engine);
+    return 2.0f * x.transpose() * x / static_cast<float>(n);
+}
+
+RowMatrix seededFisher(int rows, int cols, std::uint32_t seed) {
+    std::mt19937 engine(seed);
+    std::exponential_distribution<float> spread(1.0f);
+    RowMatrix f(rows, cols);
+    for (Eigen::Index i = 0; i < f.size(); ++i)
+        f.data()[i] = std::pow(spread(engine), 3.0f);
+    return f;
+}
+
+RowMatrix seededInputs(int tokens, int cols, std::uint32_t seed) {
+    std::mt19937 engine(seed);
+    std::normal_distribution<float> normal;
+    RowMatrix x(tokens, cols);
+    for (Eigen::Index i = 0; i < x.size(); ++i)
+        x.data()[i] = normal(engine);
+    return x;
+}
+
+QuantizedLayer quantize(const QuantConfig& config, int rows, int cols) {
+    const RowMatrix w = syntheticMatrix(rows, cols, 7, "kernels.weights");
+    const Eigen::MatrixXf h = seededHessian(cols, 11);
+    const RowMatrix f = seededFisher(rows, cols, 13);
+    return quantizeLayer(w, {&h, &f}, config, JobContext{}, "kernels");
+}
+
+// A permuted-order matrix back in original column order.
+RowMatrix unpermute(const CompressedMatrix& m, const RowMatrix& permuted) {
+    if (!m.perm) return permuted;
+    RowMatrix original(permuted.rows(), permuted.cols());
+    for (int j = 0; j < m.cols; ++j)
+        original.col(m.originalColumn(j)) = permuted.col(j);
+    return original;
+}
+
+QuantizedLayer withoutOutliers(QuantizedLayer layer) {
+    for (const char* name : {"outlier_row_ptr", "outlier_cols", "outlier_values"})
+        layer.tensors.erase(name);
+    return layer;
+}
+
+} // namespace
+
+class TestCompressedKernels : public QObject {
+    Q_OBJECT
+private slots:
+    void kernelsMatchDequantize_data() {
+        QTest::addColumn<QuantConfig>("config");
+        QTest::addColumn<int>("rows");
+        QTest::addColumn<int>("cols");
+        QTest::addColumn<bool>("hasOutliers");
+        QTest::newRow("rtn w3 g16 172x64") << QuantConfig(RtnConfig{3, 16}) << 172 << 64 << false;
+        QTest::newRow("rtn w4 g128 64x172 (one partial group)")
+            << QuantConfig(RtnConfig{4, 128}) << 64 << 172 << false;
+        QTest::newRow("rtn w8 g32 40x100") << QuantConfig(RtnConfig{8, 32}) << 40 << 100 << false;
+        QTest::newRow("gptq w4 g16 act-order 172x64")
+            << QuantConfig(GptqConfig{4, 16, 128, 0.01, true}) << 172 << 64 << false;
+        QTest::newRow("gptq w3 g0 64x172") << QuantConfig(GptqConfig{3, 0, 128, 0.01, false}) << 64
+                                           << 172 << false;
+        QTest::newRow("gptq w2 g12 act-order 50x100 (groups off the 8-column grid)")
+            << QuantConfig(GptqConfig{2, 12, 32, 0.01, true}) << 50 << 100 << false;
+        QTest::newRow("spqr w3 g16 qq3 b16 act-order 64x172")
+            << QuantConfig(SpqrConfig{3, 16, 3, 16, 0.1, 128, 1.0, true}) << 64 << 172 << true;
+        QTest::newRow("spqr w3 g16 qq3 b12 172x64 (rows off the 8-row grid)")
+            << QuantConfig(SpqrConfig{3, 16, 3, 12, 0.1, 128, 1.0, false}) << 172 << 64 << true;
+        QTest::newRow("spqr w5 g8 qq4 b8 act-order 100x200")
+            << QuantConfig(SpqrConfig{5, 8, 4, 8, 0.1, 64, 1.0, true}) << 100 << 200 << true;
+        QTest::newRow("squeezellm w3 sparse 0.5% 172x64")
+            << QuantConfig(SqueezeConfig{3, 0.45, 0.05, 20}) << 172 << 64 << true;
+        QTest::newRow("squeezellm w4 sparse 0.5% 64x172")
+            << QuantConfig(SqueezeConfig{4, 0.45, 0.05, 20}) << 64 << 172 << true;
+        QTest::newRow("squeezellm w2 dense 50x100") << QuantConfig(SqueezeConfig{2, 0, 0, 20}) << 50
+                                                    << 100 << false;
+        QTest::newRow("squeezellm w5 sparse 1% 40x100 (gathered LUT)")
+            << QuantConfig(SqueezeConfig{5, 1.0, 0.0, 20}) << 40 << 100 << true;
+    }
+
+    // Decoded rows equal dequantize() bit for bit; products equal x·dequantize()ᵀ (summed in
+    // double) within fp32 rounding of a reordered sum: |error| ≤ 1e-5 · Σ_j |w_j·x_j| over the
+    // decoded weights before and after outlier replacement (the fused path adds each outlier as
+    // (value − decoded)·x).
+    void kernelsMatchDequantize() {
+        QFETCH(QuantConfig, config);
+        QFETCH(int, rows);
+        QFETCH(int, cols);
+        QFETCH(bool, hasOutliers);
+        const QuantizedLayer layer = quantize(config, rows, cols);
+        QCOMPARE(layer.outlierCount > 0, hasOutliers);
+        const RowMatrix dense = layer.dequantize();
+        const RowMatrix base = withoutOutliers(layer).dequantize();
+        const auto op = CompressedLinear::fromLayer(std::make_shared<QuantizedLayer>(layer), "l");
+        const CompressedMatrix& m = op->matrix();
+        QCOMPARE(m.perm != nullptr, std::holds_alternative<GptqConfig>(config)
+                                        ? std::get<GptqConfig>(config).actOrder
+                                        : std::holds_alternative<SpqrConfig>(config) &&
+                                              std::get<SpqrConfig>(config).actOrder);
+
+        for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Portable}) {
+            RowMatrix decoded(rows, cols);
+            decodeCompressedRows(m, 0, rows, decoded.data(), isa);
+            const RowMatrix original = unpermute(m, decoded);
+            QVERIFY(std::memcmp(original.data(), dense.data(), sizeof(float) * dense.size()) == 0);
+            // A block in the middle, decoded on its own.
+            RowMatrix middle(std::min(rows - 3, 19), cols);
+            decodeCompressedRows(m, 3, static_cast<int>(middle.rows()), middle.data(), isa);
+            QVERIFY(middle == decoded.middleRows(3, middle.rows()));
+        }
+
+        const Eigen::MatrixXd denseD = dense.cast<double>();
+        for (const int tokens : {1, 2, 5, 8, 9, 33}) {
+            const RowMatrix x = seededInputs(tokens, cols, 100 + tokens);
+            const Eigen::MatrixXd expected = x.cast<double>() * denseD.transpose();
+            const Eigen::MatrixXd scale = (x.cwiseAbs().cast<double>() *
+                                           (dense.cwiseAbs() + base.cwiseAbs()).cast<double>().transpose());
+            for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Portable})
+                for (const bool accumulate : {false, true}) {
+                    RowMatrix y = RowMatrix::Constant(tokens, rows, accumulate ? 0.5f : 7.0f);
+                    multiplyCompressed(m, x.data(), cols, tokens, y.data(), rows, accumulate, isa);
+                    const Eigen::MatrixXd got =
+                        y.cast<double>().array() - (accumulate ? 0.5 : 0.0);
+                    const double worst =
+                        ((got - expected).cwiseAbs().array() / (1e-5 * scale.array() + 1e-30))
+                            .maxCoeff();
+                    QVERIFY2(worst <= 1.0, qPrintable(QString("tokens %1 isa %2 accumulate %3: "
+                                                              "error %4 × tolerance")
+                                                          .arg(tokens)
+                                                          .arg(int(isa))
+                                                          .arg(accumulate)
+                                                          .arg(worst)));
+                }
+        }
+        // Through the operator, with a strided caller-owned output.
+        const RowMatrix x = seededInputs(3, cols, 5);
+        RowMatrix y;
+        op->apply(x, y, false);
+        QCOMPARE(y.rows(), Eigen::Index(3));
+        QVERIFY(((y.cast<double>() - x.cast<double>() * denseD.transpose()).cwiseAbs().array() <=
+                 1e-5 * (x.cwiseAbs() * (dense.cwiseAbs() + base.cwiseAbs()).transpose())
+                            .cast<double>()
+                            .array())
+                    .all());
+    }
+
+    // The fused path must add outliers: a huge replaced value shows up in the product exactly.
+    void outliersReplaceTheirPosition() {
+        QuantizedLayer layer = quantize(SpqrConfig{3, 16, 3, 16, 0.1, 128, 1.0, false}, 32, 64);
+        QVERIFY(layer.outlierCount > 0);
+        StoredTensor& values = layer.tensors.at("outlier_values");
+        const std::uint16_t big = floatToF16(1000.0f);
+        std::memcpy(values.bytes.data(), &big, 2);
+        const int row = [&] {
+            const StoredTensor& ptr = layer.tensors.at("outlier_row_ptr");
+            for (int r = 0;; ++r)
+                if (ptr.at<std::int32_t>(r + 1) > 0) return r;
+        }();
+        const int column = layer.tensors.at("outlier_cols").at<std::uint16_t>(0);
+        const auto op = CompressedLinear::fromLayer(std::make_shared<QuantizedLayer>(layer), "l");
+        RowMatrix x = RowMatrix::Zero(1, 64);
+        x(0, column) = 1.0f;
+        for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Portable}) {
+            RowMatrix y(1, 32);
+            multiplyCompressed(op->matrix(), x.data(), 64, 1, y.data(), 32, false, isa);
+            QCOMPARE(y(0, row), 1000.0f);
+        }
+    }
+
+    // Damaged arrays are refused with the tensor and the problem named.
+    void validationErrors() {
+        const QuantizedLayer gptq = quantize(GptqConfig{3, 16, 128, 0.01, true}, 20, 70);
+        const QuantizedLayer spqr = quantize(SpqrConfig{3, 16, 3, 16, 0.1, 128, 1.0, false}, 20, 70);
+        const auto errorFor = [](QuantizedLayer layer,
+                                 const std::function<void(QuantizedLayer&)>& damage) {
+            damage(layer);
+            return errorOf([&] {
+                compressedMatrix(layer.config, layer.rows, layer.cols,
+                                 layerArrays(layer, "blk.q", "file.safetensors"));
+            });
+        };
+        QCOMPARE(errorFor(gptq, [](QuantizedLayer&) {}), QString("no error"));
+        QCOMPARE(errorFor(spqr, [](QuantizedLayer&) {}), QString("no error"));
+        QCOMPARE(errorFor(gptq, [](QuantizedLayer& l) { l.tensors.erase("scales"); }),
+                 QString("file.safetensors: layer 'blk.q' (gptq) has no tensor 'blk.q.scales'"));
+        QCOMPARE(errorFor(gptq, [](QuantizedLayer& l) { l.tensors.at("codes").dtype = "I32"; }),
+                 QString("file.safetensors: tensor 'blk.q.codes' has dtype I32 but must be U32"));
+        QCOMPARE(errorFor(gptq, [](QuantizedLayer& l) { l.tensors.at("codes").shape = {20, 6}; }),
+                 QString("file.safetensors: tensor 'blk.q.codes' has shape [20, 6] but must be "
+                         "[20, 7] for a gptq layer of 20×70"));
+        // 70 3-bit codes fill 210 of 224 bits: the last 14 must be clear.
+        QCOMPARE(errorFor(gptq,
+                          [](QuantizedLayer& l) { l.tensors.at("codes").bytes[4 * 7 * 3 + 27] |= 0x80; }),
+                 QString("file.safetensors: tensor 'blk.q.codes' has codes out of range: row 3 has "
+                         "bits set past its 70 3-bit codes"));
+        QCOMPARE(errorFor(gptq,
+                          [](QuantizedLayer& l) {
+                              const std::uint16_t z = floatToF16(8.0f);
+                              std::memcpy(l.tensors.at("zeros").bytes.data() + 2 * 9, &z, 2);
+                          }),
+                 QString("file.safetensors: tensor 'blk.q.zeros' holds zero point 8.000000 at "
+                         "element 9, not an integer code in [0, 7]"));
+        QCOMPARE(errorFor(gptq,
+                          [](QuantizedLayer& l) {
+                              const std::uint16_t inf = 0x7c00;
+                              std::memcpy(l.tensors.at("scales").bytes.data() + 2 * 5, &inf, 2);
+                          }),
+                 QString("file.safetensors: tensor 'blk.q.scales' holds a non-finite value at "
+                         "element 5"));
+        QCOMPARE(errorFor(gptq,
+                          [](QuantizedLayer& l) {
+                              auto& p = l.tensors.at("perm").bytes;
+                              std::memcpy(p.data() + 2, p.data(), 2); // entry 1 = entry 0
+                          }),
+                 QString("file.safetensors: tensor 'blk.q.perm' is not a permutation: column %1 "
+                         "appears twice")
+                     .arg(gptq.tensors.at("perm").at<std::uint16_t>(0)));
+        QCOMPARE(errorFor(gptq, [](QuantizedLayer& l) { l.tensors["lut"] = l.tensors.at("zeros"); }),
+                 QString("file.safetensors: tensor 'blk.q.lut' is not part of a gptq layer"));
+        QVERIFY(spqr.outlierCount >= 2);
+        const auto& rowPtr = spqr.tensors.at("outlier_row_ptr");
+        int busy = 0; // a row with an outlier
+        while (rowPtr.at<std::int32_t>(busy + 1) == rowPtr.at<std::int32_t>(busy))
+            ++busy;
+        const std::int32_t first = rowPtr.at<std::int32_t>(busy);
+        QCOMPARE(errorFor(spqr,
+                          [&](QuantizedLayer& l) {
+                              const std::int32_t before = first - 1; // row `busy` ends early
+                              std::memcpy(l.tensors.at("outlier_row_ptr").bytes.data() +
+                                              4 * (busy + 1),
+                                          &before, 4);
+                          }),
+                 QString("file.safetensors: tensor 'blk.q.outlier_row_ptr' row pointers are not "
+                         "monotone: row %1 ends at %2, before it begins at %3")
+                     .arg(busy)
+                     .arg(first - 1)
+                     .arg(first));
+        QCOMPARE(errorFor(spqr,
+                          [&](QuantizedLayer& l) {
+                              const std::uint16_t bad = 70;
+                              std::memcpy(l.tensors.at("outlier_cols").bytes.data() + 2 * first,
+                                          &bad, 2);
+                          }),
+                 QString("file.safetensors: tensor 'blk.q.outlier_cols' has column index 70 "
+                         "(entry %1, row %2) outside [0, 70)")
+                     .arg(first)
+                     .arg(busy));
+    }
+};
+
+QTEST_APPLESS_MAIN(TestCompressedKernels)
+#include "test_compressed_kernels.moc"

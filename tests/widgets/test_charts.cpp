@@ -1,0 +1,184 @@
+#include "layer_summary_view.h"
+#include "outlier_counts.h"
+#include "outlier_pattern_view.h"
+#include "pareto_front.h"
+#include "pareto_view.h"
+#include "synthetic_layer.h"
+
+#include <QSignalSpy>
+#include <QtTest>
+#include <qcustomplot.h>
+
+#include <cmath>
+#include <numeric>
+#include <random>
+
+namespace {
+
+QString artifactPath(const QString& name) {
+    const QString directory = qEnvironmentVariable("QUANTLENS_ARTIFACT_DIR", QDir::currentPath());
+    QDir().mkpath(directory);
+    return QDir(directory).filePath(name);
+}
+
+std::vector<std::size_t> bruteForceFront(const std::vector<ParetoPoint>& points) {
+    std::vector<std::size_t> front;
+    for (std::size_t i = 0; i < points.size(); ++i) {
+        bool dominated = std::isnan(points[i].bits) || std::isnan(points[i].perplexity);
+        for (std::size_t j = 0; j < points.size() && !dominated; ++j)
+            dominated =
+                points[j].bits <= points[i].bits && points[j].perplexity <= points[i].perplexity &&
+                (points[j].bits < points[i].bits || points[j].perplexity < points[i].perplexity);
+        if (!dominated) front.push_back(i);
+    }
+    return front;
+}
+
+quantlens::RunRecord run(quantlens::QuantConfig config, double bits, double perplexity) {
+    quantlens::RunRecord r;
+    r.config = config;
+    r.bitsPerParameter = bits;
+    r.paperBitsPerParameter = bits;
+    r.perplexity = perplexity;
+    return r;
+}
+
+} // namespace
+
+class TestCharts : public QObject {
+    Q_OBJECT
+
+private slots:
+    void initTestCase() { QLocale::setDefault(QLocale(QLocale::English, QLocale::UnitedStates)); }
+    void paretoFrontMatchesBruteForce();
+    void paretoFrontKeepsTiesAndSkipsNaN();
+    void paretoViewHoversAndClicks();
+    void outlierCountsMatchMask();
+    void outlierPatternViewShowsCounts();
+    void layerSummaryShowsEveryLayer();
+};
+
+void TestCharts::paretoFrontMatchesBruteForce() {
+    std::mt19937 generator(11);
+    std::uniform_int_distribution<int> coarse(0, 12); // repeats coordinates, so ties are common
+    for (int trial = 0; trial < 200; ++trial) {
+        std::vector<ParetoPoint> points(std::size_t(1 + trial % 17));
+        for (ParetoPoint& p : points)
+            p = {2.0 + coarse(generator) * 0.25, 5.0 + coarse(generator) * 0.5};
+        std::vector<std::size_t> front = paretoFront(points);
+        std::vector<std::size_t> expected = bruteForceFront(points);
+        for (std::size_t k = 1; k < front.size(); ++k) // by bits, perplexity falling
+            QVERIFY(points[front[k - 1]].bits <= points[front[k]].bits);
+        std::sort(front.begin(), front.end());
+        QCOMPARE(front, expected);
+    }
+}
+
+void TestCharts::paretoFrontKeepsTiesAndSkipsNaN() {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const std::vector<ParetoPoint> points{{4.0, 6.0}, {3.0, 7.0}, {4.0, 6.0}, {3.5, 8.0},
+                                          {nan, 1.0}, {5.0, 5.5}, {5.0, 5.9}};
+    QCOMPARE(paretoFront(points), (std::vector<std::size_t>{1, 0, 2, 5}));
+}
+
+void TestCharts::paretoViewHoversAndClicks() {
+    ParetoView view;
+    view.resize(800, 560);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    quantlens::SpqrConfig spqr;
+    spqr.outlierThreshold = 0.35;
+    const std::vector<quantlens::RunRecord> runs{
+        run(quantlens::RtnConfig{3, 16}, 5.0, 9.0), run(quantlens::GptqConfig{}, 4.25, 7.0),
+        run(spqr, 3.6, 6.1), run(quantlens::RtnConfig{4, 128}, 4.5, 8.0)};
+    view.setRuns(runs);
+    view.setBaseline(5.46);
+    QCOMPARE(view.front(), (std::vector<std::size_t>{2}));
+    QCOMPARE(view.plot()->graphCount(), 4); // RTN, GPTQ, SpQR and the front
+    view.plot()->replot();
+
+    QSignalSpy clicked(&view, &ParetoView::runClicked);
+    QTest::mouseMove(view.plot(), view.pixelOf(2).toPoint());
+    QVERIFY2(view.readout().startsWith("spqr w3 g16 qq3 b2=16 tau=0.35"),
+             qPrintable(view.readout()));
+    QVERIFY(view.readout().contains("perplexity 6.1000"));
+    QTest::mouseClick(view.plot(), Qt::LeftButton, {}, view.pixelOf(1).toPoint());
+    QCOMPARE(clicked.size(), 1);
+    QCOMPARE(clicked.first().first().toInt(), 1);
+    QTest::mouseClick(view.plot(), Qt::LeftButton, {}, QPoint(5, 5)); // nowhere near a point
+    QCOMPARE(clicked.size(), 1);
+
+    const QStringList csv = view.csv().split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(csv.size(), 6); // header, four runs, the baseline
+    QVERIFY(csv[3].startsWith("spqr,") && csv[3].endsWith(",1"));
+    QVERIFY(csv[1].endsWith(",0"));
+    QVERIFY(view.plot()->grab().save(artifactPath("pareto_synthetic.png")));
+}
+
+void TestCharts::outlierCountsMatchMask() {
+    const auto layer =
+        quantlens::test::syntheticLayer(48, 64, 5, {quantlens::HeadAxis::Columns, 16});
+    for (const double tau : {0.05, 0.3, 2.0}) {
+        const OutlierCounts counts = countOutliers(layer->preview, tau);
+        QCOMPARE(counts.rows.size(), std::size_t(48));
+        QCOMPARE(counts.columns.size(), std::size_t(64));
+        QCOMPARE(counts.heads.size(), std::size_t(4));
+        const std::int64_t total = layer->preview.outlierCount(tau);
+        QCOMPARE(std::accumulate(counts.rows.begin(), counts.rows.end(), std::int64_t{0}), total);
+        QCOMPARE(std::accumulate(counts.heads.begin(), counts.heads.end(), std::int64_t{0}), total);
+        for (int c = 0; c < 64; ++c) {
+            std::int64_t column = 0;
+            for (int r = 0; r < 48; ++r)
+                column += layer->preview.isOutlier(r, c, tau);
+            QCOMPARE(counts.columns[std::size_t(c)], column);
+        }
+    }
+    // The input with 10× larger activations (64 / 5 = 12) has the largest H_jj, so the smallest
+    // [H⁻¹]_jj: its column holds the most outliers.
+    const OutlierCounts counts = countOutliers(layer->preview, 0.3);
+    QCOMPARE(std::max_element(counts.columns.begin(), counts.columns.end()) -
+                 counts.columns.begin(),
+             std::ptrdiff_t(12));
+}
+
+void TestCharts::outlierPatternViewShowsCounts() {
+    const auto layer = quantlens::test::syntheticLayer(64, 96, 6, {quantlens::HeadAxis::Rows, 8});
+    OutlierPatternView view;
+    view.setLayer(layer);
+    view.setThreshold(0.2);
+    QVERIFY(view.counts().rows.empty()); // hidden: nothing counted yet
+    view.resize(800, 700);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    QCOMPARE(view.counts().rows.size(), std::size_t(64));
+    QCOMPARE(view.counts().heads.size(), std::size_t(8));
+    QCOMPARE(view.plot()->plottableCount(), 3);
+    double drawn = 0.0;
+    auto* rows = qobject_cast<QCPBars*>(view.plot()->plottable(0));
+    QVERIFY(rows);
+    for (auto it = rows->data()->constBegin(); it != rows->data()->constEnd(); ++it)
+        drawn += it->value;
+    QCOMPARE(std::int64_t(drawn), layer->preview.outlierCount(0.2));
+    view.setThreshold(1.0); // visible: counted at once
+    QCOMPARE(std::accumulate(view.counts().columns.begin(), view.counts().columns.end(),
+                             std::int64_t{0}),
+             layer->preview.outlierCount(1.0));
+    QVERIFY(view.plot()->grab().save(artifactPath("outlier_patterns_synthetic.png")));
+}
+
+void TestCharts::layerSummaryShowsEveryLayer() {
+    quantlens::RunRecord r = run(quantlens::GptqConfig{}, 4.25, 7.0);
+    for (int b = 0; b < 2; ++b)
+        for (const char* name :
+             {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
+            r.layers.push_back(
+                {b, name, 64, 64, 0, 4.25, 4.25, 0, 1e-3 * (1 + b) * (1 + std::strlen(name))});
+    r.layers[3].relativeOutputError = std::numeric_limits<double>::quiet_NaN(); // not drawable
+    LayerSummaryView view;
+    view.setRun(r);
+    QCOMPARE(view.barCount(), 13);
+    QCOMPARE(view.csv().count('\n'), 15);
+}
+
+QTEST_MAIN(TestCharts)
+#include "test_charts.moc"

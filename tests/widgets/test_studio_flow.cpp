@@ -1,0 +1,294 @@
+#include "heatmap_view.h"
+#include "layer_summary_view.h"
+#include "main_window.h"
+#include "model_summary_view.h"
+#include "outlier_pattern_view.h"
+#include "pareto_view.h"
+#include "quant_settings_panel.h"
+#include "test_data.h"
+#include "threshold_tuner.h"
+
+#include "quantlens/float_tensor.h"
+
+#include <QElapsedTimer>
+#include <QPushButton>
+#include <QSignalSpy>
+#include <QSlider>
+#include <QStandardPaths>
+#include <QTabWidget>
+#include <QTemporaryDir>
+#include <QTimer>
+#include <QtTest>
+#include <qcustomplot.h>
+
+#include <set>
+
+namespace {
+
+QString dataDir(const std::string& relative) {
+    return QDir::cleanPath(
+        QFileInfo(QString::fromStdString(quantlens::test::dataPath(relative).string()))
+            .absoluteFilePath());
+}
+
+// Saves what the window shows once its queued plot updates have been painted.
+void screenshot(QWidget& window, const QString& name) {
+    QTest::qWait(100);
+    const QString directory = qEnvironmentVariable("QUANTLENS_ARTIFACT_DIR", QDir::currentPath());
+    QDir().mkpath(directory);
+    QVERIFY(window.grab().save(QDir(directory).filePath(name)));
+}
+
+// Fails with the error the window showed, if any.
+bool waitFor(QSignalSpy& done, QSignalSpy& failed, int count, int timeoutMs) {
+    const bool ended =
+        QTest::qWaitFor([&] { return done.size() >= count || !failed.isEmpty(); }, timeoutMs);
+    if (!ended) qWarning("nothing happened within %d ms", timeoutMs);
+    if (!failed.isEmpty())
+        qWarning("errorShown: %s", qPrintable(failed.first().first().toString()));
+    return ended && failed.isEmpty();
+}
+
+QTreeWidgetItem* linearLayer(ModelSummaryView& tree, int block, const QString& name) {
+    for (int i = 0; i < tree.topLevelItemCount(); ++i) {
+        QTreeWidgetItem* item = tree.topLevelItem(i);
+        if (item->text(0) != QString("block %1").arg(block)) continue;
+        for (int j = 0; j < item->childCount(); ++j)
+            if (item->child(j)->text(0) == name) return item->child(j);
+    }
+    return nullptr;
+}
+
+// Calibration and scoring on the excerpt, as the reference table's ctx-128 row measures it.
+DataSettings excerptSettings() {
+    const QString text = dataDir("text/tinystories-valid-excerpt.txt");
+    return {text, 8, 128, text, 128};
+}
+
+} // namespace
+
+class TestStudioFlow : public QObject {
+    Q_OBJECT
+
+private slots:
+    void initTestCase();
+    void wholeFlow();
+    void cancelStopsWithinASecond();
+    void engineErrorsAreMessages();
+};
+
+void TestStudioFlow::initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    QCoreApplication::setOrganizationName("Quantlens");
+    QCoreApplication::setApplicationName("test_studio_flow");
+    QSettings().clear();
+    QLocale::setDefault(QLocale(QLocale::English, QLocale::UnitedStates));
+}
+
+// Open, analyse a layer and drag τ, sweep three settings, see three points, export plots, save
+// and reopen the session, export a run and reopen the export.
+void TestStudioFlow::wholeFlow() {
+    QUANTLENS_REQUIRE_DATA("stories260K-hf");
+    QUANTLENS_REQUIRE_DATA("text/tinystories-valid-excerpt.txt");
+    QTemporaryDir scratch;
+    MainWindow window;
+    window.resize(1400, 900);
+    window.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&window));
+    QSignalSpy shown(&window, &MainWindow::modelShown);
+    QSignalSpy failed(&window, &MainWindow::errorShown);
+    window.openModel(dataDir("stories260K-hf"));
+    QVERIFY(waitFor(shown, failed, 1, 20'000));
+
+    auto* settings = window.findChild<QuantSettingsPanel*>();
+    auto* tree = window.findChild<ModelSummaryView*>();
+    auto* tabs = window.findChild<QTabWidget*>("views");
+    auto* heatmap = window.findChild<HeatmapView*>();
+    auto* pareto = window.findChild<ParetoView*>();
+    QVERIFY(settings && tree && tabs && heatmap && pareto);
+    settings->setData(excerptSettings());
+
+    // Analyse block 1's o_proj and drag the threshold.
+    QSignalSpy layerShown(&window, &MainWindow::layerShown);
+    QTreeWidgetItem* item = linearLayer(*tree, 1, "o_proj");
+    QVERIFY(item);
+    tree->setCurrentItem(item);
+    QTest::mouseClick(settings->findChild<QPushButton*>("analyse"), Qt::LeftButton);
+    QVERIFY(waitFor(layerShown, failed, 1, 30'000));
+    QCOMPARE(heatmap->layer()->block, 1);
+    QCOMPARE(heatmap->layer()->layer, std::string("o_proj"));
+    QCOMPARE(heatmap->tiles().tileRows, 1);
+    QCOMPARE(heatmap->tiles().rows, 64);
+    const quantlens::OutlierPreview& preview = heatmap->layer()->preview;
+    ThresholdTuner* tuner = settings->tuner();
+    for (const int position : {700, 500, 300}) {
+        tuner->slider()->setSliderDown(true); // as while dragging
+        tuner->slider()->setSliderPosition(position);
+        QCOMPARE(heatmap->markedTiles(), preview.outlierCount(tuner->threshold()));
+        QCOMPARE(tuner->outlierCount(), preview.outlierCount(tuner->threshold()));
+    }
+    tuner->slider()->setSliderDown(false);
+    tuner->setThreshold(0.2);
+    QTest::mouseMove(heatmap->plot(), QPoint(int(heatmap->plot()->xAxis->coordToPixel(17)),
+                                             int(heatmap->plot()->yAxis->coordToPixel(40))));
+    QVERIFY2(heatmap->readout().startsWith("row 40, column 17: weight "),
+             qPrintable(heatmap->readout()));
+    screenshot(window, "studio_heatmap.png");
+    tabs->setCurrentWidget(window.findChild<OutlierPatternView*>());
+    QVERIFY(!window.findChild<OutlierPatternView*>()->counts().heads.empty()); // o_proj: 8 heads
+    screenshot(window, "studio_outlier_patterns.png");
+
+    // Sweep three settings; the window keeps repainting while the engine works.
+    quantlens::SpqrConfig spqr;
+    spqr.wbits = 3;
+    spqr.groupsize = 16;
+    settings->setSweep(
+        {quantlens::RtnConfig{4, 32}, quantlens::GptqConfig{3, 16, 128, 0.01, false}, spqr});
+    QSignalSpy runShown(&window, &MainWindow::runShown);
+    QElapsedTimer clock;
+    qint64 last = 0, longestGap = 0;
+    QTimer ticker;
+    connect(&ticker, &QTimer::timeout, this, [&] {
+        longestGap = std::max(longestGap, clock.elapsed() - last);
+        last = clock.elapsed();
+    });
+    clock.start();
+    ticker.start(10);
+    QTest::mouseClick(settings->findChild<QPushButton*>("runSweep"), Qt::LeftButton);
+    QVERIFY(waitFor(runShown, failed, 3, 120'000));
+    ticker.stop();
+    qInfo("sweep took %lld ms; longest event-loop gap %lld ms", clock.elapsed(), longestGap);
+    QVERIFY(longestGap < 250);
+
+    QCOMPARE(window.runs().size(), std::size_t(3));
+    int points = 0;
+    for (int g = 0; g < pareto->plot()->graphCount(); ++g)
+        if (pareto->plot()->graph(g)->name() != "Pareto front")
+            points += pareto->plot()->graph(g)->dataCount();
+    QCOMPARE(points, 3);
+    QVERIFY(!pareto->front().empty());
+    // The baseline is the reference table's ctx-128 perplexity of the unquantized model.
+    const QStringList csv = pareto->csv().split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(csv.size(), 5);
+    QVERIFY2(csv.last().startsWith("none,\"unquantized\",,,,5.68598"), qPrintable(csv.last()));
+    for (const quantlens::RunRecord& run : window.runs()) {
+        QCOMPARE(run.layers.size(), std::size_t(35));
+        QVERIFY(run.perplexity > 5.68 && run.perplexity < 100.0);
+    }
+    tabs->setCurrentWidget(pareto);
+    pareto->plot()->replot();
+    QVERIFY(window.exportCurrentPlot(scratch.filePath("pareto.png")));
+    QVERIFY(window.exportCurrentPlot(scratch.filePath("pareto.pdf")));
+    QVERIFY(window.exportCurrentPlot(scratch.filePath("pareto.csv")));
+    QVERIFY(QImage(scratch.filePath("pareto.png")).width() > 1000);
+    QVERIFY(QFileInfo(scratch.filePath("pareto.pdf")).size() > 1000);
+    QFile csvFile(scratch.filePath("pareto.csv"));
+    QVERIFY(csvFile.open(QIODevice::ReadOnly));
+    QCOMPARE(QString(csvFile.readAll()).count('\n'), 5);
+    screenshot(window, "studio_pareto.png");
+
+    // Clicking a point loads its settings.
+    QTest::mouseClick(pareto->plot(), Qt::LeftButton, {}, pareto->pixelOf(0).toPoint());
+    QCOMPARE(quantlens::describe(settings->config()), quantlens::describe(window.runs()[0].config));
+    tabs->setCurrentWidget(window.findChild<LayerSummaryView*>());
+    QCOMPARE(window.findChild<LayerSummaryView*>()->barCount(), 35);
+    screenshot(window, "studio_layers.png");
+    QVERIFY(tree->topLevelItem(0) && linearLayer(*tree, 0, "q_proj")->text(4) == "RTN");
+
+    // The session survives the window.
+    const QString project = scratch.filePath("session.quantlens");
+    QVERIFY(window.saveProject(project));
+    {
+        MainWindow reopened;
+        QSignalSpy reshown(&reopened, &MainWindow::modelShown);
+        QSignalSpy refailed(&reopened, &MainWindow::errorShown);
+        QVERIFY(reopened.openProject(project));
+        QCOMPARE(reopened.runs().size(), std::size_t(3));
+        QCOMPARE(reopened.runs()[2].perplexity, window.runs()[2].perplexity);
+        QVERIFY(waitFor(reshown, refailed, 1, 20'000));
+    }
+
+    // Export the RTN run and reopen it: every group of 32 weights holds at most 2⁴ values.
+    QSignalSpy exported(&window, &MainWindow::exportFinished);
+    const QString directory = scratch.filePath("rtn-w4");
+    window.exportRun({0, "dense-f32", directory});
+    QVERIFY(waitFor(exported, failed, 1, 60'000));
+    QCOMPARE(exported.first().first().toString(), directory);
+    shown.clear();
+    window.openModel(directory);
+    QVERIFY(waitFor(shown, failed, 1, 20'000));
+    const auto model = quantlens::loadModel(directory.toStdString());
+    const quantlens::RowMatrix q = quantlens::FloatTensor(model->blocks[0].wq).matrix();
+    for (Eigen::Index r = 0; r < q.rows(); ++r)
+        for (Eigen::Index g = 0; g < q.cols(); g += 32) {
+            std::set<float> values(q.row(r).data() + g, q.row(r).data() + g + 32);
+            QVERIFY(values.size() <= 16);
+        }
+    screenshot(window, "studio_reopened_export.png");
+
+    // The SpQR run as a compressed quantlens checkpoint opens too.
+    const QString compressed = scratch.filePath("spqr-w3");
+    window.exportRun({2, "quantlens", compressed});
+    QVERIFY(waitFor(exported, failed, 2, 60'000));
+    shown.clear();
+    window.openModel(compressed);
+    QVERIFY(waitFor(shown, failed, 1, 20'000));
+    QCOMPARE(window.findChild<QLabel*>("modelStatus")->text(),
+             QString("%1 — 260,032 parameters").arg(QDir::toNativeSeparators(compressed)));
+}
+
+void TestStudioFlow::cancelStopsWithinASecond() {
+    QUANTLENS_REQUIRE_DATA("stories260K-hf");
+    EngineController engine;
+    QSignalSpy opened(&engine, &EngineController::modelOpened);
+    engine.openModel(dataDir("stories260K-hf"));
+    QTRY_COMPARE_WITH_TIMEOUT(opened.size(), 1, 20'000);
+    const auto model = opened.first().first().value<EngineController::ModelPtr>();
+
+    DataSettings data = excerptSettings();
+    data.sequences = 40; // long enough to be cancelled mid-way
+    std::vector<quantlens::QuantConfig> configs(6, quantlens::SpqrConfig{});
+    QSignalSpy progress(&engine, &EngineController::jobProgress);
+    QSignalSpy ended(&engine, &EngineController::jobEnded);
+    QSignalSpy runs(&engine, &EngineController::runFinished);
+    const int job = engine.runQuantizations(model, data, configs);
+    QTRY_VERIFY_WITH_TIMEOUT(progress.size() >= 3, 20'000);
+    QElapsedTimer clock;
+    clock.start();
+    engine.cancel(job);
+    QTRY_COMPARE_WITH_TIMEOUT(ended.size(), 1, 5'000);
+    qInfo("cancel took effect after %lld ms", clock.elapsed());
+    QVERIFY(clock.elapsed() < 1000);
+    QCOMPARE(ended.first()[0].toInt(), job);
+    QCOMPARE(ended.first()[1].value<JobOutcome>(), JobOutcome::Cancelled);
+    QVERIFY(runs.size() < 6);
+    QVERIFY(!engine.isBusy());
+}
+
+void TestStudioFlow::engineErrorsAreMessages() {
+    QUANTLENS_REQUIRE_DATA("stories260K-hf");
+    MainWindow window;
+    QSignalSpy shown(&window, &MainWindow::modelShown);
+    QSignalSpy failed(&window, &MainWindow::errorShown);
+    window.openModel(dataDir("stories260K-hf"));
+    QVERIFY(waitFor(shown, failed, 1, 20'000));
+    auto* settings = window.findChild<QuantSettingsPanel*>();
+    DataSettings data = excerptSettings();
+    data.calibrationFile = "/no/such/calibration.txt";
+    settings->setData(data);
+    settings->setSweep({quantlens::GptqConfig{}});
+    QTest::mouseClick(settings->findChild<QPushButton*>("runSweep"), Qt::LeftButton);
+    QTRY_COMPARE_WITH_TIMEOUT(failed.size(), 1, 20'000);
+    QCOMPARE(failed.first().first().toString(),
+             QString("/no/such/calibration.txt: cannot open: No such file or directory"));
+
+    data.calibrationFile.clear();
+    settings->setData(data);
+    QTest::mouseClick(settings->findChild<QPushButton*>("runSweep"), Qt::LeftButton);
+    QTRY_COMPARE_WITH_TIMEOUT(failed.size(), 2, 20'000);
+    QCOMPARE(failed.last().first().toString(),
+             QString("choose the calibration text in the Settings panel"));
+}
+
+QTEST_MAIN(TestStudioFlow)
+#include "test_studio_flow.moc"

@@ -1,0 +1,52 @@
+#pragma once
+
+#include "job_outcome.h"
+
+#include <QElapsedTimer>
+#include <QHash>
+#include <QWidget>
+
+class QPlainTextEdit;
+class QProgressBar;
+class QToolButton;
+class QTreeWidget;
+class QTreeWidgetItem;
+
+// "2:05 left" from the time a job has run and the fraction it has done; "estimating…" until a
+// first percent is done.
+QString etaText(qint64 elapsedMs, double fraction);
+
+// The "Jobs" dock: one row per engine job with its progress bar, stage, time left and a cancel
+// button, and a log of what every job did. It shows what the controller reports and asks it to
+// cancel; it runs nothing itself.
+class JobsPanel : public QWidget {
+    Q_OBJECT
+
+public:
+    explicit JobsPanel(QWidget* parent = nullptr);
+
+    QTreeWidget* jobs() const { return jobs_; }
+    QString logText() const;
+
+public slots:
+    void addJob(int id, const QString& title);
+    void updateJob(int id, double fraction, const QString& stage);
+    void finishJob(int id, JobOutcome outcome, const QString& message);
+    void log(const QString& line);
+
+signals:
+    void cancelRequested(int id);
+
+private:
+    enum Column { TitleColumn, ProgressColumn, StageColumn, EtaColumn, CancelColumn };
+    struct Row {
+        QTreeWidgetItem* item;
+        QProgressBar* progress;
+        QToolButton* cancel;
+        QElapsedTimer clock;
+    };
+
+    QHash<int, Row> rows_;
+    QTreeWidget* jobs_;
+    QPlainTextEdit* log_;
+};

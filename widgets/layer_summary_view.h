@@ -1,0 +1,29 @@
+#pragma once
+
+#include "quantlens/run_record.h"
+
+#include <QWidget>
+
+class QCPBars;
+class QCPTextElement;
+class QCustomPlot;
+
+// One run, layer by layer: each linear layer's relative output error ‖WX − ŴX‖²/‖WX‖² on a log
+// scale, in quantization order, so the layers a method struggles with stand out.
+class LayerSummaryView : public QWidget {
+    Q_OBJECT
+
+public:
+    explicit LayerSummaryView(QWidget* parent = nullptr);
+
+    void setRun(const quantlens::RunRecord& run);
+    int barCount() const;
+    QCustomPlot* plot() const { return plot_; }
+    QString csv() const;
+
+private:
+    std::vector<quantlens::LayerReport> layers_;
+    QCustomPlot* plot_;
+    QCPBars* bars_;
+    QCPTextElement* title_;
+};

@@ -1,0 +1,52 @@
+#pragma once
+
+#include "quantlens/run_record.h"
+
+#include <QWidget>
+
+#include <cstddef>
+#include <vector>
+
+class QCPItemStraightLine;
+class QCPItemText;
+class QCustomPlot;
+class QLabel;
+
+// Bits per parameter against perplexity, one point per run, coloured by method, with the Pareto
+// front of all runs drawn through them and the unquantized model's perplexity as a line. Hovering
+// a point describes its run; clicking it emits runClicked().
+class ParetoView : public QWidget {
+    Q_OBJECT
+
+public:
+    explicit ParetoView(QWidget* parent = nullptr);
+
+    void setRuns(const std::vector<quantlens::RunRecord>& runs);
+    // NaN hides the line.
+    void setBaseline(double perplexity);
+
+    // Indices into the runs, in front order (by bits).
+    const std::vector<std::size_t>& front() const { return front_; }
+    // Where run `index` is drawn, in the plot widget's coordinates.
+    QPointF pixelOf(std::size_t index) const;
+    QString readout() const;
+    QCustomPlot* plot() const { return plot_; }
+    QString csv() const;
+
+signals:
+    void runClicked(int index);
+
+private:
+    // The run drawn within a few pixels of `pixel`, or -1.
+    int runAt(const QPointF& pixel) const;
+    void describeRunAt(const QPointF& pixel);
+    void rescale();
+
+    std::vector<quantlens::RunRecord> runs_;
+    std::vector<std::size_t> front_;
+    double baseline_;
+    QCustomPlot* plot_;
+    QCPItemStraightLine* baselineLine_;
+    QCPItemText* baselineLabel_;
+    QLabel* readout_;
+};

@@ -1,0 +1,89 @@
+#pragma once
+
+#include "quantlens/quant_config.h"
+
+#include <QWidget>
+
+#include <array>
+#include <vector>
+
+class QCheckBox;
+class QComboBox;
+class QDoubleSpinBox;
+class QFormLayout;
+class QLineEdit;
+class QListWidget;
+class QPushButton;
+class QSettings;
+class QSpinBox;
+class ThresholdTuner;
+
+// The text a run calibrates and is scored on, and how much of it.
+struct DataSettings {
+    QString calibrationFile; // text (one document per line) or .u16/.u32 tokens
+    int sequences = 16;
+    int sequenceLength = 256;
+    QString evaluationFile;
+    int context = 256;
+
+    bool operator==(const DataSettings&) const = default;
+};
+
+// The "Settings" dock: a method and its settings (wbits, β1, β2, qq bits, τ with its live preview,
+// outlier percentages, act-order, dampening), the calibration and evaluation text, and a sweep
+// list. It only describes work; the main window runs it.
+class QuantSettingsPanel : public QWidget {
+    Q_OBJECT
+
+public:
+    explicit QuantSettingsPanel(QWidget* parent = nullptr);
+
+    quantlens::QuantConfig config() const;
+    void setConfig(const quantlens::QuantConfig& config);
+    DataSettings data() const;
+    void setData(const DataSettings& data);
+    std::vector<quantlens::QuantConfig> sweep() const { return sweep_; }
+    void setSweep(const std::vector<quantlens::QuantConfig>& configs);
+    ThresholdTuner* tuner() const { return tuner_; }
+
+    // Remembers the panel's values between sessions.
+    void save(QSettings& settings) const;
+    void restore(const QSettings& settings);
+
+public slots:
+    // Adds config() to the sweep list.
+    void addToSweep();
+    void setAnalysisEnabled(bool enabled);
+
+signals:
+    void analyseRequested();
+    void runRequested(const std::vector<quantlens::QuantConfig>& configs);
+
+private:
+    quantlens::QuantConfig configFor(std::size_t method) const;
+    void showMethodRows();
+    void chooseFile(QLineEdit* edit, const QString& title);
+
+    // What a method keeps that the panel does not show (blocksize, k-means iterations).
+    std::array<quantlens::QuantConfig, std::variant_size_v<quantlens::QuantConfig>> base_;
+    std::vector<quantlens::QuantConfig> sweep_;
+    std::size_t shownMethod_ = 0;
+    QFormLayout* form_;
+    QComboBox* method_;
+    QSpinBox* wbits_;
+    QSpinBox* groupsize_;
+    QSpinBox* statsGroupsize_;
+    QSpinBox* qqBits_;
+    ThresholdTuner* tuner_;
+    QDoubleSpinBox* percdamp_;
+    QCheckBox* actOrder_;
+    QDoubleSpinBox* sparsePercent_;
+    QDoubleSpinBox* sensitivePercent_;
+    QLineEdit* calibrationFile_;
+    QSpinBox* sequences_;
+    QSpinBox* sequenceLength_;
+    QLineEdit* evaluationFile_;
+    QSpinBox* context_;
+    QListWidget* sweepList_;
+    QPushButton* analyse_;
+};
