@@ -5,6 +5,7 @@
 
 #include "quantlens/dense_checkpoint_writer.h"
 #include "quantlens/error.h"
+#include "quantlens/fisher.h"
 #include "quantlens/layer_quantizer.h"
 #include "quantlens/model_quantizer.h"
 #include "quantlens/perplexity.h"
@@ -156,14 +157,17 @@ void checkReports(const Model& model, const Run& run, bool calibrated) {
     QVERIFY(std::abs(r.paperBitsPerParameter - paperBits / double(parameters)) <= 1e-12);
     QCOMPARE(r.outlierFraction, double(outliers) / double(parameters));
 
-    // Progress: one report per layer, in order, then 1.0.
-    QCOMPARE(run.progress.size(), r.layers.size() + 1);
+    // Progress: one report per layer, in order, then 1.0 (after SqueezeLLM's Fisher reports).
+    std::vector<std::pair<double, std::string>> progress;
+    for (const auto& report : run.progress)
+        if (!report.second.starts_with("Fisher information")) progress.push_back(report);
+    QCOMPARE(progress.size(), r.layers.size() + 1);
     for (std::size_t k = 0; k < r.layers.size(); ++k) {
-        QCOMPARE(run.progress[k].second,
+        QCOMPARE(progress[k].second,
                  "block " + std::to_string(k / 7) + " " + kLinearLayerNames[k % 7]);
-        QVERIFY(k == 0 || run.progress[k].first > run.progress[k - 1].first);
+        QVERIFY(k == 0 || progress[k].first > progress[k - 1].first);
     }
-    QCOMPARE(run.progress.back().first, 1.0);
+    QCOMPARE(progress.back().first, 1.0);
 }
 
 } // namespace
@@ -251,8 +255,7 @@ private slots:
         for (std::size_t b = 0; b < model->blocks.size(); ++b)
             for (std::size_t i = 0; i < 7; ++i) {
                 const RowMatrix w = FloatTensor(*model->blocks[b].linearLayers()[i]).matrix();
-                const RowMatrix expected =
-                    quantizeLayer(w, {}, rtn, JobContext{}).dequantize();
+                const RowMatrix expected = quantizeLayer(w, {}, rtn, JobContext{}).dequantize();
                 QVERIFY(expected == run.reconstructions[b][i]);
             }
     }
@@ -474,6 +477,39 @@ private slots:
         checkReports(*model, run, true);
         QVERIFY(run.result.outlierFraction > 0.0);
         QVERIFY(run.result.outlierFraction < 0.05);
+    }
+
+    // SqueezeLLM quantizes every layer from the unquantized model's Fisher: each reconstruction
+    // equals quantizing that layer alone with an independently accumulated Fisher.
+    void squeezeLlmUsesTheModelsFisher() {
+        const auto model = loadModel(test::dataPath("stories260K-hf"));
+        const auto stream = wikitextStream(*model);
+        const SqueezeConfig config{.wbits = 3, .sparsePercent = 0.40, .sensitivePercent = 0.05};
+        const Run run = quantizeWithSink(*model, stream, config);
+        checkReports(*model, run, true);
+        QCOMPARE(std::count_if(run.progress.begin(), run.progress.end(),
+                               [](const auto& p) { return p.second.starts_with("Fisher"); }),
+                 std::ptrdiff_t(kSequences));
+
+        const FisherInformation fisher = accumulateFisher(
+            *model, calibrationSequences(stream, kCalibration, model->config, "wikitext"),
+            JobContext{});
+        QCOMPARE(fisher.sequences(), kSequences);
+        for (int b = 0; b < model->config.layerCount; ++b)
+            for (int i = 0; i < 7; ++i) {
+                const RowMatrix weights =
+                    FloatTensor(*model->blocks[std::size_t(b)].linearLayers()[std::size_t(i)])
+                        .matrix();
+                const RowMatrix layerFisher = fisher.layer(b, i);
+                const RowMatrix expected =
+                    quantizeLayer(weights, {.fisher = &layerFisher}, config, JobContext{})
+                        .dequantize();
+                QVERIFY2(bitwiseEqual(
+                             ConstRowMatrixMap(expected.data(), expected.rows(), expected.cols()),
+                             run.reconstructions[std::size_t(b)][std::size_t(i)]),
+                         qPrintable(QString("block %1 %2").arg(b).arg(kLinearLayerNames[i])));
+            }
+        QVERIFY(std::abs(run.result.outlierFraction - 0.0045) < 1e-4);
     }
 };
 
