@@ -1,5 +1,7 @@
 #include "heatmap_view.h"
 
+#include "run_description.h"
+
 #include "quantlens/layer_calibration.h"
 
 #include <QLabel>
@@ -107,12 +109,19 @@ void HeatmapView::setLayer(std::shared_ptr<const quantlens::LayerAnalysis> layer
         lowest_ = std::max(smallest, peak * 1e-8f);
         map_->setDataRange(QCPRange(lowest_, peak > lowest_ ? peak : lowest_ * 10.0f));
     }
-    layerTitle_ = tr("block %1 · %2 (%3 × %4): sensitivity (w − q(w))² / [H⁻¹]ⱼⱼ")
+    const QString formula = sensitivityFormula(*layer_);
+    layerTitle_ = (isFisherAnalysis(*layer_)
+                       ? tr("block %1 · %2 (%3 × %4): SqueezeLLM Fisher sensitivity %5, %6-bit LUT")
+                       : tr("block %1 · %2 (%3 × %4): SpQR sensitivity %5, %6-bit base"))
                       .arg(layer_->block)
                       .arg(QString::fromStdString(layer_->layer))
                       .arg(map.rows)
-                      .arg(map.cols);
+                      .arg(map.cols)
+                      .arg(formula)
+                      .arg(quantlens::weightBits(layer_->config));
+    scale_->axis()->setLabel(tr("%1 (log)").arg(formula));
     resetZoom();
+    setReadout({}); // it described the previous layer
 }
 
 void HeatmapView::resetZoom() {
@@ -183,12 +192,20 @@ void HeatmapView::updateOverlay() {
             overlay_->data()->setAlpha(c, r, outlier ? 255 : 0);
             marked_ += outlier;
         }
-    title_->setText(tr("%1\ngreen: %2 of %3 cells hold outliers at τ = %4")
-                        .arg(layerTitle_)
-                        .arg(QLocale().toString(marked_))
-                        .arg(QLocale().toString(qint64(tiles_.rows) * tiles_.cols))
-                        .arg(QLocale().toString(tau_, 'g', 4)));
+    const QLocale locale;
+    const QString cells = locale.toString(qint64(tiles_.rows) * tiles_.cols);
+    title_->setText(isFisherAnalysis(*layer_)
+                        ? tr("%1\ngreen: %2 of %3 cells hold one of the %4 most sensitive weights")
+                              .arg(layerTitle_, locale.toString(marked_), cells,
+                                   locale.toString(qint64(preview.outlierCount(tau_))))
+                        : tr("%1\ngreen: %2 of %3 cells hold outliers at τ = %4")
+                              .arg(layerTitle_, locale.toString(marked_), cells,
+                                   locale.toString(tau_, 'g', 4)));
     plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+QString HeatmapView::title() const {
+    return title_->text();
 }
 
 QString HeatmapView::readout() const {
@@ -207,12 +224,14 @@ void HeatmapView::showCellAt(const QPointF& pixel) {
             const std::int64_t at = tiles_.argmaxAt(tileRow, tileCol);
             const int maxRow = static_cast<int>(at / stride),
                       maxCol = static_cast<int>(at % stride);
-            const QString weight = tr("weight %1, sensitivity %2%3")
-                                       .arg(number(layer_->weights(maxRow, maxCol)),
-                                            number(tiles_.maxAt(tileRow, tileCol)),
-                                            layer_->preview.isOutlier(maxRow, maxCol, tau_)
-                                                ? tr(", an outlier at τ = %1").arg(number(tau_))
-                                                : QString());
+            const QString mark = isFisherAnalysis(*layer_)
+                                     ? tr(", among the most sensitive")
+                                     : tr(", an outlier at τ = %1").arg(number(tau_));
+            const QString weight =
+                tr("weight %1, sensitivity %2%3")
+                    .arg(number(layer_->weights(maxRow, maxCol)),
+                         number(tiles_.maxAt(tileRow, tileCol)),
+                         layer_->preview.isOutlier(maxRow, maxCol, tau_) ? mark : QString());
             if (tiles_.tileRows == 1 && tiles_.tileCols == 1) {
                 text = tr("row %1, column %2: %3").arg(maxRow).arg(maxCol).arg(weight);
             } else {
@@ -236,6 +255,10 @@ void HeatmapView::showCellAt(const QPointF& pixel) {
             }
         }
     }
+    setReadout(text);
+}
+
+void HeatmapView::setReadout(const QString& text) {
     if (text == readout_->text()) return;
     readout_->setText(text);
     emit readoutChanged(text);

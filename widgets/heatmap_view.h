@@ -17,8 +17,10 @@ struct LayerAnalysis;
 }
 
 // A layer's per-weight sensitivity as a heatmap (DESIGN.md: no interpolation, log colour scale
-// with its bar, each cell one weight or a max-pooled tile whose size the read-out states), with
-// the weights SpQR would keep as outliers at threshold τ overlaid. Columns are inputs, rows are
+// with its bar, each cell one weight or a max-pooled tile whose size the read-out states), in the
+// OBS form with the weights SpQR would keep as outliers at threshold τ overlaid, or in
+// SqueezeLLM's Fisher form with the most sensitive weights (those above τ·mean) overlaid; the
+// title and the colour bar name the form. Columns are inputs, rows are
 // outputs (row 0 at the top). Wheel zooms, dragging pans, a double click shows the whole layer;
 // zooming in re-pools the visible part at a finer tile, down to one weight per cell.
 class HeatmapView : public QWidget {
@@ -36,6 +38,8 @@ public:
     const PooledTiles& tiles() const { return tiles_; }
     // Tiles marked as holding an outlier at the current threshold.
     qint64 markedTiles() const { return marked_; }
+    // Which layer and which sensitivity form is shown, and what the overlay marks.
+    QString title() const;
     QString readout() const;
     QCustomPlot* plot() const { return plot_; }
 
@@ -56,6 +60,7 @@ private:
     void repoolForView();
     void updateOverlay();
     void showCellAt(const QPointF& pixel);
+    void setReadout(const QString& text);
 
     std::shared_ptr<const quantlens::LayerAnalysis> layer_;
     double tau_ = 0.2;

@@ -1,5 +1,6 @@
 #include "layer_summary_view.h"
 
+#include "plot_legend.h"
 #include "run_description.h"
 
 #include <QVBoxLayout>
@@ -25,6 +26,9 @@ LayerSummaryView::LayerSummaryView(QWidget* parent)
     bars_->setWidth(0.8);
     bars_->setPen(Qt::NoPen);
     bars_->setBaseValue(0.0);
+    // The bars take their method's colour, as on the bits-vs-perplexity chart; the legend says so.
+    bars_->removeFromLegend();
+    placeLegendBelow(*plot_);
 }
 
 void LayerSummaryView::setRun(const quantlens::RunRecord& run) {
@@ -47,6 +51,8 @@ void LayerSummaryView::setRun(const quantlens::RunRecord& run) {
     }
     bars_->setData(keys, values, true);
     bars_->setBrush(methodColour(run.config));
+    bars_->setName(methodLabel(run.config));
+    bars_->addToLegend();
     plot_->xAxis->setTicker(ticker);
     plot_->xAxis->setRange(-0.7, double(layers_.size()) - 0.3);
     if (largest > 0.0) plot_->yAxis->setRange(smallest / 2.0, largest * 2.0);
@@ -58,6 +64,10 @@ void LayerSummaryView::setRun(const quantlens::RunRecord& run) {
 
 int LayerSummaryView::barCount() const {
     return bars_->dataCount();
+}
+
+QColor LayerSummaryView::barColour() const {
+    return bars_->brush().color();
 }
 
 QString LayerSummaryView::csv() const {

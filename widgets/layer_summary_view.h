@@ -9,7 +9,8 @@ class QCPTextElement;
 class QCustomPlot;
 
 // One run, layer by layer: each linear layer's relative output error ‖WX − ŴX‖²/‖WX‖² on a log
-// scale, in quantization order, so the layers a method struggles with stand out.
+// scale, in quantization order, so the layers a method struggles with stand out. The bars have
+// the run's method colour, named in the legend.
 class LayerSummaryView : public QWidget {
     Q_OBJECT
 
@@ -18,6 +19,7 @@ public:
 
     void setRun(const quantlens::RunRecord& run);
     int barCount() const;
+    QColor barColour() const;
     QCustomPlot* plot() const { return plot_; }
     QString csv() const;
 

@@ -45,6 +45,9 @@ ModelSummaryView::ModelSummaryView(QWidget* parent) : QTreeWidget(parent) {
     for (const Column column : {BitsColumn, OutliersColumn, ErrorColumn})
         headerItem()->setTextAlignment(column, Qt::AlignRight | Qt::AlignVCenter);
     headerItem()->setToolTip(ErrorColumn, tr("relative output error ‖WX − ŴX‖² / ‖WX‖²"));
+    headerItem()->setToolTip(MethodColumn,
+                             tr("The method of the run shown, in its colour on the charts:<br>%1")
+                                 .arg(methodColourKey()));
     connect(this, &QTreeWidget::currentItemChanged, this, [this](QTreeWidgetItem* item) {
         if (item && item->data(NameColumn, BlockRole).isValid())
             emit linearLayerSelected(item->data(NameColumn, BlockRole).toInt(),
@@ -158,6 +161,9 @@ void ModelSummaryView::showRun(const quantlens::RunRecord& run) {
                 if (layer.block != index || QString::fromStdString(layer.name) != item->text(0))
                     continue;
                 item->setText(MethodColumn, methodLabel(run.config));
+                item->setData(MethodColumn, Qt::DecorationRole, methodColour(run.config));
+                item->setToolTip(MethodColumn,
+                                 QString::fromStdString(quantlens::describe(run.config)));
                 item->setText(BitsColumn, locale.toString(layer.bitsPerParameter, 'f', 3));
                 item->setText(OutliersColumn, locale.toString(qlonglong(layer.outliers)));
                 item->setText(ErrorColumn, locale.toString(layer.relativeOutputError, 'e', 2));

@@ -11,7 +11,8 @@ struct TensorView;
 // A read-only outline of a loaded model: its architecture numbers, then its tensors in forward
 // order (embedding, one item per transformer block, final norm, head). Items keep the stored
 // tensor name under Qt::UserRole so that later views can find the weights they point at. A run's
-// method, bits, outlier count and output error fill the last columns of each linear layer.
+// method (with its chart colour; the header's tooltip is the key), bits, outlier count and output
+// error fill the last columns of each linear layer.
 class ModelSummaryView : public QTreeWidget {
     Q_OBJECT
 

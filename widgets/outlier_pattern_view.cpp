@@ -1,5 +1,7 @@
 #include "outlier_pattern_view.h"
 
+#include "run_description.h"
+
 #include "quantlens/layer_calibration.h"
 
 #include <QVBoxLayout>
@@ -85,11 +87,17 @@ void OutlierPatternView::refresh() {
     showCounts(headBars_, counts_.heads);
     headRect_->setVisible(!counts_.heads.empty());
     const QString layer = QString::fromStdString(layer_->layer);
+    const bool fisher = isFisherAnalysis(*layer_);
     rowRect_->axis(QCPAxis::atBottom)
-        ->setLabel(tr("output row of block %1 %2 (outliers at τ = %3)")
-                       .arg(layer_->block)
-                       .arg(layer)
-                       .arg(tau_));
+        ->setLabel(fisher ? tr("output row of block %1 %2 (the most sensitive weights by %3)")
+                                .arg(layer_->block)
+                                .arg(layer, sensitivityFormula(*layer_))
+                          : tr("output row of block %1 %2 (outliers at τ = %3)")
+                                .arg(layer_->block)
+                                .arg(layer)
+                                .arg(tau_));
+    for (QCPAxisRect* rect : {rowRect_, columnRect_, headRect_})
+        rect->axis(QCPAxis::atLeft)->setLabel(fisher ? tr("sensitive") : tr("outliers"));
     plot_->replot(QCustomPlot::rpQueuedReplot);
 }
 

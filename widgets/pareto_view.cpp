@@ -1,6 +1,7 @@
 #include "pareto_view.h"
 
 #include "pareto_front.h"
+#include "plot_legend.h"
 #include "run_description.h"
 
 #include <QLabel>
@@ -31,8 +32,7 @@ ParetoView::ParetoView(QWidget* parent)
     readout_->setWordWrap(true);
     plot_->xAxis->setLabel(tr("bits per parameter (stored)"));
     plot_->yAxis->setLabel(tr("perplexity"));
-    plot_->legend->setVisible(true);
-    plot_->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
+    placeLegendBelow(*plot_);
     plot_->setInteractions(QCP::iRangeZoom);
     plot_->setMouseTracking(true); // hover details without a pressed button
     baselineLine_->setPen(QPen(Qt::darkGray, 1.0, Qt::DashLine));

@@ -2,7 +2,10 @@
 
 #include "quant_config_json.h"
 #include "run_description.h"
+#include "sparse_tuner.h"
 #include "threshold_tuner.h"
+
+#include "quantlens/layer_calibration.h"
 
 #include <QCheckBox>
 #include <QComboBox>
@@ -12,6 +15,7 @@
 #include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
+#include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLineEdit>
@@ -35,23 +39,10 @@ QSpinBox* spinBox(const char* name, int low, int high, const QString& tip) {
     return box;
 }
 
-QDoubleSpinBox* percentBox(const char* name, const QString& tip) {
-    auto* box = new QDoubleSpinBox;
-    box->setObjectName(name);
-    box->setRange(0.0, 100.0);
-    box->setDecimals(3);
-    box->setSingleStep(0.05);
-    box->setSuffix(" %");
-    box->setToolTip(tip);
-    return box;
-}
-
 } // namespace
 
 QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
-    : QWidget(parent), base_{quantlens::RtnConfig{}, quantlens::GptqConfig{},
-                             quantlens::SpqrConfig{}, quantlens::SqueezeConfig{}},
-      form_(new QFormLayout), method_(new QComboBox),
+    : QWidget(parent), base_(defaultMethods()), form_(new QFormLayout), method_(new QComboBox),
       wbits_(spinBox("wbits", 1, 8, tr("Bits per weight"))),
       groupsize_(spinBox("groupsize", 0, 1 << 20,
                          tr("Columns per statistics group (β1 for SpQR); 0: one group per row"))),
@@ -59,11 +50,8 @@ QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
                               tr("Rows per second-level statistics group (SpQR β2)"))),
       qqBits_(spinBox("qqBits", 1, 16, tr("Bits of SpQR's quantized scales and zeros"))),
       tuner_(new ThresholdTuner), percdamp_(new QDoubleSpinBox), actOrder_(new QCheckBox),
-      sparsePercent_(
-          percentBox("sparsePercent", tr("SqueezeLLM: share of weights kept sparse by magnitude"))),
-      sensitivePercent_(percentBox("sensitivePercent",
-                                   tr("SqueezeLLM: share of weights kept sparse by Fisher value"))),
-      calibrationFile_(new QLineEdit), sequences_(spinBox("sequences", 1, 4096, {})),
+      sparseTuner_(new SparseTuner), calibrationFile_(new QLineEdit),
+      sequences_(spinBox("sequences", 1, 4096, {})),
       sequenceLength_(spinBox("sequenceLength", 2, 32768, {})), evaluationFile_(new QLineEdit),
       context_(spinBox("context", 2, 32768, {})), sweepList_(new QListWidget),
       analyse_(new QPushButton(tr("&Analyse Selected Layer"))) {
@@ -100,8 +88,7 @@ QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
     form_->addRow(tr("Outliers τ"), tuner_);
     form_->addRow(tr("Dampening"), percdamp_);
     form_->addRow(tr("Act-order"), actOrder_);
-    form_->addRow(tr("Sparse (outliers)"), sparsePercent_);
-    form_->addRow(tr("Sparse (sensitive)"), sensitivePercent_);
+    form_->addRow(tr("Sparse values"), sparseTuner_);
     form_->addRow(tr("Calibration text"),
                   fileRow(calibrationFile_, tr("Calibration Text or Token File")));
     form_->addRow(tr("Sequences"), sequences_);
@@ -136,6 +123,14 @@ QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
         // Each method keeps its own values while another is shown.
         base_[shownMethod_] = configFor(shownMethod_);
         setConfig(base_[std::size_t(index)]);
+    });
+    connect(wbits_, &QSpinBox::valueChanged, sparseTuner_, &SparseTuner::setWbits);
+    // Each preview drives the overlay only on the form of analysis it describes.
+    connect(tuner_, &ThresholdTuner::thresholdChanged, this, [this](double tau) {
+        if (!fisherLayer_) emit overlayThresholdChanged(tau);
+    });
+    connect(sparseTuner_, &SparseTuner::thresholdChanged, this, [this](double tau) {
+        if (fisherLayer_) emit overlayThresholdChanged(tau);
     });
     connect(analyse_, &QPushButton::clicked, this, &QuantSettingsPanel::analyseRequested);
     connect(run, &QPushButton::clicked, this, [this] { emit runRequested({config()}); });
@@ -176,8 +171,8 @@ quantlens::QuantConfig QuantSettingsPanel::configFor(std::size_t method) const {
                 c.outlierThreshold = tuner_->threshold();
             }
             if constexpr (std::is_same_v<C, quantlens::SqueezeConfig>) {
-                c.sparsePercent = sparsePercent_->value();
-                c.sensitivePercent = sensitivePercent_->value();
+                c.sparsePercent = sparseTuner_->sparsePercent();
+                c.sensitivePercent = sparseTuner_->sensitivePercent();
             }
         },
         config);
@@ -202,10 +197,8 @@ void QuantSettingsPanel::setConfig(const quantlens::QuantConfig& config) {
                 qqBits_->setValue(c.qqBits);
                 tuner_->setThreshold(c.outlierThreshold);
             }
-            if constexpr (std::is_same_v<C, quantlens::SqueezeConfig>) {
-                sparsePercent_->setValue(c.sparsePercent);
-                sensitivePercent_->setValue(c.sensitivePercent);
-            }
+            if constexpr (std::is_same_v<C, quantlens::SqueezeConfig>)
+                sparseTuner_->setPercents(c.sparsePercent, c.sensitivePercent);
         },
         config);
     shownMethod_ = config.index();
@@ -224,8 +217,18 @@ void QuantSettingsPanel::showMethodRows() {
     form_->setRowVisible(qqBits_, spqr);
     form_->setRowVisible(percdamp_, obs);
     form_->setRowVisible(actOrder_, obs);
-    form_->setRowVisible(sparsePercent_, squeeze);
-    form_->setRowVisible(sensitivePercent_, squeeze);
+    form_->setRowVisible(tuner_, !squeeze);
+    form_->setRowVisible(sparseTuner_, squeeze);
+}
+
+void QuantSettingsPanel::setLayer(std::shared_ptr<const quantlens::LayerAnalysis> layer) {
+    fisherLayer_ = layer && isFisherAnalysis(*layer);
+    tuner_->setLayer(layer);
+    sparseTuner_->setLayer(std::move(layer));
+}
+
+double QuantSettingsPanel::overlayThreshold() const {
+    return fisherLayer_ ? sparseTuner_->threshold() : tuner_->threshold();
 }
 
 DataSettings QuantSettingsPanel::data() const {
@@ -246,6 +249,7 @@ void QuantSettingsPanel::setSweep(const std::vector<quantlens::QuantConfig>& con
     sweepList_->clear();
     for (const quantlens::QuantConfig& config : sweep_)
         sweepList_->addItem(QString::fromStdString(quantlens::describe(config)));
+    emit sweepChanged();
 }
 
 void QuantSettingsPanel::addToSweep() {
@@ -272,6 +276,10 @@ void QuantSettingsPanel::save(QSettings& settings) const {
     settings.setValue("settings/evaluationFile", d.evaluationFile);
     settings.setValue("settings/context", d.context);
     settings.setValue("settings/method", QJsonDocument(toJson(config())).toJson());
+    QJsonArray sweep;
+    for (const quantlens::QuantConfig& config : sweep_)
+        sweep.append(toJson(config));
+    settings.setValue("settings/sweep", QJsonDocument(sweep).toJson());
 }
 
 void QuantSettingsPanel::restore(const QSettings& settings) {
@@ -284,4 +292,9 @@ void QuantSettingsPanel::restore(const QSettings& settings) {
     const QJsonObject saved =
         QJsonDocument::fromJson(settings.value("settings/method").toByteArray()).object();
     if (const auto config = quantConfigFromJson(saved)) setConfig(*config);
+    std::vector<quantlens::QuantConfig> sweep;
+    for (const QJsonValue& entry :
+         QJsonDocument::fromJson(settings.value("settings/sweep").toByteArray()).array())
+        if (const auto config = quantConfigFromJson(entry.toObject())) sweep.push_back(*config);
+    setSweep(sweep);
 }

@@ -5,6 +5,7 @@
 #include <QWidget>
 
 #include <array>
+#include <memory>
 #include <vector>
 
 class QCheckBox;
@@ -16,7 +17,12 @@ class QListWidget;
 class QPushButton;
 class QSettings;
 class QSpinBox;
+class SparseTuner;
 class ThresholdTuner;
+
+namespace quantlens {
+struct LayerAnalysis;
+}
 
 // The text a run calibrates and is scored on, and how much of it.
 struct DataSettings {
@@ -29,9 +35,9 @@ struct DataSettings {
     bool operator==(const DataSettings&) const = default;
 };
 
-// The "Settings" dock: a method and its settings (wbits, β1, β2, qq bits, τ with its live preview,
-// outlier percentages, act-order, dampening), the calibration and evaluation text, and a sweep
-// list. It only describes work; the main window runs it.
+// The "Settings" dock: a method and its settings (wbits, β1, β2, qq bits, τ and the sparse
+// percentages with their live previews, act-order, dampening), the calibration and evaluation
+// text, and a sweep list. It only describes work; the main window runs it.
 class QuantSettingsPanel : public QWidget {
     Q_OBJECT
 
@@ -45,8 +51,15 @@ public:
     std::vector<quantlens::QuantConfig> sweep() const { return sweep_; }
     void setSweep(const std::vector<quantlens::QuantConfig>& configs);
     ThresholdTuner* tuner() const { return tuner_; }
+    SparseTuner* sparseTuner() const { return sparseTuner_; }
 
-    // Remembers the panel's values between sessions.
+    // The analysed layer both previews describe.
+    void setLayer(std::shared_ptr<const quantlens::LayerAnalysis> layer);
+    // The τ that marks the layer's previewed weights: the threshold's for an OBS-form analysis,
+    // the sensitive share's for a Fisher-form one.
+    double overlayThreshold() const;
+
+    // Remembers the panel's values and sweep list between sessions.
     void save(QSettings& settings) const;
     void restore(const QSettings& settings);
 
@@ -58,6 +71,9 @@ public slots:
 signals:
     void analyseRequested();
     void runRequested(const std::vector<quantlens::QuantConfig>& configs);
+    // The preview of the analysed layer's form changed its threshold (overlayThreshold()).
+    void overlayThresholdChanged(double tau);
+    void sweepChanged();
 
 private:
     quantlens::QuantConfig configFor(std::size_t method) const;
@@ -68,6 +84,7 @@ private:
     std::array<quantlens::QuantConfig, std::variant_size_v<quantlens::QuantConfig>> base_;
     std::vector<quantlens::QuantConfig> sweep_;
     std::size_t shownMethod_ = 0;
+    bool fisherLayer_ = false;
     QFormLayout* form_;
     QComboBox* method_;
     QSpinBox* wbits_;
@@ -77,8 +94,7 @@ private:
     ThresholdTuner* tuner_;
     QDoubleSpinBox* percdamp_;
     QCheckBox* actOrder_;
-    QDoubleSpinBox* sparsePercent_;
-    QDoubleSpinBox* sensitivePercent_;
+    SparseTuner* sparseTuner_;
     QLineEdit* calibrationFile_;
     QSpinBox* sequences_;
     QSpinBox* sequenceLength_;

@@ -1,6 +1,13 @@
 #include "run_description.h"
 
+#include "quantlens/layer_calibration.h"
+
 #include <QLocale>
+
+std::array<quantlens::QuantConfig, std::variant_size_v<quantlens::QuantConfig>> defaultMethods() {
+    return {quantlens::RtnConfig{}, quantlens::GptqConfig{}, quantlens::SpqrConfig{},
+            quantlens::SqueezeConfig{}};
+}
 
 QString methodLabel(const quantlens::QuantConfig& config) {
     constexpr const char* labels[] = {"RTN", "GPTQ", "SpQR", "SqueezeLLM"};
@@ -12,6 +19,23 @@ QColor methodColour(const quantlens::QuantConfig& config) {
     const QColor colours[] = {QColor(0, 0, 0), QColor(0, 114, 178), QColor(213, 94, 0),
                               QColor(0, 158, 115)};
     return colours[config.index()];
+}
+
+QString methodColourKey() {
+    QStringList entries;
+    for (const quantlens::QuantConfig& method : defaultMethods())
+        entries << QString("<span style=\"color:%1\">■</span>&nbsp;%2")
+                       .arg(methodColour(method).name(), methodLabel(method));
+    return entries.join("&nbsp;&nbsp; ");
+}
+
+bool isFisherAnalysis(const quantlens::LayerAnalysis& analysis) {
+    return std::holds_alternative<quantlens::SqueezeConfig>(analysis.config);
+}
+
+QString sensitivityFormula(const quantlens::LayerAnalysis& analysis) {
+    return isFisherAnalysis(analysis) ? QObject::tr("F·(w − q(w))²")
+                                      : QObject::tr("(w − q(w))² / [H⁻¹]ⱼⱼ");
 }
 
 QString runSummary(const quantlens::RunRecord& run) {

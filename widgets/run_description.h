@@ -6,8 +6,23 @@
 #include <QColor>
 #include <QString>
 
+#include <array>
+#include <variant>
+
+namespace quantlens {
+struct LayerAnalysis;
+}
+
 // How every view names and colours a method and sums up a run, so charts, trees and lists agree.
+// Every method with its papers' defaults, in QuantConfig's order.
+std::array<quantlens::QuantConfig, std::variant_size_v<quantlens::QuantConfig>> defaultMethods();
 QString methodLabel(const quantlens::QuantConfig& config); // "RTN", "GPTQ", "SpQR", "SqueezeLLM"
 QColor methodColour(const quantlens::QuantConfig& config);
+// Every method's colour with its name, as rich text, for views without a plot legend.
+QString methodColourKey();
+// Whether an analysis holds SqueezeLLM's Fisher form rather than the OBS form, and the formula
+// of what it holds: "F·(w − q(w))²" or "(w − q(w))² / [H⁻¹]ⱼⱼ".
+bool isFisherAnalysis(const quantlens::LayerAnalysis& analysis);
+QString sensitivityFormula(const quantlens::LayerAnalysis& analysis);
 // Settings, bits, perplexity and KL on one line.
 QString runSummary(const quantlens::RunRecord& run);

@@ -1,5 +1,7 @@
 #include "threshold_tuner.h"
 
+#include "run_description.h"
+
 #include "quantlens/layer_calibration.h"
 
 #include <QDoubleSpinBox>
@@ -41,6 +43,7 @@ ThresholdTuner::ThresholdTuner(QWidget* parent)
     spin_->setRange(0.0, kMaximum * 10);
     spin_->setSingleStep(0.05);
     readout_->setObjectName("tauReadout");
+    readout_->setWordWrap(true); // else its longest text sets the Settings dock's width
     auto* layout = new QGridLayout(this);
     layout->setContentsMargins(0, 0, 0, 0);
     layout->addWidget(slider_, 0, 0);
@@ -83,10 +86,13 @@ void ThresholdTuner::fromSpinBox(double tau) {
 }
 
 void ThresholdTuner::updateReadouts() {
-    if (!layer_) {
+    if (!layer_ || isFisherAnalysis(*layer_)) {
         outliers_ = -1;
         bits_ = 0.0;
-        readout_->setText(tr("Pick a linear layer to preview its outliers."));
+        // τ is SpQR's threshold on the OBS form; the Fisher form has the sparse shares instead.
+        readout_->setText(layer_ ? tr("Analyse the layer with SpQR, GPTQ or RTN to preview τ.")
+                                 : tr("Pick a linear layer to preview its outliers."));
+        readout_->setToolTip({});
         return;
     }
     const quantlens::OutlierPreview& preview = layer_->preview;

@@ -15,7 +15,8 @@ struct LayerAnalysis;
 
 // SpQR's outlier threshold τ as a logarithmic slider and a spin box, with the selected layer's
 // outlier count and bits per parameter at that τ read from its OutlierPreview (a binary search, so
-// they follow the slider while it is dragged, without quantizing).
+// they follow the slider while it is dragged, without quantizing). Only an OBS-form analysis has
+// SpQR's outliers; a Fisher-form one shows no read-out.
 class ThresholdTuner : public QWidget {
     Q_OBJECT
 

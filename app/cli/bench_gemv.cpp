@@ -51,16 +51,17 @@ QuantizedLayer syntheticLayer(const Method& method, int rows, int cols, std::uin
         std::uniform_int_distribution<int> code(0, (1 << bits) - 1);
         for (auto& c : codes)
             c = static_cast<std::uint16_t>(code(engine));
-        return StoredTensor::of(
-            "U32",
-            {count, static_cast<std::int64_t>(wordsPerRow(static_cast<std::size_t>(rowLength), bits))},
-            packRows(codes, static_cast<std::size_t>(rowLength), bits));
+        return StoredTensor::of("U32",
+                                {count, static_cast<std::int64_t>(wordsPerRow(
+                                            static_cast<std::size_t>(rowLength), bits))},
+                                packRows(codes, static_cast<std::size_t>(rowLength), bits));
     };
     const auto f16 = [&](std::vector<std::int64_t> shape, double low, double high, bool integer) {
         std::vector<float> values(static_cast<std::size_t>(
             std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>())));
         for (float& v : values)
-            v = static_cast<float>(integer ? std::floor(uniform(low, high + 1)) : uniform(low, high));
+            v = static_cast<float>(integer ? std::floor(uniform(low, high + 1))
+                                           : uniform(low, high));
         return StoredTensor::f16(std::move(shape), values);
     };
     QuantizedLayer layer;
@@ -151,8 +152,8 @@ void runGemv(const GemvOptions& o) {
     const std::vector<Method> methods = {
         {"spqr w3 g32 qq3 b2=16 act-order, 0.5% outliers",
          SpqrConfig{3, 32, 3, 16, 0.2, 128, 1.0, true}, 0.005},
-        {"spqr w3 g16 qq3 b2=16 act-order, 1% outliers", SpqrConfig{3, 16, 3, 16, 0.2, 128, 1.0, true},
-         0.01},
+        {"spqr w3 g16 qq3 b2=16 act-order, 1% outliers",
+         SpqrConfig{3, 16, 3, 16, 0.2, 128, 1.0, true}, 0.01},
         {"squeezellm w3, 0.45% sparse", SqueezeConfig{3, 0.40, 0.05, 50}, 0.0045},
         {"squeezellm w4, 0.45% sparse", SqueezeConfig{4, 0.40, 0.05, 50}, 0.0045},
         {"gptq w4 g128 act-order", GptqConfig{4, 128, 128, 0.01, true}, 0.0},
@@ -176,25 +177,24 @@ void runGemv(const GemvOptions& o) {
             // Eigen runs a matrix-vector product on one thread; split the rows across the
             // engine's threads as the compressed kernels do.
             constexpr int kBlock = 64;
-            rows.push_back({shape, "fp32 eigen, rows split over threads", 32.0, bytes,
-                            timeRuns(o.repeat, [&] {
-                                parallelFor((r + kBlock - 1) / kBlock, [&](std::int64_t task) {
-                                    const Eigen::Index first = task * kBlock;
-                                    const Eigen::Index n = std::min<Eigen::Index>(kBlock, r - first);
-                                    y.segment(first, n).noalias() = w.middleRows(first, n) * x;
-                                });
-                            })});
+            rows.push_back(
+                {shape, "fp32 eigen, rows split over threads", 32.0, bytes, timeRuns(o.repeat, [&] {
+                     parallelFor((r + kBlock - 1) / kBlock, [&](std::int64_t task) {
+                         const Eigen::Index first = task * kBlock;
+                         const Eigen::Index n = std::min<Eigen::Index>(kBlock, r - first);
+                         y.segment(first, n).noalias() = w.middleRows(first, n) * x;
+                     });
+                 })});
         }
         for (const Method& method : methods) {
-            const auto layer = std::make_shared<const QuantizedLayer>(
-                syntheticLayer(method, r, c, o.seed));
+            const auto layer =
+                std::make_shared<const QuantizedLayer>(syntheticLayer(method, r, c, o.seed));
             const auto op = CompressedLinear::fromLayer(layer, "bench");
-            rows.push_back({shape, method.label, layer->bitsPerParameter(),
-                            static_cast<double>(layer->storedBytes()) + vectors,
-                            timeRuns(o.repeat, [&] {
-                                multiplyCompressed(op->matrix(), x.data(), c, 1, y.data(), r,
-                                                   false);
-                            })});
+            rows.push_back(
+                {shape, method.label, layer->bitsPerParameter(),
+                 static_cast<double>(layer->storedBytes()) + vectors, timeRuns(o.repeat, [&] {
+                     multiplyCompressed(op->matrix(), x.data(), c, 1, y.data(), r, false);
+                 })});
         }
     }
 
@@ -223,11 +223,12 @@ void runGemv(const GemvOptions& o) {
                   << '\n';
         return;
     }
-    std::printf("gemv: batch-1 y = W·x, %d threads, %d runs: median ms (and best); GB/s and speed-up "
-                "from the median, against the faster fp32 row\n\n",
-                threadCount(), o.repeat);
-    std::printf("%-11s %-48s %6s %8s %8s %8s %7s %8s\n", "shape", "method", "bits", "MB read",
-                "ms", "(best)", "GB/s", "vs fp32");
+    std::printf(
+        "gemv: batch-1 y = W·x, %d threads, %d runs: median ms (and best); GB/s and speed-up "
+        "from the median, against the faster fp32 row\n\n",
+        threadCount(), o.repeat);
+    std::printf("%-11s %-48s %6s %8s %8s %8s %7s %8s\n", "shape", "method", "bits", "MB read", "ms",
+                "(best)", "GB/s", "vs fp32");
     for (const Row& row : rows)
         std::printf("%-11s %-48s %6.3f %8.2f %8.3f %8.3f %7.2f %7.2f×\n", row.shape.c_str(),
                     row.method.c_str(), row.bits, row.bytes / 1e6, row.seconds() * 1e3,

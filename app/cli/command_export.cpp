@@ -30,6 +30,7 @@ void run(const ExportOptions& options) {
                                     {"out", options.out},
                                     {"layers", result.layers},
                                     {"bytes", result.fileBytes},
+                                    {"gptq_checkpoint_format", result.gptqFormat},
                                     {"seconds", seconds}}
                          .dump()
                   << '\n';
@@ -38,6 +39,10 @@ void run(const ExportOptions& options) {
     std::printf("wrote %s (%s, %lld linear layers, model.safetensors %llu bytes, %.2f s)\n",
                 options.out.c_str(), options.format.c_str(), static_cast<long long>(result.layers),
                 static_cast<unsigned long long>(result.fileBytes), seconds);
+    if (result.gptqFormat == "gptq_v2")
+        std::printf("note: some group has zero point 0 next to its largest code, which AutoGPTQ's "
+                    "v1 qzeros (zero − 1) cannot hold; wrote checkpoint_format \"gptq_v2\" "
+                    "(qzeros hold the zero itself), which GPTQModel reads\n");
 }
 
 } // namespace
@@ -50,7 +55,8 @@ Command addExportCommand(CLI::App& app) {
     sub->add_option("input", options->input, "quantlens checkpoint directory")
         ->required()
         ->check(CLI::ExistingDirectory);
-    sub->add_option("--format", options->format, "quantlens, dense-f32, dense-f16, dense-bf16 or gptq")
+    sub->add_option("--format", options->format,
+                    "quantlens, dense-f32, dense-f16, dense-bf16 or gptq")
         ->required()
         ->check(CLI::IsMember({"quantlens", "dense-f32", "dense-f16", "dense-bf16", "gptq"}));
     sub->add_option("--out", options->out, "Output directory (replaced atomically)")->required();

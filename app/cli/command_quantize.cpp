@@ -2,8 +2,8 @@
 #include "model_source.h"
 #include "progress_bar.h"
 #include "quant_settings.h"
+#include "quantize_output.h"
 
-#include "quantlens/dense_checkpoint_writer.h"
 #include "quantlens/model_quantizer.h"
 
 #include <nlohmann/json.hpp>
@@ -21,6 +21,7 @@ struct QuantizeOptions {
     std::string out;
     std::string tokenizer;
     std::string dtype = "F32";
+    std::string format = "dense";
     quantlens::CalibrationConfig calibrationConfig;
     bool json = false;
 };
@@ -47,16 +48,16 @@ void run(const QuantizeOptions& options, const QuantSettings& settings) {
             : readTokenStream(options.calibration, *model, options.tokenizer,
                               quantlens::PerplexityProtocol::Documents);
 
-    quantlens::DenseCheckpointWriter writer(
-        *model, options.out, *quantlens::parseDType(options.dtype),
+    QuantizeOutput writer(
+        *model, options.out, options.format, options.dtype,
         {{"quantlens.method", quantlens::describe(method)}, {"quantlens.source", options.model}});
     ProgressBar progress;
     const quantlens::JobContext job(
         [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
     const quantlens::QuantizeResult result = quantlens::quantizeModel(
         *model, calibration, method, options.calibrationConfig,
-        [&](int block, const std::string& name, const quantlens::QuantizedLayer&,
-            const quantlens::RowMatrix& weights) { writer.writeLayer(block, name, weights); },
+        [&](int block, const std::string& name, const quantlens::QuantizedLayer& layer,
+            const quantlens::RowMatrix& weights) { writer.write(block, name, layer, weights); },
         job);
     writer.commit();
     const double seconds =
@@ -92,8 +93,8 @@ void run(const QuantizeOptions& options, const QuantSettings& settings) {
     std::printf("paper_bits_per_param %.4f\n", result.paperBitsPerParameter);
     std::printf("outlier_fraction     %.6f\n", result.outlierFraction);
     std::printf("seconds              %.2f\n", seconds);
-    std::printf("wrote                %s (dense %s, loads with `quantlens-cli eval`)\n",
-                options.out.c_str(), options.dtype.c_str());
+    std::printf("wrote                %s (%s)\n", options.out.c_str(),
+                writer.description().c_str());
 }
 
 } // namespace
@@ -115,6 +116,10 @@ Command addQuantizeCommand(CLI::App& app) {
         ->capture_default_str();
     sub->add_option("--seqlen", options->calibrationConfig.sequenceLength,
                     "Tokens per calibration sequence (0: min(2048, model context))")
+        ->capture_default_str();
+    sub->add_option("--format", options->format,
+                    "dense (dequantized weights in --dtype) or quantlens (compressed)")
+        ->check(CLI::IsMember({"dense", "quantlens"}))
         ->capture_default_str();
     sub->add_option("--dtype", options->dtype, "Output dtype")
         ->check(CLI::IsMember({"F32", "F16", "BF16"}))

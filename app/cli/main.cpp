@@ -1,21 +1,36 @@
 #include "commands.h"
 
 #include "quantlens/error.h"
+#include "quantlens/job.h"
 #include "quantlens/parallel.h"
 
+#include <csignal>
 #include <iostream>
 
+namespace {
+
+// The first Ctrl-C (or SIGTERM) cancels the running job, which unwinds and removes its temporary
+// files; a second one kills the process at once.
+extern "C" void cancelOnSignal(int signal) {
+    quantlens::cancelAllJobs();
+    std::signal(signal, SIG_DFL);
+}
+
+} // namespace
+
 int main(int argc, char** argv) {
+    std::signal(SIGINT, cancelOnSignal);
+    std::signal(SIGTERM, cancelOnSignal);
     CLI::App app{"quantlens-cli: inspect, evaluate and compress LLaMA-family models"};
     app.require_subcommand(1);
     int threads = 0;
     app.add_option("--threads", threads, "Worker threads (0 = all cores)")
         ->check(CLI::NonNegativeNumber);
-    const Command commands[] = {
-        addInspectCommand(app),  addEvalCommand(app),    addGenerateCommand(app),
-        addTokenizeCommand(app), addDevicesCommand(app), addQuantizeCommand(app),
-        addSweepCommand(app),    addSynthCommand(app),   addBenchCommand(app),
-        addExportCommand(app)};
+    const Command commands[] = {addInspectCommand(app),  addEvalCommand(app),
+                                addGenerateCommand(app), addTokenizeCommand(app),
+                                addDevicesCommand(app),  addQuantizeCommand(app),
+                                addSweepCommand(app),    addSynthCommand(app),
+                                addBenchCommand(app),    addExportCommand(app)};
     try {
         app.parse(argc, argv);
         quantlens::setThreadCount(threads);
@@ -23,6 +38,9 @@ int main(int argc, char** argv) {
             if (command.parser->parsed()) command.run();
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
+    } catch (const quantlens::Cancelled&) {
+        std::cerr << "quantlens-cli: cancelled\n";
+        return 130; // as shells report a command ended by SIGINT
     } catch (const quantlens::Error& e) {
         std::cerr << "quantlens-cli: " << e.what() << '\n';
         return 1;

@@ -33,6 +33,18 @@ quantlens::CalibrationConfig calibrationOf(const DataSettings& data) {
     return {data.sequences, data.sequenceLength};
 }
 
+// The OBS analysis uses SpQR's base quantizer; RTN and GPTQ lend it their bits and groups.
+quantlens::SpqrConfig obsAnalysisConfig(const quantlens::QuantConfig& config) {
+    if (const auto* spqr = std::get_if<quantlens::SpqrConfig>(&config)) return *spqr;
+    quantlens::SpqrConfig spqr;
+    spqr.wbits = quantlens::weightBits(config);
+    if (const auto* gptq = std::get_if<quantlens::GptqConfig>(&config))
+        spqr.groupsize = gptq->groupsize;
+    if (const auto* rtn = std::get_if<quantlens::RtnConfig>(&config))
+        spqr.groupsize = rtn->groupsize;
+    return spqr;
+}
+
 double secondsSince(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -45,6 +57,10 @@ struct EngineController::WorkerCache {
     std::weak_ptr<const quantlens::Model> calibratedModel;
     DataSettings calibratedData;
     std::shared_ptr<const quantlens::BlockCalibration> calibration;
+
+    std::weak_ptr<const quantlens::Model> fisherModel;
+    DataSettings fisherData;
+    std::shared_ptr<const quantlens::FisherInformation> fisher;
 
     std::weak_ptr<const quantlens::Model> scoredModel;
     DataSettings scoredData;
@@ -140,12 +156,39 @@ int EngineController::openModel(const QString& path) {
 }
 
 int EngineController::analyseLayer(ModelPtr model, const DataSettings& data,
-                                   const quantlens::SpqrConfig& config, int block,
+                                   const quantlens::QuantConfig& config, int block,
                                    const QString& layer) {
+    if (const auto* squeeze = std::get_if<quantlens::SqueezeConfig>(&config))
+        return runJob(
+            tr("Analyse block %1 %2 (Fisher)").arg(block).arg(layer),
+            [model, data, squeeze = *squeeze, block, layer,
+             cache = cache_](const quantlens::JobContext& job, ProgressRelay& relay) {
+                if (!cache->fisher || cache->fisherModel.lock() != model ||
+                    !(cache->fisherData == data)) {
+                    cache->fisher.reset();
+                    const auto stream =
+                        tokenStream(*model, data.calibrationFile, tr("calibration text"));
+                    relay.setPhase(0.0, 0.9, tr("Fisher: "));
+                    cache->fisher = std::make_shared<const quantlens::FisherInformation>(
+                        quantlens::accumulateFisher(*model,
+                                                    quantlens::calibrationSequences(
+                                                        stream, calibrationOf(data), model->config,
+                                                        data.calibrationFile.toStdString()),
+                                                    job));
+                    cache->fisherModel = model;
+                    cache->fisherData = data;
+                }
+                relay.setPhase(0.9, 0.1, {});
+                job.report(0.0, tr("clustering %1").arg(layer).toStdString());
+                return AnalysisPtr(
+                    std::make_shared<const quantlens::LayerAnalysis>(quantlens::analyseLayerFisher(
+                        *model, *cache->fisher, block, layer.toStdString(), squeeze, job)));
+            },
+            [this](const AnalysisPtr& analysis) { emit layerAnalysed(analysis); });
     return runJob(
         tr("Analyse block %1 %2").arg(block).arg(layer),
-        [model, data, config, block, layer, cache = cache_](const quantlens::JobContext& job,
-                                                            ProgressRelay&) {
+        [model, data, spqr = obsAnalysisConfig(config), block, layer,
+         cache = cache_](const quantlens::JobContext& job, ProgressRelay&) {
             if (!cache->calibration || cache->calibratedModel.lock() != model ||
                 !(cache->calibratedData == data) || cache->calibration->block != block) {
                 cache->calibration.reset();
@@ -157,7 +200,7 @@ int EngineController::analyseLayer(ModelPtr model, const DataSettings& data,
                 cache->calibratedData = data;
             }
             return AnalysisPtr(std::make_shared<const quantlens::LayerAnalysis>(
-                quantlens::analyseLayer(*model, *cache->calibration, layer.toStdString(), config)));
+                quantlens::analyseLayer(*model, *cache->calibration, layer.toStdString(), spqr)));
         },
         [this](const AnalysisPtr& analysis) { emit layerAnalysed(analysis); });
 }

@@ -39,10 +39,11 @@ public:
 
     // Each returns the job's id.
     int openModel(const QString& path);
-    // Runs the unquantized model to the layer's block on the calibration text and previews its
-    // sensitivity and outliers for SpQR's base quantizer; a block's Hessians are kept for its other
-    // layers.
-    int analyseLayer(ModelPtr model, const DataSettings& data, const quantlens::SpqrConfig& config,
+    // Previews a layer's sensitivity in the form `config`'s method uses. SqueezeLLM: the Fisher
+    // form, from the diagonal Fisher of the whole model on the calibration text (kept for every
+    // other layer). Other methods: the OBS form of SpQR's base quantizer with the method's bits
+    // and groups, from the Hessians of the unquantized model's block (kept for its other layers).
+    int analyseLayer(ModelPtr model, const DataSettings& data, const quantlens::QuantConfig& config,
                      int block, const QString& layer);
     // Scores the unquantized model (baselineEvaluated), then quantizes and scores each config in
     // turn (runFinished after each, so a cancelled sweep keeps the runs it finished).

@@ -11,7 +11,6 @@
 #include "project_file.h"
 #include "quant_settings_panel.h"
 #include "run_description.h"
-#include "threshold_tuner.h"
 
 #include "quantlens/error.h"
 
@@ -29,6 +28,7 @@
 #include <QMimeData>
 #include <QProgressBar>
 #include <QScrollArea>
+#include <QScrollBar>
 #include <QSettings>
 #include <QStandardPaths>
 #include <QStatusBar>
@@ -87,18 +87,6 @@ QString autosavePath() {
     return QDir(directory).filePath("autosave.quantlens");
 }
 
-// The layer analysis uses SpQR's base quantizer; other methods lend it their bits and groups.
-quantlens::SpqrConfig analysisConfig(const quantlens::QuantConfig& config) {
-    if (const auto* spqr = std::get_if<quantlens::SpqrConfig>(&config)) return *spqr;
-    quantlens::SpqrConfig spqr;
-    spqr.wbits = quantlens::weightBits(config);
-    if (const auto* gptq = std::get_if<quantlens::GptqConfig>(&config))
-        spqr.groupsize = gptq->groupsize;
-    if (const auto* rtn = std::get_if<quantlens::RtnConfig>(&config))
-        spqr.groupsize = rtn->groupsize;
-    return spqr;
-}
-
 } // namespace
 
 MainWindow::MainWindow(QWidget* parent)
@@ -107,7 +95,7 @@ MainWindow::MainWindow(QWidget* parent)
       heatmap_(new HeatmapView), patterns_(new OutlierPatternView), pareto_(new ParetoView),
       layerSummary_(new LayerSummaryView), modelStatus_(new QLabel(tr("No model loaded"))),
       busyIndicator_(new QProgressBar) {
-    setWindowTitle("Quantlens");
+    setWindowTitle("Quantlens[*]"); // [*]: marked while the session has unsaved work
     // Sized before the docks are added: they take their first width from the window's.
     QSettings settings;
     if (!restoreGeometry(settings.value(geometryKey).toByteArray())) resize(1280, 800);
@@ -137,6 +125,7 @@ MainWindow::MainWindow(QWidget* parent)
     connectEngine();
     settings_->restore(settings);
     restoreState(settings.value(stateKey).toByteArray());
+    setWindowModified(false); // a sweep list restored from the settings is not new work
 }
 
 void MainWindow::createDocks() {
@@ -152,6 +141,11 @@ void MainWindow::createDocks() {
     auto* scroll = new QScrollArea;
     scroll->setWidget(settings_);
     scroll->setWidgetResizable(true);
+    // The panel scrolls only vertically: its dock keeps room for it beside the scroll bar.
+    scroll->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    scroll->setMinimumWidth(settings_->minimumSizeHint().width() +
+                            scroll->verticalScrollBar()->sizeHint().width() +
+                            2 * scroll->frameWidth());
     addDock(tr("Settings"), "settingsDock", scroll, Qt::RightDockWidgetArea);
     QDockWidget* jobs = addDock(tr("Jobs"), "jobsDock", jobs_, Qt::BottomDockWidgetArea);
     resizeDocks({jobs}, {180}, Qt::Vertical); // the views get the room; restoreState may differ
@@ -165,9 +159,11 @@ void MainWindow::createDocks() {
     connect(settings_, &QuantSettingsPanel::analyseRequested, this,
             &MainWindow::analyseSelectedLayer);
     connect(settings_, &QuantSettingsPanel::runRequested, this, &MainWindow::runConfigs);
-    connect(settings_->tuner(), &ThresholdTuner::thresholdChanged, heatmap_,
+    connect(settings_, &QuantSettingsPanel::sweepChanged, this,
+            [this] { setWindowModified(true); });
+    connect(settings_, &QuantSettingsPanel::overlayThresholdChanged, heatmap_,
             &HeatmapView::setThreshold);
-    connect(settings_->tuner(), &ThresholdTuner::thresholdChanged, patterns_,
+    connect(settings_, &QuantSettingsPanel::overlayThresholdChanged, patterns_,
             &OutlierPatternView::setThreshold);
     connect(pareto_, &ParetoView::runClicked, this, &MainWindow::selectRun);
     connect(jobs_, &JobsPanel::cancelRequested, &engine_, &EngineController::cancel);
@@ -273,12 +269,12 @@ void MainWindow::chooseProjectToOpen() {
     if (!path.isEmpty()) openProject(path);
 }
 
-void MainWindow::chooseProjectToSave() {
+bool MainWindow::chooseProjectToSave() {
     QString path =
         QFileDialog::getSaveFileName(this, tr("Save Project"), startDirectory(), tr(projectFilter));
-    if (path.isEmpty()) return;
+    if (path.isEmpty()) return false;
     if (QFileInfo(path).suffix().isEmpty()) path += ".quantlens";
-    saveProject(path);
+    return saveProject(path);
 }
 
 void MainWindow::choosePlotFile() {
@@ -296,7 +292,12 @@ void MainWindow::chooseExport() {
     QStringList runs;
     for (const quantlens::RunRecord& run : runs_)
         runs << runSummary(run);
-    auto* dialog = new ExportDialog(runs, exportFormats(), this);
+    auto* dialog = new ExportDialog(
+        runs, exportFormats(),
+        [this](int run, const QString& format) {
+            return exportUnavailable(runs_.at(std::size_t(run)).config, format);
+        },
+        this);
     dialog->setAttribute(Qt::WA_DeleteOnClose);
     dialog->setRun(int(runs_.size()) - 1);
     connect(dialog, &QDialog::accepted, this, [this, dialog] { exportRun(dialog->request()); });
@@ -350,16 +351,16 @@ void MainWindow::analyseSelectedLayer() {
         showError(tr("Open a model and select one of its linear layers in the Model dock."));
         return;
     }
-    engine_.analyseLayer(model_, settings_->data(), analysisConfig(settings_->config()),
-                         selectedBlock_, selectedLayer_);
+    engine_.analyseLayer(model_, settings_->data(), settings_->config(), selectedBlock_,
+                         selectedLayer_);
 }
 
 void MainWindow::showAnalysis(const std::shared_ptr<const quantlens::LayerAnalysis>& analysis) {
-    settings_->tuner()->setLayer(analysis);
+    settings_->setLayer(analysis);
     heatmap_->setLayer(analysis);
-    heatmap_->setThreshold(settings_->tuner()->threshold());
+    heatmap_->setThreshold(settings_->overlayThreshold());
     patterns_->setLayer(analysis);
-    patterns_->setThreshold(settings_->tuner()->threshold());
+    patterns_->setThreshold(settings_->overlayThreshold());
     tabs_->setCurrentWidget(heatmap_);
     emit layerShown();
 }
@@ -374,6 +375,7 @@ void MainWindow::runConfigs(const std::vector<quantlens::QuantConfig>& configs) 
 
 void MainWindow::addRun(const quantlens::RunRecord& run) {
     runs_.push_back(run);
+    setWindowModified(true);
     pareto_->setRuns(runs_);
     pareto_->setBaseline(baseline_);
     layerSummary_->setRun(run);
@@ -409,6 +411,7 @@ bool MainWindow::saveProject(const QString& path) {
         return false;
     }
     projectPath_ = path;
+    setWindowModified(false);
     statusBar()->showMessage(tr("Saved %1").arg(QDir::toNativeSeparators(path)), 5000);
     return true;
 }
@@ -431,14 +434,36 @@ bool MainWindow::openProject(const QString& path) {
     pareto_->setBaseline(baseline_);
     if (!runs_.empty()) layerSummary_->setRun(runs_.back());
     if (!project.modelPath.isEmpty()) openModel(project.modelPath);
+    // What was just read is saved, unless it is the autosave of a session never saved.
+    setWindowModified(projectPath_.isEmpty() && !(runs_.empty() && project.sweep.empty()));
     return true;
 }
 
 void MainWindow::autosave() {
     try {
         ::saveProject(currentProject(), projectPath_.isEmpty() ? autosavePath() : projectPath_);
+        if (!projectPath_.isEmpty()) setWindowModified(false); // the project file has it all
     } catch (const quantlens::Error& error) {
         jobs_->log(tr("Could not save the session: %1").arg(QString::fromStdString(error.what())));
+    }
+}
+
+bool MainWindow::mayClose() {
+    if (!isWindowModified()) return true;
+    QMessageBox box(QMessageBox::Question, tr("Quantlens"),
+                    tr("This session has runs or a sweep list that are not saved in a project "
+                       "file."),
+                    QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel, this);
+    box.setInformativeText(tr("Save them before closing? Without saving, the last session's runs "
+                              "can still be reopened with File ▸ Reopen Last Session."));
+    box.setDefaultButton(QMessageBox::Save);
+    switch (confirmClose_(box)) {
+    case QMessageBox::Save:
+        return projectPath_.isEmpty() ? chooseProjectToSave() : saveProject(projectPath_);
+    case QMessageBox::Discard:
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -483,6 +508,10 @@ void MainWindow::rebuildRecentMenu() {
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
+    if (!mayClose()) {
+        event->ignore();
+        return;
+    }
     QSettings settings;
     settings.setValue(geometryKey, saveGeometry());
     settings.setValue(stateKey, saveState());

@@ -3,7 +3,9 @@
 #include "engine_controller.h"
 
 #include <QMainWindow>
+#include <QMessageBox>
 
+#include <functional>
 #include <limits>
 #include <memory>
 #include <vector>
@@ -48,6 +50,11 @@ public:
     const std::vector<quantlens::RunRecord>& runs() const { return runs_; }
     EngineController& engine() { return engine_; }
 
+    // Shows `box` (Save, Discard, Cancel) when the window is closed with unsaved work and returns
+    // the button chosen; replaceable so that the question can be answered without a person.
+    using CloseConfirmation = std::function<QMessageBox::StandardButton(QMessageBox& box)>;
+    void setCloseConfirmation(CloseConfirmation confirm) { confirmClose_ = std::move(confirm); }
+
 signals:
     // After the model's outline and the status line show a newly opened model.
     void modelShown();
@@ -78,7 +85,7 @@ private:
     void chooseModelDirectory();
     void chooseCheckpoint();
     void chooseProjectToOpen();
-    void chooseProjectToSave();
+    bool chooseProjectToSave();
     void choosePlotFile();
     void chooseExport();
     void rememberRecent(const QString& path);
@@ -87,6 +94,9 @@ private:
     // Keeps runs safe: the session is written after each run to its project file, or to the
     // autosave file until it has one.
     void autosave();
+    // Whether the window may close: asks about unsaved work (runs or a sweep list not in a project
+    // file) and saves it if asked to.
+    bool mayClose();
 
     EngineController engine_;
     std::shared_ptr<const quantlens::Model> model_;
@@ -95,6 +105,9 @@ private:
     int selectedBlock_ = -1;
     QString selectedLayer_;
     QString projectPath_;
+    CloseConfirmation confirmClose_ = [](QMessageBox& box) {
+        return QMessageBox::StandardButton(box.exec());
+    };
 
     ModelSummaryView* summary_;
     QuantSettingsPanel* settings_;

@@ -76,6 +76,13 @@ AtomicDirectory::~AtomicDirectory() {
     fs::remove_all(staging_, ignored);
 }
 
+Error AtomicDirectory::attributed(const Error& error) const {
+    const std::string staging = staging_.string();
+    const std::string& source = error.source();
+    if (staging.empty() || source.compare(0, staging.size(), staging) != 0) return error;
+    return Error(target_.string() + source.substr(staging.size()), error.message());
+}
+
 void AtomicDirectory::commit() {
     if (committed_) throw Error(target_.string(), "committed twice");
     for (const fs::directory_entry& entry : fs::directory_iterator(staging_))

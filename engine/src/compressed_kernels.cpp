@@ -6,12 +6,17 @@
 #include "quantlens/parallel.h"
 
 #include <algorithm>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #define QUANTLENS_KERNELS_AVX2 1
+// 16-lane kernels where the build targets AVX-512 with VBMI's multishift (Ice Lake, Zen 4).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VBMI__)
+#define QUANTLENS_KERNELS_AVX512 1
+#endif
 #endif
 
 // Fused dequantize-and-multiply kernels. Every weight is decoded with the very expression
@@ -22,7 +27,9 @@
 namespace quantlens {
 namespace {
 
-constexpr int kRowBlock = 16; // rows per task on the fused path (a multiple of 8)
+// Rows per task on the fused path (a multiple of 8): few enough that a block's decoded grids
+// stay in L1.
+constexpr int kRowBlock = 8;
 constexpr int kTileRows = 32; // rows per decoded tile on the batched path
 
 // 57 or more bits of a packed row from bit `bit` on, LSB first; bytes at or past `end` (the end
@@ -31,7 +38,10 @@ inline std::uint64_t bitsAt(const std::byte* row, std::size_t bit, const std::by
     const std::byte* p = row + bit / 8;
     std::uint64_t v = 0;
     const std::ptrdiff_t available = end - p;
-    std::memcpy(&v, p, available >= 8 ? 8 : static_cast<std::size_t>(available));
+    if (available >= 8) // a fixed-size copy: one load
+        std::memcpy(&v, p, 8);
+    else
+        std::memcpy(&v, p, static_cast<std::size_t>(available));
     return v >> (bit % 8);
 }
 
@@ -99,6 +109,10 @@ void fillGrids(const CompressedMatrix& m, int first, int count, BlockGrids& grid
         return MinMaxGrid{halfToFloat(loadStored<std::uint16_t>(stats, at)),
                           halfToFloat(loadStored<std::uint16_t>(stats, at + 1)), maxStatCode};
     };
+    // The second-level group of each run of 8 rows, computed once per block.
+    [[maybe_unused]] int rowGroupOf[(kRowBlock > kTileRows ? kRowBlock : kTileRows) / 8];
+    for (int i = 0; i + 8 <= count; i += 8)
+        rowGroupOf[i / 8] = (first + i) / m.statsGroupsize;
     for (int g = 0; g < m.groups; ++g) {
         const std::byte* scaleRow = m.scaleCodes + g * m.statCodeRowBytes;
         const std::byte* zeroRow = m.zeroCodes + g * m.statCodeRowBytes;
@@ -106,29 +120,47 @@ void fillGrids(const CompressedMatrix& m, int first, int count, BlockGrids& grid
         float* zeros = grids.zero.data() + grids.at(0, g);
         int i = 0;
 #ifdef QUANTLENS_KERNELS_AVX2
-        // Eight rows at once when they share one second-level grid.
+        // Eight rows at once when they share one second-level grid (rows 8-aligned, β2 a
+        // multiple of 8): their codes start on a byte.
         if (vector && first % 8 == 0 && m.statsGroupsize % 8 == 0) {
             const int b = m.qqBits;
             const __m256i shifts = _mm256_setr_epi32(0, b, 2 * b, 3 * b, 0, b, 2 * b, 3 * b);
             const __m256i mask = _mm256_set1_epi32(maxStatCode);
+            const __m256i shifts8 =
+                _mm256_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
             const auto codes8 = [&](const std::byte* row, const std::byte* end, int r) {
-                const std::uint64_t v = bitsAt(row, static_cast<std::size_t>(r) * b, end);
-                const __m256i both =
-                    _mm256_set_m128i(_mm_set1_epi32(static_cast<int>(v >> (4 * b))),
-                                     _mm_set1_epi32(static_cast<int>(v)));
-                return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(both, shifts), mask));
+                const std::byte* p = row + static_cast<std::size_t>(r) * b / 8;
+                std::uint64_t v = 0;
+                if (end - p >= 8)
+                    std::memcpy(&v, p, 8);
+                else
+                    std::memcpy(&v, p, static_cast<std::size_t>(end - p));
+                // ≤ 4-bit codes: all eight in the low word, one broadcast.
+                const __m256i lanes =
+                    b <= 4 ? _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(v)), shifts8)
+                           : _mm256_srlv_epi32(
+                                 _mm256_set_m128i(_mm_set1_epi32(static_cast<int>(v >> (4 * b))),
+                                                  _mm_set1_epi32(static_cast<int>(v))),
+                                 shifts);
+                return _mm256_cvtepi32_ps(_mm256_and_si256(lanes, mask));
             };
             for (; i + 8 <= count; i += 8) {
                 const int r = first + i;
-                const MinMaxGrid s = stat(m.scaleStats, g, r), z = stat(m.zeroStats, g, r);
+                const std::size_t at = (static_cast<std::size_t>(g) * m.rowGroups +
+                                        static_cast<std::size_t>(rowGroupOf[i / 8])) *
+                                       2;
+                const auto half = [](const std::byte* stats, std::size_t k) {
+                    return _mm256_set1_ps(halfToFloat(loadStored<std::uint16_t>(stats, k)));
+                };
                 const __m256 scale = _mm256_mul_ps(
-                    _mm256_set1_ps(s.scale),
-                    _mm256_sub_ps(codes8(scaleRow, scaleEnd, r), _mm256_set1_ps(s.zero)));
+                    half(m.scaleStats, at),
+                    _mm256_sub_ps(codes8(scaleRow, scaleEnd, r), half(m.scaleStats, at + 1)));
                 _mm256_storeu_ps(scales + i,
                                  _mm256_max_ps(scale, _mm256_set1_ps(kMinimumSpqrScale)));
-                _mm256_storeu_ps(zeros + i, _mm256_mul_ps(_mm256_set1_ps(z.scale),
-                                                          _mm256_sub_ps(codes8(zeroRow, zeroEnd, r),
-                                                                        _mm256_set1_ps(z.zero))));
+                _mm256_storeu_ps(
+                    zeros + i,
+                    _mm256_mul_ps(half(m.zeroStats, at), _mm256_sub_ps(codes8(zeroRow, zeroEnd, r),
+                                                                       half(m.zeroStats, at + 1))));
             }
         }
 #endif
@@ -147,59 +179,18 @@ void fillTable(const CompressedMatrix& m, int row, float* table) {
     const int levels = 1 << m.wbits;
     std::fill(table, table + 16, 0.0f);
     for (int k = 0; k < levels; ++k)
-        table[k] = f16ToFloat(
+        table[k] = halfToFloat(
             loadStored<std::uint16_t>(m.lut, static_cast<std::size_t>(row) * levels + k));
 }
-
-// The decoded weight at permuted column j of row `row` (block row i), before outliers.
-inline float decodedAt(const CompressedMatrix& m, const std::byte* row, const float* table,
-                       const BlockGrids& grids, int i, int j) {
-    const int code =
-        codeAt(row, static_cast<std::size_t>(j), m.wbits, m.codes + m.rows * m.codeRowBytes);
-    if (m.grid == CompressedMatrix::Grid::Lut) return table[code];
-    const std::size_t at = grids.at(i, j / m.groupsize);
-    return MinMaxGrid{grids.scale[at], grids.zero[at], (1 << m.wbits) - 1}.dequantize(code);
-}
-
-// Row `first + i` decoded into out[cols] with outliers in place: dequantize()'s values.
-void decodeRowPortable(const CompressedMatrix& m, int first, int i, const BlockGrids& grids,
-                       float* out) {
-    const int r = first + i;
-    const std::byte* row = m.codes + r * m.codeRowBytes;
-    float table[256];
-    if (m.grid == CompressedMatrix::Grid::Lut) fillTable(m, r, table);
-    for (int j = 0; j < m.cols; ++j)
-        out[j] = decodedAt(m, row, table, grids, i, j);
-    if (m.outliers.count > 0)
-        for (std::int64_t k = m.outliers.rowBegin(r); k < m.outliers.rowBegin(r + 1); ++k)
-            out[m.outliers.column(k)] = m.outliers.value(k);
-}
-
-void fusedRowsPortable(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
-                       const float* const* x, int tokens, float* out) {
-    thread_local std::vector<float> w;
-    w.resize(static_cast<std::size_t>(m.cols));
-    for (int i = 0; i < count; ++i) {
-        decodeRowPortable(m, first, i, grids, w.data());
-        for (int t = 0; t < tokens; ++t) {
-            float sum = 0.0f;
-            for (int j = 0; j < m.cols; ++j)
-                sum += w[j] * x[t][j];
-            out[i * tokens + t] = sum;
-        }
-    }
-}
-
-#ifdef QUANTLENS_KERNELS_AVX2
 
 // Everything one row's decoding needs, in registers or L1.
 struct RowDecoder {
     const CompressedMatrix& m;
     const std::byte* row;
-    const std::byte* end;     // end of the codes array: no load reaches it
-    int safeColumns;          // chunks starting before this column may load 8 bytes directly
-    const float* table;       // Lut: the row's LUT
-    const float* scale;       // Grid: the row's scale of group g at scale[g·groupStride]
+    const std::byte* end; // end of the codes array: no load reaches it
+    int safeColumns;      // chunks starting before this column may load 8 bytes directly
+    const float* table;   // Lut: the row's LUT
+    const float* scale;   // Grid: the row's scale of group g at scale[g·groupStride]
     const float* zero;
     std::size_t groupStride;
     int groupShift; // log2(groupsize) when it is a power of two, else −1
@@ -234,6 +225,38 @@ inline float f16Value(const std::byte* values, std::int64_t k) {
     return halfToFloat(loadStored<std::uint16_t>(values, static_cast<std::size_t>(k)));
 }
 
+// Row `first + i` decoded into out[cols] with outliers in place: dequantize()'s values.
+void decodeRowPortable(const CompressedMatrix& m, int first, int i, const BlockGrids& grids,
+                       float* out) {
+    const int r = first + i;
+    float table[256];
+    const bool lut = m.grid == CompressedMatrix::Grid::Lut;
+    if (lut) fillTable(m, r, table);
+    const RowDecoder d(m, r, i, grids, lut ? table : nullptr);
+    for (int j = 0; j < m.cols; ++j)
+        out[j] = d.at(j);
+    if (m.outliers.count > 0)
+        for (std::int64_t k = m.outliers.rowBegin(r); k < m.outliers.rowBegin(r + 1); ++k)
+            out[m.outliers.column(k)] = m.outliers.value(k);
+}
+
+void fusedRowsPortable(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
+                       const float* const* x, int tokens, float* out) {
+    thread_local std::vector<float> w;
+    w.resize(static_cast<std::size_t>(m.cols));
+    for (int i = 0; i < count; ++i) {
+        decodeRowPortable(m, first, i, grids, w.data());
+        for (int t = 0; t < tokens; ++t) {
+            float sum = 0.0f;
+            for (int j = 0; j < m.cols; ++j)
+                sum += w[j] * x[t][j];
+            out[i * tokens + t] = sum;
+        }
+    }
+}
+
+#ifdef QUANTLENS_KERNELS_AVX2
+
 // Eight consecutive codes per call, one per 32-bit lane.
 struct CodeUnpacker {
     explicit CodeUnpacker(int bits)
@@ -248,8 +271,8 @@ struct CodeUnpacker {
         if constexpr (narrow) {
             std::uint32_t v;
             std::memcpy(&v, p, 4);
-            return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(v)), shifts8),
-                                    mask);
+            return _mm256_and_si256(
+                _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(v)), shifts8), mask);
         } else {
             std::uint64_t v;
             std::memcpy(&v, p, 8);
@@ -320,15 +343,14 @@ inline void forEachWeight(const RowDecoder& d, const CodeUnpacker& unpack, Chunk
         // Every chunk lies in one group: its scale and zero are broadcast straight from memory.
         const auto weights = [&](int c, __m256i codes) {
             const std::size_t g = static_cast<std::size_t>(c >> d.chunkShift) * d.groupStride;
-            return _mm256_mul_ps(_mm256_broadcast_ss(d.scale + g),
-                                 _mm256_sub_ps(_mm256_cvtepi32_ps(codes),
-                                               _mm256_broadcast_ss(d.zero + g)));
+            return _mm256_mul_ps(
+                _mm256_broadcast_ss(d.scale + g),
+                _mm256_sub_ps(_mm256_cvtepi32_ps(codes), _mm256_broadcast_ss(d.zero + g)));
         };
         int j = 0;
         forEachChunk<kind == Decode::GridFlatNarrow, true>(
-            d, unpack, j, m.cols, [&](int at, __m256i codes, auto slot) {
-                chunk(at, weights(at >> 3, codes), slot);
-            });
+            d, unpack, j, m.cols,
+            [&](int at, __m256i codes, auto slot) { chunk(at, weights(at >> 3, codes), slot); });
         for (; j < m.cols; ++j)
             single(j, d.at(j));
     } else if constexpr (kind == Decode::GridGrouped) {
@@ -338,8 +360,7 @@ inline void forEachWeight(const RowDecoder& d, const CodeUnpacker& unpack, Chunk
             const int end = std::min(m.cols, (g + 1) * m.groupsize);
             int j = g * m.groupsize;
             forEachChunk<false, false>(d, unpack, j, end, [&](int at, __m256i codes, auto slot) {
-                chunk(at,
-                      _mm256_mul_ps(scaleV, _mm256_sub_ps(_mm256_cvtepi32_ps(codes), zeroV)),
+                chunk(at, _mm256_mul_ps(scaleV, _mm256_sub_ps(_mm256_cvtepi32_ps(codes), zeroV)),
                       slot);
             });
             for (; j < end; ++j)
@@ -382,7 +403,7 @@ void fusedRowsAvx2(const CompressedMatrix& m, int first, int count, const BlockG
     for (int i = 0; i < count; ++i) {
         const int r = first + i;
         if constexpr (isLut(kind)) fillTable(m, r, table);
-        const RowDecoder d(m, r, i, grids, table);
+        const RowDecoder d(m, r, i, grids, isLut(kind) ? table : nullptr);
         __m256 acc[T][K];
         float rest[T];
         for (int t = 0; t < T; ++t) {
@@ -426,7 +447,7 @@ void decodeRowAvx2(const CompressedMatrix& m, int first, int i, const BlockGrids
     const CodeUnpacker unpack(m.wbits);
     alignas(32) float table[256];
     if constexpr (isLut(kind)) fillTable(m, r, table);
-    const RowDecoder d(m, r, i, grids, table);
+    const RowDecoder d(m, r, i, grids, isLut(kind) ? table : nullptr);
     forEachWeight<kind>(
         d, unpack, [&](int j, __m256 w, auto) { _mm256_storeu_ps(out + j, w); },
         [&](int j, float w) { out[j] = w; });
@@ -458,6 +479,122 @@ void fusedRowsAvx2(const CompressedMatrix& m, int first, int count, const BlockG
     }
 }
 
+#ifdef QUANTLENS_KERNELS_AVX512
+
+// Sixteen consecutive codes of ≤ 4 bits (one 64-bit word, from a column that is a multiple of 16)
+// into 32-bit lanes with one multishift: each lane's low byte is picked at bit offset lane·bits.
+struct CodeUnpacker16 {
+    explicit CodeUnpacker16(int bits) : mask(_mm512_set1_epi32((1 << bits) - 1)), bits(bits) {
+        alignas(64) std::uint8_t offsets[64] = {};
+        for (int lane = 0; lane < 16; ++lane)
+            offsets[4 * lane] = static_cast<std::uint8_t>(lane * bits);
+        control = _mm512_load_si512(offsets);
+    }
+    __m512i operator()(const std::byte* row, int j) const {
+        std::uint64_t v;
+        std::memcpy(&v, row + static_cast<std::size_t>(j) * bits / 8, 8);
+        return _mm512_and_si512(
+            _mm512_multishift_epi64_epi8(control, _mm512_set1_epi64(static_cast<long long>(v))),
+            mask);
+    }
+    __m512i control, mask;
+    int bits;
+};
+
+// The 16-lane kernels: ≤ 4-bit codes on a flat grid whose groups are multiples of 16 columns
+// (or the whole row), or a LUT of at most 16 entries (one permute).
+enum class Decode16 { Grid, Lut };
+
+std::optional<Decode16> decodeKind16(const CompressedMatrix& m) {
+    if (m.wbits > 4) return std::nullopt;
+    if (m.grid == CompressedMatrix::Grid::Lut) return Decode16::Lut;
+    const int g = m.groupsize;
+    if (m.groups == 1 || (g >= 16 && (g & (g - 1)) == 0)) return Decode16::Grid;
+    return std::nullopt;
+}
+
+template <int T, Decode16 kind>
+void fusedRowsAvx512(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
+                     const float* const* x, float* out) {
+    const CodeUnpacker16 unpack(m.wbits);
+    alignas(64) float table[256];
+    const int chunks = m.cols / 16;
+    for (int i = 0; i < count; ++i) {
+        const int r = first + i;
+        if constexpr (kind == Decode16::Lut) fillTable(m, r, table);
+        const RowDecoder d(m, r, i, grids, kind == Decode16::Lut ? table : nullptr);
+        const __m512 lut = kind == Decode16::Lut ? _mm512_load_ps(table) : _mm512_setzero_ps();
+        // Group of 16-column chunk c: c >> shift (chunkShift counts 8-column chunks).
+        const int shift = d.chunkShift >= 30 ? 30 : d.chunkShift - 1;
+        __m512 acc[T][2];
+        float rest[T];
+        for (int t = 0; t < T; ++t) {
+            acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+            rest[t] = 0.0f;
+        }
+        const auto weights = [&](int c, __m512i codes) {
+            if constexpr (kind == Decode16::Lut) {
+                return _mm512_permutexvar_ps(codes, lut);
+            } else {
+                const std::size_t g = static_cast<std::size_t>(c >> shift) * d.groupStride;
+                return _mm512_mul_ps(
+                    _mm512_set1_ps(d.scale[g]),
+                    _mm512_sub_ps(_mm512_cvtepi32_ps(codes), _mm512_set1_ps(d.zero[g])));
+            }
+        };
+        const auto add = [&](int c, __m512 w, int slot) {
+            for (int t = 0; t < T; ++t)
+                acc[t][slot] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x[t] + 16 * c), acc[t][slot]);
+        };
+        int c = 0;
+        for (; c + 2 <= chunks && 16 * (c + 1) < d.safeColumns; c += 2) {
+            add(c, weights(c, unpack(d.row, 16 * c)), 0);
+            add(c + 1, weights(c + 1, unpack(d.row, 16 * (c + 1))), 1);
+        }
+        for (int j = 16 * c; j < m.cols; ++j) {
+            const float w = d.at(j);
+            for (int t = 0; t < T; ++t)
+                rest[t] += w * x[t][j];
+        }
+        if (m.outliers.count > 0) {
+            const std::int64_t end = m.outliers.rowBegin(r + 1);
+            for (std::int64_t k = m.outliers.rowBegin(r); k < end; ++k) {
+                const int j = m.outliers.column(k);
+                const float delta = f16Value(m.outliers.values, k) - d.at(j);
+                for (int t = 0; t < T; ++t)
+                    rest[t] += delta * x[t][j];
+            }
+        }
+        for (int t = 0; t < T; ++t)
+            out[i * T + t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1])) + rest[t];
+    }
+}
+
+template <Decode16 kind>
+void fusedRowsAvx512(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
+                     const float* const* x, int tokens, float* out) {
+    switch (tokens) {
+    case 1:
+        return fusedRowsAvx512<1, kind>(m, first, count, grids, x, out);
+    case 2:
+        return fusedRowsAvx512<2, kind>(m, first, count, grids, x, out);
+    case 3:
+        return fusedRowsAvx512<3, kind>(m, first, count, grids, x, out);
+    case 4:
+        return fusedRowsAvx512<4, kind>(m, first, count, grids, x, out);
+    case 5:
+        return fusedRowsAvx512<5, kind>(m, first, count, grids, x, out);
+    case 6:
+        return fusedRowsAvx512<6, kind>(m, first, count, grids, x, out);
+    case 7:
+        return fusedRowsAvx512<7, kind>(m, first, count, grids, x, out);
+    default:
+        return fusedRowsAvx512<8, kind>(m, first, count, grids, x, out);
+    }
+}
+
+#endif
+
 // Calls body.template operator()<kind>() for the matrix's decode kind.
 template <class Body> void withDecodeKind(const CompressedMatrix& m, Body&& body) {
     switch (decodeKind(m)) {
@@ -479,15 +616,22 @@ template <class Body> void withDecodeKind(const CompressedMatrix& m, Body&& body
 #endif
 
 void fusedRows(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
-               const float* const* x, int tokens, float* out, bool vector) {
+               const float* const* x, int tokens, float* out, bool vector, bool wide) {
+#ifdef QUANTLENS_KERNELS_AVX512
+    if (vector && wide)
+        if (const auto kind = decodeKind16(m))
+            return *kind == Decode16::Grid
+                       ? fusedRowsAvx512<Decode16::Grid>(m, first, count, grids, x, tokens, out)
+                       : fusedRowsAvx512<Decode16::Lut>(m, first, count, grids, x, tokens, out);
+#endif
 #ifdef QUANTLENS_KERNELS_AVX2
     if (vector)
-        return withDecodeKind(m, [&]<Decode kind>() {
-            fusedRowsAvx2<kind>(m, first, count, grids, x, tokens, out);
-        });
+        return withDecodeKind(
+            m, [&]<Decode kind>() { fusedRowsAvx2<kind>(m, first, count, grids, x, tokens, out); });
 #else
     (void)vector;
 #endif
+    (void)wide;
     fusedRowsPortable(m, first, count, grids, x, tokens, out);
 }
 
@@ -495,7 +639,8 @@ void decodeRow(const CompressedMatrix& m, int first, int i, const BlockGrids& gr
                bool vector) {
 #ifdef QUANTLENS_KERNELS_AVX2
     if (vector)
-        return withDecodeKind(m, [&]<Decode kind>() { decodeRowAvx2<kind>(m, first, i, grids, out); });
+        return withDecodeKind(m,
+                              [&]<Decode kind>() { decodeRowAvx2<kind>(m, first, i, grids, out); });
 #else
     (void)vector;
 #endif
@@ -504,7 +649,7 @@ void decodeRow(const CompressedMatrix& m, int first, int i, const BlockGrids& gr
 
 bool useVector(KernelIsa isa) {
 #ifdef QUANTLENS_KERNELS_AVX2
-    return isa == KernelIsa::Auto;
+    return isa != KernelIsa::Portable;
 #else
     (void)isa;
     return false;
@@ -530,7 +675,7 @@ void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_
                         int tokens, float* y, std::ptrdiff_t yStride, bool accumulate,
                         KernelIsa isa) {
     if (tokens <= 0 || m.rows == 0) return;
-    const bool vector = useVector(isa);
+    const bool vector = useVector(isa), wide = isa == KernelIsa::Auto;
     // The kernels work in permuted column order (act-order): permute x once, not W.
     std::vector<float> permuted;
     const float* xs = x;
@@ -555,7 +700,7 @@ void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_
             thread_local BlockGrids grids;
             fillGrids(m, first, count, grids, vector);
             float out[kRowBlock * kFusedBatch];
-            fusedRows(m, first, count, grids, rows, tokens, out, vector);
+            fusedRows(m, first, count, grids, rows, tokens, out, vector, wide);
             for (int i = 0; i < count; ++i)
                 for (int t = 0; t < tokens; ++t) {
                     float& target = y[t * yStride + first + i];

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
+
 namespace quantlens {
 namespace {
 
@@ -51,8 +53,54 @@ std::vector<std::int32_t> transposed(const std::vector<std::uint32_t>& words, st
 
 } // namespace
 
+namespace {
+
+// Codes in original column order and each original column's group.
+struct OriginalOrder {
+    std::vector<std::uint16_t> codes; // [rows, cols]
+    std::vector<std::int32_t> group;  // [cols]
+};
+
+OriginalOrder originalOrder(const QuantizedLayer& layer, const CompressedMatrix& m) {
+    const int rows = layer.rows, cols = layer.cols, bits = m.wbits;
+    OriginalOrder out{std::vector<std::uint16_t>(static_cast<std::size_t>(rows) * cols),
+                      std::vector<std::int32_t>(static_cast<std::size_t>(cols))};
+    for (int j = 0; j < cols; ++j)
+        out.group[static_cast<std::size_t>(m.perm ? m.originalColumn(j) : j)] = j / m.groupsize;
+    const auto* words =
+        reinterpret_cast<const std::uint32_t*>(layer.tensors.at("codes").bytes.data());
+    const std::size_t stride = wordsPerRow(static_cast<std::size_t>(cols), bits);
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols; ++j)
+            out.codes[static_cast<std::size_t>(r) * cols + (m.perm ? m.originalColumn(j) : j)] =
+                static_cast<std::uint16_t>(unpackCode(words + r * stride, std::size_t(j), bits));
+    return out;
+}
+
+// The first (row, group) whose zero point is 0 while it uses the largest code, if any.
+std::optional<std::pair<int, int>>
+v1Conflict(const QuantizedLayer& layer, const CompressedMatrix& m, const OriginalOrder& order) {
+    const int maxCode = (1 << m.wbits) - 1;
+    const StoredTensor& zeros = layer.tensors.at("zeros");
+    for (int r = 0; r < layer.rows; ++r)
+        for (int c = 0; c < layer.cols; ++c) {
+            const int g = order.group[static_cast<std::size_t>(c)];
+            if (order.codes[static_cast<std::size_t>(r) * layer.cols + c] == maxCode &&
+                zeros.f16At(static_cast<std::size_t>(r) * m.groups + g) == 0.0f)
+                return std::pair{r, g};
+        }
+    return std::nullopt;
+}
+
+} // namespace
+
+bool fitsGptqV1(const QuantizedLayer& layer) {
+    const auto op = CompressedLinear::fromLayer(std::make_shared<const QuantizedLayer>(layer), "");
+    return !v1Conflict(layer, op->matrix(), originalOrder(layer, op->matrix()));
+}
+
 GptqLayer toGptqLayer(const QuantizedLayer& layer, const std::string& name, bool interleavedRope,
-                      int headDim) {
+                      int headDim, GptqZeros zeroConvention) {
     const Settings settings = settingsOf(layer.config, name);
     const int bits = settings.bits, rows = layer.rows, cols = layer.cols;
     if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
@@ -66,24 +114,15 @@ GptqLayer toGptqLayer(const QuantizedLayer& layer, const std::string& name, bool
     const auto op =
         CompressedLinear::fromLayer(std::make_shared<const QuantizedLayer>(layer), name);
     const CompressedMatrix& m = op->matrix();
-    const int groupsize = m.groupsize, groups = m.groups, maxCode = (1 << bits) - 1;
+    const int groups = m.groups, maxCode = (1 << bits) - 1;
 
-    // Codes in original column order, and each original column's group.
     GptqLayer out;
     out.bits = bits;
     out.rows = rows;
     out.cols = cols;
-    out.gIdx.resize(static_cast<std::size_t>(cols));
-    for (int j = 0; j < cols; ++j)
-        out.gIdx[static_cast<std::size_t>(m.perm ? m.originalColumn(j) : j)] = j / groupsize;
-    std::vector<std::uint16_t> codes(static_cast<std::size_t>(rows) * cols);
-    const auto* words =
-        reinterpret_cast<const std::uint32_t*>(layer.tensors.at("codes").bytes.data());
-    const std::size_t stride = wordsPerRow(static_cast<std::size_t>(cols), bits);
-    for (int r = 0; r < rows; ++r)
-        for (int j = 0; j < cols; ++j)
-            codes[static_cast<std::size_t>(r) * cols + (m.perm ? m.originalColumn(j) : j)] =
-                static_cast<std::uint16_t>(unpackCode(words + r * stride, std::size_t(j), bits));
+    OriginalOrder order = originalOrder(layer, m);
+    out.gIdx = order.group;
+    std::vector<std::uint16_t>& codes = order.codes;
     const StoredTensor& scales = layer.tensors.at("scales");
     const StoredTensor& zeros = layer.tensors.at("zeros");
     std::vector<int> zero(static_cast<std::size_t>(rows) * groups);
@@ -92,25 +131,22 @@ GptqLayer toGptqLayer(const QuantizedLayer& layer, const std::string& name, bool
 
     // v1 stores zero − 1: a zero of 0 becomes zero 1 with every code of the group + 1, which
     // decodes to the same scale·(code − zero).
-    for (int r = 0; r < rows; ++r) {
-        int* rowZeros = zero.data() + static_cast<std::size_t>(r) * groups;
-        std::uint16_t* rowCodes = codes.data() + static_cast<std::size_t>(r) * cols;
-        bool any = false;
-        for (int g = 0; g < groups; ++g)
-            any = any || rowZeros[g] == 0;
-        if (!any) continue;
-        for (int c = 0; c < cols; ++c) {
-            const int g = out.gIdx[static_cast<std::size_t>(c)];
-            if (rowZeros[g] == 0 && rowCodes[c] == maxCode)
-                throw Error(name, "row " + std::to_string(r) + " group " + std::to_string(g) +
-                                      " has zero point 0 and uses code " + std::to_string(maxCode) +
-                                      ": the GPTQ v1 layout stores zero − 1 and cannot hold it");
+    if (zeroConvention == GptqZeros::V1) {
+        if (const auto conflict = v1Conflict(layer, m, order))
+            throw Error(name, "row " + std::to_string(conflict->first) + " group " +
+                                  std::to_string(conflict->second) +
+                                  " has zero point 0 and uses code " + std::to_string(maxCode) +
+                                  ": the GPTQ v1 layout stores zero − 1 and cannot hold it");
+        for (int r = 0; r < rows; ++r) {
+            int* rowZeros = zero.data() + static_cast<std::size_t>(r) * groups;
+            std::uint16_t* rowCodes = codes.data() + static_cast<std::size_t>(r) * cols;
+            for (int c = 0; c < cols; ++c)
+                if (rowZeros[out.gIdx[static_cast<std::size_t>(c)]] == 0) ++rowCodes[c];
+            for (int g = 0; g < groups; ++g)
+                if (rowZeros[g] == 0) rowZeros[g] = 1;
         }
-        for (int c = 0; c < cols; ++c)
-            if (rowZeros[out.gIdx[static_cast<std::size_t>(c)]] == 0) ++rowCodes[c];
-        for (int g = 0; g < groups; ++g)
-            if (rowZeros[g] == 0) rowZeros[g] = 1;
     }
+    const int zeroOffset = zeroConvention == GptqZeros::V1 ? 1 : 0;
 
     // Output rows in Hugging Face order: llama2.c rotates pairs (2i, 2i+1) of each head; HF
     // rotates (i, i + d/2). Row `to` of the output is row rowOf[to] of the layer.
@@ -136,7 +172,7 @@ GptqLayer toGptqLayer(const QuantizedLayer& layer, const std::string& name, bool
         for (int g = 0; g < groups; ++g) {
             const std::size_t at = static_cast<std::size_t>(from) * groups + g;
             zeroCodes[static_cast<std::size_t>(g) * rows + to] =
-                static_cast<std::uint16_t>(zero[at] - 1);
+                static_cast<std::uint16_t>(zero[at] - zeroOffset);
             out.scales[static_cast<std::size_t>(g) * rows + to] = scales.at<std::uint16_t>(at);
         }
     }
@@ -151,7 +187,8 @@ GptqLayer toGptqLayer(const QuantizedLayer& layer, const std::string& name, bool
     return out;
 }
 
-void writeGptqCheckpoint(const Model& model, const fs::path& directory, const JobContext& job) {
+GptqZeros writeGptqCheckpoint(const Model& model, const fs::path& directory,
+                              const JobContext& job) {
     const std::string source = model.path.string();
     if (model.compressedLayers.size() != model.blocks.size() || model.blocks.empty())
         throw Error(source, "is not a compressed (quantlens) model");
@@ -165,6 +202,16 @@ void writeGptqCheckpoint(const Model& model, const fs::path& directory, const Jo
                 s.actOrder != settings.actOrder)
                 throw Error(source, "layers differ in bits, groupsize or act-order (" + name +
                                         "); the GPTQ layout has one quantization_config");
+        }
+
+    // v1 unless some group cannot be written that way (a zero of 0 next to the largest code).
+    GptqZeros convention = GptqZeros::V1;
+    for (std::size_t b = 0; b < model.blocks.size() && convention == GptqZeros::V1; ++b)
+        for (int i = 0; i < 7 && convention == GptqZeros::V1; ++i) {
+            job.checkpoint();
+            if (!fitsGptqV1(
+                    model.compressedLayers[b][static_cast<std::size_t>(i)]->quantizedLayer()))
+                convention = GptqZeros::V2;
         }
 
     const ModelConfig& c = model.config;
@@ -215,7 +262,7 @@ void writeGptqCheckpoint(const Model& model, const fs::path& directory, const Jo
             const GptqLayer layer = toGptqLayer(
                 model.compressedLayers[static_cast<std::size_t>(b)][static_cast<std::size_t>(i)]
                     ->quantizedLayer(),
-                name, rope, c.headDim);
+                name, rope, c.headDim, convention);
             writer.write(specs[next++].name, layer.qweight.data(), layer.qweight.size() * 4);
             writer.write(specs[next++].name, layer.qzeros.data(), layer.qzeros.size() * 4);
             writer.write(specs[next++].name, layer.scales.data(), layer.scales.size() * 2);
@@ -238,7 +285,7 @@ void writeGptqCheckpoint(const Model& model, const fs::path& directory, const Jo
         {"model_name_or_path", nullptr},
         {"model_file_base_name", "model"},
         {"quant_method", "gptq"},
-        {"checkpoint_format", "gptq"}};
+        {"checkpoint_format", convention == GptqZeros::V1 ? "gptq" : "gptq_v2"}};
     nlohmann::ordered_json config =
         nlohmann::ordered_json::parse(readTextFile(model.path / "config.json"));
     config["quantization_config"] = quantization;
@@ -249,6 +296,7 @@ void writeGptqCheckpoint(const Model& model, const fs::path& directory, const Jo
         writeWholeFile(directory / (sentencePiece ? "tokenizer.model" : "tokenizer.bin"),
                        readTextFile(model.defaultTokenizer));
     }
+    return convention;
 }
 
 } // namespace quantlens

@@ -9,6 +9,30 @@
 #include <vector>
 
 namespace quantlens {
+namespace {
+
+void checkBlock(const Model& model, int block) {
+    if (block < 0 || block >= model.config.layerCount)
+        throw Error(model.path.string(), "block " + std::to_string(block) +
+                                             " does not exist (the model has " +
+                                             std::to_string(model.config.layerCount) + ")");
+}
+
+// The index of a linear layer in kLinearLayerNames; throws Error for other names.
+int linearLayerIndex(std::string_view layerName) {
+    const auto name = std::find_if(std::begin(kLinearLayerNames), std::end(kLinearLayerNames),
+                                   [&](const char* n) { return layerName == n; });
+    if (name == std::end(kLinearLayerNames))
+        throw Error("", "unknown linear layer \"" + std::string(layerName) + "\"");
+    return static_cast<int>(name - std::begin(kLinearLayerNames));
+}
+
+const TensorView& linearTensor(const Model& model, int block, int layer) {
+    return *model.blocks[static_cast<std::size_t>(block)]
+                .linearLayers()[static_cast<std::size_t>(layer)];
+}
+
+} // namespace
 
 LinearStage stageOf(std::string_view layerName) {
     if (layerName == "q_proj" || layerName == "k_proj" || layerName == "v_proj")
@@ -27,10 +51,7 @@ BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t
                                 const CalibrationConfig& calibration, int block,
                                 const JobContext& job) {
     const ModelConfig& config = model.config;
-    if (block < 0 || block >= config.layerCount)
-        throw Error(model.path.string(), "block " + std::to_string(block) +
-                                             " does not exist (the model has " +
-                                             std::to_string(config.layerCount) + ")");
+    checkBlock(model, block);
     const auto sequences = calibrationSequences(stream, calibration, config, model.path.string());
     const Transformer transformer(model, Transformer::WeightConversion::PerUse);
 
@@ -80,13 +101,7 @@ BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t
 
 LayerAnalysis analyseLayer(const Model& model, const BlockCalibration& calibration,
                            std::string_view layerName, const SpqrConfig& config) {
-    const BlockWeights& stored = model.blocks.at(static_cast<std::size_t>(calibration.block));
-    const auto layers = stored.linearLayers();
-    const auto name = std::find_if(std::begin(kLinearLayerNames), std::end(kLinearLayerNames),
-                                   [&](const char* n) { return layerName == n; });
-    if (name == std::end(kLinearLayerNames))
-        throw Error("", "unknown linear layer \"" + std::string(layerName) + "\"");
-    const TensorView& tensor = *layers[static_cast<std::size_t>(name - kLinearLayerNames)];
+    const TensorView& tensor = linearTensor(model, calibration.block, linearLayerIndex(layerName));
     RowMatrix weights = FloatTensor(tensor).matrix();
     SensitivityMap map = computeSensitivity(
         weights, calibration.hessianOf(layerName), config.wbits, config.groupsize, config.percdamp,
@@ -94,7 +109,28 @@ LayerAnalysis analyseLayer(const Model& model, const BlockCalibration& calibrati
     const double baseBits = baseBitsPerParameter(config, static_cast<int>(weights.rows()),
                                                  static_cast<int>(weights.cols()));
     return {calibration.block, std::string(layerName), std::move(weights),
-            OutlierPreview(std::move(map), baseBits)};
+            OutlierPreview(std::move(map), baseBits), config};
+}
+
+LayerAnalysis analyseLayerFisher(const Model& model, const FisherInformation& fisher, int block,
+                                 std::string_view layerName, const SqueezeConfig& config,
+                                 const JobContext& job) {
+    checkBlock(model, block);
+    if (fisher.blocks() != model.config.layerCount)
+        throw Error(model.path.string(),
+                    "the Fisher information covers " + std::to_string(fisher.blocks()) +
+                        " blocks but the model has " + std::to_string(model.config.layerCount));
+    const int layer = linearLayerIndex(layerName);
+    const TensorView& tensor = linearTensor(model, block, layer);
+    RowMatrix weights = FloatTensor(tensor).matrix();
+    SensitivityMap map = computeFisherSensitivity(weights, fisher.layer(block, layer), config.wbits,
+                                                  headSplitOf(model.config, layerName),
+                                                  tensor.file + ": " + tensor.name, job);
+    // Without sparse values; squeezeBitsPerParameter adds those of the sparse percentages.
+    const double baseBits = baseBitsPerParameter(config, static_cast<int>(weights.rows()),
+                                                 static_cast<int>(weights.cols()));
+    return {block, std::string(layerName), std::move(weights),
+            OutlierPreview(std::move(map), baseBits), config};
 }
 
 } // namespace quantlens

@@ -11,6 +11,36 @@
 
 namespace quantlens {
 
+namespace {
+
+// A dense or GPTQ checkpoint of `model` written into `directory`.
+void writeConverted(const Model& model, ExportFormat format, const std::filesystem::path& directory,
+                    const std::map<std::string, std::string>& metadata, const JobContext& job,
+                    ExportResult& result) {
+    const int blocks = model.config.layerCount;
+    const auto layer = [&](int b, int i) {
+        return model.compressedLayers[static_cast<std::size_t>(b)][static_cast<std::size_t>(i)]
+            ->quantizedLayer();
+    };
+    if (format == ExportFormat::Gptq) {
+        result.gptqFormat =
+            writeGptqCheckpoint(model, directory, job) == GptqZeros::V1 ? "gptq" : "gptq_v2";
+        return;
+    }
+    const DType dtype = format == ExportFormat::DenseF32   ? DType::F32
+                        : format == ExportFormat::DenseF16 ? DType::F16
+                                                           : DType::BF16;
+    DenseCheckpointWriter writer(model, directory, dtype, metadata);
+    for (int b = 0; b < blocks; ++b) {
+        job.checkpoint();
+        for (int i = 0; i < 7; ++i)
+            writer.writeLayer(b, kLinearLayerNames[i], layer(b, i).dequantize());
+    }
+    writer.commit();
+}
+
+} // namespace
+
 ExportFormat parseExportFormat(std::string_view name) {
     for (const ExportFormat format :
          {ExportFormat::Quantlens, ExportFormat::DenseF32, ExportFormat::DenseF16,
@@ -62,19 +92,12 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
         writer.commit();
     } else {
         AtomicDirectory directory(output);
-        if (format == ExportFormat::Gptq) {
-            writeGptqCheckpoint(*model, directory.path(), job);
-        } else {
-            const DType dtype = format == ExportFormat::DenseF32   ? DType::F32
-                                : format == ExportFormat::DenseF16 ? DType::F16
-                                                                   : DType::BF16;
-            DenseCheckpointWriter writer(*model, directory.path(), dtype, metadata);
-            for (int b = 0; b < blocks; ++b) {
-                job.checkpoint();
-                for (int i = 0; i < 7; ++i)
-                    writer.writeLayer(b, kLinearLayerNames[i], layer(b, i).dequantize());
-            }
-            writer.commit();
+        try {
+            writeConverted(*model, format, directory.path(), metadata, job, result);
+        } catch (const Cancelled&) {
+            throw;
+        } catch (const Error& e) {
+            throw directory.attributed(e);
         }
         directory.commit();
     }

@@ -2,6 +2,8 @@
 
 #include "quantlens/error.h"
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 #include <sstream>
 
@@ -59,6 +61,18 @@ int statisticsGroupsize(const QuantConfig& config, int cols) {
         Overloaded{[&](const SqueezeConfig&) { return cols; },
                    [&](const auto& c) { return effectiveGroupsize(c.groupsize, cols); }},
         config);
+}
+
+SqueezeSparseCounts squeezeSparseCounts(const SqueezeConfig& config, std::int64_t parameters) {
+    const auto share = [parameters](double percent) {
+        return std::clamp<std::int64_t>(
+            std::llround(percent / 100.0 * static_cast<double>(parameters)), 0, parameters);
+    };
+    SqueezeSparseCounts counts;
+    counts.byMagnitude = share(config.sparsePercent);
+    counts.byFisher = std::min(share(config.sensitivePercent), parameters - counts.byMagnitude);
+    counts.stored = config.sparsePercent > 0.0 || config.sensitivePercent > 0.0;
+    return counts;
 }
 
 bool needsHessian(const QuantConfig& config) {

@@ -235,6 +235,17 @@ void QuantlensWriter::writeLayer(int block, const std::string& name, const Quant
 }
 
 void QuantlensWriter::commit() {
+    try {
+        writeFiles();
+    } catch (const Cancelled&) {
+        throw;
+    } catch (const Error& e) {
+        throw directory_.attributed(e);
+    }
+    directory_.commit();
+}
+
+void QuantlensWriter::writeFiles() {
     const std::string target = directory_.target().string();
     const int blocks = source_.config.layerCount;
     if (layers_.size() != static_cast<std::size_t>(blocks) * 7) {
@@ -276,6 +287,10 @@ void QuantlensWriter::commit() {
     if (!source_.config.tiedEmbeddings) dense("lm_head.weight", source_.lmHead);
 
     std::map<std::string, std::string> metadata = metadata_;
+    // The dense writer's callers pass the settings text as quantlens.method; here that key names
+    // the method, so their text moves to quantlens.settings.
+    if (const auto it = metadata.find("quantlens.method"); it != metadata.end())
+        metadata.emplace("quantlens.settings", it->second);
     std::set<std::string> methods;
     for (int b = 0; b < blocks; ++b)
         for (int i = 0; i < 7; ++i) {
@@ -326,7 +341,6 @@ void QuantlensWriter::commit() {
         writeWholeFile(directory_.path() / (sentencePiece ? "tokenizer.model" : "tokenizer.bin"),
                        readTextFile(source_.defaultTokenizer));
     }
-    directory_.commit();
 }
 
 bool isQuantlensCheckpoint(const fs::path& directory) {

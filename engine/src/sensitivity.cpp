@@ -145,7 +145,8 @@ SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixX
 }
 
 SensitivityMap computeFisherSensitivity(const RowMatrix& weights, const RowMatrix& fisher,
-                                        int wbits, HeadSplit heads, const std::string& source) {
+                                        int wbits, HeadSplit heads, const std::string& source,
+                                        const JobContext& job) {
     const SqueezeConfig dense{.wbits = wbits};
     try {
         validate(dense);
@@ -154,7 +155,7 @@ SensitivityMap computeFisherSensitivity(const RowMatrix& weights, const RowMatri
     }
     checkHeadSplit(heads, weights.rows(), weights.cols(), source);
     const RowMatrix quantized =
-        quantizeLayer(weights, {.fisher = &fisher}, dense, JobContext{}, source).dequantize();
+        quantizeLayer(weights, {.fisher = &fisher}, dense, job, source).dequantize();
 
     SensitivityMap map;
     map.rows = static_cast<int>(weights.rows());
@@ -173,6 +174,17 @@ double baseBitsPerParameter(const QuantConfig& config, int rows, int cols) {
     empty.rows = rows;
     empty.cols = cols;
     return empty.paperBitsPerParameter();
+}
+
+double squeezeBitsPerParameter(const SqueezeConfig& config, int rows, int cols) {
+    const double parameters = static_cast<double>(rows) * cols;
+    const SqueezeSparseCounts sparse = squeezeSparseCounts(config, std::int64_t(rows) * cols);
+    QuantizedLayer layer;
+    layer.config = config;
+    layer.rows = rows;
+    layer.cols = cols;
+    layer.outlierCount = sparse.total();
+    return layer.paperBitsPerParameter() + (sparse.stored ? 32.0 * (rows + 1.0) / parameters : 0.0);
 }
 
 OutlierPreview::OutlierPreview(SensitivityMap map, double baseBits)
@@ -195,6 +207,13 @@ double OutlierPreview::bitsPerParameter(double tau) const {
     const double parameters = static_cast<double>(map_.rows) * map_.cols;
     return baseBits_ + 32.0 * static_cast<double>(outlierCount(tau)) / parameters +
            32.0 * (map_.rows + 1.0) / parameters;
+}
+
+double OutlierPreview::thresholdForCount(std::int64_t count) const {
+    const auto n = static_cast<std::int64_t>(sorted_.size());
+    if (count <= 0) return std::numeric_limits<double>::infinity();
+    if (count >= n) return -std::numeric_limits<double>::infinity();
+    return sorted_[static_cast<std::size_t>(n - count - 1)];
 }
 
 } // namespace quantlens

@@ -31,10 +31,6 @@ void markLargest(std::span<const float> keys, std::int64_t count, std::vector<bo
         marked[candidates[static_cast<std::size_t>(i)]] = true;
 }
 
-std::int64_t percentOf(double percent, std::int64_t total) {
-    return std::llround(percent / 100.0 * static_cast<double>(total));
-}
-
 // Rows are clustered in chunks of this many so cancel is checked between chunks.
 constexpr std::int64_t kRowChunk = 64;
 
@@ -49,19 +45,17 @@ void squeezeQuantize(const RowMatrix& weights, const RowMatrix& fisher, const Sq
                                 std::to_string(rows) + "×" + std::to_string(cols));
     if (!fisher.allFinite() || (fisher.array() < 0.0f).any())
         throw Error(source, "Fisher information must be finite and non-negative");
-    const bool sparse = config.sparsePercent > 0.0 || config.sensitivePercent > 0.0;
-    if (sparse && cols > OutlierRows::kMaxColumns)
+    const std::int64_t total = static_cast<std::int64_t>(rows) * cols;
+    const SqueezeSparseCounts counts = squeezeSparseCounts(config, total);
+    if (counts.stored && cols > OutlierRows::kMaxColumns)
         throw Error(source, "sparse values are stored with 16-bit column indices; this layer has " +
                                 std::to_string(cols) + " inputs");
 
     // Dense-and-sparse (§4.1): the largest magnitudes first, then the most sensitive of the rest.
-    const std::int64_t total = static_cast<std::int64_t>(rows) * cols;
     std::vector<bool> isSparse(static_cast<std::size_t>(total), false);
     const RowMatrix magnitudes = weights.cwiseAbs();
-    markLargest({magnitudes.data(), static_cast<std::size_t>(total)},
-                percentOf(config.sparsePercent, total), isSparse);
-    markLargest({fisher.data(), static_cast<std::size_t>(total)},
-                percentOf(config.sensitivePercent, total), isSparse);
+    markLargest({magnitudes.data(), static_cast<std::size_t>(total)}, counts.byMagnitude, isSparse);
+    markLargest({fisher.data(), static_cast<std::size_t>(total)}, counts.byFisher, isSparse);
 
     const int levels = 1 << config.wbits;
     std::vector<std::uint16_t> codes(static_cast<std::size_t>(total));
@@ -106,7 +100,7 @@ void squeezeQuantize(const RowMatrix& weights, const RowMatrix& fisher, const Sq
          static_cast<std::int64_t>(wordsPerRow(static_cast<std::size_t>(cols), config.wbits))},
         packRows(codes, static_cast<std::size_t>(cols), config.wbits));
     layer.tensors["lut"] = StoredTensor::f16({rows, levels}, tables);
-    if (!sparse) return;
+    if (!counts.stored) return;
     OutlierRows outliers(rows);
     for (Eigen::Index r = 0; r < rows; ++r)
         for (Eigen::Index j = 0; j < cols; ++j)

@@ -1,10 +1,17 @@
 // quantlens-cli end to end: the commands a user types, their output and their exit codes.
 #include "test_data.h"
 
+#include <QDeadlineTimer>
+#include <QDir>
 #include <QProcess>
 #include <QTemporaryDir>
+#include <QThread>
 
 #include <nlohmann/json.hpp>
+
+#include <sys/resource.h>
+
+#include <csignal>
 
 namespace {
 
@@ -223,6 +230,61 @@ private slots:
         QCOMPARE(lines.size(), 5);
         QVERIFY(lines[0].startsWith(
             "method,settings,wbits,bits_per_param,paper_bits_per_param,outlier_fraction,ppl,kl"));
+    }
+
+    // SIGTERM (as Ctrl-C's SIGINT) cancels the running job: the sweep stops with status 130, its
+    // CSV holds only whole rows of the runs that finished, and no temporary file is left.
+    void terminatedSweepKeepsFinishedRows() {
+        QTemporaryDir dir;
+        const QString csv = dir.filePath("runs.csv");
+        QProcess process;
+        process.start(QString::fromStdString(quantlens::test::cliPath().string()),
+                      {"sweep", data("stories260K-hf"), "--calib", data("text/wikitext2-test.txt"),
+                       "--eval", data("text/tinystories-valid-excerpt.txt"), "--nsamples", "8",
+                       "--seqlen", "128", "--grid",
+                       "spqr:outlier-threshold=0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,2,3,4,5,6,7",
+                       "--out", csv});
+        QVERIFY(process.waitForStarted());
+        QDeadlineTimer deadline(60000);
+        while (!QFile::exists(csv) && !deadline.hasExpired())
+            QThread::msleep(20);
+        QVERIFY2(QFile::exists(csv), "the sweep never wrote its first rows");
+        process.terminate();
+        QVERIFY(process.waitForFinished(30000));
+        QCOMPARE(process.exitStatus(), QProcess::NormalExit);
+        QCOMPARE(process.exitCode(), 130);
+        QCOMPARE(QString::fromUtf8(process.readAllStandardError()).trimmed().split('\n').last(),
+                 QString("quantlens-cli: cancelled"));
+        QFile file(csv);
+        QVERIFY(file.open(QIODevice::ReadOnly));
+        const QStringList lines = QString::fromUtf8(file.readAll()).trimmed().split('\n');
+        QVERIFY(lines.size() >= 2 && lines.size() < 18); // header, baseline, finished runs
+        for (const QString& line : lines.mid(1))
+            QCOMPARE(line.count(QChar(',')), 8);
+        QCOMPARE(QDir(dir.path()).entryList(QDir::Files | QDir::Hidden), QStringList{"runs.csv"});
+    }
+
+    // A file-size limit (as a full disk) stops quantize's dense writer: a clear error naming the
+    // file, status 1, and no output directory left behind.
+    void fileSizeLimitLeavesNoOutput() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("limited");
+        QProcess process;
+        process.setChildProcessModifier([] {
+            const rlimit limit{64 * 1024, 64 * 1024};
+            ::setrlimit(RLIMIT_FSIZE, &limit);
+            ::signal(SIGXFSZ, SIG_IGN); // write() then fails with EFBIG instead of a signal
+        });
+        process.start(QString::fromStdString(quantlens::test::cliPath().string()),
+                      {"quantize", data("stories260K-hf"), "--method", "rtn", "--out", out});
+        QVERIFY(process.waitForFinished(60000));
+        QCOMPARE(process.exitCode(), 1);
+        const QString error = QString::fromUtf8(process.readAllStandardError());
+        QVERIFY2(error.startsWith("quantlens-cli: " + out) && error.contains("File too large"),
+                 qPrintable(error));
+        QVERIFY(!QFileInfo::exists(out));
+        QCOMPARE(QDir(dir.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot),
+                 QStringList{});
     }
 
     void errorsAreReadable() {

@@ -89,8 +89,8 @@ private slots:
         QTest::newRow("rtn w8 g32 40x100") << QuantConfig(RtnConfig{8, 32}) << 40 << 100 << false;
         QTest::newRow("gptq w4 g16 act-order 172x64")
             << QuantConfig(GptqConfig{4, 16, 128, 0.01, true}) << 172 << 64 << false;
-        QTest::newRow("gptq w3 g0 64x172") << QuantConfig(GptqConfig{3, 0, 128, 0.01, false}) << 64
-                                           << 172 << false;
+        QTest::newRow("gptq w3 g0 64x172")
+            << QuantConfig(GptqConfig{3, 0, 128, 0.01, false}) << 64 << 172 << false;
         QTest::newRow("gptq w2 g12 act-order 50x100 (groups off the 8-column grid)")
             << QuantConfig(GptqConfig{2, 12, 32, 0.01, true}) << 50 << 100 << false;
         QTest::newRow("spqr w3 g16 qq3 b16 act-order 64x172")
@@ -103,8 +103,8 @@ private slots:
             << QuantConfig(SqueezeConfig{3, 0.45, 0.05, 20}) << 172 << 64 << true;
         QTest::newRow("squeezellm w4 sparse 0.5% 64x172")
             << QuantConfig(SqueezeConfig{4, 0.45, 0.05, 20}) << 64 << 172 << true;
-        QTest::newRow("squeezellm w2 dense 50x100") << QuantConfig(SqueezeConfig{2, 0, 0, 20}) << 50
-                                                    << 100 << false;
+        QTest::newRow("squeezellm w2 dense 50x100")
+            << QuantConfig(SqueezeConfig{2, 0, 0, 20}) << 50 << 100 << false;
         QTest::newRow("squeezellm w5 sparse 1% 40x100 (gathered LUT)")
             << QuantConfig(SqueezeConfig{5, 1.0, 0.0, 20}) << 40 << 100 << true;
     }
@@ -129,7 +129,7 @@ private slots:
                                         : std::holds_alternative<SpqrConfig>(config) &&
                                               std::get<SpqrConfig>(config).actOrder);
 
-        for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Portable}) {
+        for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Portable}) {
             RowMatrix decoded(rows, cols);
             decodeCompressedRows(m, 0, rows, decoded.data(), isa);
             const RowMatrix original = unpermute(m, decoded);
@@ -144,14 +144,14 @@ private slots:
         for (const int tokens : {1, 2, 5, 8, 9, 33}) {
             const RowMatrix x = seededInputs(tokens, cols, 100 + tokens);
             const Eigen::MatrixXd expected = x.cast<double>() * denseD.transpose();
-            const Eigen::MatrixXd scale = (x.cwiseAbs().cast<double>() *
-                                           (dense.cwiseAbs() + base.cwiseAbs()).cast<double>().transpose());
-            for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Portable})
+            const Eigen::MatrixXd scale =
+                (x.cwiseAbs().cast<double>() *
+                 (dense.cwiseAbs() + base.cwiseAbs()).cast<double>().transpose());
+            for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Portable})
                 for (const bool accumulate : {false, true}) {
                     RowMatrix y = RowMatrix::Constant(tokens, rows, accumulate ? 0.5f : 7.0f);
                     multiplyCompressed(m, x.data(), cols, tokens, y.data(), rows, accumulate, isa);
-                    const Eigen::MatrixXd got =
-                        y.cast<double>().array() - (accumulate ? 0.5 : 0.0);
+                    const Eigen::MatrixXd got = y.cast<double>().array() - (accumulate ? 0.5 : 0.0);
                     const double worst =
                         ((got - expected).cwiseAbs().array() / (1e-5 * scale.array() + 1e-30))
                             .maxCoeff();
@@ -191,7 +191,7 @@ private slots:
         const auto op = CompressedLinear::fromLayer(std::make_shared<QuantizedLayer>(layer), "l");
         RowMatrix x = RowMatrix::Zero(1, 64);
         x(0, column) = 1.0f;
-        for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Portable}) {
+        for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Portable}) {
             RowMatrix y(1, 32);
             multiplyCompressed(op->matrix(), x.data(), 64, 1, y.data(), 32, false, isa);
             QCOMPARE(y(0, row), 1000.0f);
@@ -201,7 +201,8 @@ private slots:
     // Damaged arrays are refused with the tensor and the problem named.
     void validationErrors() {
         const QuantizedLayer gptq = quantize(GptqConfig{3, 16, 128, 0.01, true}, 20, 70);
-        const QuantizedLayer spqr = quantize(SpqrConfig{3, 16, 3, 16, 0.1, 128, 1.0, false}, 20, 70);
+        const QuantizedLayer spqr =
+            quantize(SpqrConfig{3, 16, 3, 16, 0.1, 128, 1.0, false}, 20, 70);
         const auto errorFor = [](QuantizedLayer layer,
                                  const std::function<void(QuantizedLayer&)>& damage) {
             damage(layer);
@@ -216,12 +217,17 @@ private slots:
                  QString("file.safetensors: layer 'blk.q' (gptq) has no tensor 'blk.q.scales'"));
         QCOMPARE(errorFor(gptq, [](QuantizedLayer& l) { l.tensors.at("codes").dtype = "I32"; }),
                  QString("file.safetensors: tensor 'blk.q.codes' has dtype I32 but must be U32"));
-        QCOMPARE(errorFor(gptq, [](QuantizedLayer& l) { l.tensors.at("codes").shape = {20, 6}; }),
+        QCOMPARE(errorFor(gptq,
+                          [](QuantizedLayer& l) {
+                              l.tensors.at("codes").shape = {20, 6};
+                          }),
                  QString("file.safetensors: tensor 'blk.q.codes' has shape [20, 6] but must be "
                          "[20, 7] for a gptq layer of 20×70"));
         // 70 3-bit codes fill 210 of 224 bits: the last 14 must be clear.
         QCOMPARE(errorFor(gptq,
-                          [](QuantizedLayer& l) { l.tensors.at("codes").bytes[4 * 7 * 3 + 27] |= 0x80; }),
+                          [](QuantizedLayer& l) {
+                              l.tensors.at("codes").bytes[4 * 7 * 3 + 27] |= 0x80;
+                          }),
                  QString("file.safetensors: tensor 'blk.q.codes' has codes out of range: row 3 has "
                          "bits set past its 70 3-bit codes"));
         QCOMPARE(errorFor(gptq,
@@ -246,8 +252,9 @@ private slots:
                  QString("file.safetensors: tensor 'blk.q.perm' is not a permutation: column %1 "
                          "appears twice")
                      .arg(gptq.tensors.at("perm").at<std::uint16_t>(0)));
-        QCOMPARE(errorFor(gptq, [](QuantizedLayer& l) { l.tensors["lut"] = l.tensors.at("zeros"); }),
-                 QString("file.safetensors: tensor 'blk.q.lut' is not part of a gptq layer"));
+        QCOMPARE(
+            errorFor(gptq, [](QuantizedLayer& l) { l.tensors["lut"] = l.tensors.at("zeros"); }),
+            QString("file.safetensors: tensor 'blk.q.lut' is not part of a gptq layer"));
         QVERIFY(spqr.outlierCount >= 2);
         const auto& rowPtr = spqr.tensors.at("outlier_row_ptr");
         int busy = 0; // a row with an outlier

@@ -1,6 +1,7 @@
 #include "test_data.h"
 
 #include "quantlens/error.h"
+#include "quantlens/fisher.h"
 #include "quantlens/kv_cache.h"
 #include "quantlens/layer_calibration.h"
 #include "quantlens/model.h"
@@ -38,6 +39,7 @@ private slots:
     void matchesObserverAccumulation();
     void hessiansAreSymmetricPositiveSemidefinite();
     void analysesLayer();
+    void analysesLayerFisher();
     void rejectsBadRequests();
     void stopsWhenCancelled();
 };
@@ -153,6 +155,49 @@ void TestLayerCalibration::analysesLayer() {
         quantlens::analyseLayer(*model, calibration, "down_proj", spqr);
     QCOMPARE(down.preview.map().cols, 172);
     QVERIFY(down.preview.map().heads.axis == quantlens::HeadAxis::None);
+}
+
+// The Fisher form of block 2's o_proj is computeFisherSensitivity on accumulateFisher's layer,
+// over the sequences quantizeModel would cut.
+void TestLayerCalibration::analysesLayerFisher() {
+    QUANTLENS_REQUIRE_DATA("stories260K-hf");
+    const auto model = loadStories();
+    const auto sequences = quantlens::calibrationSequences(
+        tokenStream(200, model->config.vocabSize), kCalibration, model->config, "stream");
+    const quantlens::FisherInformation fisher =
+        quantlens::accumulateFisher(*model, sequences, quantlens::JobContext());
+    const quantlens::SqueezeConfig config{.wbits = 3, .sensitivePercent = 0.5};
+    const quantlens::LayerAnalysis o =
+        quantlens::analyseLayerFisher(*model, fisher, 2, "o_proj", config, quantlens::JobContext());
+    QCOMPARE(o.block, 2);
+    QCOMPARE(o.layer, std::string("o_proj"));
+    QVERIFY(std::holds_alternative<quantlens::SqueezeConfig>(o.config));
+    const quantlens::RowMatrix weights = quantlens::FloatTensor(model->blocks[2].wo).matrix();
+    QCOMPARE(o.weights, weights);
+    const quantlens::SensitivityMap expected =
+        quantlens::computeFisherSensitivity(weights, quantlens::RowMatrix(fisher.layer(2, 3)), 3,
+                                            {quantlens::HeadAxis::Columns, model->config.headDim});
+    QCOMPARE(o.preview.map().values, expected.values);
+    QCOMPARE(o.preview.map().outlierScale, expected.outlierScale);
+    QCOMPARE(o.preview.map().headTotals, expected.headTotals);
+    QCOMPARE(o.preview.map().headTotals.size(), Eigen::Index(8));
+    QVERIFY(o.preview.map().total() > 0.0);
+    // 3 bits + a 2³-entry fp16 table per row of 64 inputs; the sparse share comes on top.
+    QCOMPARE(o.preview.baseBits(), 3.0 + 16.0 * 8.0 / 64.0);
+
+    try {
+        quantlens::analyseLayerFisher(*model, fisher, 5, "q_proj", config, quantlens::JobContext());
+        QFAIL("block 5 analysed");
+    } catch (const quantlens::Error& error) {
+        QCOMPARE(QString(error.what()),
+                 QString::fromStdString(model->path.string() +
+                                        ": block 5 does not exist (the model has 5)"));
+    }
+    quantlens::JobContext cancelled;
+    cancelled.requestCancel();
+    QVERIFY_THROWS_EXCEPTION(
+        quantlens::Cancelled,
+        quantlens::analyseLayerFisher(*model, fisher, 0, "down_proj", config, cancelled));
 }
 
 void TestLayerCalibration::rejectsBadRequests() {

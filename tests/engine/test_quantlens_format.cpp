@@ -29,9 +29,9 @@ namespace {
 
 std::vector<std::int32_t> excerptTokens(const Model& model) {
     const auto tokenizer = loadTokenizer(model.defaultTokenizer);
-    return tokenizeForProtocol(
-        *tokenizer, readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
-        PerplexityProtocol::Documents, model.config.bosToken, "excerpt");
+    return tokenizeForProtocol(*tokenizer,
+                               readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+                               PerplexityProtocol::Documents, model.config.bosToken, "excerpt");
 }
 
 struct Written {
@@ -119,8 +119,8 @@ private slots:
 
         // Nothing but the checkpoint, and no staging or spill files anywhere.
         QCOMPARE(entries(dir.path().toStdString()), std::vector<std::string>{"model-q"});
-        QCOMPARE(entries(out), (std::vector<std::string>{"config.json", "model.safetensors",
-                                                         "tokenizer.model"}));
+        QCOMPARE(entries(out),
+                 (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.model"}));
         QCOMPARE(test::readBytes(out / "config.json"),
                  test::readBytes(test::dataPath("stories260K-hf/config.json")));
 
@@ -146,8 +146,8 @@ private slots:
         layerEntry.erase("rows");
         layerEntry.erase("cols");
         QCOMPARE(layerEntry.dump(), nlohmann::json::parse(quantConfigJson(config)).dump());
-        QCOMPARE(QString::fromStdString(quantConfigJson(
-                     parseQuantConfigJson(quantConfigJson(config), "settings"))),
+        QCOMPARE(QString::fromStdString(
+                     quantConfigJson(parseQuantConfigJson(quantConfigJson(config), "settings"))),
                  QString::fromStdString(quantConfigJson(config)));
 
         // Read back: every array byte for byte, and the dense reconstruction bit for bit.
@@ -170,7 +170,8 @@ private slots:
                 QCOMPARE(read.outlierCount, original.outlierCount);
                 reconstruction[std::size_t(b)][std::size_t(i)] = original.dequantize();
                 const TensorView& view = *dequantized->blocks[std::size_t(b)].linearLayers()[i];
-                QVERIFY(FloatTensor(view).matrix() == reconstruction[std::size_t(b)][std::size_t(i)]);
+                QVERIFY(FloatTensor(view).matrix() ==
+                        reconstruction[std::size_t(b)][std::size_t(i)]);
             }
 
         // The fused kernels give the logits of the dense reconstruction (the in-memory quantized
@@ -205,8 +206,9 @@ private slots:
                     written.layers[std::size_t(b * 7 + i)].dequantize();
         const auto inMemory = withLinearLayers(*model, std::move(reconstruction));
         const std::vector<std::int32_t> tokens = excerptTokens(*compressed);
-        QVERIFY((logitsOf(*compressed, tokens) - logitsOf(*inMemory, tokens)).cwiseAbs().maxCoeff() <=
-                2e-4f);
+        QVERIFY(
+            (logitsOf(*compressed, tokens) - logitsOf(*inMemory, tokens)).cwiseAbs().maxCoeff() <=
+            2e-4f);
     }
 
     // Damaged checkpoints: each error names the file and the problem.
@@ -238,15 +240,17 @@ private slots:
             test::copyModelDirectory(good, copy);
             const std::string bytes = test::readBytes(copy / "model.safetensors");
             test::writeBytes(copy / "model.safetensors", bytes.substr(0, bytes.size() - 100));
-            const test::SafetensorsParts parts = test::readSafetensorsParts(good / "model.safetensors");
+            const test::SafetensorsParts parts =
+                test::readSafetensorsParts(good / "model.safetensors");
             const auto& norm = parts.header["model.norm.weight"]["data_offsets"];
-            QCOMPARE(loadError(copy),
-                     QString("%1: tensor 'model.norm.weight' has data_offsets [%2, %3) past the end "
-                             "of the data (%4 bytes)")
-                         .arg(QString::fromStdString((copy / "model.safetensors").string()))
-                         .arg(norm[0].get<std::size_t>())
-                         .arg(norm[1].get<std::size_t>())
-                         .arg(parts.data.size() - 100));
+            QCOMPARE(
+                loadError(copy),
+                QString("%1: tensor 'model.norm.weight' has data_offsets [%2, %3) past the end "
+                        "of the data (%4 bytes)")
+                    .arg(QString::fromStdString((copy / "model.safetensors").string()))
+                    .arg(norm[0].get<std::size_t>())
+                    .arg(norm[1].get<std::size_t>())
+                    .arg(parts.data.size() - 100));
         }
         const auto fileOf = [](const fs::path& directory) {
             return QString::fromStdString((directory / "model.safetensors").string());
@@ -259,9 +263,9 @@ private slots:
         copy = tampered("no-settings", [](test::SafetensorsParts& parts) {
             parts.header["__metadata__"].erase("quantlens.layer.model.layers.2.mlp.up_proj");
         });
-        QCOMPARE(loadError(copy),
-                 fileOf(copy) + ": no settings for layer 'model.layers.2.mlp.up_proj' in the "
-                                "metadata ('quantlens.layer.model.layers.2.mlp.up_proj')");
+        QCOMPARE(loadError(copy), fileOf(copy) +
+                                      ": no settings for layer 'model.layers.2.mlp.up_proj' in the "
+                                      "metadata ('quantlens.layer.model.layers.2.mlp.up_proj')");
         copy = tampered("wbits", [](test::SafetensorsParts& parts) {
             auto entry = nlohmann::json::parse(
                 parts.header["__metadata__"]["quantlens.layer.model.layers.1.self_attn.k_proj"]
@@ -281,7 +285,8 @@ private slots:
                                       ": tensor 'model.layers.3.mlp.down_proj.codes' has codes out "
                                       "of range: row 0 has bits set past its 172 3-bit codes");
 
-        const test::SafetensorsParts original = test::readSafetensorsParts(good / "model.safetensors");
+        const test::SafetensorsParts original =
+            test::readSafetensorsParts(good / "model.safetensors");
         const std::string csr = "model.layers.0.self_attn.q_proj.outlier_";
         const auto rowPointer = [&](int row) {
             std::int32_t value;
@@ -330,8 +335,9 @@ private slots:
         copy = tampered("extra", [&](test::SafetensorsParts& parts) {
             addTensor(parts, "model.layers.0.self_attn.q_proj.scales");
         });
-        QCOMPARE(loadError(copy), fileOf(copy) + ": tensor 'model.layers.0.self_attn.q_proj.scales' "
-                                                 "is not part of a spqr layer");
+        QCOMPARE(loadError(copy), fileOf(copy) +
+                                      ": tensor 'model.layers.0.self_attn.q_proj.scales' "
+                                      "is not part of a spqr layer");
     }
 
     // Writes appear whole or not at all.

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <random>
 
@@ -338,6 +339,82 @@ private slots:
                    static_cast<long long>(preview.outlierCount(tau)), preview.bitsPerParameter(tau),
                    static_cast<long long>(layer.outlierCount), layer.bitsPerParameter());
         }
+    }
+
+    // thresholdForCount marks exactly the `count` largest ν (a brute-force ranking), and fewer
+    // where values tie across the cut.
+    void thresholdForCountMarksTheLargest() {
+        SensitivityMap map;
+        map.rows = 24;
+        map.cols = 40;
+        map.values.resize(24, 40);
+        std::mt19937 random(3);
+        std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+        for (Eigen::Index k = 0; k < map.values.size(); ++k)
+            map.values.data()[k] = uniform(random);
+        map.outlierScale = 0.5;
+        std::vector<float> ranked(map.values.data(), map.values.data() + map.values.size());
+        std::sort(ranked.begin(), ranked.end(), std::greater<>());
+        const OutlierPreview preview(map, 3.0);
+        const std::int64_t n = 24 * 40;
+        for (const std::int64_t count : {std::int64_t(-2), std::int64_t(0), std::int64_t(1),
+                                         std::int64_t(17), n / 2, n - 1, n, n + 5}) {
+            const double tau = preview.thresholdForCount(count);
+            const std::int64_t expected = std::clamp<std::int64_t>(count, 0, n);
+            QCOMPARE(preview.outlierCount(tau), expected);
+            for (int r = 0; r < map.rows; ++r)
+                for (int c = 0; c < map.cols; ++c)
+                    QCOMPARE(preview.isOutlier(r, c, tau),
+                             expected > 0 && map.values(r, c) >= ranked[std::size_t(expected - 1)]);
+        }
+        QCOMPARE(preview.thresholdForCount(0), std::numeric_limits<double>::infinity());
+
+        map.values.setConstant(0.25f); // every value tied: no cut but all or none
+        map.values(0, 0) = 0.75f;
+        const OutlierPreview tied(map, 3.0);
+        QCOMPARE(tied.outlierCount(tied.thresholdForCount(1)), std::int64_t(1));
+        QCOMPARE(tied.outlierCount(tied.thresholdForCount(10)), std::int64_t(1));
+        QCOMPARE(tied.outlierCount(tied.thresholdForCount(n)), n);
+    }
+
+    // The studio's SqueezeLLM preview against what the quantizer stores: the sparse count, and
+    // the paper's bits plus the stored row pointers.
+    void squeezePreviewMatchesQuantizer() {
+        const int rows = 48, cols = 80;
+        std::mt19937 random(5);
+        std::student_t_distribution<float> heavy(4.0f);
+        std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+        RowMatrix w(rows, cols), fisher(rows, cols);
+        for (Eigen::Index k = 0; k < w.size(); ++k) {
+            w.data()[k] = 0.02f * heavy(random);
+            fisher.data()[k] = uniform(random) * uniform(random);
+        }
+        const double parameters = double(rows) * cols;
+        for (const auto& [sparse, sensitive] : std::vector<std::pair<double, double>>{
+                 {0.0, 0.0}, {0.5, 0.25}, {0.0, 0.05}, {1.0, 0.0}, {0.001, 0.0}, {60.0, 40.0}}) {
+            const SqueezeConfig config{.wbits = 3,
+                                       .sparsePercent = sparse,
+                                       .sensitivePercent = sensitive,
+                                       .kmeansIterations = 5};
+            const QuantizedLayer layer =
+                quantizeLayer(w, {.fisher = &fisher}, config, JobContext{});
+            const SqueezeSparseCounts counts = squeezeSparseCounts(config, rows * cols);
+            QCOMPARE(counts.total(), layer.outlierCount);
+            QCOMPARE(counts.stored, layer.tensors.contains("outlier_row_ptr"));
+            const double rowPointers =
+                counts.stored
+                    ? 8.0 * double(layer.tensors.at("outlier_row_ptr").bytes.size()) / parameters
+                    : 0.0;
+            QCOMPARE(squeezeBitsPerParameter(config, rows, cols),
+                     layer.paperBitsPerParameter() + rowPointers);
+        }
+        // By hand: 3 + 16·8/80 = 4.6 bits, and 0.5% + 0.25% of 3840 weights = 19 + 10.
+        const SqueezeConfig config{.wbits = 3, .sparsePercent = 0.5, .sensitivePercent = 0.25};
+        QCOMPARE(squeezeSparseCounts(config, 3840).byMagnitude, std::int64_t(19));
+        QCOMPARE(squeezeSparseCounts(config, 3840).byFisher, std::int64_t(10));
+        QCOMPARE(squeezeBitsPerParameter(SqueezeConfig{.wbits = 3}, rows, cols), 4.6);
+        QCOMPARE(squeezeBitsPerParameter(config, rows, cols),
+                 4.6 + 32.0 * 29.0 / 3840.0 + 32.0 * 49.0 / 3840.0);
     }
 
     // A larger synthetic layer (seeded): counts still exact; construction and query times printed,

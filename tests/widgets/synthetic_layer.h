@@ -2,6 +2,7 @@
 
 #include "quantlens/layer_calibration.h"
 
+#include <cmath>
 #include <memory>
 #include <random>
 
@@ -29,6 +30,27 @@ inline std::shared_ptr<const LayerAnalysis> syntheticLayer(int rows, int cols, s
         computeSensitivity(w, h, spqr.wbits, spqr.groupsize, spqr.percdamp, heads, "synthetic");
     return std::make_shared<const LayerAnalysis>(LayerAnalysis{
         0, "q_proj", w, OutlierPreview(std::move(map), baseBitsPerParameter(spqr, rows, cols))});
+}
+
+// The same kind of layer in SqueezeLLM's Fisher form, with a seeded Fisher that, like real ones,
+// spans decades and is largest on a few input columns.
+inline std::shared_ptr<const LayerAnalysis>
+syntheticFisherLayer(int rows, int cols, std::uint32_t seed, HeadSplit heads = {}) {
+    std::mt19937 generator(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::uniform_real_distribution<float> exponent(-4.0f, 0.0f);
+    RowMatrix w(rows, cols), fisher(rows, cols);
+    for (Eigen::Index k = 0; k < w.size(); ++k) {
+        w.data()[k] = 0.02f * normal(generator);
+        fisher.data()[k] = std::pow(10.0f, exponent(generator));
+    }
+    w.row(rows / 2) *= 4.0f;
+    fisher.col(cols / 5) *= 100.0f;
+    const SqueezeConfig config{.wbits = 3};
+    SensitivityMap map = computeFisherSensitivity(w, fisher, config.wbits, heads, "synthetic");
+    return std::make_shared<const LayerAnalysis>(LayerAnalysis{
+        0, "q_proj", w, OutlierPreview(std::move(map), baseBitsPerParameter(config, rows, cols)),
+        config});
 }
 
 } // namespace quantlens::test

@@ -3,6 +3,7 @@
 #include "outlier_pattern_view.h"
 #include "pareto_front.h"
 #include "pareto_view.h"
+#include "run_description.h"
 #include "synthetic_layer.h"
 
 #include <QSignalSpy>
@@ -96,6 +97,10 @@ void TestCharts::paretoViewHoversAndClicks() {
     QCOMPARE(view.front(), (std::vector<std::size_t>{2}));
     QCOMPARE(view.plot()->graphCount(), 4); // RTN, GPTQ, SpQR and the front
     view.plot()->replot();
+    // The legend sits under the plot, where it cannot hide a point.
+    QCOMPARE(view.plot()->legend->itemCount(), 4);
+    QVERIFY(view.plot()->legend->outerRect().top() >=
+            view.plot()->axisRect()->outerRect().bottom());
 
     QSignalSpy clicked(&view, &ParetoView::runClicked);
     QTest::mouseMove(view.plot(), view.pixelOf(2).toPoint());
@@ -175,9 +180,30 @@ void TestCharts::layerSummaryShowsEveryLayer() {
                 {b, name, 64, 64, 0, 4.25, 4.25, 0, 1e-3 * (1 + b) * (1 + std::strlen(name))});
     r.layers[3].relativeOutputError = std::numeric_limits<double>::quiet_NaN(); // not drawable
     LayerSummaryView view;
+    view.resize(800, 500);
     view.setRun(r);
+    view.plot()->replot();
+    QVERIFY(view.plot()->legend->outerRect().top() >=
+            view.plot()->axisRect()->outerRect().bottom());
     QCOMPARE(view.barCount(), 13);
     QCOMPARE(view.csv().count('\n'), 15);
+
+    // The legend names the method whose colour the bars have, and follows the run shown.
+    const auto legendText = [&] {
+        QStringList names;
+        for (int i = 0; i < view.plot()->legend->itemCount(); ++i)
+            if (auto* item = qobject_cast<QCPPlottableLegendItem*>(view.plot()->legend->item(i)))
+                names << item->plottable()->name();
+        return names;
+    };
+    QVERIFY(view.plot()->legend->visible());
+    QCOMPARE(legendText(), QStringList({"GPTQ"}));
+    QCOMPARE(view.barColour(), methodColour(quantlens::GptqConfig{}));
+    r.config = quantlens::SqueezeConfig{};
+    view.setRun(r);
+    QCOMPARE(legendText(), QStringList({"SqueezeLLM"}));
+    QCOMPARE(view.barColour(), methodColour(quantlens::SqueezeConfig{}));
+    QVERIFY(view.barColour() != methodColour(quantlens::GptqConfig{}));
 }
 
 QTEST_MAIN(TestCharts)

@@ -1,14 +1,20 @@
 #include "heatmap_view.h"
 #include "max_pool.h"
+#include "quant_settings_panel.h"
+#include "sparse_tuner.h"
 #include "synthetic_layer.h"
 #include "threshold_tuner.h"
 
+#include <QDoubleSpinBox>
 #include <QSignalSpy>
 #include <QSlider>
+#include <QSpinBox>
 #include <QStyleOptionSlider>
 #include <QtTest>
 #include <qcustomplot.h>
 
+#include <algorithm>
+#include <functional>
 #include <random>
 
 namespace {
@@ -50,6 +56,7 @@ private slots:
     void zoomingInShowsSingleWeights();
     void overlayFollowsDraggedSlider();
     void spinBoxAndSliderAgree();
+    void fisherOverlayFollowsSensitiveShare();
 };
 
 void TestHeatmapView::maxPoolMatchesBruteForce() {
@@ -216,6 +223,88 @@ void TestHeatmapView::spinBoxAndSliderAgree() {
     QCOMPARE(changes.size(), 2);
     QCOMPARE(tuner.threshold(), 0.1);
     QCOMPARE(tuner.outlierCount(), std::int64_t(-1)); // no layer yet
+}
+
+// A Fisher-form layer: the title and colour bar name F·(w − q(w))², the sensitive share marks
+// exactly its largest sensitivities, and the read-out counts what SqueezeLLM stores; τ, which
+// belongs to the OBS form, leaves the overlay alone.
+void TestHeatmapView::fisherOverlayFollowsSensitiveShare() {
+    const auto layer =
+        quantlens::test::syntheticFisherLayer(96, 128, 4, {quantlens::HeadAxis::Rows, 16});
+    QuantSettingsPanel panel;
+    HeatmapView view;
+    QObject::connect(&panel, &QuantSettingsPanel::overlayThresholdChanged, &view,
+                     &HeatmapView::setThreshold);
+    view.resize(900, 600);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    panel.setConfig(quantlens::SqueezeConfig{.wbits = 3});
+    panel.setLayer(layer);
+    view.setLayer(layer);
+    view.setThreshold(panel.overlayThreshold());
+    const QString cells = QLocale().toString(12288);
+    QVERIFY2(view.title().startsWith(
+                 "block 0 · q_proj (96 × 128): SqueezeLLM Fisher sensitivity F·(w − q(w))², "
+                 "3-bit LUT\ngreen: 0 of " +
+                 cells + " cells"),
+             qPrintable(view.title()));
+    QCPColorScale* scale = nullptr;
+    for (QCPLayoutElement* element : view.plot()->plotLayout()->elements(true))
+        if (auto* s = qobject_cast<QCPColorScale*>(element)) scale = s;
+    QVERIFY(scale);
+    QCOMPARE(scale->axis()->label(), QString("F·(w − q(w))² (log)"));
+    QCOMPARE(panel.tuner()->outlierCount(), std::int64_t(-1)); // τ has no Fisher read-out
+
+    // 1% of 12,288 weights = 123: the 123 largest sensitivities, ranked here independently.
+    std::vector<float> ranked(layer->preview.map().values.data(),
+                              layer->preview.map().values.data() + 96 * 128);
+    std::sort(ranked.begin(), ranked.end(), std::greater<>());
+    QSignalSpy overlay(&panel, &QuantSettingsPanel::overlayThresholdChanged);
+    panel.findChild<QDoubleSpinBox*>("sensitivePercent")->setValue(1.0);
+    QCOMPARE(overlay.size(), 1);
+    QCOMPARE(view.markedTiles(), std::int64_t(123));
+    for (int r = 0; r < 96; ++r)
+        for (int c = 0; c < 128; ++c)
+            QCOMPARE(layer->preview.isOutlier(r, c, view.threshold()),
+                     layer->preview.map().values(r, c) >= ranked[122]);
+    QVERIFY2(view.title().endsWith("green: 123 of " + cells +
+                                   " cells hold one of the 123 most sensitive weights"),
+             qPrintable(view.title()));
+
+    // + 0.5% by magnitude (61): 3 + 16·2³/128 bits, 32 per sparse value, 32 per row pointer.
+    panel.findChild<QDoubleSpinBox*>("sparsePercent")->setValue(0.5);
+    SparseTuner* sparse = panel.sparseTuner();
+    QCOMPARE(sparse->sparseCount(), std::int64_t(184));
+    QCOMPARE(sparse->bitsPerParameter(), 4.0 + (32.0 * 184 + 32.0 * 97) / 12288.0);
+    QCOMPARE(view.markedTiles(), std::int64_t(123)); // the magnitude share is not a sensitivity
+    panel.findChild<QSpinBox*>("wbits")->setValue(4);
+    QCOMPARE(sparse->bitsPerParameter(),
+             4.0 + 16.0 * 16 / 128 + (32.0 * 184 + 32.0 * 97) / 12288.0);
+
+    const int marked = int(view.markedTiles());
+    panel.tuner()->setThreshold(0.01);
+    QCOMPARE(view.markedTiles(), std::int64_t(marked));
+    QCOMPARE(overlay.size(), 2); // the two shares, not τ
+
+    Eigen::Index row = 0, col = 0;
+    layer->preview.map().values.maxCoeff(&row, &col);
+    view.plot()->replot(); // lays the plot out for the two-line title before mapping pixels
+    QTest::mouseMove(view.plot(), pixelOf(view, int(row), int(col)));
+    QVERIFY2(view.readout().endsWith(", among the most sensitive"), qPrintable(view.readout()));
+    QVERIFY(view.grab().save(artifactPath("heatmap_fisher.png")));
+    const auto obs = quantlens::test::syntheticLayer(96, 128, 3);
+    view.setLayer(obs);
+    QVERIFY(view.readout().isEmpty()); // it described the previous layer
+
+    // Back on an OBS-form layer, τ drives the overlay and the shares do not.
+    panel.setLayer(obs);
+    overlay.clear();
+    panel.findChild<QDoubleSpinBox*>("sensitivePercent")->setValue(2.0);
+    QCOMPARE(overlay.size(), 0);
+    panel.tuner()->setThreshold(0.5);
+    QCOMPARE(overlay.size(), 1);
+    QCOMPARE(overlay.first().first().toDouble(), 0.5);
+    QCOMPARE(panel.overlayThreshold(), 0.5);
 }
 
 QTEST_MAIN(TestHeatmapView)

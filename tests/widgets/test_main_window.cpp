@@ -1,6 +1,8 @@
 #include "application_setup.h"
 #include "main_window.h"
 #include "model_summary_view.h"
+#include "project_file.h"
+#include "quant_settings_panel.h"
 #include "test_data.h"
 
 #include <QDir>
@@ -71,6 +73,7 @@ private slots:
     void showsDroppedCheckpoint();
     void reportsMissingModel();
     void controllerRunsJobsInOrder();
+    void asksToSaveUnsavedWorkOnClose();
 };
 
 void TestMainWindow::initTestCase() {
@@ -229,6 +232,63 @@ void TestMainWindow::controllerRunsJobsInOrder() {
     QCOMPARE(busy.size(), 2);
     QCOMPARE(busy[0].first().toBool(), true);
     QCOMPARE(busy[1].first().toBool(), false);
+}
+
+// A run or a sweep list not in a project file makes closing ask Save / Discard / Cancel; the
+// answer comes from a replaced confirmation, which also sees the box the user would see.
+void TestMainWindow::asksToSaveUnsavedWorkOnClose() {
+    QTemporaryDir scratch;
+    const QString project = scratch.filePath("session.quantlens");
+    auto answer = QMessageBox::Cancel;
+    QStringList asked;
+    const auto confirm = [&](QMessageBox& box) {
+        asked << box.text();
+        if (box.standardButtons() !=
+            (QMessageBox::Save | QMessageBox::Discard | QMessageBox::Cancel))
+            asked << "unexpected buttons";
+        return answer;
+    };
+
+    MainWindow window;
+    window.setCloseConfirmation(confirm);
+    window.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&window));
+    QVERIFY(!window.isWindowModified());
+    auto* settings = window.findChild<QuantSettingsPanel*>();
+    settings->setSweep({quantlens::RtnConfig{3, 16}});
+    QVERIFY(window.isWindowModified());
+    QVERIFY(!window.close()); // Cancel keeps the window and its work
+    QVERIFY(window.isVisible());
+    QCOMPARE(asked, QStringList({"This session has runs or a sweep list that are not saved in a "
+                                 "project file."}));
+
+    QVERIFY(window.saveProject(project));
+    QVERIFY(!window.isWindowModified());
+    quantlens::RunRecord run;
+    run.config = quantlens::GptqConfig{};
+    run.perplexity = 6.0;
+    emit window.engine().runFinished(run); // written to the project file at once
+    QCOMPARE(window.runs().size(), std::size_t(1));
+    QVERIFY(!window.isWindowModified());
+    QCOMPARE(loadProject(project).runs.size(), std::size_t(1));
+    settings->setSweep({quantlens::RtnConfig{3, 16}, quantlens::SqueezeConfig{}});
+    QVERIFY(window.isWindowModified());
+    answer = QMessageBox::Save;
+    QVERIFY(window.close()); // saved into the project, then closed
+    QCOMPARE(asked.size(), 2);
+    QCOMPARE(loadProject(project).sweep.size(), std::size_t(2));
+
+    MainWindow discarded; // starts with the sweep list the settings remembered, as saved work
+    discarded.setCloseConfirmation(confirm);
+    QCOMPARE(discarded.findChild<QuantSettingsPanel*>()->sweep().size(), std::size_t(2));
+    QVERIFY(!discarded.isWindowModified());
+    emit discarded.engine().runFinished(run); // only in the autosave: unsaved
+    QVERIFY(discarded.isWindowModified());
+    discarded.show();
+    answer = QMessageBox::Discard;
+    QVERIFY(discarded.close());
+    QCOMPARE(asked.size(), 3);
+    QCOMPARE(loadProject(project).runs.size(), std::size_t(1)); // the project was left alone
 }
 
 QTEST_MAIN(TestMainWindow)

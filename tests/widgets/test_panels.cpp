@@ -13,6 +13,7 @@
 #include <QListWidget>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QSettings>
 #include <QSignalSpy>
 #include <QSpinBox>
 #include <QTemporaryDir>
@@ -55,6 +56,7 @@ private slots:
     void settingsPanelRoundTripsEveryMethod();
     void settingsPanelKeepsEachMethodsValues();
     void sweepButtonsBuildAndRunTheList();
+    void settingsRememberMethodDataAndSweep();
     void jobsPanelShowsProgressAndCancels();
     void etaFromElapsedAndFraction();
     void exportDialogNeedsADirectory();
@@ -142,6 +144,37 @@ void TestPanels::sweepButtonsBuildAndRunTheList() {
     QCOMPARE(run.size(), 2);
     QCOMPARE(run.last().first().value<std::vector<quantlens::QuantConfig>>().size(),
              std::size_t(1));
+}
+
+// What save() writes, restore() reads into a fresh panel: the method, the data and the sweep.
+void TestPanels::settingsRememberMethodDataAndSweep() {
+    QTemporaryDir scratch;
+    QSettings settings(scratch.filePath("settings.ini"), QSettings::IniFormat);
+    quantlens::SqueezeConfig squeeze;
+    squeeze.wbits = 3;
+    squeeze.sparsePercent = 0.4;
+    squeeze.sensitivePercent = 0.05;
+    const std::vector<quantlens::QuantConfig> sweep{quantlens::RtnConfig{3, 16}, customSpqr(),
+                                                    squeeze};
+    const DataSettings data{"/data/calib.txt", 8, 128, "/data/eval.txt", 256};
+    {
+        QuantSettingsPanel panel;
+        panel.setConfig(squeeze);
+        panel.setData(data);
+        panel.setSweep(sweep);
+        panel.save(settings);
+    }
+    settings.sync();
+    QuantSettingsPanel restored;
+    QSignalSpy changed(&restored, &QuantSettingsPanel::sweepChanged);
+    restored.restore(settings);
+    QVERIFY(sameConfig(restored.config(), squeeze));
+    QVERIFY(restored.data() == data);
+    QCOMPARE(restored.sweep().size(), sweep.size());
+    for (std::size_t i = 0; i < sweep.size(); ++i)
+        QVERIFY(sameConfig(restored.sweep()[i], sweep[i]));
+    QCOMPARE(restored.findChild<QListWidget*>("sweepList")->count(), 3);
+    QCOMPARE(changed.size(), 1);
 }
 
 void TestPanels::jobsPanelShowsProgressAndCancels() {

@@ -1,3 +1,4 @@
+#include "export_dialog.h"
 #include "heatmap_view.h"
 #include "layer_summary_view.h"
 #include "main_window.h"
@@ -5,11 +6,15 @@
 #include "outlier_pattern_view.h"
 #include "pareto_view.h"
 #include "quant_settings_panel.h"
+#include "run_description.h"
+#include "sparse_tuner.h"
 #include "test_data.h"
 #include "threshold_tuner.h"
 
 #include "quantlens/float_tensor.h"
 
+#include <QDialogButtonBox>
+#include <QDoubleSpinBox>
 #include <QElapsedTimer>
 #include <QPushButton>
 #include <QSignalSpy>
@@ -21,6 +26,7 @@
 #include <QtTest>
 #include <qcustomplot.h>
 
+#include <map>
 #include <set>
 
 namespace {
@@ -85,8 +91,9 @@ void TestStudioFlow::initTestCase() {
     QLocale::setDefault(QLocale(QLocale::English, QLocale::UnitedStates));
 }
 
-// Open, analyse a layer and drag τ, sweep three settings, see three points, export plots, save
-// and reopen the session, export a run and reopen the export.
+// Open, analyse a layer and drag τ, analyse it for SqueezeLLM and set its sparse shares, sweep
+// three methods, see three points in three colours, export plots, save and reopen the session,
+// export runs and reopen the exports.
 void TestStudioFlow::wholeFlow() {
     QUANTLENS_REQUIRE_DATA("stories260K-hf");
     QUANTLENS_REQUIRE_DATA("text/tinystories-valid-excerpt.txt");
@@ -138,12 +145,29 @@ void TestStudioFlow::wholeFlow() {
     QVERIFY(!window.findChild<OutlierPatternView*>()->counts().heads.empty()); // o_proj: 8 heads
     screenshot(window, "studio_outlier_patterns.png");
 
-    // Sweep three settings; the window keeps repainting while the engine works.
+    // With SqueezeLLM chosen, the same layer in the Fisher form; its sparse shares preview live.
+    settings->setConfig(quantlens::SqueezeConfig{.wbits = 3});
+    QTest::mouseClick(settings->findChild<QPushButton*>("analyse"), Qt::LeftButton);
+    QVERIFY(waitFor(layerShown, failed, 2, 60'000));
+    QVERIFY(std::holds_alternative<quantlens::SqueezeConfig>(heatmap->layer()->config));
+    QVERIFY2(heatmap->title().contains("SqueezeLLM Fisher sensitivity F·(w − q(w))², 3-bit LUT"),
+             qPrintable(heatmap->title()));
+    QCOMPARE(tabs->currentWidget(), heatmap);
+    settings->findChild<QDoubleSpinBox*>("sensitivePercent")->setValue(0.5); // 20 of 4,096
+    QCOMPARE(heatmap->markedTiles(), std::int64_t(20));
+    settings->findChild<QDoubleSpinBox*>("sparsePercent")->setValue(0.4); // + 16
+    QCOMPARE(settings->sparseTuner()->sparseCount(), std::int64_t(36));
+    // 3 bits + 16·2³/64 (the LUT) + 32 per sparse value + 32 per row pointer.
+    QCOMPARE(settings->sparseTuner()->bitsPerParameter(),
+             3.0 + 2.0 + (32.0 * 36 + 32.0 * 65) / 4096.0);
+    QCOMPARE(heatmap->markedTiles(), std::int64_t(20));
+    screenshot(window, "studio_heatmap_squeezellm.png");
+
+    // Sweep three settings, one per colour; the window keeps repainting while the engine works.
     quantlens::SpqrConfig spqr;
     spqr.wbits = 3;
     spqr.groupsize = 16;
-    settings->setSweep(
-        {quantlens::RtnConfig{4, 32}, quantlens::GptqConfig{3, 16, 128, 0.01, false}, spqr});
+    settings->setSweep({quantlens::RtnConfig{4, 32}, spqr, settings->config()});
     QSignalSpy runShown(&window, &MainWindow::runShown);
     QElapsedTimer clock;
     qint64 last = 0, longestGap = 0;
@@ -161,11 +185,21 @@ void TestStudioFlow::wholeFlow() {
     QVERIFY(longestGap < 250);
 
     QCOMPARE(window.runs().size(), std::size_t(3));
+    QVERIFY(std::holds_alternative<quantlens::SqueezeConfig>(window.runs()[2].config));
     int points = 0;
+    std::map<QString, QColor> colours;
     for (int g = 0; g < pareto->plot()->graphCount(); ++g)
-        if (pareto->plot()->graph(g)->name() != "Pareto front")
-            points += pareto->plot()->graph(g)->dataCount();
+        if (QCPGraph* graph = pareto->plot()->graph(g); graph->name() != "Pareto front") {
+            points += graph->dataCount();
+            colours[graph->name()] = graph->scatterStyle().pen().color();
+        }
     QCOMPARE(points, 3);
+    QCOMPARE(colours.size(), std::size_t(3));
+    for (const quantlens::RunRecord& run : window.runs())
+        QCOMPARE(colours[methodLabel(run.config)], methodColour(run.config));
+    QVERIFY(colours["SqueezeLLM"] != colours["SpQR"] && colours["SqueezeLLM"] != colours["RTN"]);
+    // SqueezeLLM kept 0.4% + 0.5% of every layer's weights sparse.
+    QVERIFY(window.runs()[2].outlierFraction > 0.008 && window.runs()[2].outlierFraction < 0.01);
     QVERIFY(!pareto->front().empty());
     // The baseline is the reference table's ctx-128 perplexity of the unquantized model.
     const QStringList csv = pareto->csv().split('\n', Qt::SkipEmptyParts);
@@ -193,7 +227,12 @@ void TestStudioFlow::wholeFlow() {
     tabs->setCurrentWidget(window.findChild<LayerSummaryView*>());
     QCOMPARE(window.findChild<LayerSummaryView*>()->barCount(), 35);
     screenshot(window, "studio_layers.png");
-    QVERIFY(tree->topLevelItem(0) && linearLayer(*tree, 0, "q_proj")->text(4) == "RTN");
+    QTreeWidgetItem* qProj = linearLayer(*tree, 0, "q_proj");
+    QVERIFY(qProj && qProj->text(ModelSummaryView::MethodColumn) == "RTN");
+    QCOMPARE(qProj->data(ModelSummaryView::MethodColumn, Qt::DecorationRole).value<QColor>(),
+             methodColour(quantlens::RtnConfig{}));
+    for (const QString method : {"RTN", "GPTQ", "SpQR", "SqueezeLLM"}) // the colours' key
+        QVERIFY(tree->headerItem()->toolTip(ModelSummaryView::MethodColumn).contains(method));
 
     // The session survives the window.
     const QString project = scratch.filePath("session.quantlens");
@@ -207,6 +246,19 @@ void TestStudioFlow::wholeFlow() {
         QCOMPARE(reopened.runs()[2].perplexity, window.runs()[2].perplexity);
         QVERIFY(waitFor(reshown, refailed, 1, 20'000));
     }
+
+    // File ▸ Export Model… lists every engine format; GPTQ's layout refuses the SpQR run.
+    for (QAction* action : window.findChildren<QAction*>())
+        if (action->text() == "&Export Model…") action->trigger();
+    auto* dialog = window.findChild<ExportDialog*>();
+    QVERIFY(dialog && dialog->isVisible());
+    dialog->setRun(1);
+    dialog->setFormat("gptq");
+    dialog->setDirectory(scratch.filePath("spqr-gptq"));
+    QVERIFY2(dialog->problem().contains("this run is SpQR"), qPrintable(dialog->problem()));
+    QVERIFY(!dialog->findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok)->isEnabled());
+    screenshot(*dialog, "studio_export_dialog.png");
+    dialog->reject();
 
     // Export the RTN run and reopen it: every group of 32 weights holds at most 2⁴ values.
     QSignalSpy exported(&window, &MainWindow::exportFinished);
@@ -228,13 +280,24 @@ void TestStudioFlow::wholeFlow() {
 
     // The SpQR run as a compressed quantlens checkpoint opens too.
     const QString compressed = scratch.filePath("spqr-w3");
-    window.exportRun({2, "quantlens", compressed});
+    window.exportRun({1, "quantlens", compressed});
     QVERIFY(waitFor(exported, failed, 2, 60'000));
     shown.clear();
     window.openModel(compressed);
     QVERIFY(waitFor(shown, failed, 1, 20'000));
     QCOMPARE(window.findChild<QLabel*>("modelStatus")->text(),
              QString("%1 — 260,032 parameters").arg(QDir::toNativeSeparators(compressed)));
+    QVERIFY(quantlens::loadModel(compressed.toStdString(), quantlens::CompressedLayers::Keep)
+                ->compressedLayers.size() == 5);
+
+    // The GPTQ layout cannot hold stories260K's 172-wide FFN: the engine says so, nothing is left.
+    const QString gptq = scratch.filePath("rtn-gptq");
+    window.exportRun({0, "gptq", gptq});
+    QTRY_COMPARE_WITH_TIMEOUT(failed.size(), 1, 60'000);
+    QVERIFY2(failed.first().first().toString().contains(
+                 "the GPTQ layout packs 32 codes into 4 words along both dimensions"),
+             qPrintable(failed.first().first().toString()));
+    QVERIFY(!QFileInfo::exists(gptq));
 }
 
 void TestStudioFlow::cancelStopsWithinASecond() {

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "quantlens/error.h"
+
 #include <filesystem>
 
 namespace quantlens {
@@ -25,6 +27,11 @@ public:
     const std::filesystem::path& path() const { return staging_; }
     const std::filesystem::path& target() const { return target_; }
     void commit();
+
+    // An error from a file inside the staging directory, attributed to the same file in the
+    // target ("out/.out.tmp.7.0/model.safetensors" reads "out/model.safetensors"): what the user
+    // named. Other errors come back unchanged.
+    Error attributed(const Error& error) const;
 
 private:
     std::filesystem::path target_;

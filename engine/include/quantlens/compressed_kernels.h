@@ -6,9 +6,10 @@
 
 namespace quantlens {
 
-// Which instructions the fused kernels use: AVX2/FMA where the build targets them (Auto), or the
-// portable scalar code, which tests compare against.
-enum class KernelIsa { Auto, Portable };
+// Which instructions the fused kernels use: the widest the build targets (Auto: AVX-512 with VBMI,
+// else AVX2/FMA), AVX2 even where AVX-512 is there, or the portable scalar code. Tests run all
+// three; Avx2 and Auto fall back to what the build has.
+enum class KernelIsa { Auto, Avx2, Portable };
 
 // Up to this many tokens, each row of W is decoded once, in registers, and multiplied with every
 // token (matrix-vector and small-batch products).

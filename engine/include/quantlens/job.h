@@ -16,7 +16,7 @@ public:
     explicit JobContext(ProgressFn progress) : progress_(std::move(progress)) {}
 
     void requestCancel() { cancelled_.store(true); }
-    bool cancelRequested() const { return cancelled_.load(); }
+    bool cancelRequested() const;
 
     void checkpoint() const;
     void report(double fraction, const std::string& stage) const;
@@ -25,5 +25,9 @@ private:
     ProgressFn progress_;
     std::atomic<bool> cancelled_{false};
 };
+
+// Cancels every job of the process, now and later: for a SIGINT/SIGTERM handler (async-signal-safe,
+// a lock-free atomic store), so an interrupted command unwinds and its atomic writes leave nothing.
+void cancelAllJobs();
 
 } // namespace quantlens

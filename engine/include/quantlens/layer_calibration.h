@@ -1,5 +1,6 @@
 #pragma once
 
+#include "quantlens/fisher.h"
 #include "quantlens/float_tensor.h"
 #include "quantlens/job.h"
 #include "quantlens/model.h"
@@ -40,15 +41,26 @@ BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t
                                 const JobContext& job);
 
 // One layer ready for the studio's heatmap and threshold slider: its fp32 weights and the
-// sensitivity preview for SpQR's base quantizer (wbits, β1, percdamp) and bit accounting.
+// sensitivity preview of one form, as `config` says: SpqrConfig for the OBS form of SpQR's base
+// quantizer (analyseLayer), SqueezeConfig for SqueezeLLM's Fisher form (analyseLayerFisher).
 struct LayerAnalysis {
     int block = 0;
     std::string layer; // "q_proj", …
     RowMatrix weights;
     OutlierPreview preview;
+    QuantConfig config = SpqrConfig{};
 };
 
+// The OBS form for SpQR's base quantizer (wbits, β1, percdamp), with SpQR's bit accounting.
 LayerAnalysis analyseLayer(const Model& model, const BlockCalibration& calibration,
                            std::string_view layerName, const SpqrConfig& config);
+
+// The Fisher form F·(w − q(w))² for SqueezeLLM's `config.wbits`-bit LUT quantizer
+// (computeFisherSensitivity), from the diagonal Fisher that accumulateFisher summed over the
+// calibration sequences; the preview's base bits are SqueezeLLM's without sparse values. Throws
+// Error for a block out of range or an unknown layer; checks `job` while clustering.
+LayerAnalysis analyseLayerFisher(const Model& model, const FisherInformation& fisher, int block,
+                                 std::string_view layerName, const SqueezeConfig& config,
+                                 const JobContext& job);
 
 } // namespace quantlens

@@ -25,6 +25,9 @@ std::string exportFormatName(ExportFormat format);
 struct ExportResult {
     std::uintmax_t fileBytes = 0; // of the written model.safetensors
     std::int64_t layers = 0;      // linear layers converted
+    // GPTQ exports: the checkpoint_format written, "gptq" (zero − 1 in qzeros, AutoGPTQ's v1) or
+    // "gptq_v2" (the zero itself) when some group has a zero point of 0 next to its largest code.
+    std::string gptqFormat;
 };
 
 // Reads the quantlens checkpoint `input` (every array validated) and writes `output` in `format`.

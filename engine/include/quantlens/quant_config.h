@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <variant>
 
@@ -51,6 +52,18 @@ struct SqueezeConfig {
 };
 
 using QuantConfig = std::variant<RtnConfig, GptqConfig, SpqrConfig, SqueezeConfig>;
+
+// What SqueezeLLM's dense-and-sparse split (§4.1) moves to the sparse matrix of a layer with
+// `parameters` weights: sparsePercent of them by magnitude, then sensitivePercent of the rest by
+// Fisher value, each rounded to the nearest whole weight. One rule for the quantizer and the
+// studio's preview.
+struct SqueezeSparseCounts {
+    std::int64_t byMagnitude = 0;
+    std::int64_t byFisher = 0;
+    bool stored = false; // a CSR matrix is stored (row pointers included) even if both counts are 0
+    std::int64_t total() const { return byMagnitude + byFisher; }
+};
+SqueezeSparseCounts squeezeSparseCounts(const SqueezeConfig& config, std::int64_t parameters);
 
 std::string methodName(const QuantConfig& config); // "rtn", "gptq", "spqr", "squeezellm"
 std::string describe(const QuantConfig& config);   // e.g. "spqr w3 g16 qq3 b2=16 tau=0.2 act-order"

@@ -62,6 +62,7 @@ private:
         std::vector<SpilledArray> arrays;
     };
     void spill(const std::vector<std::uint8_t>& bytes);
+    void writeFiles(); // everything commit() writes into the staging directory
 
     const Model& source_;
     std::map<std::string, std::string> metadata_;

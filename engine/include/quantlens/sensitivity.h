@@ -1,6 +1,7 @@
 #pragma once
 
 #include "quantlens/float_tensor.h"
+#include "quantlens/job.h"
 #include "quantlens/model_config.h"
 #include "quantlens/quant_config.h"
 
@@ -56,15 +57,22 @@ SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixX
 // The SqueezeLLM form (Kim et al. 2023, §3.1; DESIGN.md, Analyse): s_ij = F_ij·(w_ij − q(w_ij))²,
 // with F the diagonal Fisher of W and q SqueezeLLM's own dense quantizer (the Fisher-weighted
 // k-means LUT of `wbits` bits per row). outlierScale is the mean sensitivity, so a τ on this map
-// is in units of the mean. Throws Error (with `source`) on bad shapes, settings or Fisher values.
+// is in units of the mean. Throws Error (with `source`) on bad shapes, settings or Fisher values;
+// the clustering checks `job` between chunks of rows.
 SensitivityMap computeFisherSensitivity(const RowMatrix& weights, const RowMatrix& fisher,
                                         int wbits, HeadSplit heads = {},
-                                        const std::string& source = "");
+                                        const std::string& source = "",
+                                        const JobContext& job = JobContext{});
 
 // The paper's bits per parameter of `config` on a rows × cols layer with no outliers (SpQR: wbits +
 // 2·qq/β1 + 64/(β1·β2), partial groups counted whole; RTN/GPTQ: wbits + 32/g), the base that
 // OutlierPreview adds outliers to.
 double baseBitsPerParameter(const QuantConfig& config, int rows, int cols);
+
+// The bits per parameter of a rows × cols SqueezeLLM layer before quantizing it: the paper's
+// wbits + 16·2^wbits/cols + 32·sparse fraction (squeezeSparseCounts) plus the 32-bit CSR row
+// pointers the layer stores with its sparse matrix.
+double squeezeBitsPerParameter(const SqueezeConfig& config, int rows, int cols);
 
 // The outlier count and bits per parameter for any SpQR threshold τ, without re-running the
 // quantizer, for an interactive slider: the normalised sensitivities ν_ij = s_ij / outlierScale are
@@ -93,6 +101,10 @@ public:
     // baseBits + 32·count/(rows·cols) (fp16 value + 16-bit column index per outlier) + 32·(rows +
     // 1)/(rows·cols) (the CSR row pointers SpQR always stores).
     double bitsPerParameter(double tau) const;
+    // The τ that marks the `count` largest ν, for a control that sets a share of weights rather
+    // than a threshold: outlierCount(τ) = count, or fewer where ν ties across the cut; +∞ for
+    // count ≤ 0 and −∞ (every weight) for count ≥ rows·cols.
+    double thresholdForCount(std::int64_t count) const;
     // The overlay mask: the same test outlierCount() counts.
     bool isOutlier(int row, int col, double tau) const {
         return normalised(map_.values(row, col)) > tau;

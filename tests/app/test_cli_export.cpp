@@ -1,0 +1,136 @@
+// quantlens-cli on quantlens checkpoints: eval and generate run them compressed with the results
+// of their dense export, export converts them (and refuses what a format cannot hold, leaving no
+// output), and bench gemv prints its table.
+#include "test_data.h"
+
+#include "quantlens/model_quantizer.h"
+#include "quantlens/perplexity.h"
+#include "quantlens/quantlens_checkpoint.h"
+#include "quantlens/text_file.h"
+#include "quantlens/tokenizer.h"
+
+#include <QProcess>
+#include <QTemporaryDir>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+using namespace quantlens;
+namespace fs = std::filesystem;
+
+struct CliRun {
+    int exitCode = -1;
+    QString out;
+    QString err;
+};
+
+CliRun runCli(const QStringList& arguments) {
+    QProcess process;
+    process.start(QString::fromStdString(test::cliPath().string()), arguments);
+    if (!process.waitForFinished(300000)) return {};
+    return {process.exitCode(), QString::fromUtf8(process.readAllStandardOutput()),
+            QString::fromUtf8(process.readAllStandardError())};
+}
+
+QString data(const char* relative) {
+    return QString::fromStdString(test::dataPath(relative).string());
+}
+
+// stories260K-hf quantized with SpQR into a quantlens checkpoint, through the engine's writer.
+void writeSpqrCheckpoint(const fs::path& out) {
+    const auto model = loadModel(test::dataPath("stories260K-hf"));
+    const auto tokenizer = loadTokenizer(model->defaultTokenizer);
+    const auto tokens = tokenizeForProtocol(
+        *tokenizer, readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+        PerplexityProtocol::Documents, model->config.bosToken, "excerpt");
+    QuantlensWriter writer(*model, out);
+    quantizeModel(
+        *model, tokens, SpqrConfig{}, CalibrationConfig{8, 64},
+        [&](int block, const std::string& name, const QuantizedLayer& layer, const RowMatrix&) {
+            writer.writeLayer(block, name, layer);
+        },
+        JobContext{});
+    writer.commit();
+}
+
+} // namespace
+
+class TestCliExport : public QObject {
+    Q_OBJECT
+private slots:
+    void initTestCase() {
+        QUANTLENS_REQUIRE_DATA("stories260K-hf");
+        QUANTLENS_REQUIRE_DATA("text/tinystories-valid-excerpt.txt");
+    }
+
+    void compressedRunsLikeItsDenseExport() {
+        QTemporaryDir dir;
+        const QString compressed = dir.filePath("spqr"), dense = dir.filePath("dense");
+        writeSpqrCheckpoint(compressed.toStdString());
+
+        CliRun run =
+            runCli({"export", compressed, "--format", "dense-f32", "--out", dense, "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const auto exported = nlohmann::json::parse(run.out.toStdString());
+        QCOMPARE(exported["layers"].get<int>(), 35);
+
+        // Perplexity: the fused kernels against the dense reconstruction.
+        const CliRun fused = runCli(
+            {"eval", compressed, "--text", data("text/tinystories-valid-excerpt.txt"), "--json"});
+        const CliRun reference =
+            runCli({"eval", dense, "--text", data("text/tinystories-valid-excerpt.txt"), "--json"});
+        QCOMPARE(fused.exitCode, 0);
+        QCOMPARE(reference.exitCode, 0);
+        const auto a = nlohmann::json::parse(fused.out.toStdString());
+        const auto b = nlohmann::json::parse(reference.out.toStdString());
+        QCOMPARE(a["tokens"].get<int>(), 6851);
+        QVERIFY2(std::abs(a["nll"].get<double>() - b["nll"].get<double>()) < 1e-5,
+                 qPrintable(fused.out + reference.out));
+        QVERIFY(a["nll"].get<double>() > 1.697663); // quantization costs something
+
+        // Greedy generation: the same tokens.
+        const CliRun g1 = runCli({"generate", compressed, "-n", "30", "--json"});
+        const CliRun g2 = runCli({"generate", dense, "-n", "30", "--json"});
+        QCOMPARE(g1.exitCode, 0);
+        QCOMPARE(nlohmann::json::parse(g1.out.toStdString())["tokens"],
+                 nlohmann::json::parse(g2.out.toStdString())["tokens"]);
+    }
+
+    void exportRefusesAndLeavesNothing() {
+        QTemporaryDir dir;
+        const QString compressed = dir.filePath("spqr"), out = dir.filePath("gptq");
+        writeSpqrCheckpoint(compressed.toStdString());
+        CliRun run = runCli({"export", compressed, "--format", "gptq", "--out", out});
+        QCOMPARE(run.exitCode, 1);
+        QCOMPARE(run.err, QString("quantlens-cli: model.layers.0.self_attn.q_proj: is quantized "
+                                  "with spqr; the GPTQ layout holds only rtn and gptq layers "
+                                  "(export spqr as quantlens or dense)\n"));
+        QVERIFY(!fs::exists(out.toStdString()));
+        QCOMPARE(QDir(dir.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot),
+                 QStringList{"spqr"});
+
+        run = runCli({"export", data("stories260K-hf"), "--format", "dense-f16", "--out", out});
+        QCOMPARE(run.exitCode, 1);
+        QCOMPARE(run.err, "quantlens-cli: " + data("stories260K-hf") +
+                              ": is not a quantlens checkpoint (export reads the directories "
+                              "`quantize --format quantlens` writes)\n");
+        run = runCli({"export", compressed, "--format", "dense-f8", "--out", out});
+        QCOMPARE(run.exitCode, 105); // CLI11's validation error
+    }
+
+    void benchGemvPrintsItsTable() {
+        const CliRun run =
+            runCli({"--threads", "2", "bench", "gemv", "--shape", "64x256", "--repeat", "3"});
+        QCOMPARE(run.exitCode, 0);
+        const QStringList lines = run.out.split('\n', Qt::SkipEmptyParts);
+        QVERIFY2(lines.size() == 9, qPrintable(run.out)); // title, header, 7 rows
+        QVERIFY(lines[0].startsWith("gemv: batch-1 y = W·x, 2 threads, 3 runs"));
+        for (const char* method : {"fp32 eigen, one call", "spqr w3 g32", "spqr w3 g16",
+                                   "squeezellm w3", "squeezellm w4", "gptq w4 g128"})
+            QVERIFY2(run.out.contains(QString("64x256      ") + method), method);
+    }
+};
+
+QTEST_APPLESS_MAIN(TestCliExport)
+#include "test_cli_export.moc"

@@ -1,0 +1,43 @@
+// Any bytes as model.safetensors.index.json beside stories260K-hf's real config and weights:
+// shard names (path traversal), the weight map, duplicate and missing tensors.
+#include "fuzz_input.h"
+
+#include "quantlens/error.h"
+#include "quantlens/model.h"
+
+#include <filesystem>
+#include <fstream>
+
+namespace {
+
+// The model directory: the real config.json, the real weights as the only shard.
+const std::filesystem::path& modelDirectory() {
+    static const std::filesystem::path directory = [] {
+        const std::filesystem::path dir = quantlens::fuzz::scratchDirectory() / "sharded";
+        const std::filesystem::path source = QUANTLENS_DATA_DIR "/stories260K-hf";
+        std::filesystem::create_directories(dir);
+        std::filesystem::copy_file(source / "config.json", dir / "config.json",
+                                   std::filesystem::copy_options::overwrite_existing);
+        std::filesystem::copy_file(source / "model.safetensors",
+                                   dir / "model-00001-of-00001.safetensors",
+                                   std::filesystem::copy_options::overwrite_existing);
+        return dir;
+    }();
+    return directory;
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    const std::filesystem::path& dir = modelDirectory();
+    {
+        std::ofstream index(dir / "model.safetensors.index.json", std::ios::binary | std::ios::trunc);
+        index.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+    }
+    try {
+        const auto model = quantlens::loadHfModel(dir);
+        (void)model;
+    } catch (const quantlens::Error&) {
+    }
+    return 0;
+}

@@ -1,0 +1,278 @@
+#include "export_dialog.h"
+#include "model_export.h"
+
+#include "quantlens/dtype.h"
+#include "quantlens/error.h"
+#include "quantlens/float_tensor.h"
+#include "quantlens/model_export.h"
+#include "quantlens/quantlens_checkpoint.h"
+#include "quantlens/safetensors.h"
+#include "quantlens/synthetic_model.h"
+
+#include <QComboBox>
+#include <QDialogButtonBox>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QStandardItemModel>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include <cstring>
+#include <random>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// A small synthetic LLaMA whose every dimension is a multiple of 32, as the GPTQ layout needs.
+void writeGptqShapedModel(const fs::path& directory) {
+    quantlens::SyntheticModelSpec spec;
+    spec.hiddenSize = 64;
+    spec.intermediateSize = 96;
+    spec.layers = 2;
+    spec.heads = 4;
+    spec.kvHeads = 2;
+    spec.vocab = 128;
+    spec.maxPositions = 64;
+    spec.dtype = "F32";
+    spec.seed = 9;
+    quantlens::writeSyntheticModel(spec, directory, quantlens::JobContext{});
+}
+
+std::vector<std::int32_t> randomTokens(int count, int vocab) {
+    std::mt19937 generator(4);
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(count));
+    for (auto& t : tokens)
+        t = std::uniform_int_distribution<int>(0, vocab - 1)(generator);
+    return tokens;
+}
+
+template <typename T>
+std::vector<T> rawValues(const quantlens::SafetensorsFile& file, const std::string& name) {
+    const quantlens::RawTensorView* tensor = file.findRaw(name);
+    if (!tensor) return {};
+    std::vector<T> values(tensor->size / sizeof(T));
+    std::memcpy(values.data(), tensor->data, tensor->size);
+    return values;
+}
+
+// q_proj [out, in] from its 4-bit GPTQ tensors, decoded as AutoGPTQ does: eight codes per 32-bit
+// word, LSB first, along the input dimension in qweight and the output dimension in qzeros;
+// weight = scale · (code − zero), zero = qzero + 1 in the v1 ("gptq") layout.
+quantlens::RowMatrix decodeGptq4(const quantlens::SafetensorsFile& file, const std::string& prefix,
+                                 int out, int in, bool v1) {
+    const auto qweight = rawValues<std::uint32_t>(file, prefix + ".qweight");
+    const auto qzeros = rawValues<std::uint32_t>(file, prefix + ".qzeros");
+    const auto scales = rawValues<std::uint16_t>(file, prefix + ".scales");
+    const auto gIdx = rawValues<std::int32_t>(file, prefix + ".g_idx");
+    quantlens::RowMatrix w(out, in);
+    for (int o = 0; o < out; ++o)
+        for (int i = 0; i < in; ++i) {
+            const auto g = std::size_t(gIdx[std::size_t(i)]);
+            const auto code = (qweight[std::size_t(i / 8) * out + o] >> (4 * (i % 8))) & 15u;
+            const auto zero =
+                ((qzeros[g * std::size_t(out / 8) + std::size_t(o / 8)] >> (4 * (o % 8))) & 15u) +
+                (v1 ? 1u : 0u);
+            w(o, i) = quantlens::f16ToFloat(scales[g * out + o]) *
+                      (static_cast<float>(code) - static_cast<float>(zero));
+        }
+    return w;
+}
+
+QJsonObject jsonFile(const QString& path) {
+    QFile file(path);
+    return file.open(QIODevice::ReadOnly) ? QJsonDocument::fromJson(file.readAll()).object()
+                                          : QJsonObject();
+}
+
+QString artifactPath(const QString& name) {
+    const QString directory = qEnvironmentVariable("QUANTLENS_ARTIFACT_DIR", QDir::currentPath());
+    QDir().mkpath(directory);
+    return QDir(directory).filePath(name);
+}
+
+const quantlens::QuantConfig kGptq = quantlens::GptqConfig{4, 32, 128, 0.01, false};
+
+} // namespace
+
+class TestStudioExport : public QObject {
+    Q_OBJECT
+
+private slots:
+    void initTestCase();
+    void offersEveryEngineFormat();
+    void dialogOffersGptqOnlyForRtnAndGptqRuns();
+    void writesTheChosenFormat_data();
+    void writesTheChosenFormat();
+    void refusesGptqForOtherMethods();
+
+private:
+    QTemporaryDir scratch_;
+    fs::path model_;
+    std::unique_ptr<quantlens::Model> source_;
+    std::vector<std::int32_t> calibration_;
+    // The GPTQ run's q_proj of each block as the dense F32 export holds it.
+    std::vector<quantlens::RowMatrix> reference_;
+};
+
+void TestStudioExport::initTestCase() {
+    QLocale::setDefault(QLocale(QLocale::English, QLocale::UnitedStates));
+    model_ = fs::path(scratch_.path().toStdString()) / "synthetic";
+    writeGptqShapedModel(model_);
+    source_ = quantlens::loadModel(model_);
+    calibration_ = randomTokens(256, 128);
+    const QString reference = scratch_.filePath("reference");
+    exportModel(*source_, calibration_, kGptq, {4, 32}, "dense-f32", reference,
+                quantlens::JobContext{});
+    const auto dense = quantlens::loadModel(reference.toStdString());
+    for (const quantlens::BlockWeights& block : dense->blocks)
+        reference_.push_back(quantlens::FloatTensor(block.wq).matrix());
+    QCOMPARE(reference_.size(), std::size_t(2));
+}
+
+// The dialog lists exactly the engine's formats, under the engine's names.
+void TestStudioExport::offersEveryEngineFormat() {
+    QStringList keys;
+    for (const ExportFormat& format : exportFormats()) {
+        keys << format.key;
+        QCOMPARE(QString::fromStdString(quantlens::exportFormatName(
+                     quantlens::parseExportFormat(format.key.toStdString()))),
+                 format.key);
+        QVERIFY(!format.label.isEmpty());
+    }
+    QCOMPARE(keys, QStringList({"quantlens", "dense-f16", "dense-bf16", "dense-f32", "gptq"}));
+}
+
+void TestStudioExport::dialogOffersGptqOnlyForRtnAndGptqRuns() {
+    const std::vector<quantlens::QuantConfig> runs{
+        quantlens::SpqrConfig{}, kGptq, quantlens::RtnConfig{4, 32}, quantlens::SqueezeConfig{}};
+    ExportDialog dialog({"spqr w3 g16", "gptq w4 g32", "rtn w4 g32", "squeezellm w4"},
+                        exportFormats(), [&](int run, const QString& format) {
+                            return exportUnavailable(runs[std::size_t(run)], format);
+                        });
+    dialog.resize(640, 220);
+    dialog.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&dialog));
+    auto* ok = dialog.findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Ok);
+    auto* formats =
+        qobject_cast<QStandardItemModel*>(dialog.findChild<QComboBox*>("exportFormat")->model());
+    auto* problem = dialog.findChild<QLabel*>("exportProblem");
+    QVERIFY(formats && problem);
+    dialog.setDirectory("/tmp/out");
+    const int gptq = int(exportFormats().size()) - 1;
+
+    dialog.setRun(0);
+    dialog.setFormat("gptq");
+    QVERIFY(!formats->item(gptq)->isEnabled());
+    QVERIFY(!ok->isEnabled());
+    QVERIFY(problem->isVisible());
+    QCOMPARE(dialog.problem(), QString("The GPTQ checkpoint layout holds RTN and GPTQ runs only; "
+                                       "this run is SpQR. Export it as a Quantlens checkpoint or "
+                                       "as dense safetensors."));
+    QCOMPARE(formats->item(gptq)->toolTip(), dialog.problem());
+    QVERIFY(dialog.grab().save(artifactPath("export_dialog.png")));
+
+    for (const int run : {1, 2}) { // GPTQ and RTN runs fit the layout
+        dialog.setRun(run);
+        QVERIFY(formats->item(gptq)->isEnabled());
+        QVERIFY(ok->isEnabled());
+        QVERIFY(!problem->isVisible());
+        QCOMPARE(dialog.request().format, QString("gptq"));
+    }
+    dialog.setRun(3);
+    QVERIFY(!ok->isEnabled());
+    QVERIFY(dialog.problem().contains("this run is SqueezeLLM"));
+    dialog.setFormat("dense-bf16"); // every other format holds every method
+    QVERIFY(ok->isEnabled());
+    for (int i = 0; i < gptq; ++i)
+        QVERIFY(formats->item(i)->isEnabled());
+    QCOMPARE(dialog.request().run, 3);
+    QCOMPARE(dialog.request().format, QString("dense-bf16"));
+}
+
+void TestStudioExport::writesTheChosenFormat_data() {
+    QTest::addColumn<QString>("format");
+    for (const char* format : {"quantlens", "dense-f16", "dense-bf16", "dense-f32", "gptq"})
+        QTest::newRow(format) << QString(format);
+}
+
+// Each format, reopened: the dtype or layout it names, holding the same quantized weights.
+void TestStudioExport::writesTheChosenFormat() {
+    QFETCH(QString, format);
+    const QString directory = scratch_.filePath(format);
+    exportModel(*source_, calibration_, kGptq, {4, 32}, format, directory, quantlens::JobContext{});
+    const fs::path path = directory.toStdString();
+
+    if (format == "gptq") {
+        const QJsonObject quantization =
+            jsonFile(directory + "/config.json")["quantization_config"].toObject();
+        QCOMPARE(quantization["quant_method"].toString(), QString("gptq"));
+        QCOMPARE(quantization["bits"].toInt(), 4);
+        QCOMPARE(quantization["group_size"].toInt(), 32);
+        const QString layout = quantization["checkpoint_format"].toString();
+        QVERIFY2(layout == "gptq" || layout == "gptq_v2", qPrintable(layout));
+        const quantlens::SafetensorsFile file(path / "model.safetensors",
+                                              quantlens::SafetensorsFile::DTypes::Any);
+        for (int b = 0; b < 2; ++b) {
+            const std::string prefix = "model.layers." + std::to_string(b) + ".self_attn.q_proj";
+            QVERIFY(!file.findRaw(prefix + ".weight"));
+            QVERIFY(file.findRaw(prefix + ".qweight"));
+            QCOMPARE(file.findRaw(prefix + ".qweight")->shape, (std::vector<std::int64_t>{8, 64}));
+            QCOMPARE(decodeGptq4(file, prefix, 64, 64, layout == "gptq"),
+                     reference_[std::size_t(b)]);
+        }
+        return;
+    }
+
+    const auto model = quantlens::loadModel(path);
+    if (format == "quantlens") {
+        QVERIFY(quantlens::isQuantlensCheckpoint(path));
+        QCOMPARE(
+            quantlens::loadModel(path, quantlens::CompressedLayers::Keep)->compressedLayers.size(),
+            std::size_t(2));
+    } else {
+        const quantlens::DType dtype = format == "dense-f16"    ? quantlens::DType::F16
+                                       : format == "dense-bf16" ? quantlens::DType::BF16
+                                                                : quantlens::DType::F32;
+        QVERIFY(model->blocks[0].wq.dtype == dtype);
+        QVERIFY(!quantlens::isQuantlensCheckpoint(path));
+    }
+    // Rounded to the dtype's significand at most: 11 bits (F16), 8 (BF16), exact (F32, quantlens).
+    const double tolerance = format == "dense-f16"    ? 0x1p-11
+                             : format == "dense-bf16" ? 0x1p-8
+                                                      : 0.0;
+    for (int b = 0; b < 2; ++b) {
+        const quantlens::RowMatrix q =
+            quantlens::FloatTensor(model->blocks[std::size_t(b)].wq).matrix();
+        const quantlens::RowMatrix& expected = reference_[std::size_t(b)];
+        QVERIFY(((q - expected).array().abs() <= tolerance * expected.array().abs()).all());
+    }
+}
+
+// Refused before any quantizing, with the dialog's sentence, and nothing written.
+void TestStudioExport::refusesGptqForOtherMethods() {
+    const QString directory = scratch_.filePath("spqr-gptq");
+    try {
+        exportModel(*source_, calibration_, quantlens::SpqrConfig{}, {4, 32}, "gptq", directory,
+                    quantlens::JobContext{});
+        QFAIL("an SpQR run was written in the GPTQ layout");
+    } catch (const quantlens::Error& error) {
+        QCOMPARE(QString(error.what()),
+                 directory + ": " + exportUnavailable(quantlens::SpqrConfig{}, "gptq"));
+    }
+    QVERIFY(!QFileInfo::exists(directory));
+    try {
+        exportModel(*source_, calibration_, kGptq, {4, 32}, "gguf", directory,
+                    quantlens::JobContext{});
+        QFAIL("an unknown format was written");
+    } catch (const quantlens::Error& error) {
+        QVERIFY2(QString(error.what()).startsWith(directory + ": unknown export format 'gguf'"),
+                 error.what());
+    }
+}
+
+QTEST_MAIN(TestStudioExport)
+#include "test_studio_export.moc"
