@@ -251,6 +251,7 @@ GptqZeros writeGptqCheckpoint(const Model& model, const fs::path& directory,
     std::size_t next = 0;
     for (int b = 0; b < c.layerCount; ++b) {
         job.checkpoint();
+        job.report(static_cast<double>(b) / c.layerCount, "export block " + std::to_string(b));
         const auto flushDense = [&] {
             for (; next < specs.size() && dense[next]; ++next)
                 writer.write(specs[next].name, dense[next]->data, dense[next]->byteSize());

@@ -13,6 +13,12 @@ namespace quantlens {
 
 namespace {
 
+// One progress report per block, so a caller can show progress and a time left.
+void reportBlock(const JobContext& job, int block, int blocks) {
+    job.checkpoint();
+    job.report(static_cast<double>(block) / blocks, "export block " + std::to_string(block));
+}
+
 // A dense or GPTQ checkpoint of `model` written into `directory`.
 void writeConverted(const Model& model, ExportFormat format, const std::filesystem::path& directory,
                     const std::map<std::string, std::string>& metadata, const JobContext& job,
@@ -32,7 +38,7 @@ void writeConverted(const Model& model, ExportFormat format, const std::filesyst
                                                            : DType::BF16;
     DenseCheckpointWriter writer(model, directory, dtype, metadata);
     for (int b = 0; b < blocks; ++b) {
-        job.checkpoint();
+        reportBlock(job, b, blocks);
         for (int i = 0; i < 7; ++i)
             writer.writeLayer(b, kLinearLayerNames[i], layer(b, i).dequantize());
     }
@@ -85,10 +91,11 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
     if (format == ExportFormat::Quantlens) {
         QuantlensWriter writer(*model, output, metadata);
         for (int b = 0; b < blocks; ++b) {
-            job.checkpoint();
+            reportBlock(job, b, blocks);
             for (int i = 0; i < 7; ++i)
                 writer.writeLayer(b, kLinearLayerNames[i], layer(b, i));
         }
+        job.checkpoint();
         writer.commit();
     } else {
         AtomicDirectory directory(output);
@@ -99,6 +106,7 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
         } catch (const Error& e) {
             throw directory.attributed(e);
         }
+        job.checkpoint(); // a cancel during the last block still leaves nothing
         directory.commit();
     }
     result.fileBytes = std::filesystem::file_size(output / "model.safetensors");

@@ -8,8 +8,10 @@
 
 #include "quantlens/dense_checkpoint_writer.h"
 #include "quantlens/error.h"
+#include "quantlens/model_export.h"
 #include "quantlens/model_quantizer.h"
 #include "quantlens/perplexity.h"
+#include "quantlens/quantlens_checkpoint.h"
 #include "quantlens/text_file.h"
 #include "quantlens/tokenizer.h"
 
@@ -127,6 +129,52 @@ private slots:
                 QVERIFY2(cancelled,
                          qPrintable(QString("report %1 of %2").arg(cancelAt).arg(reports)));
             if (cancelled) QVERIFY(!fs::exists(out) || fs::is_empty(out));
+        }
+    }
+
+    // Export cancelled at a seeded random progress report, for every format stories260K can take
+    // (its 172-wide FFN rules out the GPTQ layout): no output directory, no staging directory.
+    void exportCancelledAtRandomPointsLeavesNothing_data() {
+        QTest::addColumn<QString>("format");
+        for (const char* format : {"quantlens", "dense-f32", "dense-bf16"})
+            QTest::newRow(format) << QString(format);
+    }
+    void exportCancelledAtRandomPointsLeavesNothing() {
+        QFETCH(QString, format);
+        const ExportFormat exportFormat = parseExportFormat(format.toStdString());
+        QTemporaryDir dir;
+        const fs::path root = dir.path().toStdString();
+        {
+            const auto model = loadModel(test::dataPath("stories260K-hf"));
+            QuantlensWriter writer(*model, root / "checkpoint");
+            quantizeModel(
+                *model, {}, RtnConfig{3, 32}, kCalibration,
+                [&](int block, const std::string& name, const QuantizedLayer& layer,
+                    const RowMatrix&) { writer.writeLayer(block, name, layer); },
+                JobContext{});
+            writer.commit();
+        }
+        int reports = 0;
+        exportModel(root / "checkpoint", exportFormat, root / "complete",
+                    JobContext([&](double, const std::string&) { ++reports; }));
+        QVERIFY(reports >= 5); // one per block
+        fs::remove_all(root / "complete");
+        std::mt19937 random(static_cast<std::uint32_t>(qHash(format)));
+        for (int trial = 0; trial < 3; ++trial) {
+            const int cancelAt = static_cast<int>(random() % static_cast<std::uint32_t>(reports));
+            int seen = 0;
+            JobContext* self = nullptr;
+            JobContext job([&](double, const std::string&) {
+                if (seen++ == cancelAt) self->requestCancel();
+            });
+            self = &job;
+            QCOMPARE(
+                errorOf([&] { exportModel(root / "checkpoint", exportFormat, root / "out", job); }),
+                QString("cancelled"));
+            std::vector<std::string> entries;
+            for (const auto& entry : fs::directory_iterator(root))
+                entries.push_back(entry.path().filename().string());
+            QCOMPARE(entries, std::vector<std::string>{"checkpoint"});
         }
     }
 

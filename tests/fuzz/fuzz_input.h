@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <string>
 
 namespace quantlens::fuzz {
@@ -43,11 +44,19 @@ inline std::filesystem::path writeScratch(const std::string& name, const std::ui
     return path;
 }
 
-// The whole of a file, for copying seed-derived fixed parts (e.g. a valid config beside a fuzzed
-// index).
-inline std::string readWhole(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+// A scratch subdirectory holding copies of `files` (names inside ../shared/data's
+// `dataSubdirectory`): the fixed part of a model directory whose other file is fuzzed.
+inline std::filesystem::path scratchModelDirectory(const std::string& name,
+                                                   const std::string& dataSubdirectory,
+                                                   std::initializer_list<const char*> files) {
+    const std::filesystem::path dir = scratchDirectory() / name;
+    const std::filesystem::path source =
+        std::filesystem::path(QUANTLENS_DATA_DIR) / dataSubdirectory;
+    std::filesystem::create_directories(dir);
+    for (const char* file : files)
+        std::filesystem::copy_file(source / file, dir / file,
+                                   std::filesystem::copy_options::overwrite_existing);
+    return dir;
 }
 
 } // namespace quantlens::fuzz

@@ -13,14 +13,10 @@ namespace {
 // The model directory: the real config.json, the real weights as the only shard.
 const std::filesystem::path& modelDirectory() {
     static const std::filesystem::path directory = [] {
-        const std::filesystem::path dir = quantlens::fuzz::scratchDirectory() / "sharded";
-        const std::filesystem::path source = QUANTLENS_DATA_DIR "/stories260K-hf";
-        std::filesystem::create_directories(dir);
-        std::filesystem::copy_file(source / "config.json", dir / "config.json",
-                                   std::filesystem::copy_options::overwrite_existing);
-        std::filesystem::copy_file(source / "model.safetensors",
-                                   dir / "model-00001-of-00001.safetensors",
-                                   std::filesystem::copy_options::overwrite_existing);
+        const std::filesystem::path dir = quantlens::fuzz::scratchModelDirectory(
+            "sharded", "stories260K-hf", {"config.json", "model.safetensors"});
+        std::filesystem::rename(dir / "model.safetensors",
+                                dir / "model-00001-of-00001.safetensors");
         return dir;
     }();
     return directory;
@@ -31,7 +27,8 @@ const std::filesystem::path& modelDirectory() {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::filesystem::path& dir = modelDirectory();
     {
-        std::ofstream index(dir / "model.safetensors.index.json", std::ios::binary | std::ios::trunc);
+        std::ofstream index(dir / "model.safetensors.index.json",
+                            std::ios::binary | std::ios::trunc);
         index.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
     }
     try {

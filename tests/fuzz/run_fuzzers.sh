@@ -30,10 +30,20 @@ seed fuzz_sharded_index "$build/index-seed.json"
 seed fuzz_llama2c_checkpoint "$data/stories260K/stories260K.bin"
 seed fuzz_tokenizers "$data/stories260K/tok512.bin" "$data/stories260K/tok512.model"
 seed fuzz_project_file tests/fuzz/seeds/session.quantlens
+# quantlens checkpoints of stories260K, one per method, written by the regular build's CLI.
+[ -x build/app/quantlens-cli ] || { cmake -S . -B build -G Ninja >/dev/null && cmake --build build --target quantlens-cli; }
+for method in rtn gptq spqr squeezellm; do
+    out="$build/checkpoints/$method"
+    [ -f "$out/model.safetensors" ] || build/app/quantlens-cli quantize "$data/stories260K-hf" \
+        --method "$method" --calib "$data/text/tinystories-valid-excerpt.txt" --nsamples 2 \
+        --seqlen 64 --format quantlens --out "$out" >/dev/null
+    mkdir -p "$build/corpus/fuzz_quantlens_checkpoint"
+    cp "$out/model.safetensors" "$build/corpus/fuzz_quantlens_checkpoint/$method.safetensors"
+done
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(fuzz_safetensors fuzz_hf_config fuzz_sharded_index
-    fuzz_llama2c_checkpoint fuzz_tokenizers fuzz_project_file)
+    fuzz_llama2c_checkpoint fuzz_tokenizers fuzz_project_file fuzz_quantlens_checkpoint)
 status=0
 for target in "${targets[@]}"; do
     findings="$build/findings/$target"

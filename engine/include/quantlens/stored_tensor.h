@@ -19,7 +19,8 @@ struct StoredTensor {
                            const std::vector<T>& values) {
         StoredTensor t{std::move(dtype), std::move(shape),
                        std::vector<std::uint8_t>(values.size() * sizeof(T))};
-        std::memcpy(t.bytes.data(), values.data(), t.bytes.size());
+        if (!values.empty()) // an empty vector's data() may be null, which memcpy forbids
+            std::memcpy(t.bytes.data(), values.data(), t.bytes.size());
         return t;
     }
     // fp32 values stored as F16 (rounded to nearest even).
