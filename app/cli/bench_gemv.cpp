@@ -30,6 +30,7 @@ struct GemvOptions {
     int repeat = 50;
     std::uint64_t seed = 1;
     bool json = false;
+    std::string isa = "auto";
 };
 
 struct Method {
@@ -145,10 +146,14 @@ struct Row {
     std::string shape, method;
     double bits = 0, bytes = 0;
     Timing time;
+    double layoutBits = 0; // the kernels' derived arrays (kernelLayoutBytes), per parameter
     double seconds() const { return time.median; }
 };
 
 void runGemv(const GemvOptions& o) {
+    const KernelIsa isa = o.isa == "avx2"       ? KernelIsa::Avx2
+                          : o.isa == "portable" ? KernelIsa::Portable
+                                                : KernelIsa::Auto;
     const std::vector<Method> methods = {
         {"spqr w3 g32 qq3 b2=16 act-order, 0.5% outliers",
          SpqrConfig{3, 32, 3, 16, 0.2, 128, 1.0, true}, 0.005},
@@ -192,9 +197,13 @@ void runGemv(const GemvOptions& o) {
             const auto op = CompressedLinear::fromLayer(layer, "bench");
             rows.push_back(
                 {shape, method.label, layer->bitsPerParameter(),
-                 static_cast<double>(layer->storedBytes()) + vectors, timeRuns(o.repeat, [&] {
-                     multiplyCompressed(op->matrix(), x.data(), c, 1, y.data(), r, false);
-                 })});
+                 static_cast<double>(layer->storedBytes()) + vectors,
+                 timeRuns(o.repeat,
+                          [&] {
+                              multiplyCompressed(op->matrix(), x.data(), c, 1, y.data(), r, false,
+                                                 isa);
+                          }),
+                 8.0 * static_cast<double>(kernelLayoutBytes(op->matrix())) / (double(r) * c)});
         }
     }
 
@@ -210,6 +219,7 @@ void runGemv(const GemvOptions& o) {
             results.push_back({{"shape", row.shape},
                                {"method", row.method},
                                {"bits_per_param", row.bits},
+                               {"kernel_layout_bits_per_param", row.layoutBits},
                                {"bytes_read", row.bytes},
                                {"seconds", row.seconds()},
                                {"best_seconds", row.time.best},
@@ -217,6 +227,7 @@ void runGemv(const GemvOptions& o) {
                                {"speedup_vs_fp32", fp32Seconds(row.shape) / row.seconds()}});
         std::cout << nlohmann::json{{"benchmark", "gemv"},
                                     {"threads", threadCount()},
+                                    {"isa", o.isa},
                                     {"repeat", o.repeat},
                                     {"results", results}}
                          .dump()
@@ -224,15 +235,16 @@ void runGemv(const GemvOptions& o) {
         return;
     }
     std::printf(
-        "gemv: batch-1 y = W·x, %d threads, %d runs: median ms (and best); GB/s and speed-up "
-        "from the median, against the faster fp32 row\n\n",
-        threadCount(), o.repeat);
-    std::printf("%-11s %-48s %6s %8s %8s %8s %7s %8s\n", "shape", "method", "bits", "MB read", "ms",
-                "(best)", "GB/s", "vs fp32");
+        "gemv: batch-1 y = W·x, %d threads, %d runs, %s kernels: median ms (and best); GB/s and "
+        "speed-up from the median, against the faster fp32 row; +bits: the kernels' layout "
+        "derived at load, in memory beside the stored arrays\n\n",
+        threadCount(), o.repeat, o.isa.c_str());
+    std::printf("%-11s %-48s %6s %6s %8s %8s %8s %7s %8s\n", "shape", "method", "bits", "+bits",
+                "MB read", "ms", "(best)", "GB/s", "vs fp32");
     for (const Row& row : rows)
-        std::printf("%-11s %-48s %6.3f %8.2f %8.3f %8.3f %7.2f %7.2f×\n", row.shape.c_str(),
-                    row.method.c_str(), row.bits, row.bytes / 1e6, row.seconds() * 1e3,
-                    row.time.best * 1e3, row.bytes / row.seconds() / 1e9,
+        std::printf("%-11s %-48s %6.3f %6.3f %8.2f %8.3f %8.3f %7.2f %7.2f×\n", row.shape.c_str(),
+                    row.method.c_str(), row.bits, row.layoutBits, row.bytes / 1e6,
+                    row.seconds() * 1e3, row.time.best * 1e3, row.bytes / row.seconds() / 1e9,
                     fp32Seconds(row.shape) / row.seconds());
 }
 
@@ -249,5 +261,8 @@ Command addGemvBench(CLI::App& bench) {
         ->capture_default_str();
     sub->add_option("--seed", options->seed, "Generator seed")->capture_default_str();
     sub->add_flag("--json", options->json, "Print one JSON object");
+    sub->add_option("--isa", options->isa, "The compressed kernels' instructions")
+        ->check(CLI::IsMember({"auto", "avx2", "portable"}))
+        ->capture_default_str();
     return {sub, [options] { runGemv(*options); }};
 }

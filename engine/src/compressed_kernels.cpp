@@ -1,20 +1,21 @@
 #include "quantlens/compressed_kernels.h"
 
 #include "min_max_grid.h"
+#include "quantlens/bit_packing.h"
 #include "quantlens/dtype.h"
 #include "quantlens/float_tensor.h"
 #include "quantlens/parallel.h"
 
 #include <algorithm>
-#include <optional>
-#include <type_traits>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #define QUANTLENS_KERNELS_AVX2 1
-// 16-lane kernels where the build targets AVX-512 with VBMI's multishift (Ice Lake, Zen 4).
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VBMI__)
+// 16-lane kernels where the build targets AVX-512.
+#if defined(__AVX512F__)
 #define QUANTLENS_KERNELS_AVX512 1
 #endif
 #endif
@@ -23,31 +24,76 @@
 // QuantizedLayer::dequantize() uses — scale·(code − zero) on the first-level grid (SpQR's grid
 // itself decoded from its second-level codes), or the row's LUT entry — so decoded weights are
 // bit-identical to dequantize(); outliers then replace their positions.
+//
+// The vector kernels walk a pass of up to 8 rows together, one chunk of 16 (AVX-512) or 8 (AVX2)
+// columns at a time: each chunk of x is loaded once for all rows of the pass, and each row's codes
+// become weights through a table in a register (≤ 4-bit codes: the row's LUT, or the 2^bits values
+// of its group's grid) or lane-wise arithmetic (wider codes). Codes are unpacked with shifts
+// only: the shuffle ports, which the table lookup needs once per chunk, are what limits a pass.
+// Outliers add (value − decoded)·x with the differences computed at load, in the KernelLayout
+// (docs/FORMAT.md, "Fused kernels").
 
 namespace quantlens {
+
+struct KernelLayout {
+    // Each CSR outlier's value minus the weight decoded under it: the fused products add
+    // (value − decoded)·x at the outlier's column.
+    std::vector<float> outlierDeltas; // [nnz]
+    // SpQR: the second-level codes of every block of 8 rows, one record per group — the block's
+    // 8 scale codes, then its 8 zero codes (2·qq bytes) — in place of the stored arrays' one row
+    // per group, which every block would read across. Blocks are rows of the bit-packer,
+    // `statBlockBytes` apart, followed by 8 bytes of zeros so that any record loads as 64 bits.
+    std::vector<std::uint32_t> statCodes;
+    std::size_t statBlockBytes = 0;
+    // SpQR: the second-level grids — scale grid (scale, zero), zero grid (scale, zero) — per row
+    // group and group, fp16 as stored: [rowGroups, groups, 4].
+    std::vector<std::uint16_t> stats;
+    // SpQR: the row group of each 8-row block, or −1 where a block spans two.
+    std::vector<std::int32_t> blockRowGroup;
+
+    std::size_t bytes() const {
+        return outlierDeltas.size() * sizeof(float) + statCodes.size() * 4 + stats.size() * 2 +
+               blockRowGroup.size() * 4;
+    }
+};
+
 namespace {
 
-// Rows per task on the fused path (a multiple of 8): few enough that a block's decoded grids
-// stay in L1.
-constexpr int kRowBlock = 8;
+// Rows of one SpQR record; vector passes never span two records.
+constexpr int kBlockRows = 8;
+// Row tasks start on multiples of 16 rows: one 64-byte line of y belongs to one task.
+constexpr int kTaskRows = 16;
+// Row tasks per thread: enough to even out threads that other work slows down.
+constexpr int kTasksPerThread = 4;
 constexpr int kTileRows = 32; // rows per decoded tile on the batched path
+constexpr int kMaxLanes = 16; // x is padded to whole chunks of the widest kernel
 
-// 57 or more bits of a packed row from bit `bit` on, LSB first; bytes at or past `end` (the end
-// of the whole array) read as zero, so no load leaves the array.
-inline std::uint64_t bitsAt(const std::byte* row, std::size_t bit, const std::byte* end) {
-    const std::byte* p = row + bit / 8;
-    std::uint64_t v = 0;
-    const std::ptrdiff_t available = end - p;
-    if (available >= 8) // a fixed-size copy: one load
-        std::memcpy(&v, p, 8);
-    else
-        std::memcpy(&v, p, static_cast<std::size_t>(available));
-    return v >> (bit % 8);
+inline std::uint64_t load64(const std::byte* p) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8); // a fixed-size copy: one load
+    return v;
 }
 
+// The 64 bits from byte `at` of the array [begin, end) on, LSB first; bytes outside the array (`at`
+// may be negative) read as zero, so no load leaves it.
+inline std::uint64_t windowAt(const std::byte* begin, std::ptrdiff_t at, const std::byte* end) {
+    const std::ptrdiff_t size = end - begin;
+    if (at >= 0 && size - at >= 8) return load64(begin + at);
+    std::uint64_t v = 0;
+    // Byte by byte: a library call would spill a kernel's registers.
+    for (int k = 0; k < 8; ++k)
+        if (at + k >= 0 && at + k < size)
+            v |= static_cast<std::uint64_t>(std::to_integer<std::uint8_t>(begin[at + k]))
+                 << (8 * k);
+    return v;
+}
+
+// Code j of a packed row of `bits`-bit codes; `end` is the end of the whole array.
 inline int codeAt(const std::byte* row, std::size_t j, int bits, const std::byte* end) {
-    return static_cast<int>(bitsAt(row, j * static_cast<std::size_t>(bits), end) &
-                            ((1u << bits) - 1u));
+    const std::size_t bit = j * static_cast<std::size_t>(bits);
+    return static_cast<int>(
+        (windowAt(row, static_cast<std::ptrdiff_t>(bit / 8), end) >> (bit % 8)) &
+        ((1u << bits) - 1u));
 }
 
 // fp16 → fp32, exact either way: F16C where the build has it, else the engine's converter.
@@ -59,231 +105,185 @@ inline float halfToFloat(std::uint16_t bits) {
 #endif
 }
 
-// The first-level grid (scale, zero) of every (row, group) of a block of rows:
-// value(i, g) = data[i·rowStride + g·groupStride].
-struct BlockGrids {
-    std::vector<float> scale, zero;
-    std::size_t rowStride = 0, groupStride = 0;
-    std::size_t at(int i, int g) const {
-        return static_cast<std::size_t>(i) * rowStride + static_cast<std::size_t>(g) * groupStride;
-    }
-};
-
-void convertF16(const std::byte* src, std::size_t count, float* dst, bool vector) {
-    std::size_t k = 0;
-#ifdef QUANTLENS_KERNELS_AVX2
-    if (vector) // F16C converts exactly, as f16ToFloat does
-        for (; k + 8 <= count; k += 8)
-            _mm256_storeu_ps(dst + k, _mm256_cvtph_ps(_mm_loadu_si128(
-                                          reinterpret_cast<const __m128i*>(src + 2 * k))));
-#else
-    (void)vector;
-#endif
-    for (; k < count; ++k)
-        dst[k] = halfToFloat(loadStored<std::uint16_t>(src, k));
+inline float storedHalf(const std::byte* data, std::size_t index) {
+    return halfToFloat(loadStored<std::uint16_t>(data, index));
 }
 
-void fillGrids(const CompressedMatrix& m, int first, int count, BlockGrids& grids, bool vector) {
-    const std::size_t size = static_cast<std::size_t>(count) * m.groups;
-    grids.scale.resize(size);
-    grids.zero.resize(size);
+const std::byte* codesEnd(const CompressedMatrix& m) {
+    return m.codes + static_cast<std::size_t>(m.rows) * m.codeRowBytes;
+}
+
+const std::byte* rowCodes(const CompressedMatrix& m, int row) {
+    return m.codes + static_cast<std::size_t>(row) * m.codeRowBytes;
+}
+
+// The first-level grid of (row, group g), decoded from the stored arrays exactly as
+// QuantizedLayer::dequantize() does.
+MinMaxGrid firstLevelGrid(const CompressedMatrix& m, int row, int g) {
+    const int maxCode = (1 << m.wbits) - 1;
     if (m.grid == CompressedMatrix::Grid::Affine) {
-        grids.rowStride = static_cast<std::size_t>(m.groups);
-        grids.groupStride = 1;
-        const std::size_t offset = static_cast<std::size_t>(first) * m.groups * 2;
-        convertF16(m.scales + offset, size, grids.scale.data(), vector);
-        convertF16(m.zeros + offset, size, grids.zero.data(), vector);
-        return;
+        const std::size_t at = static_cast<std::size_t>(row) * m.groups + g;
+        return {storedHalf(m.scales, at), storedHalf(m.zeros, at), maxCode};
     }
-    if (m.grid != CompressedMatrix::Grid::Spqr) return;
-    // SpQR (§3.3): each first-level scale and zero is a qq-bit code on a min-max grid shared by
-    // β2 consecutive rows; decoded exactly as QuantizedLayer::dequantize() does.
-    grids.rowStride = 1;
-    grids.groupStride = static_cast<std::size_t>(count);
-    const int maxStatCode = (1 << m.qqBits) - 1;
-    const std::byte* scaleEnd = m.scaleCodes + m.groups * m.statCodeRowBytes;
-    const std::byte* zeroEnd = m.zeroCodes + m.groups * m.statCodeRowBytes;
-    const auto stat = [&](const std::byte* stats, int g, int row) {
+    // SpQR (§3.3): the scale and zero are qq-bit codes on a min-max grid shared by β2 rows.
+    const auto secondLevel = [&](const std::byte* codes, const std::byte* stats) {
         const std::size_t at =
             (static_cast<std::size_t>(g) * m.rowGroups + row / m.statsGroupsize) * 2;
-        return MinMaxGrid{halfToFloat(loadStored<std::uint16_t>(stats, at)),
-                          halfToFloat(loadStored<std::uint16_t>(stats, at + 1)), maxStatCode};
+        const MinMaxGrid grid{storedHalf(stats, at), storedHalf(stats, at + 1),
+                              (1 << m.qqBits) - 1};
+        const std::byte* end = codes + m.groups * m.statCodeRowBytes;
+        return grid.dequantize(
+            codeAt(codes + g * m.statCodeRowBytes, static_cast<std::size_t>(row), m.qqBits, end));
     };
-    // The second-level group of each run of 8 rows, computed once per block.
-    [[maybe_unused]] int rowGroupOf[(kRowBlock > kTileRows ? kRowBlock : kTileRows) / 8];
-    for (int i = 0; i + 8 <= count; i += 8)
-        rowGroupOf[i / 8] = (first + i) / m.statsGroupsize;
-    for (int g = 0; g < m.groups; ++g) {
-        const std::byte* scaleRow = m.scaleCodes + g * m.statCodeRowBytes;
-        const std::byte* zeroRow = m.zeroCodes + g * m.statCodeRowBytes;
-        float* scales = grids.scale.data() + grids.at(0, g);
-        float* zeros = grids.zero.data() + grids.at(0, g);
-        int i = 0;
-#ifdef QUANTLENS_KERNELS_AVX2
-        // Eight rows at once when they share one second-level grid (rows 8-aligned, β2 a
-        // multiple of 8): their codes start on a byte.
-        if (vector && first % 8 == 0 && m.statsGroupsize % 8 == 0) {
-            const int b = m.qqBits;
-            const __m256i shifts = _mm256_setr_epi32(0, b, 2 * b, 3 * b, 0, b, 2 * b, 3 * b);
-            const __m256i mask = _mm256_set1_epi32(maxStatCode);
-            const __m256i shifts8 =
-                _mm256_setr_epi32(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
-            const auto codes8 = [&](const std::byte* row, const std::byte* end, int r) {
-                const std::byte* p = row + static_cast<std::size_t>(r) * b / 8;
-                std::uint64_t v = 0;
-                if (end - p >= 8)
-                    std::memcpy(&v, p, 8);
-                else
-                    std::memcpy(&v, p, static_cast<std::size_t>(end - p));
-                // ≤ 4-bit codes: all eight in the low word, one broadcast.
-                const __m256i lanes =
-                    b <= 4 ? _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(v)), shifts8)
-                           : _mm256_srlv_epi32(
-                                 _mm256_set_m128i(_mm_set1_epi32(static_cast<int>(v >> (4 * b))),
-                                                  _mm_set1_epi32(static_cast<int>(v))),
-                                 shifts);
-                return _mm256_cvtepi32_ps(_mm256_and_si256(lanes, mask));
-            };
-            for (; i + 8 <= count; i += 8) {
-                const int r = first + i;
-                const std::size_t at = (static_cast<std::size_t>(g) * m.rowGroups +
-                                        static_cast<std::size_t>(rowGroupOf[i / 8])) *
-                                       2;
-                const auto half = [](const std::byte* stats, std::size_t k) {
-                    return _mm256_set1_ps(halfToFloat(loadStored<std::uint16_t>(stats, k)));
-                };
-                const __m256 scale = _mm256_mul_ps(
-                    half(m.scaleStats, at),
-                    _mm256_sub_ps(codes8(scaleRow, scaleEnd, r), half(m.scaleStats, at + 1)));
-                _mm256_storeu_ps(scales + i,
-                                 _mm256_max_ps(scale, _mm256_set1_ps(kMinimumSpqrScale)));
-                _mm256_storeu_ps(
-                    zeros + i,
-                    _mm256_mul_ps(half(m.zeroStats, at), _mm256_sub_ps(codes8(zeroRow, zeroEnd, r),
-                                                                       half(m.zeroStats, at + 1))));
-            }
-        }
-#endif
-        for (; i < count; ++i) {
-            const int r = first + i;
-            scales[i] = std::max(
-                stat(m.scaleStats, g, r).dequantize(codeAt(scaleRow, r, m.qqBits, scaleEnd)),
-                kMinimumSpqrScale);
-            zeros[i] = stat(m.zeroStats, g, r).dequantize(codeAt(zeroRow, r, m.qqBits, zeroEnd));
-        }
+    return {std::max(secondLevel(m.scaleCodes, m.scaleStats), kMinimumSpqrScale),
+            secondLevel(m.zeroCodes, m.zeroStats), maxCode};
+}
+
+// Weights j0…j1−1 of a row before outliers (dequantize()'s values); [j0, j1) lies in one group.
+void decodeRun(const CompressedMatrix& m, int row, int j0, int j1, float* out) {
+    const std::byte* codes = rowCodes(m, row);
+    const std::byte* end = codesEnd(m);
+    if (m.grid == CompressedMatrix::Grid::Lut) {
+        const std::size_t table = static_cast<std::size_t>(row) << m.wbits;
+        for (int j = j0; j < j1; ++j)
+            out[j - j0] = storedHalf(m.lut, table + codeAt(codes, std::size_t(j), m.wbits, end));
+        return;
     }
+    const MinMaxGrid grid = firstLevelGrid(m, row, j0 / m.groupsize);
+    for (int j = j0; j < j1; ++j)
+        out[j - j0] = grid.dequantize(codeAt(codes, std::size_t(j), m.wbits, end));
 }
 
-// A row's LUT as fp32, padded with zeros to at least 16 entries.
-void fillTable(const CompressedMatrix& m, int row, float* table) {
-    const int levels = 1 << m.wbits;
-    std::fill(table, table + 16, 0.0f);
-    for (int k = 0; k < levels; ++k)
-        table[k] = halfToFloat(
-            loadStored<std::uint16_t>(m.lut, static_cast<std::size_t>(row) * levels + k));
+template <class Visit> void forEachOutlier(const CompressedMatrix& m, int row, Visit&& visit) {
+    if (m.outliers.count == 0) return;
+    const std::int64_t end = m.outliers.rowBegin(row + 1);
+    for (std::int64_t k = m.outliers.rowBegin(row); k < end; ++k)
+        visit(k, m.outliers.column(k));
 }
 
-// Everything one row's decoding needs, in registers or L1.
-struct RowDecoder {
-    const CompressedMatrix& m;
-    const std::byte* row;
-    const std::byte* end; // end of the codes array: no load reaches it
-    int safeColumns;      // chunks starting before this column may load 8 bytes directly
-    const float* table;   // Lut: the row's LUT
-    const float* scale;   // Grid: the row's scale of group g at scale[g·groupStride]
-    const float* zero;
-    std::size_t groupStride;
-    int groupShift; // log2(groupsize) when it is a power of two, else −1
-    int chunkShift; // group of 8-column chunk c is c >> chunkShift (flat grid decoding)
-
-    RowDecoder(const CompressedMatrix& matrix, int r, int i, const BlockGrids& grids,
-               const float* lutTable)
-        : m(matrix), row(matrix.codes + r * matrix.codeRowBytes),
-          end(matrix.codes + matrix.rows * matrix.codeRowBytes), table(lutTable),
-          scale(grids.scale.empty() ? nullptr : grids.scale.data() + grids.at(i, 0)),
-          zero(grids.zero.empty() ? nullptr : grids.zero.data() + grids.at(i, 0)),
-          groupStride(grids.groupStride), groupShift(-1), chunkShift(30) {
-        const std::ptrdiff_t available = end - row;
-        safeColumns = available >= 8 ? static_cast<int>(std::min<std::ptrdiff_t>(
-                                           matrix.cols, (available - 8) * 8 / matrix.wbits + 1))
-                                     : 0;
-        if ((matrix.groupsize & (matrix.groupsize - 1)) == 0)
-            groupShift = __builtin_ctz(static_cast<unsigned>(matrix.groupsize));
-        if (matrix.groups > 1 && groupShift >= 3) chunkShift = groupShift - 3;
-    }
-    int group(int j) const { return groupShift >= 0 ? j >> groupShift : j / m.groupsize; }
-    // The decoded weight at permuted column j, before outliers (dequantize()'s expression).
-    float at(int j) const {
-        const int code = codeAt(row, static_cast<std::size_t>(j), m.wbits, end);
-        if (m.grid == CompressedMatrix::Grid::Lut) return table[code];
-        const std::size_t g = static_cast<std::size_t>(group(j)) * groupStride;
-        return scale[g] * (static_cast<float>(code) - zero[g]);
-    }
-};
-
-inline float f16Value(const std::byte* values, std::int64_t k) {
-    return halfToFloat(loadStored<std::uint16_t>(values, static_cast<std::size_t>(k)));
+// Row `row` decoded into out[cols] with outliers in place: dequantize()'s values.
+void decodeRowPortable(const CompressedMatrix& m, int row, float* out) {
+    for (int j0 = 0; j0 < m.cols; j0 += m.groupsize)
+        decodeRun(m, row, j0, std::min(m.cols, j0 + m.groupsize), out + j0);
+    forEachOutlier(m, row, [&](std::int64_t k, int j) { out[j] = m.outliers.value(k); });
 }
 
-// Row `first + i` decoded into out[cols] with outliers in place: dequantize()'s values.
-void decodeRowPortable(const CompressedMatrix& m, int first, int i, const BlockGrids& grids,
-                       float* out) {
-    const int r = first + i;
-    float table[256];
-    const bool lut = m.grid == CompressedMatrix::Grid::Lut;
-    if (lut) fillTable(m, r, table);
-    const RowDecoder d(m, r, i, grids, lut ? table : nullptr);
-    for (int j = 0; j < m.cols; ++j)
-        out[j] = d.at(j);
-    if (m.outliers.count > 0)
-        for (std::int64_t k = m.outliers.rowBegin(r); k < m.outliers.rowBegin(r + 1); ++k)
-            out[m.outliers.column(k)] = m.outliers.value(k);
-}
-
-void fusedRowsPortable(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
-                       const float* const* x, int tokens, float* out) {
+// Rows [first, last) of y = x·Wᵀ, decoding one row at a time into memory.
+void productRowsPortable(const CompressedMatrix& m, const float* const* x, int tokens, int first,
+                         int last, float* y, std::ptrdiff_t yStride, bool accumulate) {
     thread_local std::vector<float> w;
     w.resize(static_cast<std::size_t>(m.cols));
-    for (int i = 0; i < count; ++i) {
-        decodeRowPortable(m, first, i, grids, w.data());
+    for (int r = first; r < last; ++r) {
+        decodeRowPortable(m, r, w.data());
         for (int t = 0; t < tokens; ++t) {
             float sum = 0.0f;
             for (int j = 0; j < m.cols; ++j)
                 sum += w[j] * x[t][j];
-            out[i * tokens + t] = sum;
+            float& target = y[t * yStride + r];
+            target = accumulate ? target + sum : sum;
         }
+    }
+}
+
+// SpQR's record layout (KernelLayout::statCodes) and its fp32 second-level grids.
+void buildSpqrLayout(const CompressedMatrix& m, KernelLayout& k) {
+    const int blocks = (m.rows + kBlockRows - 1) / kBlockRows;
+    const std::size_t recordCodes = 2 * kBlockRows;
+    std::vector<std::uint16_t> codes(static_cast<std::size_t>(blocks) * m.groups * recordCodes, 0);
+    const std::byte* scaleEnd = m.scaleCodes + m.groups * m.statCodeRowBytes;
+    const std::byte* zeroEnd = m.zeroCodes + m.groups * m.statCodeRowBytes;
+    for (int b = 0; b < blocks; ++b)
+        for (int g = 0; g < m.groups; ++g) {
+            std::uint16_t* record =
+                codes.data() + (static_cast<std::size_t>(b) * m.groups + g) * recordCodes;
+            for (int i = 0; i < kBlockRows && b * kBlockRows + i < m.rows; ++i) {
+                const std::size_t row = static_cast<std::size_t>(b) * kBlockRows + i;
+                record[i] = static_cast<std::uint16_t>(
+                    codeAt(m.scaleCodes + g * m.statCodeRowBytes, row, m.qqBits, scaleEnd));
+                record[kBlockRows + i] = static_cast<std::uint16_t>(
+                    codeAt(m.zeroCodes + g * m.statCodeRowBytes, row, m.qqBits, zeroEnd));
+            }
+        }
+    const std::size_t blockCodes = static_cast<std::size_t>(m.groups) * recordCodes;
+    k.statCodes = packRows(codes, blockCodes, m.qqBits);
+    k.statCodes.insert(k.statCodes.end(), 2, 0u);
+    k.statBlockBytes = wordsPerRow(blockCodes, m.qqBits) * 4;
+
+    k.stats.resize(static_cast<std::size_t>(m.rowGroups) * m.groups * 4);
+    for (int rg = 0; rg < m.rowGroups; ++rg)
+        for (int g = 0; g < m.groups; ++g) {
+            const std::size_t from = (static_cast<std::size_t>(g) * m.rowGroups + rg) * 2;
+            std::uint16_t* to = k.stats.data() + (static_cast<std::size_t>(rg) * m.groups + g) * 4;
+            to[0] = loadStored<std::uint16_t>(m.scaleStats, from);
+            to[1] = loadStored<std::uint16_t>(m.scaleStats, from + 1);
+            to[2] = loadStored<std::uint16_t>(m.zeroStats, from);
+            to[3] = loadStored<std::uint16_t>(m.zeroStats, from + 1);
+        }
+    k.blockRowGroup.resize(static_cast<std::size_t>(blocks));
+    for (int b = 0; b < blocks; ++b) {
+        const int first = b * kBlockRows / m.statsGroupsize;
+        const int last = std::min(b * kBlockRows + kBlockRows - 1, m.rows - 1) / m.statsGroupsize;
+        k.blockRowGroup[static_cast<std::size_t>(b)] = first == last ? first : -1;
+    }
+}
+
+// Calls body(first, last) for contiguous row ranges covering [0, rows) on the engine's threads.
+template <class Body> void forEachRowTask(int rows, Body&& body) {
+    const int units = (rows + kTaskRows - 1) / kTaskRows;
+    const int tasks = std::min(units, std::max(1, threadCount() * kTasksPerThread));
+    parallelFor(tasks, [&](std::int64_t task) {
+        const int first = static_cast<int>(units * task / tasks) * kTaskRows;
+        const int last = std::min(rows, static_cast<int>(units * (task + 1) / tasks) * kTaskRows);
+        body(first, last);
+    });
+}
+
+// Row width of the kernels' x: whole chunks of the widest kernel.
+int paddedWidth(int cols) {
+    return (cols + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
+}
+
+// x in the kernels' column order (act-order layers permute x once instead of W), each row padded
+// with zeros to paddedWidth(cols), and one more row of zeros: into `buffer`.
+void kernelInputs(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride, int tokens,
+                  std::vector<float>& buffer) {
+    const std::size_t width = static_cast<std::size_t>(paddedWidth(m.cols));
+    buffer.assign((static_cast<std::size_t>(tokens) + 1) * width, 0.0f);
+    for (int t = 0; t < tokens; ++t) {
+        const float* in = x + t * xStride;
+        float* out = buffer.data() + t * width;
+        if (!m.perm)
+            std::copy(in, in + m.cols, out);
+        else if (m.widePerm)
+            for (int j = 0; j < m.cols; ++j)
+                out[j] = in[loadStored<std::int32_t>(m.perm, j)];
+        else
+            for (int j = 0; j < m.cols; ++j)
+                out[j] = in[loadStored<std::uint16_t>(m.perm, j)];
     }
 }
 
 #ifdef QUANTLENS_KERNELS_AVX2
 
-// Eight consecutive codes per call, one per 32-bit lane.
-struct CodeUnpacker {
-    explicit CodeUnpacker(int bits)
+// Where a pass gets its rows' decoding: a grid per (row, group) stored in fp16 (RTN, GPTQ) or
+// decoded from SpQR's second level, or one LUT per row (SqueezeLLM).
+enum class Source { Affine, Spqr, Lut };
+
+// Codes of 8 consecutive columns, one per 32-bit lane, from the 64 bits starting at the first.
+struct Unpack8 {
+    explicit Unpack8(int bits)
         : shifts8(_mm256_setr_epi32(0, bits, 2 * bits, 3 * bits, 4 * bits, 5 * bits, 6 * bits,
                                     7 * bits)),
           shifts4(_mm256_setr_epi32(0, bits, 2 * bits, 3 * bits, 0, bits, 2 * bits, 3 * bits)),
           mask(_mm256_set1_epi32((1 << bits) - 1)), bits(bits) {}
-    // Codes j…j+7 for j a multiple of 8, which start on a byte: bits ≤ 4 fit one 32-bit word,
-    // broadcast and shifted per lane; wider codes take two 4-code halves of a 64-bit window.
-    template <bool narrow> __m256i aligned(const std::byte* row, int j) const {
-        const std::byte* p = row + static_cast<std::size_t>(j) * bits / 8;
-        if constexpr (narrow) {
-            std::uint32_t v;
-            std::memcpy(&v, p, 4);
-            return _mm256_and_si256(
-                _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(v)), shifts8), mask);
-        } else {
-            std::uint64_t v;
-            std::memcpy(&v, p, 8);
-            return halves(v);
-        }
+    // ≤ 4-bit codes all sit in the low word: one broadcast and per-lane shifts; the bits above
+    // each code are left in place.
+    __m256i narrow(std::uint64_t v) const {
+        return _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(v)), shifts8);
     }
-    // Codes j…j+7 from any column, reading no byte at or past `end`.
-    __m256i anywhere(const std::byte* row, int j, const std::byte* end) const {
-        return halves(bitsAt(row, static_cast<std::size_t>(j) * bits, end));
-    }
-    __m256i halves(std::uint64_t v) const {
+    // Exact codes of up to 8 bits: wider ones take two 4-code halves of the 64 bits.
+    __m256i masked(std::uint64_t v) const {
+        if (bits <= 4) return _mm256_and_si256(narrow(v), mask);
         const __m256i both = _mm256_set_m128i(_mm_set1_epi32(static_cast<int>(v >> (4 * bits))),
                                               _mm_set1_epi32(static_cast<int>(v)));
         return _mm256_and_si256(_mm256_srlv_epi32(both, shifts4), mask);
@@ -292,436 +292,628 @@ struct CodeUnpacker {
     int bits;
 };
 
-inline float horizontalSum(__m256 v) {
-    __m128 sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-    sum = _mm_add_ss(sum, _mm_movehdup_ps(sum));
-    return _mm_cvtss_f32(sum);
+// 0, 1, …, 2^bits − 1, repeated up to `lanes` entries: the code each table lane stands for.
+template <class Vec> Vec tableCodes(int bits, Vec (*load)(const float*)) {
+    alignas(64) float codes[kMaxLanes];
+    for (int k = 0; k < kMaxLanes; ++k)
+        codes[k] = static_cast<float>(k & ((1 << bits) - 1));
+    return load(codes);
 }
 
-// How a row's codes become weights: a min-max grid per group (RTN, GPTQ, SpQR) — walked chunk by
-// chunk when every group is a power-of-two multiple of 8 columns (or the whole row), with narrow
-// (≤ 4-bit) or wide codes, else group by group — or a LUT of 8 entries (one permute), 16 (two
-// permutes and a blend) or more (a gather).
-enum class Decode { GridFlatNarrow, GridFlatWide, GridGrouped, Lut8, Lut16, LutGather };
-
-Decode decodeKind(const CompressedMatrix& m) {
-    if (m.grid != CompressedMatrix::Grid::Lut) {
-        const int g = m.groupsize;
-        if (m.groups > 1 && (g < 8 || (g & (g - 1)) != 0)) return Decode::GridGrouped;
-        return m.wbits <= 4 ? Decode::GridFlatNarrow : Decode::GridFlatWide;
+struct Lanes8 {
+    static constexpr int kLanes = 8;
+    using Vec = __m256;
+    // Lane j holds column j of its chunk, read from the 64 bits starting at the chunk.
+    static constexpr bool kLaneOrdered = false;
+    static int laneColumn(int lane) { return lane; }
+    static int windowOffset(int) { return 0; }
+    static Vec natural(Vec w) { return w; }
+    static Vec zero() { return _mm256_setzero_ps(); }
+    static Vec load(const float* p) { return _mm256_loadu_ps(p); }
+    static Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+    static float sum(Vec v) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
     }
-    return m.wbits <= 3 ? Decode::Lut8 : m.wbits == 4 ? Decode::Lut16 : Decode::LutGather;
-}
-
-using Slot0 = std::integral_constant<int, 0>;
-using Slot1 = std::integral_constant<int, 1>;
-
-// Runs chunk(j, codes, slot) over the 8-column runs of [j, end), two at a time so that callers
-// can keep two independent accumulators (the compile-time `slot`); direct loads while they stay
-// below safeColumns, bounded loads after.
-template <bool narrow, bool aligned, class Chunk>
-inline void forEachChunk(const RowDecoder& d, const CodeUnpacker& unpack, int& j, int end,
-                         Chunk&& chunk) {
-    if constexpr (aligned) {
-        for (; j + 16 <= end && j + 8 < d.safeColumns; j += 16) {
-            chunk(j, unpack.aligned<narrow>(d.row, j), Slot0{});
-            chunk(j + 8, unpack.aligned<narrow>(d.row, j + 8), Slot1{});
-        }
+    // The first n lanes of v to p.
+    static void store(float* p, Vec v, int n) {
+        if (n >= kLanes) return _mm256_storeu_ps(p, v);
+        const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lanes), v);
     }
-    for (; j + 8 <= end; j += 8)
-        chunk(j, unpack.anywhere(d.row, j, d.end), Slot0{});
-}
-
-// Calls chunk(j, w, slot) for each run of 8 columns j…j+7 inside one group, with w their decoded
-// weights, and single(j, w) for the columns left at the end of each group.
-template <Decode kind, class Chunk, class Single>
-inline void forEachWeight(const RowDecoder& d, const CodeUnpacker& unpack, Chunk&& chunk,
-                          Single&& single) {
-    const CompressedMatrix& m = d.m;
-    if constexpr (kind == Decode::GridFlatNarrow || kind == Decode::GridFlatWide) {
-        // Every chunk lies in one group: its scale and zero are broadcast straight from memory.
-        const auto weights = [&](int c, __m256i codes) {
-            const std::size_t g = static_cast<std::size_t>(c >> d.chunkShift) * d.groupStride;
-            return _mm256_mul_ps(
-                _mm256_broadcast_ss(d.scale + g),
-                _mm256_sub_ps(_mm256_cvtepi32_ps(codes), _mm256_broadcast_ss(d.zero + g)));
-        };
-        int j = 0;
-        forEachChunk<kind == Decode::GridFlatNarrow, true>(
-            d, unpack, j, m.cols,
-            [&](int at, __m256i codes, auto slot) { chunk(at, weights(at >> 3, codes), slot); });
-        for (; j < m.cols; ++j)
-            single(j, d.at(j));
-    } else if constexpr (kind == Decode::GridGrouped) {
-        for (int g = 0; g < m.groups; ++g) {
-            const float scale = d.scale[g * d.groupStride], zero = d.zero[g * d.groupStride];
-            const __m256 scaleV = _mm256_set1_ps(scale), zeroV = _mm256_set1_ps(zero);
-            const int end = std::min(m.cols, (g + 1) * m.groupsize);
-            int j = g * m.groupsize;
-            forEachChunk<false, false>(d, unpack, j, end, [&](int at, __m256i codes, auto slot) {
-                chunk(at, _mm256_mul_ps(scaleV, _mm256_sub_ps(_mm256_cvtepi32_ps(codes), zeroV)),
-                      slot);
-            });
-            for (; j < end; ++j)
-                single(j, scale * (static_cast<float>(codeAt(d.row, j, m.wbits, d.end)) - zero));
-        }
-    } else {
-        const __m256 low = _mm256_loadu_ps(d.table), high = _mm256_loadu_ps(d.table + 8);
-        int j = 0;
-        forEachChunk<kind != Decode::LutGather, true>(
-            d, unpack, j, m.cols, [&](int at, __m256i codes, auto slot) {
-                if constexpr (kind == Decode::Lut8) {
-                    chunk(at, _mm256_permutevar8x32_ps(low, codes), slot);
-                } else if constexpr (kind == Decode::Lut16) {
-                    // Bit 3 of the code picks the upper half; blendv reads each lane's sign bit.
-                    chunk(at,
-                          _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, codes),
-                                           _mm256_permutevar8x32_ps(high, codes),
-                                           _mm256_castsi256_ps(_mm256_slli_epi32(codes, 28))),
-                          slot);
-                } else {
-                    chunk(at, _mm256_i32gather_ps(d.table, codes, 4), slot);
-                }
-            });
-        for (; j < m.cols; ++j)
-            single(j, d.table[codeAt(d.row, j, m.wbits, d.end)]);
-    }
-}
-
-constexpr bool isLut(Decode kind) {
-    return kind == Decode::Lut8 || kind == Decode::Lut16 || kind == Decode::LutGather;
-}
-
-template <int T, Decode kind>
-void fusedRowsAvx2(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
-                   const float* const* x, float* out) {
-    // Two accumulators per token, so that consecutive FMAs do not wait on each other.
-    constexpr int K = 2;
-    const CodeUnpacker unpack(m.wbits);
-    alignas(32) float table[256];
-    for (int i = 0; i < count; ++i) {
-        const int r = first + i;
-        if constexpr (isLut(kind)) fillTable(m, r, table);
-        const RowDecoder d(m, r, i, grids, isLut(kind) ? table : nullptr);
-        __m256 acc[T][K];
-        float rest[T];
-        for (int t = 0; t < T; ++t) {
-            for (int k = 0; k < K; ++k)
-                acc[t][k] = _mm256_setzero_ps();
-            rest[t] = 0.0f;
-        }
-        forEachWeight<kind>(
-            d, unpack,
-            [&](int j, __m256 w, auto slot) {
-                for (int t = 0; t < T; ++t)
-                    acc[t][slot] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x[t] + j), acc[t][slot]);
-            },
-            [&](int j, float w) {
-                for (int t = 0; t < T; ++t)
-                    rest[t] += w * x[t][j];
-            });
-        // Outliers replace the decoded weight: add (value − decoded)·x at their columns.
-        if (m.outliers.count > 0) {
-            const std::int64_t end = m.outliers.rowBegin(r + 1);
-            for (std::int64_t k = m.outliers.rowBegin(r); k < end; ++k) {
-                const int j = m.outliers.column(k);
-                const float delta = f16Value(m.outliers.values, k) - d.at(j);
-                for (int t = 0; t < T; ++t)
-                    rest[t] += delta * x[t][j];
-            }
-        }
-        for (int t = 0; t < T; ++t) {
-            __m256 sum = acc[t][0];
-            for (int k = 1; k < K; ++k)
-                sum = _mm256_add_ps(sum, acc[t][k]);
-            out[i * T + t] = horizontalSum(sum) + rest[t];
-        }
-    }
-}
-
-template <Decode kind>
-void decodeRowAvx2(const CompressedMatrix& m, int first, int i, const BlockGrids& grids,
-                   float* out) {
-    const int r = first + i;
-    const CodeUnpacker unpack(m.wbits);
-    alignas(32) float table[256];
-    if constexpr (isLut(kind)) fillTable(m, r, table);
-    const RowDecoder d(m, r, i, grids, isLut(kind) ? table : nullptr);
-    forEachWeight<kind>(
-        d, unpack, [&](int j, __m256 w, auto) { _mm256_storeu_ps(out + j, w); },
-        [&](int j, float w) { out[j] = w; });
-    if (m.outliers.count > 0)
-        for (std::int64_t k = m.outliers.rowBegin(r); k < m.outliers.rowBegin(r + 1); ++k)
-            out[m.outliers.column(k)] = f16Value(m.outliers.values, k);
-}
-
-template <Decode kind>
-void fusedRowsAvx2(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
-                   const float* const* x, int tokens, float* out) {
-    switch (tokens) {
-    case 1:
-        return fusedRowsAvx2<1, kind>(m, first, count, grids, x, out);
-    case 2:
-        return fusedRowsAvx2<2, kind>(m, first, count, grids, x, out);
-    case 3:
-        return fusedRowsAvx2<3, kind>(m, first, count, grids, x, out);
-    case 4:
-        return fusedRowsAvx2<4, kind>(m, first, count, grids, x, out);
-    case 5:
-        return fusedRowsAvx2<5, kind>(m, first, count, grids, x, out);
-    case 6:
-        return fusedRowsAvx2<6, kind>(m, first, count, grids, x, out);
-    case 7:
-        return fusedRowsAvx2<7, kind>(m, first, count, grids, x, out);
-    default:
-        return fusedRowsAvx2<8, kind>(m, first, count, grids, x, out);
-    }
-}
-
-#ifdef QUANTLENS_KERNELS_AVX512
-
-// Sixteen consecutive codes of ≤ 4 bits (one 64-bit word, from a column that is a multiple of 16)
-// into 32-bit lanes with one multishift: each lane's low byte is picked at bit offset lane·bits.
-struct CodeUnpacker16 {
-    explicit CodeUnpacker16(int bits) : mask(_mm512_set1_epi32((1 << bits) - 1)), bits(bits) {
-        alignas(64) std::uint8_t offsets[64] = {};
-        for (int lane = 0; lane < 16; ++lane)
-            offsets[4 * lane] = static_cast<std::uint8_t>(lane * bits);
-        control = _mm512_load_si512(offsets);
-    }
-    __m512i operator()(const std::byte* row, int j) const {
-        std::uint64_t v;
-        std::memcpy(&v, row + static_cast<std::size_t>(j) * bits / 8, 8);
-        return _mm512_and_si512(
-            _mm512_multishift_epi64_epi8(control, _mm512_set1_epi64(static_cast<long long>(v))),
-            mask);
-    }
-    __m512i control, mask;
-    int bits;
 };
 
-// The 16-lane kernels: ≤ 4-bit codes on a flat grid whose groups are multiples of 16 columns
-// (or the whole row), or a LUT of at most 16 entries (one permute).
-enum class Decode16 { Grid, Lut };
+// The lookups: how a row's codes become weights, per chunk of lanes. Each gives the state a row
+// needs — from its LUT (`table`, where kTables) or from its group's grid (`grid`, where kGrids) —
+// and decodes codes with it.
 
-std::optional<Decode16> decodeKind16(const CompressedMatrix& m) {
-    if (m.wbits > 4) return std::nullopt;
-    if (m.grid == CompressedMatrix::Grid::Lut) return Decode16::Lut;
-    const int g = m.groupsize;
-    if (m.groups == 1 || (g >= 16 && (g & (g - 1)) == 0)) return Decode16::Grid;
-    return std::nullopt;
-}
-
-template <int T, Decode16 kind>
-void fusedRowsAvx512(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
-                     const float* const* x, float* out) {
-    const CodeUnpacker16 unpack(m.wbits);
-    alignas(64) float table[256];
-    const int chunks = m.cols / 16;
-    for (int i = 0; i < count; ++i) {
-        const int r = first + i;
-        if constexpr (kind == Decode16::Lut) fillTable(m, r, table);
-        const RowDecoder d(m, r, i, grids, kind == Decode16::Lut ? table : nullptr);
-        const __m512 lut = kind == Decode16::Lut ? _mm512_load_ps(table) : _mm512_setzero_ps();
-        // Group of 16-column chunk c: c >> shift (chunkShift counts 8-column chunks).
-        const int shift = d.chunkShift >= 30 ? 30 : d.chunkShift - 1;
-        __m512 acc[T][2];
-        float rest[T];
-        for (int t = 0; t < T; ++t) {
-            acc[t][0] = acc[t][1] = _mm512_setzero_ps();
-            rest[t] = 0.0f;
-        }
-        const auto weights = [&](int c, __m512i codes) {
-            if constexpr (kind == Decode16::Lut) {
-                return _mm512_permutexvar_ps(codes, lut);
-            } else {
-                const std::size_t g = static_cast<std::size_t>(c >> shift) * d.groupStride;
-                return _mm512_mul_ps(
-                    _mm512_set1_ps(d.scale[g]),
-                    _mm512_sub_ps(_mm512_cvtepi32_ps(codes), _mm512_set1_ps(d.zero[g])));
-            }
-        };
-        const auto add = [&](int c, __m512 w, int slot) {
-            for (int t = 0; t < T; ++t)
-                acc[t][slot] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x[t] + 16 * c), acc[t][slot]);
-        };
-        int c = 0;
-        for (; c + 2 <= chunks && 16 * (c + 1) < d.safeColumns; c += 2) {
-            add(c, weights(c, unpack(d.row, 16 * c)), 0);
-            add(c + 1, weights(c + 1, unpack(d.row, 16 * (c + 1))), 1);
-        }
-        for (int j = 16 * c; j < m.cols; ++j) {
-            const float w = d.at(j);
-            for (int t = 0; t < T; ++t)
-                rest[t] += w * x[t][j];
-        }
-        if (m.outliers.count > 0) {
-            const std::int64_t end = m.outliers.rowBegin(r + 1);
-            for (std::int64_t k = m.outliers.rowBegin(r); k < end; ++k) {
-                const int j = m.outliers.column(k);
-                const float delta = f16Value(m.outliers.values, k) - d.at(j);
-                for (int t = 0; t < T; ++t)
-                    rest[t] += delta * x[t][j];
-            }
-        }
-        for (int t = 0; t < T; ++t)
-            out[i * T + t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1])) + rest[t];
+// ≤ 3-bit codes through an 8-entry table in one register: vpermps reads each lane's low 3 bits,
+// so tables of narrower codes repeat their entries.
+struct Permute8 : Lanes8 {
+    static constexpr bool kTables = true, kGrids = true;
+    static constexpr int kTableEntries = 8;
+    using State = __m256;
+    explicit Permute8(int bits) : unpack(bits), codes(tableCodes<__m256>(bits, &load)) {}
+    __m256i unpacked(std::uint64_t v) const { return unpack.narrow(v); }
+    State table(const float* entries) const { return _mm256_load_ps(entries); }
+    State grid(float scale, float zero) const {
+        return _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_sub_ps(codes, _mm256_set1_ps(zero)));
     }
-}
+    static Vec decode(State s, __m256i c) { return _mm256_permutevar8x32_ps(s, c); }
+    Unpack8 unpack;
+    __m256 codes;
+};
 
-template <Decode16 kind>
-void fusedRowsAvx512(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
-                     const float* const* x, int tokens, float* out) {
-    switch (tokens) {
-    case 1:
-        return fusedRowsAvx512<1, kind>(m, first, count, grids, x, out);
-    case 2:
-        return fusedRowsAvx512<2, kind>(m, first, count, grids, x, out);
-    case 3:
-        return fusedRowsAvx512<3, kind>(m, first, count, grids, x, out);
-    case 4:
-        return fusedRowsAvx512<4, kind>(m, first, count, grids, x, out);
-    case 5:
-        return fusedRowsAvx512<5, kind>(m, first, count, grids, x, out);
-    case 6:
-        return fusedRowsAvx512<6, kind>(m, first, count, grids, x, out);
-    case 7:
-        return fusedRowsAvx512<7, kind>(m, first, count, grids, x, out);
-    default:
-        return fusedRowsAvx512<8, kind>(m, first, count, grids, x, out);
+// 4-bit codes through a 16-entry table in two registers: bit 3 of the code picks the half
+// (blendv reads each lane's sign bit).
+struct Permute8x2 : Lanes8 {
+    static constexpr bool kTables = true, kGrids = true;
+    static constexpr int kTableEntries = 16;
+    struct State {
+        __m256 low, high;
+    };
+    explicit Permute8x2(int bits)
+        : unpack(bits), codes(tableCodes<__m256>(bits, &load)),
+          highCodes(_mm256_add_ps(codes, _mm256_set1_ps(8.0f))) {}
+    __m256i unpacked(std::uint64_t v) const { return unpack.narrow(v); }
+    State table(const float* entries) const {
+        return {_mm256_load_ps(entries), _mm256_load_ps(entries + 8)};
     }
-}
-
-#endif
-
-// Calls body.template operator()<kind>() for the matrix's decode kind.
-template <class Body> void withDecodeKind(const CompressedMatrix& m, Body&& body) {
-    switch (decodeKind(m)) {
-    case Decode::GridFlatNarrow:
-        return body.template operator()<Decode::GridFlatNarrow>();
-    case Decode::GridFlatWide:
-        return body.template operator()<Decode::GridFlatWide>();
-    case Decode::GridGrouped:
-        return body.template operator()<Decode::GridGrouped>();
-    case Decode::Lut8:
-        return body.template operator()<Decode::Lut8>();
-    case Decode::Lut16:
-        return body.template operator()<Decode::Lut16>();
-    case Decode::LutGather:
-        return body.template operator()<Decode::LutGather>();
+    State grid(float scale, float zero) const {
+        const __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zero);
+        return {_mm256_mul_ps(s, _mm256_sub_ps(codes, z)),
+                _mm256_mul_ps(s, _mm256_sub_ps(highCodes, z))};
     }
-}
+    static Vec decode(const State& s, __m256i c) {
+        return _mm256_blendv_ps(_mm256_permutevar8x32_ps(s.low, c),
+                                _mm256_permutevar8x32_ps(s.high, c),
+                                _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));
+    }
+    Unpack8 unpack;
+    __m256 codes, highCodes;
+};
 
-#endif
+// Wider codes with a LUT: gathered from the row's fp32 table.
+struct Gather8 : Lanes8 {
+    static constexpr bool kTables = true, kGrids = false;
+    static constexpr int kTableEntries = 256;
+    using State = const float*;
+    explicit Gather8(int bits) : unpack(bits) {}
+    __m256i unpacked(std::uint64_t v) const { return unpack.masked(v); }
+    static State table(const float* entries) { return entries; }
+    static Vec decode(State s, __m256i c) { return _mm256_i32gather_ps(s, c, 4); }
+    Unpack8 unpack;
+};
 
-void fusedRows(const CompressedMatrix& m, int first, int count, const BlockGrids& grids,
-               const float* const* x, int tokens, float* out, bool vector, bool wide) {
+// Wider codes on a grid: scale·(code − zero) lane by lane.
+struct Arithmetic8 : Lanes8 {
+    static constexpr bool kTables = false, kGrids = true;
+    struct State {
+        __m256 scale, zero;
+    };
+    explicit Arithmetic8(int bits) : unpack(bits) {}
+    __m256i unpacked(std::uint64_t v) const { return unpack.masked(v); }
+    static State grid(float scale, float zero) {
+        return {_mm256_set1_ps(scale), _mm256_set1_ps(zero)};
+    }
+    static Vec decode(const State& s, __m256i c) {
+        return _mm256_mul_ps(s.scale, _mm256_sub_ps(_mm256_cvtepi32_ps(c), s.zero));
+    }
+    Unpack8 unpack;
+};
+
 #ifdef QUANTLENS_KERNELS_AVX512
-    if (vector && wide)
-        if (const auto kind = decodeKind16(m))
-            return *kind == Decode16::Grid
-                       ? fusedRowsAvx512<Decode16::Grid>(m, first, count, grids, x, tokens, out)
-                       : fusedRowsAvx512<Decode16::Lut>(m, first, count, grids, x, tokens, out);
+
+struct Lanes16 {
+    static constexpr int kLanes = 16;
+    using Vec = __m512;
+    static Vec zero() { return _mm512_setzero_ps(); }
+    static Vec load(const float* p) { return _mm512_loadu_ps(p); }
+    static Vec fma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+    static float sum(Vec v) { return _mm512_reduce_add_ps(v); }
+    static void store(float* p, Vec v, int n) {
+        if (n >= kLanes) return _mm512_storeu_ps(p, v);
+        _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+    }
+};
+
+// ≤ 4-bit codes through a 16-entry table in one register, shifts and no shuffle to unpack them:
+// the 64 bits starting 4 − bits bytes before a chunk hold its first 8 codes in the low 32 and its
+// last 8 in the high 32, so one broadcast and a per-lane shift leave code k in lane 2k and code
+// 8 + k in lane 2k + 1 (x is laid out in that order), above bits left in place. vpermps reads each
+// lane's low 4 bits, so tables of narrower codes repeat their entries.
+struct Permute16 : Lanes16 {
+    static constexpr bool kTables = true, kGrids = true;
+    static constexpr int kTableEntries = 16;
+    static constexpr bool kLaneOrdered = true;
+    using State = __m512;
+    explicit Permute16(int bits) : codes(tableCodes<__m512>(bits, &load)) {
+        alignas(64) std::int32_t shift[16], lane[16];
+        for (int k = 0; k < 8; ++k) {
+            shift[2 * k] = 8 * windowOffset(bits) + k * bits;
+            shift[2 * k + 1] = k * bits;
+            lane[k] = 2 * k;
+            lane[8 + k] = 2 * k + 1;
+        }
+        shifts = _mm512_load_si512(shift);
+        naturalOrder = _mm512_load_si512(lane);
+    }
+    static int laneColumn(int lane) { return lane / 2 + lane % 2 * 8; }
+    static int windowOffset(int bits) { return 4 - bits; }
+    Vec natural(Vec w) const { return _mm512_permutexvar_ps(naturalOrder, w); }
+    __m512i unpacked(std::uint64_t v) const {
+        return _mm512_srlv_epi32(_mm512_set1_epi64(static_cast<long long>(v)), shifts);
+    }
+    State table(const float* entries) const { return _mm512_load_ps(entries); }
+    State grid(float scale, float zero) const {
+        return _mm512_mul_ps(_mm512_set1_ps(scale), _mm512_sub_ps(codes, _mm512_set1_ps(zero)));
+    }
+    static Vec decode(State s, __m512i c) { return _mm512_permutexvar_ps(c, s); }
+    __m512i shifts, naturalOrder;
+    __m512 codes;
+};
+
 #endif
-#ifdef QUANTLENS_KERNELS_AVX2
-    if (vector)
-        return withDecodeKind(
-            m, [&]<Decode kind>() { fusedRowsAvx2<kind>(m, first, count, grids, x, tokens, out); });
-#else
-    (void)vector;
-#endif
-    (void)wide;
-    fusedRowsPortable(m, first, count, grids, x, tokens, out);
+
+// What every pass of one product or decode shares: the matrix, its kernel layout, the lookup and
+// the chunking of a row.
+template <class Lookup> struct Plan {
+    static constexpr int kLanes = Lookup::kLanes;
+    Plan(const CompressedMatrix& matrix, Lookup lookupOf)
+        : m(matrix), layout(*matrix.kernel), lookup(lookupOf), unpackStats(matrix.qqBits),
+          chunks((matrix.cols + kLanes - 1) / kLanes),
+          chunksPerGroup(matrix.groups == 1 ? chunks : matrix.groupsize / kLanes),
+          chunkBytes(static_cast<std::size_t>(kLanes) * matrix.wbits / 8),
+          windowOffset(Lookup::windowOffset(matrix.wbits)), begin(matrix.codes),
+          end(codesEnd(matrix)) {}
+    const CompressedMatrix& m;
+    const KernelLayout& layout;
+    Lookup lookup;
+    Unpack8 unpackStats; // SpQR's second-level codes
+    int chunks, chunksPerGroup;
+    std::size_t chunkBytes; // chunks start on a byte
+    int windowOffset;       // a chunk's 64 bits start this many bytes before it
+    const std::byte* begin; // the codes array
+    const std::byte* end;
+};
+
+// The first-level grids of the 8 rows of SpQR block `block` in every group, row by row from the
+// stored arrays, for the blocks that span two row groups: per group, 8 scales then 8 zeros.
+void spqrGridsStored(const CompressedMatrix& m, int block, float* grids) {
+    for (int g = 0; g < m.groups; ++g)
+        for (int i = 0; i < kBlockRows; ++i) {
+            const MinMaxGrid grid =
+                firstLevelGrid(m, std::min(block * kBlockRows + i, m.rows - 1), g);
+            grids[(static_cast<std::size_t>(g) * 2) * kBlockRows + i] = grid.scale;
+            grids[(static_cast<std::size_t>(g) * 2 + 1) * kBlockRows + i] = grid.zero;
+        }
 }
 
-void decodeRow(const CompressedMatrix& m, int first, int i, const BlockGrids& grids, float* out,
-               bool vector) {
-#ifdef QUANTLENS_KERNELS_AVX2
-    if (vector)
-        return withDecodeKind(m,
-                              [&]<Decode kind>() { decodeRowAvx2<kind>(m, first, i, grids, out); });
-#else
-    (void)vector;
-#endif
-    decodeRowPortable(m, first, i, grids, out);
+// The first-level grids of the 8 rows of SpQR block `block`, which lies in row group `rowGroup`,
+// in every group, eight lanes at once from the block's records: exactly dequantize()'s values,
+// into grids [groups][scales, zeros][8].
+template <class Lookup>
+void spqrGrids(const Plan<Lookup>& plan, int block, int rowGroup, float* grids) {
+    // Locals, not members: stores to `grids` could alias those.
+    const int groups = plan.m.groups, qq = plan.m.qqBits;
+    const Unpack8 unpack = plan.unpackStats;
+    const std::byte* record = reinterpret_cast<const std::byte*>(plan.layout.statCodes.data()) +
+                              block * plan.layout.statBlockBytes;
+    const std::uint16_t* stats =
+        plan.layout.stats.data() + static_cast<std::size_t>(rowGroup) * groups * 4;
+    const __m256 minimum = _mm256_set1_ps(kMinimumSpqrScale);
+    for (int g = 0; g < groups; ++g, record += 2 * qq, stats += 4, grids += 2 * kBlockRows) {
+        const __m256 scaleCodes = _mm256_cvtepi32_ps(unpack.masked(load64(record)));
+        const __m256 zeroCodes = _mm256_cvtepi32_ps(unpack.masked(load64(record + qq)));
+        // The four fp16 statistics, converted at once (exactly) and broadcast lane by lane.
+        const __m256 four = _mm256_castps128_ps256(
+            _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(stats))));
+        const auto stat = [&](int k) {
+            return _mm256_permutevar8x32_ps(four, _mm256_set1_epi32(k));
+        };
+        const __m256 scale = _mm256_mul_ps(stat(0), _mm256_sub_ps(scaleCodes, stat(1)));
+        _mm256_storeu_ps(grids, _mm256_max_ps(scale, minimum));
+        _mm256_storeu_ps(grids + kBlockRows,
+                         _mm256_mul_ps(stat(2), _mm256_sub_ps(zeroCodes, stat(3))));
+    }
 }
 
-bool useVector(KernelIsa isa) {
-#ifdef QUANTLENS_KERNELS_AVX2
-    return isa != KernelIsa::Portable;
+// A row's LUT as fp32, its entries repeated up to `count` (at most up to the larger of 16 and
+// the number of levels: no lookup reads further).
+void fillTable(const CompressedMatrix& m, int row, float* table, int count) {
+    const int levels = 1 << m.wbits;
+    const std::size_t first = static_cast<std::size_t>(row) << m.wbits;
+    count = std::min(count, std::max(levels, kMaxLanes));
+    for (int k = 0; k < count; ++k)
+        table[k] = storedHalf(m.lut, first + (k & (levels - 1)));
+}
+
+// The first-level grids of rows first…first+count−1 (inside one 8-row block) in every group, into
+// grids [groups][scales, zeros][8] (SpQR: lanes of the block; else the first `count` lanes), all
+// before the pass's loop: its broadcasts then read memory written long before.
+template <Source source, class Lookup>
+void passGrids(const Plan<Lookup>& plan, int first, int count, float* grids) {
+    const CompressedMatrix& m = plan.m;
+    if constexpr (source == Source::Affine) {
+        for (int i = 0; i < count; ++i) {
+            const int row = std::min(first + i, m.rows - 1);
+            const std::size_t at = static_cast<std::size_t>(row) * m.groups;
+            for (int g = 0; g < m.groups; ++g) {
+                grids[g * 2 * kBlockRows + i] = storedHalf(m.scales, at + g);
+                grids[(g * 2 + 1) * kBlockRows + i] = storedHalf(m.zeros, at + g);
+            }
+        }
+    } else {
+        const int block = first / kBlockRows;
+        const int rowGroup = plan.layout.blockRowGroup[static_cast<std::size_t>(block)];
+        if (rowGroup < 0) return spqrGridsStored(m, block, grids);
+        spqrGrids(plan, block, rowGroup, grids);
+    }
+}
+
+// Chunks [c0, c1) of the pass's rows into sink.add(i, c, weights); windows[i] is the byte of the
+// codes array where row i's first chunk's window starts (negative before the array). `bounded`
+// loads read nothing outside the array.
+template <bool bounded, int R, class Lookup, class Sink>
+inline void runChunks(const Plan<Lookup>& plan, const std::ptrdiff_t* windows,
+                      const typename Lookup::State* state, int c0, int c1, Sink& sink) {
+    for (int c = c0; c < c1; ++c) {
+        sink.begin(c);
+        const auto offset = static_cast<std::ptrdiff_t>(c) * plan.chunkBytes;
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) {
+            const std::ptrdiff_t at = windows[i] + offset;
+            const std::uint64_t v =
+                bounded ? windowAt(plan.begin, at, plan.end) : load64(plan.begin + at);
+            sink.add(i, c, Lookup::decode(state[i], plan.lookup.unpacked(v)));
+        }
+    }
+}
+
+// Chunks [c0, c1), with direct loads for chunks [safeFirst, safeEnd) and bounded ones around.
+template <int R, class Lookup, class Sink>
+inline void runChunkRange(const Plan<Lookup>& plan, const std::ptrdiff_t* windows,
+                          const typename Lookup::State* state, int c0, int c1, int safeFirst,
+                          int safeEnd, Sink& sink) {
+    const int a = std::clamp(safeFirst, c0, c1), b = std::clamp(safeEnd, a, c1);
+    runChunks<true, R>(plan, windows, state, c0, a, sink);
+    runChunks<false, R>(plan, windows, state, a, b, sink);
+    runChunks<true, R>(plan, windows, state, b, c1, sink);
+}
+
+// Rows first…first+R−1 (first a multiple of R, R dividing 8) decoded chunk by chunk into `sink`,
+// without outliers. Rows past the matrix repeat its last row; callers drop them. `grids` holds
+// groups·16 floats.
+template <Source source, int R, class Lookup, class Sink>
+void runPass(const Plan<Lookup>& plan, int first, Sink& sink, float* grids) {
+    const CompressedMatrix& m = plan.m;
+    int rows[R];
+    std::ptrdiff_t windows[R]; // where each row's first window starts in the codes array
+    for (int i = 0; i < R; ++i) {
+        rows[i] = std::min(first + i, m.rows - 1);
+        windows[i] = (rowCodes(m, rows[i]) - plan.begin) - plan.windowOffset;
+    }
+    // Chunks whose 8-byte windows lie inside the codes array for every row: the first row's
+    // start no earlier than the array, the last row's end no later.
+    const auto step = static_cast<std::ptrdiff_t>(plan.chunkBytes);
+    const std::ptrdiff_t before = -windows[0], room = (plan.end - plan.begin) - windows[R - 1] - 8;
+    const int safeFirst = before <= 0 ? 0 : static_cast<int>((before + step - 1) / step);
+    const int safeEnd =
+        room < 0 ? 0 : static_cast<int>(std::min<std::ptrdiff_t>(plan.chunks, room / step + 1));
+    typename Lookup::State state[R];
+    if constexpr (source == Source::Lut) {
+        alignas(64) float tables[R][Lookup::kTableEntries];
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) {
+            fillTable(m, rows[i], tables[i], Lookup::kTableEntries);
+            state[i] = plan.lookup.table(tables[i]);
+        }
+        // Gather8 keeps pointers into `tables`: the chunks run while they live.
+        runChunkRange<R>(plan, windows, state, 0, plan.chunks, safeFirst, safeEnd, sink);
+    } else {
+        passGrids<source>(plan, first, R, grids);
+        const int lane = source == Source::Spqr ? first % kBlockRows : 0;
+        // All but the matrix's first and last passes load directly throughout.
+        const bool inside = safeFirst == 0 && safeEnd == plan.chunks;
+        for (int g = 0; g < m.groups; ++g) {
+            const float* scales = grids + static_cast<std::size_t>(g) * 2 * kBlockRows + lane;
+#pragma GCC unroll 8
+            for (int i = 0; i < R; ++i)
+                state[i] = plan.lookup.grid(scales[i], scales[kBlockRows + i]);
+            const int c0 = g * plan.chunksPerGroup;
+            const int c1 = std::min(plan.chunks, c0 + plan.chunksPerGroup);
+            if (inside)
+                runChunks<false, R>(plan, windows, state, c0, c1, sink);
+            else
+                runChunkRange<R>(plan, windows, state, c0, c1, safeFirst, safeEnd, sink);
+        }
+    }
+}
+
+// Decoded chunks multiplied with T tokens of x: acc[i][t] holds row i's lane-wise sums.
+template <class Lanes, int R, int T> struct ProductSink {
+    using Vec = typename Lanes::Vec;
+    explicit ProductSink(const float* const* inputs) : x(inputs) {
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i)
+#pragma GCC unroll 8
+            for (int t = 0; t < T; ++t)
+                acc[i][t] = Lanes::zero();
+    }
+    void begin(int c) {
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t)
+            xv[t] = Lanes::load(x[t] + c * Lanes::kLanes);
+    }
+    void add(int i, int, Vec w) {
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t)
+            acc[i][t] = Lanes::fma(w, xv[t], acc[i][t]);
+    }
+    const float* const* x;
+    Vec xv[T];
+    Vec acc[R][T];
+};
+
+// Decoded chunks stored to out[i] in column order (rows with a null pointer are dropped).
+template <class Lookup, int R> struct DecodeSink {
+    void begin(int) {}
+    void add(int i, int c, typename Lookup::Vec w) {
+        const int j = c * Lookup::kLanes;
+        if (out[i]) Lookup::store(out[i] + j, lookup.natural(w), cols - j);
+    }
+    const Lookup& lookup;
+    float* out[R];
+    int cols;
+};
+
+// This thread's buffer for a pass's grids (runPass).
+std::vector<float>& gridScratch(const CompressedMatrix& m) {
+    thread_local std::vector<float> grids;
+    grids.resize(static_cast<std::size_t>(m.groups) * 2 * kBlockRows);
+    return grids;
+}
+
+// Rows per pass for T tokens: up to 16 accumulators (R·T), so that each chunk of x, loaded once
+// per pass, serves as many rows as the registers allow.
+constexpr int rowsPerPass(int tokens) {
+    return std::min(kBlockRows, 16 / tokens);
+}
+
+// Σ (value − decoded)·x[t][column] over row `row`'s outliers for T tokens, in four independent
+// partial sums per token (one would make the CSR walk a serial chain of additions).
+template <int T>
+inline void outlierSums(const CompressedMatrix& m, const float* deltas, int row,
+                        const float* const* x, float* sums) {
+    float part[4][T] = {};
+    std::int64_t k = m.outliers.rowBegin(row);
+    const std::int64_t end = m.outliers.rowBegin(row + 1);
+    for (; k + 4 <= end; k += 4)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+            const int j = m.outliers.column(k + q);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; ++t)
+                part[q][t] += deltas[k + q] * x[t][j];
+        }
+    for (; k < end; ++k) {
+        const int j = m.outliers.column(k);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t)
+            part[0][t] += deltas[k] * x[t][j];
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t)
+        sums[t] = (part[0][t] + part[1][t]) + (part[2][t] + part[3][t]);
+}
+
+// Rows [first, last) (first a multiple of 8) of y = x·Wᵀ for T tokens, of which the first
+// `tokens` are real (the rest point at zeros). `x` is in the lookup's lane order, `columns` the
+// same rows in column order.
+template <Source source, int T, class Lookup>
+void productRows(const Plan<Lookup>& plan, const float* const* x, const float* const* columns,
+                 int tokens, int first, int last, float* y, std::ptrdiff_t yStride,
+                 bool accumulate) {
+    constexpr int R = rowsPerPass(T);
+    const CompressedMatrix& m = plan.m;
+    const float* deltas = plan.layout.outlierDeltas.data();
+    std::vector<float>& grids = gridScratch(m);
+    for (int p = first; p < last; p += R) {
+        ProductSink<Lookup, R, T> sink(x);
+        runPass<source, R>(plan, p, sink, grids.data());
+        for (int i = 0; i < R && p + i < last; ++i) {
+            float rest[T] = {};
+            if (m.outliers.count > 0) outlierSums<T>(m, deltas, p + i, columns, rest);
+            for (int t = 0; t < tokens; ++t) {
+                const float sum = Lookup::sum(sink.acc[i][t]) + rest[t];
+                float& target = y[t * yStride + p + i];
+                target = accumulate ? target + sum : sum;
+            }
+        }
+    }
+}
+
+// Rows [first, first + count) decoded with outliers in place into out [count, cols].
+template <Source source, class Lookup>
+void decodeRows(const Plan<Lookup>& plan, int first, int count, float* out) {
+    const CompressedMatrix& m = plan.m;
+    std::vector<float>& grids = gridScratch(m);
+    for (int p = first - first % kBlockRows; p < first + count; p += kBlockRows) {
+        DecodeSink<Lookup, kBlockRows> sink{plan.lookup, {}, m.cols};
+        for (int i = 0; i < kBlockRows; ++i) {
+            const int r = p + i;
+            sink.out[i] = r >= first && r < first + count
+                              ? out + static_cast<std::size_t>(r - first) * m.cols
+                              : nullptr;
+        }
+        runPass<source, kBlockRows>(plan, p, sink, grids.data());
+        for (int i = 0; i < kBlockRows; ++i)
+            if (sink.out[i])
+                forEachOutlier(
+                    m, p + i, [&](std::int64_t k, int j) { sink.out[i][j] = m.outliers.value(k); });
+    }
+}
+
+// Calls body.template operator()<source>(plan) with the matrix's source, where `Lookup` decodes it.
+template <class Lookup, class Body> void withSource(const Plan<Lookup>& plan, Body&& body) {
+    switch (plan.m.grid) {
+    case CompressedMatrix::Grid::Lut:
+        if constexpr (Lookup::kTables) body.template operator()<Source::Lut>(plan);
+        return;
+    case CompressedMatrix::Grid::Affine:
+        if constexpr (Lookup::kGrids) body.template operator()<Source::Affine>(plan);
+        return;
+    case CompressedMatrix::Grid::Spqr:
+        if constexpr (Lookup::kGrids) body.template operator()<Source::Spqr>(plan);
+        return;
+    }
+}
+
+// Calls body.template operator()<source>(plan) with the plan of the widest vector kernel `isa`
+// allows for m; false when none applies (groups off the chunk grid) and the portable code must.
+template <class Body> bool withPlan(const CompressedMatrix& m, KernelIsa isa, Body&& body) {
+    if (isa == KernelIsa::Portable || !m.kernel) return false;
+    // Every chunk must lie in one group.
+    const auto fits = [&](int lanes) { return m.groups == 1 || m.groupsize % lanes == 0; };
+#ifdef QUANTLENS_KERNELS_AVX512
+    if (isa == KernelIsa::Auto && m.wbits <= 4 && fits(16)) {
+        withSource(Plan(m, Permute16(m.wbits)), body);
+        return true;
+    }
+#endif
+    if (!fits(8)) return false;
+    if (m.wbits <= 3)
+        withSource(Plan(m, Permute8(m.wbits)), body);
+    else if (m.wbits == 4)
+        withSource(Plan(m, Permute8x2(m.wbits)), body);
+    else if (m.grid == CompressedMatrix::Grid::Lut)
+        withSource(Plan(m, Gather8(m.wbits)), body);
+    else
+        withSource(Plan(m, Arithmetic8(m.wbits)), body);
+    return true;
+}
+
+// Calls body.template operator()<T>() with the token count the kernels run: 1, 2, 4 or 8.
+template <class Body> void withTokens(int tokens, Body&& body) {
+    if (tokens == 1) return body.template operator()<1>();
+    if (tokens == 2) return body.template operator()<2>();
+    if (tokens <= 4) return body.template operator()<4>();
+    return body.template operator()<8>();
+}
+
+// The first `tokens` rows of x (padded to whole chunks) in the order of a chunk's lanes, into
+// `buffer`; lanes[t] points at row t (the padding tokens keep their rows of zeros).
+template <class Lookup>
+void laneOrdered(int cols, const float* const* x, int tokens, std::vector<float>& buffer,
+                 const float** lanes) {
+    const int width = paddedWidth(cols);
+    buffer.resize(static_cast<std::size_t>(tokens) * width);
+    for (int t = 0; t < tokens; ++t) {
+        float* row = buffer.data() + static_cast<std::size_t>(t) * width;
+        for (int c = 0; c < width; c += Lookup::kLanes)
+            for (int lane = 0; lane < Lookup::kLanes; ++lane)
+                row[c + lane] = x[t][c + Lookup::laneColumn(lane)];
+        lanes[t] = row;
+    }
+}
+
+// Rows [first, first + count) of W decoded by the vector kernels; false where none applies.
+bool decodeVector(const CompressedMatrix& m, int first, int count, float* out, KernelIsa isa) {
+    return withPlan(m, isa, [&]<Source source>(const auto& plan) {
+        decodeRows<source>(plan, first, count, out);
+    });
+}
+
+// y = x·Wᵀ for up to kFusedBatch tokens (rows of x: x[t]) by the vector kernels; false where none
+// applies.
+bool productVector(const CompressedMatrix& m, const float* const* x, int tokens, float* y,
+                   std::ptrdiff_t yStride, bool accumulate, KernelIsa isa) {
+    return withPlan(m, isa, [&]<Source source, class Lookup>(const Plan<Lookup>& plan) {
+        const float* lanes[kFusedBatch];
+        std::copy(x, x + kFusedBatch, lanes);
+        if constexpr (Lookup::kLaneOrdered) {
+            thread_local std::vector<float> buffer;
+            laneOrdered<Lookup>(m.cols, x, tokens, buffer, lanes);
+        }
+        withTokens(tokens, [&]<int T>() {
+            forEachRowTask(m.rows, [&](int first, int last) {
+                productRows<source, T>(plan, lanes, x, tokens, first, last, y, yStride, accumulate);
+            });
+        });
+    });
+}
+
 #else
-    (void)isa;
+
+bool decodeVector(const CompressedMatrix&, int, int, float*, KernelIsa) {
     return false;
-#endif
 }
+
+bool productVector(const CompressedMatrix&, const float* const*, int, float*, std::ptrdiff_t, bool,
+                   KernelIsa) {
+    return false;
+}
+
+#endif
 
 } // namespace
 
+std::shared_ptr<const KernelLayout> kernelLayout(const CompressedMatrix& m) {
+    auto k = std::make_shared<KernelLayout>();
+    if (m.outliers.count > 0) {
+        k->outlierDeltas.resize(static_cast<std::size_t>(m.outliers.count));
+        for (int r = 0; r < m.rows; ++r)
+            forEachOutlier(m, r, [&](std::int64_t i, int j) {
+                float decoded;
+                decodeRun(m, r, j, j + 1, &decoded);
+                k->outlierDeltas[static_cast<std::size_t>(i)] = m.outliers.value(i) - decoded;
+            });
+    }
+    if (m.grid == CompressedMatrix::Grid::Spqr) buildSpqrLayout(m, *k);
+    return k;
+}
+
+std::size_t kernelLayoutBytes(const CompressedMatrix& m) {
+    return m.kernel ? m.kernel->bytes() : 0;
+}
+
 void decodeCompressedRows(const CompressedMatrix& m, int first, int count, float* out,
                           KernelIsa isa) {
-    const bool vector = useVector(isa);
-    BlockGrids grids;
-    for (int done = 0; done < count; done += kRowBlock) {
-        const int block = std::min(kRowBlock, count - done);
-        fillGrids(m, first + done, block, grids, vector);
-        for (int i = 0; i < block; ++i)
-            decodeRow(m, first + done, i, grids, out + static_cast<std::size_t>(done + i) * m.cols,
-                      vector);
-    }
+    if (count <= 0 || decodeVector(m, first, count, out, isa)) return;
+    for (int i = 0; i < count; ++i)
+        decodeRowPortable(m, first + i, out + static_cast<std::size_t>(i) * m.cols);
 }
 
 void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride,
                         int tokens, float* y, std::ptrdiff_t yStride, bool accumulate,
                         KernelIsa isa) {
     if (tokens <= 0 || m.rows == 0) return;
-    const bool vector = useVector(isa), wide = isa == KernelIsa::Auto;
-    // The kernels work in permuted column order (act-order): permute x once, not W.
-    std::vector<float> permuted;
-    const float* xs = x;
-    std::ptrdiff_t xsStride = xStride;
-    if (m.perm) {
-        permuted.resize(static_cast<std::size_t>(tokens) * m.cols);
-        for (int t = 0; t < tokens; ++t)
-            for (int j = 0; j < m.cols; ++j)
-                permuted[static_cast<std::size_t>(t) * m.cols + j] =
-                    x[t * xStride + m.originalColumn(j)];
-        xs = permuted.data();
-        xsStride = m.cols;
-    }
+    thread_local std::vector<float> buffer;
+    kernelInputs(m, x, xStride, tokens, buffer);
+    const std::ptrdiff_t width = paddedWidth(m.cols);
 
     if (tokens <= kFusedBatch) {
+        // Token rows of x for the kernels; the padding tokens of a kernel for more read zeros.
         const float* rows[kFusedBatch];
-        for (int t = 0; t < tokens; ++t)
-            rows[t] = xs + t * xsStride;
-        parallelFor((m.rows + kRowBlock - 1) / kRowBlock, [&](std::int64_t task) {
-            const int first = static_cast<int>(task) * kRowBlock;
-            const int count = std::min(kRowBlock, m.rows - first);
-            thread_local BlockGrids grids;
-            fillGrids(m, first, count, grids, vector);
-            float out[kRowBlock * kFusedBatch];
-            fusedRows(m, first, count, grids, rows, tokens, out, vector, wide);
-            for (int i = 0; i < count; ++i)
-                for (int t = 0; t < tokens; ++t) {
-                    float& target = y[t * yStride + first + i];
-                    target = accumulate ? target + out[i * tokens + t] : out[i * tokens + t];
-                }
-        });
+        for (int t = 0; t < kFusedBatch; ++t)
+            rows[t] = buffer.data() + std::min(t, tokens) * width;
+        if (!productVector(m, rows, tokens, y, yStride, accumulate, isa))
+            forEachRowTask(m.rows, [&](int first, int last) {
+                productRowsPortable(m, rows, tokens, first, last, y, yStride, accumulate);
+            });
         return;
     }
 
     using StridedMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
-    const StridedMap input(xs, tokens, m.cols, Eigen::OuterStride<>(xsStride));
+    const StridedMap input(buffer.data(), tokens, m.cols, Eigen::OuterStride<>(width));
     parallelFor((m.rows + kTileRows - 1) / kTileRows, [&](std::int64_t task) {
         const int first = static_cast<int>(task) * kTileRows;
         const int count = std::min(kTileRows, m.rows - first);
         thread_local std::vector<float> tile;
-        thread_local BlockGrids grids;
         tile.resize(static_cast<std::size_t>(count) * m.cols);
-        fillGrids(m, first, count, grids, vector);
-        for (int i = 0; i < count; ++i)
-            decodeRow(m, first, i, grids, tile.data() + static_cast<std::size_t>(i) * m.cols,
-                      vector);
+        decodeCompressedRows(m, first, count, tile.data(), isa);
         const ConstRowMatrixMap weights(tile.data(), count, m.cols);
         Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> output(y + first, tokens, count,
                                                               Eigen::OuterStride<>(yStride));

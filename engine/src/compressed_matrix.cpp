@@ -1,6 +1,7 @@
 #include "quantlens/compressed_matrix.h"
 
 #include "quantlens/bit_packing.h"
+#include "quantlens/compressed_kernels.h"
 #include "quantlens/dtype.h"
 #include "quantlens/error.h"
 
@@ -241,6 +242,7 @@ CompressedMatrix compressedMatrix(const QuantConfig& config, int rows, int cols,
         m.widePerm = perm.dtype == "I32";
     }
     check.rejectUnused();
+    m.kernel = kernelLayout(m);
     return m;
 }
 

@@ -1,6 +1,7 @@
 // The fused compressed kernels against QuantizedLayer::dequantize() — an independent decoder of the
-// same arrays — for every method, act-order permutations, partial groups, odd shapes and both
-// instruction paths; and the validation of compressed arrays, with exact error messages.
+// same arrays — for every method, act-order permutations, partial groups, odd shapes, several
+// token counts and every instruction path; their reads against guard pages; and the validation
+// of compressed arrays, with exact error messages.
 #include "error_text.h"
 
 #include "quantlens/compressed_kernels.h"
@@ -10,6 +11,9 @@
 #include "quantlens/synthetic_model.h"
 
 #include <QtTest>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -67,6 +71,32 @@ RowMatrix unpermute(const CompressedMatrix& m, const RowMatrix& permuted) {
     return original;
 }
 
+// A copy of `size` bytes between unreadable pages, flush against the one after it (atEnd) or the
+// one before: a kernel that reads past either end of an array faults.
+class GuardedCopy {
+public:
+    GuardedCopy(const std::byte* bytes, std::size_t size, bool atEnd) {
+        const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+        const std::size_t span = (size + page - 1) / page * page;
+        length_ = span + 2 * page;
+        base_ = static_cast<std::byte*>(
+            mmap(nullptr, length_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        if (base_ == MAP_FAILED || mprotect(base_ + page, span, PROT_READ | PROT_WRITE) != 0)
+            qFatal("cannot map guarded memory");
+        data_ = base_ + page + (atEnd ? span - size : 0);
+        std::memcpy(data_, bytes, size);
+    }
+    GuardedCopy(const GuardedCopy&) = delete;
+    GuardedCopy& operator=(const GuardedCopy&) = delete;
+    ~GuardedCopy() { munmap(base_, length_); }
+    const std::byte* data() const { return data_; }
+
+private:
+    std::byte* base_ = nullptr;
+    std::byte* data_ = nullptr;
+    std::size_t length_ = 0;
+};
+
 QuantizedLayer withoutOutliers(QuantizedLayer layer) {
     for (const char* name : {"outlier_row_ptr", "outlier_cols", "outlier_values"})
         layer.tensors.erase(name);
@@ -93,8 +123,14 @@ private slots:
             << QuantConfig(GptqConfig{3, 0, 128, 0.01, false}) << 64 << 172 << false;
         QTest::newRow("gptq w2 g12 act-order 50x100 (groups off the 8-column grid)")
             << QuantConfig(GptqConfig{2, 12, 32, 0.01, true}) << 50 << 100 << false;
+        QTest::newRow("rtn w1 g64 40x200 (windows before the array)")
+            << QuantConfig(RtnConfig{1, 64}) << 40 << 200 << false;
         QTest::newRow("spqr w3 g16 qq3 b16 act-order 64x172")
             << QuantConfig(SpqrConfig{3, 16, 3, 16, 0.1, 128, 1.0, true}) << 64 << 172 << true;
+        QTest::newRow("spqr w3 g32 qq3 b16 act-order 200x300 (the ~3.5-bit setting)")
+            << QuantConfig(SpqrConfig{3, 32, 3, 16, 0.1, 128, 1.0, true}) << 200 << 300 << true;
+        QTest::newRow("spqr w4 g16 qq2 b24 100x64")
+            << QuantConfig(SpqrConfig{4, 16, 2, 24, 0.1, 128, 1.0, false}) << 100 << 64 << true;
         QTest::newRow("spqr w3 g16 qq3 b12 172x64 (rows off the 8-row grid)")
             << QuantConfig(SpqrConfig{3, 16, 3, 12, 0.1, 128, 1.0, false}) << 172 << 64 << true;
         QTest::newRow("spqr w5 g8 qq4 b8 act-order 100x200")
@@ -103,6 +139,8 @@ private slots:
             << QuantConfig(SqueezeConfig{3, 0.45, 0.05, 20}) << 172 << 64 << true;
         QTest::newRow("squeezellm w4 sparse 0.5% 64x172")
             << QuantConfig(SqueezeConfig{4, 0.45, 0.05, 20}) << 64 << 172 << true;
+        QTest::newRow("squeezellm w4 sparse 5% 64x300 (many outliers per row)")
+            << QuantConfig(SqueezeConfig{4, 5.0, 0.0, 20}) << 64 << 300 << true;
         QTest::newRow("squeezellm w2 dense 50x100")
             << QuantConfig(SqueezeConfig{2, 0, 0, 20}) << 50 << 100 << false;
         QTest::newRow("squeezellm w5 sparse 1% 40x100 (gathered LUT)")
@@ -141,7 +179,7 @@ private slots:
         }
 
         const Eigen::MatrixXd denseD = dense.cast<double>();
-        for (const int tokens : {1, 2, 5, 8, 9, 33}) {
+        for (const int tokens : {1, 2, 3, 5, 8, 9, 33}) {
             const RowMatrix x = seededInputs(tokens, cols, 100 + tokens);
             const Eigen::MatrixXd expected = x.cast<double>() * denseD.transpose();
             const Eigen::MatrixXd scale =
@@ -163,6 +201,22 @@ private slots:
                                                           .arg(worst)));
                 }
         }
+        // Without its kernel layout (a view compressedMatrix() did not build) the portable code
+        // runs, bit for bit.
+        {
+            CompressedMatrix bare = m;
+            bare.kernel.reset();
+            const RowMatrix x2 = seededInputs(2, cols, 77);
+            RowMatrix viaBare(2, rows), viaPortable(2, rows);
+            multiplyCompressed(bare, x2.data(), cols, 2, viaBare.data(), rows, false);
+            multiplyCompressed(m, x2.data(), cols, 2, viaPortable.data(), rows, false,
+                               KernelIsa::Portable);
+            QVERIFY(viaBare == viaPortable);
+        }
+        // The layout's memory: 32 bits per outlier, plus SpQR's regrouped statistics.
+        if (m.grid != CompressedMatrix::Grid::Spqr)
+            QCOMPARE(kernelLayoutBytes(m), std::size_t(4 * layer.outlierCount));
+
         // Through the operator, with a strided caller-owned output.
         const RowMatrix x = seededInputs(3, cols, 5);
         RowMatrix y;
@@ -173,6 +227,38 @@ private slots:
                             .cast<double>()
                             .array())
                     .all());
+    }
+
+    void kernelsReadOnlyTheirArrays_data() { kernelsMatchDequantize_data(); }
+
+    // Codes against unreadable pages on either side: the kernels' wide loads stay inside the
+    // array (a stray read faults) and give what they give elsewhere, bit for bit.
+    void kernelsReadOnlyTheirArrays() {
+        QFETCH(QuantConfig, config);
+        QFETCH(int, rows);
+        QFETCH(int, cols);
+        const QuantizedLayer layer = quantize(config, rows, cols);
+        const auto op = CompressedLinear::fromLayer(std::make_shared<QuantizedLayer>(layer), "l");
+        const RowMatrix x = seededInputs(3, cols, 21);
+        for (const bool atEnd : {false, true}) {
+            LayerArrays arrays = layerArrays(layer, "l", "");
+            const GuardedCopy codes(arrays.at("codes").data, arrays.at("codes").size, atEnd);
+            arrays.at("codes").data = codes.data();
+            const CompressedMatrix guarded = compressedMatrix(layer.config, rows, cols, arrays);
+            for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Portable}) {
+                RowMatrix decoded(rows, cols), expected(rows, cols);
+                decodeCompressedRows(guarded, 0, rows, decoded.data(), isa);
+                decodeCompressedRows(op->matrix(), 0, rows, expected.data(), isa);
+                QVERIFY(decoded == expected);
+                for (const int tokens : {1, 3}) {
+                    RowMatrix y(tokens, rows), reference(tokens, rows);
+                    multiplyCompressed(guarded, x.data(), cols, tokens, y.data(), rows, false, isa);
+                    multiplyCompressed(op->matrix(), x.data(), cols, tokens, reference.data(), rows,
+                                       false, isa);
+                    QVERIFY(y == reference);
+                }
+            }
+        }
     }
 
     // The fused path must add outliers: a huge replaced value shows up in the product exactly.

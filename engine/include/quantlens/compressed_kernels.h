@@ -3,6 +3,7 @@
 #include "quantlens/compressed_matrix.h"
 
 #include <cstddef>
+#include <memory>
 
 namespace quantlens {
 
@@ -25,6 +26,14 @@ inline constexpr int kFusedBatch = 8;
 void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride,
                         int tokens, float* y, std::ptrdiff_t yStride, bool accumulate,
                         KernelIsa isa = KernelIsa::Auto);
+
+// What the vector kernels read besides the stored arrays, derived from them once
+// (compressedMatrix() calls this): each outlier's value minus the weight decoded under it (fp32:
+// 32 bits per outlier), and for SpQR its second-level codes and statistics regrouped by blocks of
+// 8 rows (the stored arrays' size, which the kernels then no longer read).
+std::shared_ptr<const KernelLayout> kernelLayout(const CompressedMatrix& m);
+// The bytes of m's kernel layout: memory on top of the stored arrays.
+std::size_t kernelLayoutBytes(const CompressedMatrix& m);
 
 // Rows [first, first + count) of W exactly as QuantizedLayer::dequantize() gives them, but in
 // permuted column order (act-order layers); out is [count, cols].

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 
 namespace quantlens {
@@ -35,6 +36,10 @@ struct CsrOutliers {
     }
     float value(std::int64_t k) const;
 };
+
+// Arrays the fused kernels derive from the stored ones once, at load, in the order they walk them
+// (compressed_kernels.h).
+struct KernelLayout;
 
 // A validated, zero-copy view of one compressed linear layer W [rows = out, cols = in]: what the
 // fused kernels read. Pointers lead into the stored arrays, which must outlive the view.
@@ -74,6 +79,10 @@ struct CompressedMatrix {
     int originalColumn(int j) const {
         return widePerm ? loadStored<std::int32_t>(perm, j) : loadStored<std::uint16_t>(perm, j);
     }
+
+    // Built by compressedMatrix(); the only memory the view owns. Without it the portable
+    // kernels run.
+    std::shared_ptr<const KernelLayout> kernel;
 };
 
 // A layer's arrays by their docs/FORMAT.md names ("codes", "scales", …); each view's `name` is
@@ -83,7 +92,8 @@ using LayerArrays = std::map<std::string, RawTensorView>;
 // Checks the arrays of a [rows, cols] layer quantized with `config` against docs/FORMAT.md —
 // which arrays exist, their dtypes and shapes, and their contents (codes within the row, integer
 // zero points within the code range, a true permutation, CSR row pointers and columns, finite
-// statistics) — and returns the view the kernels read. Errors name the file and the tensor.
+// statistics) — and returns the view the kernels read, with its kernel layout. Errors name the
+// file and the tensor.
 CompressedMatrix compressedMatrix(const QuantConfig& config, int rows, int cols,
                                   const LayerArrays& arrays);
 
