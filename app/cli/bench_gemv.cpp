@@ -1,11 +1,17 @@
 #include "commands.h"
+#include "device_selection.h"
 
+#include "quantlens/backend.h"
 #include "quantlens/bit_packing.h"
 #include "quantlens/compressed_kernels.h"
 #include "quantlens/compressed_linear.h"
 #include "quantlens/dtype.h"
 #include "quantlens/error.h"
 #include "quantlens/parallel.h"
+
+#ifdef QUANTLENS_HAVE_CUDA
+#include "quantlens/gpu/gemv_timing.h"
+#endif
 
 #include <nlohmann/json.hpp>
 
@@ -146,9 +152,101 @@ struct Row {
     std::string shape, method;
     double bits = 0, bytes = 0;
     Timing time;
-    double layoutBits = 0; // the kernels' derived arrays (kernelLayoutBytes), per parameter
+    // Arrays the kernels derive at load beside the stored ones (kernelLayoutBytes, or the device
+    // layout's extra bytes), per parameter.
+    double layoutBits = 0;
+    bool baseline = false; // a dense product the speed-ups are taken against
     double seconds() const { return time.median; }
 };
+
+std::vector<std::pair<int, int>> parseShapes(const std::vector<std::string>& shapes) {
+    std::vector<std::pair<int, int>> parsed;
+    for (const std::string& shape : shapes) {
+        int r = 0, c = 0;
+        if (std::sscanf(shape.c_str(), "%dx%d", &r, &c) != 2 || r <= 0 || c <= 0 || c > 65536)
+            throw Error("", "shape '" + shape + "' is not ROWSxCOLS (cols ≤ 65536)");
+        parsed.emplace_back(r, c);
+    }
+    return parsed;
+}
+
+// The table (or JSON), speed-ups from the medians against the shape's fastest baseline row.
+void printRows(const GemvOptions& o, const std::vector<Row>& rows, const std::string& device) {
+    const auto baselineSeconds = [&](const std::string& shape) {
+        double best = 1e300;
+        for (const Row& row : rows)
+            if (row.shape == shape && row.baseline) best = std::min(best, row.seconds());
+        return best;
+    };
+    if (o.json) {
+        nlohmann::json results = nlohmann::json::array();
+        for (const Row& row : rows)
+            results.push_back(
+                {{"shape", row.shape},
+                 {"method", row.method},
+                 {"bits_per_param", row.bits},
+                 {"kernel_layout_bits_per_param", row.layoutBits},
+                 {"bytes_read", row.bytes},
+                 {"seconds", row.seconds()},
+                 {"best_seconds", row.time.best},
+                 {"gb_per_s", row.bytes / row.seconds() / 1e9},
+                 {"speedup_vs_baseline", baselineSeconds(row.shape) / row.seconds()}});
+        std::cout << nlohmann::json{{"benchmark", "gemv"},      {"device", device},
+                                    {"threads", threadCount()}, {"isa", o.isa},
+                                    {"repeat", o.repeat},       {"results", results}}
+                         .dump()
+                  << '\n';
+        return;
+    }
+    std::printf(
+        "gemv on %s: batch-1 y = W·x, %d threads, %d runs, %s CPU kernels: median ms (and best); "
+        "GB/s and speed-up from the median, against the faster dense row; +bits: the kernels' "
+        "layout derived at load, in memory beside the stored arrays\n\n",
+        device.c_str(), threadCount(), o.repeat, o.isa.c_str());
+    std::printf("%-11s %-48s %6s %6s %8s %8s %8s %7s %8s\n", "shape", "method", "bits", "+bits",
+                "MB read", "ms", "(best)", "GB/s", "speed-up");
+    for (const Row& row : rows)
+        std::printf("%-11s %-48s %6.3f %6.3f %8.2f %8.4f %8.4f %7.2f %7.2f×\n", row.shape.c_str(),
+                    row.method.c_str(), row.bits, row.layoutBits, row.bytes / 1e6,
+                    row.seconds() * 1e3, row.time.best * 1e3, row.bytes / row.seconds() / 1e9,
+                    baselineSeconds(row.shape) / row.seconds());
+}
+
+#ifdef QUANTLENS_HAVE_CUDA
+// The same layers on the active CUDA device, against cuBLAS fp16 (DESIGN.md's GPU target).
+void runCudaGemv(const GemvOptions& o, const std::vector<Method>& methods) {
+    std::vector<Row> rows;
+    for (const auto& [r, c] : parseShapes(o.shapes)) {
+        const std::string shape = std::to_string(r) + "x" + std::to_string(c);
+        const gpu::KernelTiming cublas = gpu::timeCublasF16Gemv(r, c, o.repeat);
+        rows.push_back({shape,
+                        "fp16 cuBLAS (GemmEx n=1, fp32 accumulate)",
+                        16.0,
+                        2.0 * r * c + 2.0 * (r + c),
+                        {cublas.median, cublas.best},
+                        0.0,
+                        true});
+        for (const Method& method : methods) {
+            const auto layer =
+                std::make_shared<const QuantizedLayer>(syntheticLayer(method, r, c, o.seed));
+            const auto op = CompressedLinear::fromLayer(layer, "bench");
+            std::size_t deviceBytes = 0;
+            const gpu::KernelTiming t =
+                gpu::timeCompressedGemv(op->matrix(), o.repeat, deviceBytes);
+            rows.push_back({shape,
+                            method.label,
+                            layer->bitsPerParameter(),
+                            static_cast<double>(deviceBytes) + 4.0 * (r + c),
+                            {t.median, t.best},
+                            8.0 *
+                                (static_cast<double>(deviceBytes) -
+                                 static_cast<double>(layer->storedBytes())) /
+                                (double(r) * c)});
+        }
+    }
+    printRows(o, rows, activeBackend().name());
+}
+#endif
 
 void runGemv(const GemvOptions& o) {
     const KernelIsa isa = o.isa == "avx2"       ? KernelIsa::Avx2
@@ -163,11 +261,12 @@ void runGemv(const GemvOptions& o) {
         {"squeezellm w4, 0.45% sparse", SqueezeConfig{4, 0.40, 0.05, 50}, 0.0045},
         {"gptq w4 g128 act-order", GptqConfig{4, 128, 128, 0.01, true}, 0.0},
     };
+#ifdef QUANTLENS_HAVE_CUDA
+    if (cudaSelected()) return runCudaGemv(o, methods);
+#endif
     std::vector<Row> rows;
-    for (const std::string& shape : o.shapes) {
-        int r = 0, c = 0;
-        if (std::sscanf(shape.c_str(), "%dx%d", &r, &c) != 2 || r <= 0 || c <= 0 || c > 65536)
-            throw Error("", "shape '" + shape + "' is not ROWSxCOLS (cols ≤ 65536)");
+    for (const auto& [r, c] : parseShapes(o.shapes)) {
+        const std::string shape = std::to_string(r) + "x" + std::to_string(c);
         std::mt19937 engine(static_cast<std::uint32_t>(o.seed));
         std::normal_distribution<float> normal;
         Eigen::VectorXf x(c), y(r);
@@ -178,18 +277,21 @@ void runGemv(const GemvOptions& o) {
             RowMatrix w = RowMatrix::Random(r, c) * 0.02f;
             const double bytes = 4.0 * r * c + vectors;
             rows.push_back({shape, "fp32 eigen, one call", 32.0, bytes,
-                            timeRuns(o.repeat, [&] { y.noalias() = w * x; })});
+                            timeRuns(o.repeat, [&] { y.noalias() = w * x; }), 0.0, true});
             // Eigen runs a matrix-vector product on one thread; split the rows across the
             // engine's threads as the compressed kernels do.
             constexpr int kBlock = 64;
             rows.push_back(
-                {shape, "fp32 eigen, rows split over threads", 32.0, bytes, timeRuns(o.repeat, [&] {
-                     parallelFor((r + kBlock - 1) / kBlock, [&](std::int64_t task) {
-                         const Eigen::Index first = task * kBlock;
-                         const Eigen::Index n = std::min<Eigen::Index>(kBlock, r - first);
-                         y.segment(first, n).noalias() = w.middleRows(first, n) * x;
-                     });
-                 })});
+                {shape, "fp32 eigen, rows split over threads", 32.0, bytes,
+                 timeRuns(o.repeat,
+                          [&] {
+                              parallelFor((r + kBlock - 1) / kBlock, [&](std::int64_t task) {
+                                  const Eigen::Index first = task * kBlock;
+                                  const Eigen::Index n = std::min<Eigen::Index>(kBlock, r - first);
+                                  y.segment(first, n).noalias() = w.middleRows(first, n) * x;
+                              });
+                          }),
+                 0.0, true});
         }
         for (const Method& method : methods) {
             const auto layer =
@@ -206,46 +308,7 @@ void runGemv(const GemvOptions& o) {
                  8.0 * static_cast<double>(kernelLayoutBytes(op->matrix())) / (double(r) * c)});
         }
     }
-
-    const auto fp32Seconds = [&](const std::string& shape) {
-        double best = 1e300;
-        for (const Row& row : rows)
-            if (row.shape == shape && row.bits == 32.0) best = std::min(best, row.seconds());
-        return best;
-    };
-    if (o.json) {
-        nlohmann::json results = nlohmann::json::array();
-        for (const Row& row : rows)
-            results.push_back({{"shape", row.shape},
-                               {"method", row.method},
-                               {"bits_per_param", row.bits},
-                               {"kernel_layout_bits_per_param", row.layoutBits},
-                               {"bytes_read", row.bytes},
-                               {"seconds", row.seconds()},
-                               {"best_seconds", row.time.best},
-                               {"gb_per_s", row.bytes / row.seconds() / 1e9},
-                               {"speedup_vs_fp32", fp32Seconds(row.shape) / row.seconds()}});
-        std::cout << nlohmann::json{{"benchmark", "gemv"},
-                                    {"threads", threadCount()},
-                                    {"isa", o.isa},
-                                    {"repeat", o.repeat},
-                                    {"results", results}}
-                         .dump()
-                  << '\n';
-        return;
-    }
-    std::printf(
-        "gemv: batch-1 y = W·x, %d threads, %d runs, %s kernels: median ms (and best); GB/s and "
-        "speed-up from the median, against the faster fp32 row; +bits: the kernels' layout "
-        "derived at load, in memory beside the stored arrays\n\n",
-        threadCount(), o.repeat, o.isa.c_str());
-    std::printf("%-11s %-48s %6s %6s %8s %8s %8s %7s %8s\n", "shape", "method", "bits", "+bits",
-                "MB read", "ms", "(best)", "GB/s", "vs fp32");
-    for (const Row& row : rows)
-        std::printf("%-11s %-48s %6.3f %6.3f %8.2f %8.3f %8.3f %7.2f %7.2f×\n", row.shape.c_str(),
-                    row.method.c_str(), row.bits, row.layoutBits, row.bytes / 1e6,
-                    row.seconds() * 1e3, row.time.best * 1e3, row.bytes / row.seconds() / 1e9,
-                    fp32Seconds(row.shape) / row.seconds());
+    printRows(o, rows, "cpu");
 }
 
 } // namespace

@@ -1,4 +1,5 @@
 #include "commands.h"
+#include "device_selection.h"
 
 #include "quantlens/error.h"
 #include "quantlens/job.h"
@@ -26,6 +27,11 @@ int main(int argc, char** argv) {
     int threads = 0;
     app.add_option("--threads", threads, "Worker threads (0 = all cores)")
         ->check(CLI::NonNegativeNumber);
+    std::string device = "auto";
+    app.add_option("--device", device,
+                   "Where heavy work runs: auto (a CUDA GPU when there is one), cpu or cuda")
+        ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+        ->capture_default_str();
     const Command commands[] = {addInspectCommand(app),  addEvalCommand(app),
                                 addGenerateCommand(app), addTokenizeCommand(app),
                                 addDevicesCommand(app),  addQuantizeCommand(app),
@@ -34,6 +40,7 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
         quantlens::setThreadCount(threads);
+        selectDevice(device);
         for (const Command& command : commands)
             if (command.parser->parsed()) command.run();
     } catch (const CLI::ParseError& e) {

@@ -1,5 +1,6 @@
 #include "quantlens/layer_calibration.h"
 
+#include "quantlens/backend.h"
 #include "quantlens/error.h"
 #include "quantlens/kv_cache.h"
 
@@ -59,8 +60,9 @@ BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t
     result.block = block;
     const Eigen::Index widths[] = {config.hiddenSize, config.hiddenSize, config.hiddenSize,
                                    config.intermediateSize};
-    for (std::size_t s = 0; s < result.hessians.size(); ++s)
-        result.hessians[s] = Eigen::MatrixXf::Zero(widths[s], widths[s]);
+    std::vector<std::unique_ptr<GramAccumulator>> grams;
+    for (const Eigen::Index width : widths)
+        grams.push_back(activeBackend().gramAccumulator(width));
 
     const BlockWeights& stored = model.blocks[static_cast<std::size_t>(block)];
     std::vector<std::unique_ptr<FloatTensor>> weights;
@@ -86,15 +88,14 @@ BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t
         transformer.runBlock(
             block, view, hidden, cache, 0,
             [&](LinearStage stage, const RowMatrix& input) {
-                result.hessians[static_cast<std::size_t>(stage)].noalias() +=
-                    input.transpose() * input;
+                grams[static_cast<std::size_t>(stage)]->add(input);
             },
             LinearStage::MlpOutput);
         result.tokens += static_cast<std::int64_t>(sequence.size());
     }
     // H = 2·XᵀX/n, the GPTQ/SpQR Hessian of the layer-wise squared error (SpQR §3.1).
-    for (Eigen::MatrixXf& h : result.hessians)
-        h *= 2.0f / static_cast<float>(result.tokens);
+    for (std::size_t s = 0; s < grams.size(); ++s)
+        result.hessians[s] = grams[s]->result() * (2.0f / static_cast<float>(result.tokens));
     job.report(1.0, "calibrated block " + std::to_string(block));
     return result;
 }

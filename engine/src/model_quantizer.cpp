@@ -1,5 +1,6 @@
 #include "quantlens/model_quantizer.h"
 
+#include "quantlens/backend.h"
 #include "quantlens/error.h"
 #include "quantlens/fisher.h"
 #include "quantlens/layer_quantizer.h"
@@ -120,8 +121,8 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
             // layers.
             Eigen::MatrixXf hessian;
             if (!sequences.empty()) {
-                const Eigen::Index inputs = work.linear[layer].cols();
-                hessian = Eigen::MatrixXf::Zero(inputs, inputs);
+                const std::unique_ptr<GramAccumulator> gram =
+                    activeBackend().gramAccumulator(work.linear[layer].cols());
                 std::int64_t tokens = 0;
                 for (const RowMatrix& input : hidden) {
                     job.checkpoint();
@@ -131,12 +132,12 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
                         b, work.view(), x, cache, 0,
                         [&](LinearStage seen, const RowMatrix& activations) {
                             if (seen != stage) return;
-                            hessian.noalias() += activations.transpose() * activations;
+                            gram->add(activations);
                             tokens += activations.rows();
                         },
                         stage);
                 }
-                hessian *= 2.0f / static_cast<float>(tokens);
+                hessian = gram->result() * (2.0f / static_cast<float>(tokens));
             }
             for (; layer < 7 && kStageOfLayer[layer] == stage; ++layer) {
                 job.report((b * 7 + static_cast<double>(layer)) / layerCount,

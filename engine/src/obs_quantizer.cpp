@@ -1,5 +1,7 @@
 #include "obs_quantizer.h"
 
+#include "quantlens/backend.h"
+
 #include <algorithm>
 
 namespace quantlens {
@@ -8,14 +10,22 @@ void obsQuantize(Eigen::MatrixXf& weights, const Eigen::MatrixXf& inverseCholesk
                  int groupsize, ColumnQuantizer& quantizer, const JobContext& job) {
     const Eigen::Index rows = weights.rows(), cols = weights.cols();
     const Eigen::MatrixXf& u = inverseCholesky;
+    const std::unique_ptr<ObsTrailingColumns> trailing =
+        activeBackend().obsTrailingColumns(weights, inverseCholesky);
     Eigen::MatrixXf errors(rows, blocksize);
     Eigen::VectorXf original(rows);
     for (Eigen::Index begin = 0; begin < cols; begin += blocksize) {
         job.checkpoint();
         const Eigen::Index end = std::min<Eigen::Index>(begin + blocksize, cols);
+        trailing->fetch(begin, end);
         for (Eigen::Index j = begin; j < end; ++j) {
-            if (j % groupsize == 0)
-                quantizer.beginGroup(weights, j, std::min<Eigen::Index>(j + groupsize, cols));
+            if (j % groupsize == 0) {
+                // A group wider than the block fits its statistics to later columns as they stand
+                // now, with the feedback of every earlier block.
+                const Eigen::Index groupEnd = std::min<Eigen::Index>(j + groupsize, cols);
+                if (groupEnd > end) trailing->fetch(end, groupEnd);
+                quantizer.beginGroup(weights, j, groupEnd);
+            }
             original = weights.col(j);
             quantizer.quantizeColumn(j, weights.col(j), u(j, j));
             errors.col(j - begin) = (original - weights.col(j)) / u(j, j);
@@ -23,8 +33,7 @@ void obsQuantize(Eigen::MatrixXf& weights, const Eigen::MatrixXf& inverseCholesk
             weights.middleCols(j + 1, rest).noalias() -=
                 errors.col(j - begin) * u.row(j).segment(j + 1, rest);
         }
-        weights.rightCols(cols - end).noalias() -=
-            errors.leftCols(end - begin) * u.block(begin, end, end - begin, cols - end);
+        trailing->feedBack(errors.leftCols(end - begin), begin, end);
     }
 }
 

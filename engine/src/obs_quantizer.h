@@ -20,8 +20,9 @@ public:
 
 // Quantizes `weights` [out, in] column by column, feeding each column's error, scaled by the upper
 // Cholesky factor U of H⁻¹, into the columns not yet quantized (GPTQ, Frantar et al. 2022, Alg. 1;
-// lazy batch updates over blocks of `blocksize` columns). On return `weights` holds the
-// reconstruction. Groups of `groupsize` columns start at multiples of it.
+// lazy batch updates over blocks of `blocksize` columns; the feedback past each block runs on the
+// active backend). On return `weights` holds the reconstruction. Groups of `groupsize` columns
+// start at multiples of it.
 void obsQuantize(Eigen::MatrixXf& weights, const Eigen::MatrixXf& inverseCholesky, int blocksize,
                  int groupsize, ColumnQuantizer& quantizer, const JobContext& job);
 

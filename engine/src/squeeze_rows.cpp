@@ -1,6 +1,7 @@
 #include "squeeze_rows.h"
 
 #include "outlier_rows.h"
+#include "quantlens/backend.h"
 #include "quantlens/bit_packing.h"
 #include "quantlens/dtype.h"
 #include "quantlens/error.h"
@@ -80,19 +81,15 @@ void squeezeQuantize(const RowMatrix& weights, const RowMatrix& fisher, const Sq
                 values, importance,
                 kmeansPlusPlusSeeds(values, importance, levels, static_cast<std::uint64_t>(r)),
                 config.kmeansIterations);
-            // The stored table is fp16; codes pick the nearest stored centroid.
-            std::vector<double> table(clusters.centroids.size());
-            for (std::size_t k = 0; k < table.size(); ++k) {
-                const float stored =
+            // The stored table is fp16.
+            for (std::size_t k = 0; k < clusters.centroids.size(); ++k)
+                tables[static_cast<std::size_t>(r) * levels + k] =
                     f16ToFloat(floatToF16(static_cast<float>(clusters.centroids[k])));
-                table[k] = stored;
-                tables[static_cast<std::size_t>(r) * levels + k] = stored;
-            }
-            for (Eigen::Index j = 0; j < cols; ++j)
-                codes[static_cast<std::size_t>(r * cols + j)] =
-                    static_cast<std::uint16_t>(nearestCentroid(table, values[j]));
         });
     }
+    // Codes pick the nearest stored centroid.
+    job.checkpoint();
+    activeBackend().assignNearest(weights, tables, levels, codes);
 
     layer.tensors["codes"] = StoredTensor::of(
         "U32",

@@ -1,0 +1,66 @@
+#pragma once
+
+#include "quantlens/float_tensor.h"
+
+#include <Eigen/Core>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace quantlens {
+
+// G = Σ XᵀX over batches X [tokens, n]: a layer's calibration Hessian before scaling.
+class GramAccumulator {
+public:
+    virtual ~GramAccumulator() = default;
+    virtual void add(const RowMatrix& x) = 0;
+    // The sum so far, [n, n], symmetric.
+    virtual Eigen::MatrixXf result() const = 0;
+};
+
+// The columns an OBS loop (GPTQ, SpQR) has not reached yet. The loop quantizes one block of
+// columns at a time in host memory; the error feedback into every later column, a
+// [rows, block]·[block, rest] product that is almost all of the loop's arithmetic, runs here.
+class ObsTrailingColumns {
+public:
+    virtual ~ObsTrailingColumns() = default;
+    // Makes columns [begin, end) of the loop's host matrix current, with all feedback applied.
+    virtual void fetch(Eigen::Index begin, Eigen::Index end) = 0;
+    // W[:, end:] −= errors · U[begin:end, end:], errors [rows, end − begin].
+    virtual void feedBack(const Eigen::Ref<const Eigen::MatrixXf>& errors, Eigen::Index begin,
+                          Eigen::Index end) = 0;
+};
+
+// Where the engine's heavy numeric work runs (DESIGN.md): the CPU with Eigen, or a CUDA device
+// (gpu/). Every implementation computes the same quantities; parity tests state how closely.
+class Backend {
+public:
+    virtual ~Backend() = default;
+    // "cpu", or the device, e.g. "cuda:0 NVIDIA H100 80GB HBM3".
+    virtual std::string name() const = 0;
+
+    virtual std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const = 0;
+
+    // The trailing columns of `weights` (which the caller keeps and the loop updates in place)
+    // under the upper Cholesky factor U of H⁻¹; both must outlive the returned object.
+    virtual std::unique_ptr<ObsTrailingColumns>
+    obsTrailingColumns(Eigen::MatrixXf& weights, const Eigen::MatrixXf& inverseCholesky) const = 0;
+
+    // codes[r·cols + j] = the index of the centroid of row r nearest to values(r, j), from
+    // `tables` [rows, levels], each row ascending; ties go to the lower index (SqueezeLLM's
+    // assignment step, nearestCentroid() per weight).
+    virtual void assignNearest(const RowMatrix& values, std::span<const float> tables, int levels,
+                               std::span<std::uint16_t> codes) const = 0;
+};
+
+// The Eigen implementation; always available.
+std::shared_ptr<const Backend> cpuBackend();
+
+// The backend jobs use: the CPU unless the application chose another (quantlens-cli --device).
+// Set it before starting jobs; jobs read it as they run.
+const Backend& activeBackend();
+void setActiveBackend(std::shared_ptr<const Backend> backend);
+
+} // namespace quantlens

@@ -1,0 +1,82 @@
+#include "quantlens/backend.h"
+
+#include "quantlens/parallel.h"
+#include "quantlens/weighted_kmeans.h"
+
+#include <vector>
+
+namespace quantlens {
+namespace {
+
+class CpuGram final : public GramAccumulator {
+public:
+    explicit CpuGram(Eigen::Index n) : gram_(Eigen::MatrixXf::Zero(n, n)) {}
+    void add(const RowMatrix& x) override { gram_.noalias() += x.transpose() * x; }
+    Eigen::MatrixXf result() const override { return gram_; }
+
+private:
+    Eigen::MatrixXf gram_;
+};
+
+// The loop's host matrix is the only copy: fetching is free, feedback is one Eigen product.
+class CpuTrailingColumns final : public ObsTrailingColumns {
+public:
+    CpuTrailingColumns(Eigen::MatrixXf& weights, const Eigen::MatrixXf& inverseCholesky)
+        : weights_(weights), u_(inverseCholesky) {}
+    void fetch(Eigen::Index, Eigen::Index) override {}
+    void feedBack(const Eigen::Ref<const Eigen::MatrixXf>& errors, Eigen::Index begin,
+                  Eigen::Index end) override {
+        const Eigen::Index rest = weights_.cols() - end;
+        weights_.rightCols(rest).noalias() -= errors * u_.block(begin, end, end - begin, rest);
+    }
+
+private:
+    Eigen::MatrixXf& weights_;
+    const Eigen::MatrixXf& u_;
+};
+
+class CpuBackend final : public Backend {
+public:
+    std::string name() const override { return "cpu"; }
+    std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const override {
+        return std::make_unique<CpuGram>(n);
+    }
+    std::unique_ptr<ObsTrailingColumns>
+    obsTrailingColumns(Eigen::MatrixXf& weights,
+                       const Eigen::MatrixXf& inverseCholesky) const override {
+        return std::make_unique<CpuTrailingColumns>(weights, inverseCholesky);
+    }
+    void assignNearest(const RowMatrix& values, std::span<const float> tables, int levels,
+                       std::span<std::uint16_t> codes) const override {
+        const Eigen::Index cols = values.cols();
+        parallelFor(values.rows(), [&](std::int64_t r) {
+            const std::vector<double> table(tables.begin() + r * levels,
+                                            tables.begin() + (r + 1) * levels);
+            for (Eigen::Index j = 0; j < cols; ++j)
+                codes[static_cast<std::size_t>(r * cols + j)] =
+                    static_cast<std::uint16_t>(nearestCentroid(table, values(r, j)));
+        });
+    }
+};
+
+std::shared_ptr<const Backend>& activeSlot() {
+    static std::shared_ptr<const Backend> active = cpuBackend();
+    return active;
+}
+
+} // namespace
+
+std::shared_ptr<const Backend> cpuBackend() {
+    static const std::shared_ptr<const Backend> cpu = std::make_shared<CpuBackend>();
+    return cpu;
+}
+
+const Backend& activeBackend() {
+    return *activeSlot();
+}
+
+void setActiveBackend(std::shared_ptr<const Backend> backend) {
+    activeSlot() = backend ? std::move(backend) : cpuBackend();
+}
+
+} // namespace quantlens

@@ -1,0 +1,142 @@
+#include "quantlens/gpu/cuda_backend.h"
+
+#include "cublas_handle.h"
+#include "device_buffer.h"
+#include "nearest_centroid.h"
+
+namespace quantlens::gpu {
+namespace {
+
+// Binds the calling thread to the backend's device: CUDA's current device is per host thread.
+void useDevice(int device) {
+    checkCuda(cudaSetDevice(device), "cudaSetDevice");
+}
+
+// G += XᵀX as one SYRK per batch into an upper triangle that stays on the device.
+class CudaGram final : public GramAccumulator {
+public:
+    CudaGram(int device, Eigen::Index n) : device_(device), n_(n) {
+        useDevice(device_);
+        gram_.resize(static_cast<std::size_t>(n * n));
+        gram_.zero();
+    }
+    void add(const RowMatrix& x) override {
+        if (x.cols() != n_) throw Error("cuda", "Gram batch has the wrong width");
+        if (x.rows() == 0) return;
+        useDevice(device_);
+        batch_.resize(static_cast<std::size_t>(x.size()));
+        batch_.upload({x.data(), static_cast<std::size_t>(x.size())});
+        // Row-major X [tokens, n] is column-major Xᵀ [n, tokens]: G += Xᵀ·(Xᵀ)ᵀ.
+        const float one = 1.0f;
+        checkCublas(cublasSsyrk(handle_, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, static_cast<int>(n_),
+                                static_cast<int>(x.rows()), &one, batch_.data(),
+                                static_cast<int>(n_), &one, gram_.data(), static_cast<int>(n_)),
+                    "cublasSsyrk");
+    }
+    Eigen::MatrixXf result() const override {
+        useDevice(device_);
+        Eigen::MatrixXf upper(n_, n_);
+        gram_.download({upper.data(), static_cast<std::size_t>(upper.size())});
+        return upper.selfadjointView<Eigen::Upper>();
+    }
+
+private:
+    int device_;
+    Eigen::Index n_;
+    CublasHandle handle_;
+    DeviceBuffer<float> gram_, batch_;
+};
+
+// W and U live on the device for the whole loop; each block's columns come back to the host to
+// be quantized, and its errors go out to update every later column with one SGEMM.
+class CudaTrailingColumns final : public ObsTrailingColumns {
+public:
+    CudaTrailingColumns(int device, Eigen::MatrixXf& weights, const Eigen::MatrixXf& u)
+        : device_(device), weights_(weights) {
+        useDevice(device_);
+        w_ = DeviceBuffer<float>({weights.data(), static_cast<std::size_t>(weights.size())});
+        u_ = DeviceBuffer<float>({u.data(), static_cast<std::size_t>(u.size())});
+    }
+    void fetch(Eigen::Index begin, Eigen::Index end) override {
+        if (end <= begin) return;
+        useDevice(device_);
+        const Eigen::Index rows = weights_.rows();
+        w_.download(
+            {weights_.data() + begin * rows, static_cast<std::size_t>((end - begin) * rows)},
+            static_cast<std::size_t>(begin * rows));
+    }
+    void feedBack(const Eigen::Ref<const Eigen::MatrixXf>& errors, Eigen::Index begin,
+                  Eigen::Index end) override {
+        const Eigen::Index rows = weights_.rows(), cols = weights_.cols(), rest = cols - end;
+        if (rest <= 0 || rows == 0) return;
+        useDevice(device_);
+        const Eigen::Index width = end - begin;
+        if (errors_.size() < static_cast<std::size_t>(rows * width))
+            errors_.resize(static_cast<std::size_t>(rows * width));
+        checkCuda(cudaMemcpy2D(errors_.data(), rows * sizeof(float), errors.data(),
+                               errors.outerStride() * sizeof(float), rows * sizeof(float), width,
+                               cudaMemcpyHostToDevice),
+                  "cudaMemcpy2D to device");
+        // W[:, end:] −= E · U[begin:end, end:]; all column-major.
+        const float minusOne = -1.0f, one = 1.0f;
+        checkCublas(cublasSgemm(handle_, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(rows),
+                                static_cast<int>(rest), static_cast<int>(width), &minusOne,
+                                errors_.data(), static_cast<int>(rows),
+                                u_.data() + end * cols + begin, static_cast<int>(cols), &one,
+                                w_.data() + end * rows, static_cast<int>(rows)),
+                    "cublasSgemm");
+    }
+
+private:
+    int device_;
+    Eigen::MatrixXf& weights_;
+    CublasHandle handle_;
+    DeviceBuffer<float> w_, u_, errors_;
+};
+
+class CudaBackend final : public Backend {
+public:
+    explicit CudaBackend(int device) : device_(device) {
+        int count = 0;
+        checkCuda(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+        if (device < 0 || device >= count)
+            throw Error("cuda", "device " + std::to_string(device) + " does not exist (" +
+                                    std::to_string(count) + " found)");
+        useDevice(device_);
+        cudaDeviceProp properties{};
+        checkCuda(cudaGetDeviceProperties(&properties, device_), "cudaGetDeviceProperties");
+        name_ = "cuda:" + std::to_string(device_) + " " + properties.name;
+    }
+    std::string name() const override { return name_; }
+    std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const override {
+        return std::make_unique<CudaGram>(device_, n);
+    }
+    std::unique_ptr<ObsTrailingColumns>
+    obsTrailingColumns(Eigen::MatrixXf& weights,
+                       const Eigen::MatrixXf& inverseCholesky) const override {
+        return std::make_unique<CudaTrailingColumns>(device_, weights, inverseCholesky);
+    }
+    void assignNearest(const RowMatrix& values, std::span<const float> tables, int levels,
+                       std::span<std::uint16_t> codes) const override {
+        useDevice(device_);
+        const DeviceBuffer<float> deviceValues(
+            std::span<const float>(values.data(), static_cast<std::size_t>(values.size())));
+        const DeviceBuffer<float> deviceTables(tables);
+        DeviceBuffer<std::uint16_t> deviceCodes(codes.size());
+        gpu::assignNearest(deviceValues.data(), deviceTables.data(), levels, values.rows(),
+                           values.cols(), deviceCodes.data());
+        deviceCodes.download(codes);
+    }
+
+private:
+    int device_;
+    std::string name_;
+};
+
+} // namespace
+
+std::shared_ptr<const Backend> makeCudaBackend(int device) {
+    return std::make_shared<CudaBackend>(device);
+}
+
+} // namespace quantlens::gpu
