@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include "quantlens/backend.h"
 #include "quantlens/parallel.h"
 
 #ifdef QUANTLENS_HAVE_CUDA
@@ -23,6 +24,7 @@ void run() {
 #else
     std::printf("cuda  not built (configure with a CUDA compiler and QUANTLENS_CUDA=AUTO or ON)\n");
 #endif
+    std::printf("active: %s\n", quantlens::activeBackend().name().c_str());
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 #include <QDeadlineTimer>
 #include <QDir>
 #include <QProcess>
+#include <QRegularExpression>
 #include <QTemporaryDir>
 #include <QThread>
 
@@ -308,6 +309,30 @@ private slots:
         run = runCli({"eval", data("stories260K-hf")});
         QVERIFY(run.exitCode != 0);
         QVERIFY(run.err.contains("--text or --tokens"));
+    }
+
+    // --device picks the backend; cuda without a usable GPU (CI) or a CUDA build is an error that
+    // says which, never a silent fall-back.
+    void deviceSelection() {
+        CliRun run = runCli({"--device", "cpu", "devices"});
+        QCOMPARE(run.exitCode, 0);
+        QVERIFY2(run.out.endsWith("active: cpu\n"), qPrintable(run.out));
+
+        const bool gpuPresent =
+            runCli({"devices"})
+                .out.contains(QRegularExpression("^cuda:0 ", QRegularExpression::MultilineOption));
+        run = runCli({"--device", "cuda", "devices"});
+        if (gpuPresent) {
+            QCOMPARE(run.exitCode, 0);
+            QVERIFY2(run.out.contains("active: cuda:0 "), qPrintable(run.out));
+        } else {
+            QCOMPARE(run.exitCode, 1);
+            QVERIFY2(run.err.startsWith("quantlens-cli: --device cuda: no usable CUDA device: ") ||
+                         run.err == "quantlens-cli: --device cuda: this build has no CUDA backend "
+                                    "(configure with a CUDA compiler)\n",
+                     qPrintable(run.err));
+        }
+        QCOMPARE(runCli({"--device", "tpu", "devices"}).exitCode, 105); // CLI11's validation error
     }
 };
 

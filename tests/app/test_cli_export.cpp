@@ -121,11 +121,13 @@ private slots:
 
     void benchGemvPrintsItsTable() {
         const CliRun run =
-            runCli({"--threads", "2", "bench", "gemv", "--shape", "64x256", "--repeat", "3"});
+            runCli({"--threads", "2", "--device", "cpu", "bench", "gemv", "--shape", "64x256",
+                    "--repeat", "3"});
         QCOMPARE(run.exitCode, 0);
         const QStringList lines = run.out.split('\n', Qt::SkipEmptyParts);
         QVERIFY2(lines.size() == 9, qPrintable(run.out)); // title, header, 7 rows
-        QVERIFY(lines[0].startsWith("gemv: batch-1 y = W·x, 2 threads, 3 runs"));
+        QVERIFY2(lines[0].startsWith("gemv on cpu: batch-1 y = W·x, 2 threads, 3 runs"),
+                 qPrintable(lines[0]));
         for (const char* method : {"fp32 eigen, one call", "spqr w3 g32", "spqr w3 g16",
                                    "squeezellm w3", "squeezellm w4", "gptq w4 g128"})
             QVERIFY2(run.out.contains(QString("64x256      ") + method), method);
