@@ -1,5 +1,7 @@
 #include "commands.h"
 
+#include "quantlens/backend.h"
+
 #include "quantlens/hessian.h"
 #include "quantlens/layer_quantizer.h"
 #include "quantlens/parallel.h"
@@ -150,6 +152,7 @@ void runQuantizeLayer(const LayerBenchOptions& o) {
             results.push_back(row);
         }
         std::cout << nlohmann::json{{"benchmark", "quantize-layer"},
+                                    {"device", activeBackend().name()},
                                     {"rows", o.rows},
                                     {"cols", o.cols},
                                     {"samples", samples},
@@ -162,10 +165,10 @@ void runQuantizeLayer(const LayerBenchOptions& o) {
                   << '\n';
         return;
     }
-    std::printf("quantize-layer: %d×%d synthetic layer, H from %d synthetic activations, seed %llu,"
-                " %d threads, median of %d (setup %.1f s)\n\n",
-                o.rows, o.cols, samples, static_cast<unsigned long long>(o.seed), threadCount(),
-                o.repeat, setupSeconds);
+    std::printf("quantize-layer on %s: %d×%d synthetic layer, H from %d synthetic activations, "
+                "seed %llu, %d threads, median of %d (setup %.1f s)\n\n",
+                activeBackend().name().c_str(), o.rows, o.cols, samples,
+                static_cast<unsigned long long>(o.seed), threadCount(), o.repeat, setupSeconds);
     std::printf("%-8s %-46s %9s %10s %10s %10s\n", "method", "settings", "seconds", "bits/param",
                 "outliers", "spqr/gptq");
     const auto optional = [](const std::optional<double>& v, const char* format) {

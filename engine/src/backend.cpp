@@ -35,6 +35,18 @@ private:
     const Eigen::MatrixXf& u_;
 };
 
+class CpuSequenceForward final : public SequenceForward {
+public:
+    explicit CpuSequenceForward(const Transformer& transformer) : transformer_(transformer) {}
+    RowMatrix logits(std::span<const std::int32_t> tokens, const JobContext& job) const override {
+        KvCache cache(transformer_.model().config, static_cast<int>(tokens.size()));
+        return transformer_.forward(tokens, cache, &job);
+    }
+
+private:
+    const Transformer& transformer_;
+};
+
 class CpuBackend final : public Backend {
 public:
     std::string name() const override { return "cpu"; }
@@ -56,6 +68,10 @@ public:
                 codes[static_cast<std::size_t>(r * cols + j)] =
                     static_cast<std::uint16_t>(nearestCentroid(table, values(r, j)));
         });
+    }
+    std::unique_ptr<SequenceForward>
+    sequenceForward(const Transformer& transformer) const override {
+        return std::make_unique<CpuSequenceForward>(transformer);
     }
 };
 

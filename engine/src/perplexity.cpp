@@ -1,5 +1,6 @@
 #include "quantlens/perplexity.h"
 
+#include "quantlens/backend.h"
 #include "quantlens/error.h"
 #include "quantlens/parallel.h"
 
@@ -63,15 +64,11 @@ std::vector<Window> windowsFor(std::int64_t streamLength, const PerplexityConfig
     return windows;
 }
 
-WindowScore scoreWindow(const Transformer& transformer, const Transformer* reference,
+WindowScore scoreWindow(const SequenceForward& forward, const SequenceForward* reference,
                         std::span<const std::int32_t> window, const JobContext& job) {
     const std::span<const std::int32_t> inputs = window.first(window.size() - 1);
-    const auto run = [&](const Transformer& t) {
-        KvCache cache(t.model().config, static_cast<int>(inputs.size()));
-        return t.forward(inputs, cache, &job);
-    };
-    const RowMatrix logits = run(transformer);
-    const RowMatrix referenceLogits = reference ? run(*reference) : RowMatrix();
+    const RowMatrix logits = forward.logits(inputs, job);
+    const RowMatrix referenceLogits = reference ? reference->logits(inputs, job) : RowMatrix();
     WindowScore score;
     for (Eigen::Index i = 0; i < logits.rows(); ++i) {
         const Eigen::VectorXd logP = logProbabilities(logits.row(i));
@@ -149,6 +146,9 @@ PerplexityResult evaluatePerplexity(const Transformer& transformer,
                                     std::to_string(i) + " is outside the vocabulary of " +
                                     std::to_string(model.vocabSize));
 
+    const std::unique_ptr<SequenceForward> forward = activeBackend().sequenceForward(transformer);
+    const std::unique_ptr<SequenceForward> referenceForward =
+        reference ? activeBackend().sequenceForward(*reference) : nullptr;
     std::vector<WindowScore> scores(windows.size());
     std::mutex progressMutex;
     std::size_t finished = 0;
@@ -156,7 +156,7 @@ PerplexityResult evaluatePerplexity(const Transformer& transformer,
         job.checkpoint();
         const Window& w = windows[static_cast<std::size_t>(i)];
         scores[static_cast<std::size_t>(i)] = scoreWindow(
-            transformer, reference,
+            *forward, referenceForward.get(),
             stream.subspan(static_cast<std::size_t>(w.begin), static_cast<std::size_t>(w.length)),
             job);
         std::lock_guard lock(progressMutex);

@@ -1,6 +1,7 @@
 #include "quantlens/gpu/cuda_backend.h"
 
 #include "cublas_handle.h"
+#include "cuda_sequence_forward.h"
 #include "device_buffer.h"
 #include "nearest_centroid.h"
 
@@ -108,13 +109,24 @@ public:
         name_ = "cuda:" + std::to_string(device_) + " " + properties.name;
     }
     std::string name() const override { return name_; }
+    // Objects are made with the device current: their cuBLAS handles bind to it.
     std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const override {
+        useDevice(device_);
         return std::make_unique<CudaGram>(device_, n);
     }
     std::unique_ptr<ObsTrailingColumns>
     obsTrailingColumns(Eigen::MatrixXf& weights,
                        const Eigen::MatrixXf& inverseCholesky) const override {
+        useDevice(device_);
         return std::make_unique<CudaTrailingColumns>(device_, weights, inverseCholesky);
+    }
+    // Compressed checkpoints run their layers through the CPU's fused kernels.
+    std::unique_ptr<SequenceForward>
+    sequenceForward(const Transformer& transformer) const override {
+        if (!transformer.model().compressedLayers.empty())
+            return cpuBackend()->sequenceForward(transformer);
+        useDevice(device_);
+        return makeCudaSequenceForward(device_, transformer);
     }
     void assignNearest(const RowMatrix& values, std::span<const float> tables, int levels,
                        std::span<std::uint16_t> codes) const override {

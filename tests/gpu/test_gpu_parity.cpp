@@ -9,7 +9,9 @@
 #include "quantlens/layer_calibration.h"
 #include "quantlens/layer_quantizer.h"
 #include "quantlens/model.h"
+#include "quantlens/perplexity.h"
 #include "quantlens/synthetic_model.h"
+#include "quantlens/text_file.h"
 
 #include <QtTest>
 
@@ -191,6 +193,54 @@ private slots:
         cuda->assignNearest(values, table, 4, cudaCodes);
         QCOMPARE(cudaCodes, cpuCodes);
         QCOMPARE(cpuCodes, (std::vector<std::uint16_t>{0, 1, 0, 3, 0, 3}));
+    }
+
+    // Both RoPE layouts (HF rotate-half, llama2.c interleaved) and a bf16 checkpoint, against the
+    // reference perplexities of shared/data/README.md that test_perplexity holds the CPU to.
+    void perplexityMatchesCpu_data() {
+        QTest::addColumn<QString>("model");
+        QTest::addColumn<QString>("tokenizer");
+        QTest::addColumn<int>("context");
+        QTest::addColumn<double>("referencePerplexity");
+        QTest::newRow("hf f32 ctx256") << "stories260K-hf"
+                                       << "stories260K-hf/tokenizer.model" << 256 << 5.461168;
+        QTest::newRow("bin f32 ctx128") << "stories260K/stories260K.bin"
+                                        << "stories260K/tok512.bin" << 128 << 5.685983;
+        QTest::newRow("hf bf16 ctx256") << "stories260K-hf-bf16"
+                                        << "stories260K-hf-bf16/tokenizer.model" << 256 << 5.465639;
+    }
+    void perplexityMatchesCpu() {
+        REQUIRE_GPU();
+        QFETCH(QString, model);
+        QFETCH(QString, tokenizer);
+        QFETCH(int, context);
+        QFETCH(double, referencePerplexity);
+        QUANTLENS_REQUIRE_DATA(model.toStdString());
+        const auto loaded = loadModel(test::dataPath(model.toStdString()));
+        const auto stream =
+            tokenizeForProtocol(*loadTokenizer(test::dataPath(tokenizer.toStdString())),
+                                readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+                                PerplexityProtocol::Documents, loaded->config.bosToken, "excerpt");
+        const Transformer transformer(*loaded);
+        const PerplexityConfig config{context, PerplexityProtocol::Documents};
+        const PerplexityResult cpu = evaluatePerplexity(transformer, stream, config, JobContext());
+        const auto cuda = gpu::makeCudaBackend();
+        const PerplexityResult onCuda = withBackend(
+            cuda, [&] { return evaluatePerplexity(transformer, stream, config, JobContext()); });
+        QCOMPARE(onCuda.scoredTokens, cpu.scoredTokens);
+        for (const double expected : {cpu.perplexity, referencePerplexity})
+            QVERIFY2(std::abs(onCuda.perplexity - expected) <= 1e-4 * expected,
+                     qPrintable(QString("%1 on CUDA vs %2")
+                                    .arg(onCuda.perplexity, 0, 'f', 7)
+                                    .arg(expected, 0, 'f', 7)));
+
+        // One window's logits, element by element.
+        const std::span<const std::int32_t> window(stream.data(), std::size_t(context));
+        const RowMatrix expected = cpuBackend()->sequenceForward(transformer)->logits(window, {});
+        const RowMatrix actual = cuda->sequenceForward(transformer)->logits(window, {});
+        const float scale = expected.cwiseAbs().maxCoeff();
+        QVERIFY2((actual - expected).cwiseAbs().maxCoeff() <= 1e-4f * scale,
+                 qPrintable(QString::number((actual - expected).cwiseAbs().maxCoeff() / scale)));
     }
 
     void compressedGemvMatchesDequantize_data() {

@@ -1,6 +1,8 @@
 #pragma once
 
 #include "quantlens/float_tensor.h"
+#include "quantlens/job.h"
+#include "quantlens/transformer.h"
 
 #include <Eigen/Core>
 
@@ -33,6 +35,15 @@ public:
                           Eigen::Index end) = 0;
 };
 
+// Logits [tokens, vocab] of one sequence read from position 0: the forward pass perplexity
+// evaluation runs. Safe to call from several threads.
+class SequenceForward {
+public:
+    virtual ~SequenceForward() = default;
+    // `job` is checked before every block.
+    virtual RowMatrix logits(std::span<const std::int32_t> tokens, const JobContext& job) const = 0;
+};
+
 // Where the engine's heavy numeric work runs (DESIGN.md): the CPU with Eigen, or a CUDA device
 // (gpu/). Every implementation computes the same quantities; parity tests state how closely.
 class Backend {
@@ -53,6 +64,11 @@ public:
     // assignment step, nearestCentroid() per weight).
     virtual void assignNearest(const RowMatrix& values, std::span<const float> tables, int levels,
                                std::span<std::uint16_t> codes) const = 0;
+
+    // The forward pass of `transformer`'s model, which must outlive the result (weights may be
+    // copied to a device once, here).
+    virtual std::unique_ptr<SequenceForward>
+    sequenceForward(const Transformer& transformer) const = 0;
 };
 
 // The Eigen implementation; always available.

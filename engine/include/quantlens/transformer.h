@@ -84,6 +84,8 @@ public:
                   std::optional<LinearStage> stopAfter = {},
                   BlockActivations* activations = nullptr) const;
     RowMatrix logits(const RowMatrix& hidden) const;
+    // RoPE's θ_i, i < headDim / 2: position p rotates pair i by p·θ_i.
+    const Eigen::VectorXf& ropeInverseFrequencies() const { return inverseFrequencies_; }
 
     // fp32 view of a stored tensor: the conversion cache's copy, or a fresh FloatTensor.
     FloatTensor floatWeights(const TensorView& tensor) const;

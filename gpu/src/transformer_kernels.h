@@ -1,0 +1,36 @@
+#pragma once
+
+// The LLaMA block's elementwise and attention pieces on the device, mirroring
+// engine/src/transformer_ops.cpp; the linear layers are cuBLAS products. All matrices are
+// row-major [tokens, width] in fp32, on the caller's stream.
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace quantlens::gpu {
+
+// out[t] = table[ids[t]] for a row-major table of `width` columns.
+void embedRows(const float* table, const std::int32_t* ids, int tokens, int width, float* out,
+               cudaStream_t stream);
+
+// out = x / sqrt(mean(x²) + eps) ⊙ weight, per row.
+void rmsNorm(const float* x, const float* weight, int tokens, int width, float eps, float* out,
+             cudaStream_t stream);
+
+// Rotates each head's pairs (rotate-half: i and i + headDim/2; interleaved: 2i and 2i + 1) of row
+// t by the angle table cos/sin [positions, headDim/2] at position t.
+void applyRope(float* x, int tokens, int heads, int headDim, bool interleaved, const float* cosines,
+               const float* sines, cudaStream_t stream);
+
+// Causal GQA attention of queries [tokens, heads·headDim] over keys and values
+// [tokens, kvHeads·headDim], all from position 0: out [tokens, heads·headDim]. Throws Error when
+// the score row does not fit in shared memory.
+void causalAttention(const float* queries, const float* keys, const float* values, int tokens,
+                     int heads, int kvHeads, int headDim, float scale, float* out,
+                     cudaStream_t stream);
+
+// gate ← silu(gate) ⊙ up over `count` elements.
+void swiGlu(float* gate, const float* up, std::int64_t count, cudaStream_t stream);
+
+} // namespace quantlens::gpu
