@@ -3,6 +3,8 @@
 #include "quantlens/parallel.h"
 #include "quantlens/weighted_kmeans.h"
 
+#include <Eigen/Cholesky>
+
 #include <vector>
 
 namespace quantlens {
@@ -52,6 +54,14 @@ public:
     std::string name() const override { return "cpu"; }
     std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const override {
         return std::make_unique<CpuGram>(n);
+    }
+    bool inverseCholeskyFactor(Eigen::MatrixXf& a) const override {
+        Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>> factor(a);
+        if (factor.info() != Eigen::Success) return false;
+        Eigen::MatrixXf inverse = Eigen::MatrixXf::Identity(a.rows(), a.cols());
+        factor.matrixL().solveInPlace(inverse);
+        a = std::move(inverse);
+        return true;
     }
     std::unique_ptr<ObsTrailingColumns>
     obsTrailingColumns(Eigen::MatrixXf& weights,

@@ -1,8 +1,7 @@
 #include "quantlens/hessian.h"
 
+#include "quantlens/backend.h"
 #include "quantlens/error.h"
-
-#include <Eigen/Cholesky>
 
 #include <algorithm>
 #include <numeric>
@@ -45,15 +44,12 @@ PreparedHessian prepareHessian(const Eigen::MatrixXf& hessian, double percdamp, 
             reversed(i, j) = hessian(sourceIndex(i), column);
         reversed(j, j) = diagonal[column] + damp;
     }
-    Eigen::LLT<Eigen::Ref<Eigen::MatrixXf>> factor(reversed);
-    if (factor.info() != Eigen::Success)
+    if (!activeBackend().inverseCholeskyFactor(reversed))
         throw Error(source,
                     "calibration Hessian is not positive definite even after dampening by " +
                         std::to_string(percdamp) + "·mean(diag H); raise --percdamp");
-    Eigen::MatrixXf inverse = Eigen::MatrixXf::Identity(n, n);
-    factor.matrixL().solveInPlace(inverse);
-    inverse.reverseInPlace();
-    prepared.inverseCholesky = std::move(inverse);
+    reversed.reverseInPlace();
+    prepared.inverseCholesky = std::move(reversed);
     prepared.inverseDiagonal.resize(n);
     for (Eigen::Index k = 0; k < n; ++k)
         prepared.inverseDiagonal[prepared.permutation[static_cast<std::size_t>(k)]] =

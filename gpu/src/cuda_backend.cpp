@@ -2,8 +2,11 @@
 
 #include "cublas_handle.h"
 #include "cuda_sequence_forward.h"
+#include "cusolver_handle.h"
 #include "device_buffer.h"
 #include "nearest_centroid.h"
+
+#include <algorithm>
 
 namespace quantlens::gpu {
 namespace {
@@ -113,6 +116,35 @@ public:
     std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const override {
         useDevice(device_);
         return std::make_unique<CudaGram>(device_, n);
+    }
+    // cuSOLVER's Cholesky, then a triangular solve against the identity.
+    bool inverseCholeskyFactor(Eigen::MatrixXf& a) const override {
+        useDevice(device_);
+        const int n = static_cast<int>(a.rows());
+        DeviceBuffer<float> matrix(std::span<const float>(a.data(), a.size()));
+        CusolverHandle solver;
+        int workspaceSize = 0;
+        checkCusolver(cusolverDnSpotrf_bufferSize(solver, CUBLAS_FILL_MODE_LOWER, n, matrix.data(),
+                                                  n, &workspaceSize),
+                      "cusolverDnSpotrf_bufferSize");
+        DeviceBuffer<float> workspace(static_cast<std::size_t>(std::max(workspaceSize, 1)));
+        DeviceBuffer<int> info(1);
+        checkCusolver(cusolverDnSpotrf(solver, CUBLAS_FILL_MODE_LOWER, n, matrix.data(), n,
+                                       workspace.data(), workspaceSize, info.data()),
+                      "cusolverDnSpotrf");
+        int status = 0;
+        info.download({&status, 1});
+        if (status != 0) return false; // > 0: leading minor not positive definite
+        const Eigen::MatrixXf identity = Eigen::MatrixXf::Identity(n, n);
+        DeviceBuffer<float> inverse(std::span<const float>(identity.data(), identity.size()));
+        const CublasHandle blas;
+        const float one = 1.0f;
+        checkCublas(cublasStrsm(blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                                CUBLAS_DIAG_NON_UNIT, n, n, &one, matrix.data(), n, inverse.data(),
+                                n),
+                    "cublasStrsm");
+        inverse.download({a.data(), static_cast<std::size_t>(a.size())});
+        return true;
     }
     std::unique_ptr<ObsTrailingColumns>
     obsTrailingColumns(Eigen::MatrixXf& weights,

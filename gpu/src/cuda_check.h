@@ -4,15 +4,22 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cusolverDn.h>
 
 #include <string>
 
 namespace quantlens::gpu {
 
-// CUDA and cuBLAS failures become the engine's Error, naming the call that failed.
+// CUDA, cuBLAS and cuSOLVER failures become the engine's Error, naming the call that failed.
 inline void checkCuda(cudaError_t status, const char* call) {
     if (status != cudaSuccess)
         throw Error("cuda", std::string(call) + " failed: " + cudaGetErrorString(status));
+}
+
+inline void checkCusolver(cusolverStatus_t status, const char* call) {
+    if (status != CUSOLVER_STATUS_SUCCESS)
+        throw Error("cuda", std::string(call) + " failed: cuSOLVER status " +
+                                std::to_string(static_cast<int>(status)));
 }
 
 inline void checkCublas(cublasStatus_t status, const char* call) {

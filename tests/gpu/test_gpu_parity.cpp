@@ -132,6 +132,34 @@ private slots:
                  qPrintable(QString::number((actual - expected).cwiseAbs().maxCoeff() / scale)));
     }
 
+    // L⁻¹ of a dampened Hessian: as exact as the CPU's (L⁻¹·A·L⁻ᵀ ≈ I), lower triangular, and a
+    // matrix that is not positive definite is refused by both.
+    void inverseCholeskyFactorMatchesCpu() {
+        REQUIRE_GPU();
+        const auto cuda = gpu::makeCudaBackend();
+        Eigen::MatrixXf a = syntheticHessian(300, 4);
+        a.diagonal().array() += 0.01f * a.diagonal().mean();
+        Eigen::MatrixXf onCpu = a, onCuda = a;
+        QVERIFY(cpuBackend()->inverseCholeskyFactor(onCpu));
+        QVERIFY(cuda->inverseCholeskyFactor(onCuda));
+        QVERIFY(onCuda.triangularView<Eigen::StrictlyUpper>().toDenseMatrix().isZero(0.0f));
+        const auto residual = [&](const Eigen::MatrixXf& inverse) {
+            const Eigen::MatrixXd l = inverse.cast<double>();
+            return (l * a.cast<double>() * l.transpose() - Eigen::MatrixXd::Identity(300, 300))
+                .cwiseAbs()
+                .maxCoeff();
+        };
+        QVERIFY2(
+            residual(onCuda) <= std::max(10.0 * residual(onCpu), 1e-4),
+            qPrintable(
+                QString("%1 on CUDA, %2 on the CPU").arg(residual(onCuda)).arg(residual(onCpu))));
+        Eigen::MatrixXf indefinite = Eigen::MatrixXf::Identity(8, 8);
+        indefinite(5, 5) = -1.0f;
+        Eigen::MatrixXf copy = indefinite;
+        QVERIFY(!cpuBackend()->inverseCholeskyFactor(copy));
+        QVERIFY(!cuda->inverseCholeskyFactor(indefinite));
+    }
+
     void obsQuantizersMatchCpu_data() {
         QTest::addColumn<QuantConfig>("config");
         GptqConfig gptq{3, 16, 32, 0.01, true}; // narrow blocks: many feedback steps on 64 inputs

@@ -54,6 +54,11 @@ public:
 
     virtual std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const = 0;
 
+    // Replaces a symmetric positive definite `a` (both triangles set) with L⁻¹, L the lower
+    // Cholesky factor (a = L·Lᵀ), upper triangle zero. False, `a` unspecified, when `a` is not
+    // positive definite. (prepareHessian: the factor of H⁻¹ GPTQ and SpQR need.)
+    virtual bool inverseCholeskyFactor(Eigen::MatrixXf& a) const = 0;
+
     // The trailing columns of `weights` (which the caller keeps and the loop updates in place)
     // under the upper Cholesky factor U of H⁻¹; both must outlive the returned object.
     virtual std::unique_ptr<ObsTrailingColumns>
