@@ -48,7 +48,12 @@ inline MinMaxGrid gridForRange(float low, float high, int bits, bool integerZero
         high += spread;
     }
     grid.scale = (high - low) / static_cast<float>(grid.maxCode);
-    if (fp16Statistics) grid.scale = fp16Scale(grid.scale);
+    if (fp16Statistics) {
+        // A stored real zero −low/scale must fit fp16 too: a range far narrower than its offset
+        // widens the scale until it does.
+        if (!integerZero) grid.scale = std::max(grid.scale, std::abs(low) / 32768.0f);
+        grid.scale = fp16Scale(grid.scale);
+    }
     grid.zero = -low / grid.scale;
     if (integerZero)
         grid.zero = std::clamp(std::nearbyint(grid.zero), 0.0f, static_cast<float>(grid.maxCode));

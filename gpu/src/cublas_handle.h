@@ -11,7 +11,7 @@ class CublasHandle {
 public:
     CublasHandle() {
         checkCublas(cublasCreate(&handle_), "cublasCreate");
-        cublasSetMathMode(handle_, CUBLAS_PEDANTIC_MATH);
+        checkCublas(cublasSetMathMode(handle_, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode");
     }
     CublasHandle(const CublasHandle&) = delete;
     CublasHandle& operator=(const CublasHandle&) = delete;

@@ -3,6 +3,7 @@
 #include "cublas_handle.h"
 #include "cuda_sequence_forward.h"
 #include "cusolver_handle.h"
+#include "device_binding.h"
 #include "device_buffer.h"
 #include "nearest_centroid.h"
 
@@ -11,16 +12,10 @@
 namespace quantlens::gpu {
 namespace {
 
-// Binds the calling thread to the backend's device: CUDA's current device is per host thread.
-void useDevice(int device) {
-    checkCuda(cudaSetDevice(device), "cudaSetDevice");
-}
-
 // G += XᵀX as one SYRK per batch into an upper triangle that stays on the device.
 class CudaGram final : public GramAccumulator {
 public:
     CudaGram(int device, Eigen::Index n) : device_(device), n_(n) {
-        useDevice(device_);
         gram_.resize(static_cast<std::size_t>(n * n));
         gram_.zero();
     }
@@ -45,7 +40,7 @@ public:
     }
 
 private:
-    int device_;
+    DeviceBinding device_;
     Eigen::Index n_;
     CublasHandle handle_;
     DeviceBuffer<float> gram_, batch_;
@@ -57,7 +52,6 @@ class CudaTrailingColumns final : public ObsTrailingColumns {
 public:
     CudaTrailingColumns(int device, Eigen::MatrixXf& weights, const Eigen::MatrixXf& u)
         : device_(device), weights_(weights) {
-        useDevice(device_);
         w_ = DeviceBuffer<float>({weights.data(), static_cast<std::size_t>(weights.size())});
         u_ = DeviceBuffer<float>({u.data(), static_cast<std::size_t>(u.size())});
     }
@@ -92,7 +86,7 @@ public:
     }
 
 private:
-    int device_;
+    DeviceBinding device_;
     Eigen::MatrixXf& weights_;
     CublasHandle handle_;
     DeviceBuffer<float> w_, u_, errors_;
@@ -112,15 +106,14 @@ public:
         name_ = "cuda:" + std::to_string(device_) + " " + properties.name;
     }
     std::string name() const override { return name_; }
-    // Objects are made with the device current: their cuBLAS handles bind to it.
     std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const override {
-        useDevice(device_);
         return std::make_unique<CudaGram>(device_, n);
     }
     // cuSOLVER's Cholesky, then a triangular solve against the identity.
     bool inverseCholeskyFactor(Eigen::MatrixXf& a) const override {
-        useDevice(device_);
         const int n = static_cast<int>(a.rows());
+        if (n == 0) return true;
+        useDevice(device_);
         DeviceBuffer<float> matrix(std::span<const float>(a.data(), a.size()));
         CusolverHandle solver;
         int workspaceSize = 0;
@@ -134,7 +127,9 @@ public:
                       "cusolverDnSpotrf");
         int status = 0;
         info.download({&status, 1});
-        if (status != 0) return false; // > 0: leading minor not positive definite
+        if (status < 0)
+            throw Error("cuda", "cusolverDnSpotrf rejected argument " + std::to_string(-status));
+        if (status > 0) return false; // a leading minor is not positive definite
         const Eigen::MatrixXf identity = Eigen::MatrixXf::Identity(n, n);
         DeviceBuffer<float> inverse(std::span<const float>(identity.data(), identity.size()));
         const CublasHandle blas;
@@ -149,16 +144,15 @@ public:
     std::unique_ptr<ObsTrailingColumns>
     obsTrailingColumns(Eigen::MatrixXf& weights,
                        const Eigen::MatrixXf& inverseCholesky) const override {
-        useDevice(device_);
         return std::make_unique<CudaTrailingColumns>(device_, weights, inverseCholesky);
     }
-    // Compressed checkpoints run their layers through the CPU's fused kernels.
+    // Compressed checkpoints run their layers through the CPU's fused kernels, and a model whose
+    // fp32 weights do not fit the device runs on the CPU.
     std::unique_ptr<SequenceForward>
     sequenceForward(const Transformer& transformer) const override {
-        if (!transformer.model().compressedLayers.empty())
-            return cpuBackend()->sequenceForward(transformer);
-        useDevice(device_);
-        return makeCudaSequenceForward(device_, transformer);
+        if (transformer.model().compressedLayers.empty())
+            if (auto forward = makeCudaSequenceForward(device_, transformer)) return forward;
+        return cpuBackend()->sequenceForward(transformer);
     }
     void assignNearest(const RowMatrix& values, std::span<const float> tables, int levels,
                        std::span<std::uint16_t> codes) const override {

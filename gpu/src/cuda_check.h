@@ -12,8 +12,11 @@ namespace quantlens::gpu {
 
 // CUDA, cuBLAS and cuSOLVER failures become the engine's Error, naming the call that failed.
 inline void checkCuda(cudaError_t status, const char* call) {
-    if (status != cudaSuccess)
-        throw Error("cuda", std::string(call) + " failed: " + cudaGetErrorString(status));
+    if (status == cudaSuccess) return;
+    // A failed call (e.g. out of memory) stays the thread's last error; clear it so the next
+    // launch check does not report it again.
+    cudaGetLastError();
+    throw Error("cuda", std::string(call) + " failed: " + cudaGetErrorString(status));
 }
 
 inline void checkCusolver(cusolverStatus_t status, const char* call) {

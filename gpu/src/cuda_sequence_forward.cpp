@@ -1,9 +1,11 @@
 #include "cuda_sequence_forward.h"
 
 #include "cublas_handle.h"
+#include "device_binding.h"
 #include "device_buffer.h"
 #include "transformer_kernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <vector>
@@ -11,59 +13,53 @@
 namespace quantlens::gpu {
 namespace {
 
-DeviceBuffer<float> upload(const FloatTensor& tensor, std::size_t count) {
-    return DeviceBuffer<float>(std::span<const float>(tensor.data(), count));
+DeviceBuffer<float> upload(const FloatTensor& tensor, const TensorView& stored) {
+    return DeviceBuffer<float>(
+        std::span<const float>(tensor.data(), static_cast<std::size_t>(stored.elementCount())));
 }
 
-std::size_t elements(const TensorView& tensor) {
-    return static_cast<std::size_t>(tensor.elementCount());
+bool tiedHead(const Model& model) {
+    return model.lmHead.data == model.embedding.data;
+}
+
+// fp32 weights plus the activations of a window of `tokens`.
+std::size_t deviceBytes(const Model& model, int tokens) {
+    const ModelConfig& c = model.config;
+    std::int64_t elements = model.embedding.elementCount() + model.finalNorm.elementCount();
+    if (!tiedHead(model)) elements += model.lmHead.elementCount();
+    for (const BlockWeights& b : model.blocks)
+        for (const TensorView* t :
+             {&b.attnNorm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffnNorm, &b.gate, &b.up, &b.down})
+            elements += t->elementCount();
+    elements += std::int64_t{tokens} *
+                (4 * c.hiddenSize + 2 * c.kvDim() + 2 * c.intermediateSize + c.vocabSize);
+    return static_cast<std::size_t>(elements) * sizeof(float);
 }
 
 class CudaSequenceForward final : public SequenceForward {
 public:
     CudaSequenceForward(int device, const Transformer& transformer)
-        : device_(device), transformer_(transformer), config_(transformer.model().config) {
-        checkCuda(cudaSetDevice(device_), "cudaSetDevice");
+        : device_(device), transformer_(transformer), config_(transformer.model().config),
+          attentionTokenLimit_(attentionTokenLimit(device, config_.headDim)) {
         const Model& model = transformer.model();
-        try {
-            embedding_ = upload(FloatTensor(model.embedding), elements(model.embedding));
-            finalNorm_ =
-                upload(transformer.floatWeights(model.finalNorm), elements(model.finalNorm));
-            lmHead_ = upload(transformer.floatWeights(model.lmHead), elements(model.lmHead));
-            for (int b = 0; b < config_.layerCount; ++b) {
-                const Transformer::FloatBlockWeights w = transformer.blockWeights(b);
-                const BlockWeights& stored = model.blocks[static_cast<std::size_t>(b)];
-                blocks_.push_back(
-                    {upload(w.attnNorm, elements(stored.attnNorm)),
-                     upload(w.wq, elements(stored.wq)), upload(w.wk, elements(stored.wk)),
-                     upload(w.wv, elements(stored.wv)), upload(w.wo, elements(stored.wo)),
-                     upload(w.ffnNorm, elements(stored.ffnNorm)),
-                     upload(w.gate, elements(stored.gate)), upload(w.up, elements(stored.up)),
-                     upload(w.down, elements(stored.down))});
-            }
-        } catch (const Error& e) {
-            throw Error(model.path.string(), "the model's fp32 weights do not fit on " +
-                                                 std::string("the CUDA device (") + e.message() +
-                                                 "); run with --device cpu");
+        embedding_ = upload(FloatTensor(model.embedding), model.embedding);
+        finalNorm_ = upload(transformer.floatWeights(model.finalNorm), model.finalNorm);
+        if (!tiedHead(model))
+            lmHead_ = upload(transformer.floatWeights(model.lmHead), model.lmHead);
+        for (int b = 0; b < config_.layerCount; ++b) {
+            const Transformer::FloatBlockWeights w = transformer.blockWeights(b);
+            const BlockWeights& s = model.blocks[static_cast<std::size_t>(b)];
+            blocks_.push_back({upload(w.attnNorm, s.attnNorm), upload(w.wq, s.wq),
+                               upload(w.wk, s.wk), upload(w.wv, s.wv), upload(w.wo, s.wo),
+                               upload(w.ffnNorm, s.ffnNorm), upload(w.gate, s.gate),
+                               upload(w.up, s.up), upload(w.down, s.down)});
         }
-        // RoPE angles as the CPU computes them (transformer_ops.cpp), for every position.
-        const Eigen::VectorXf& frequencies = transformer.ropeInverseFrequencies();
-        const int half = config_.headDim / 2;
-        std::vector<float> cosines(static_cast<std::size_t>(config_.maxPositions) * half),
-            sines(cosines.size());
-        for (int p = 0; p < config_.maxPositions; ++p)
-            for (int i = 0; i < half; ++i) {
-                const float angle = static_cast<float>(p) * frequencies[i];
-                cosines[static_cast<std::size_t>(p) * half + i] = std::cos(angle);
-                sines[static_cast<std::size_t>(p) * half + i] = std::sin(angle);
-            }
-        ropeCosines_ = DeviceBuffer<float>(std::span<const float>(cosines));
-        ropeSines_ = DeviceBuffer<float>(std::span<const float>(sines));
     }
 
     RowMatrix logits(std::span<const std::int32_t> tokens, const JobContext& job) const override {
         const std::string source = transformer_.model().path.string();
         const int n = static_cast<int>(tokens.size());
+        if (n == 0) return RowMatrix(0, config_.vocabSize);
         if (n > config_.maxPositions)
             throw Error(source, std::to_string(n) + " tokens exceed the model's " +
                                     std::to_string(config_.maxPositions) + " positions");
@@ -72,22 +68,27 @@ public:
                 throw Error(source, "token id " + std::to_string(id) +
                                         " is outside the vocabulary of " +
                                         std::to_string(config_.vocabSize));
+        if (n > attentionTokenLimit_) return cpuLogits(tokens, job);
+
         const std::lock_guard lock(mutex_);
-        checkCuda(cudaSetDevice(device_), "cudaSetDevice");
+        useDevice(device_);
+        ensureRopeTables(n);
         const int dim = config_.hiddenSize, kvDim = config_.kvDim(), ffn = config_.intermediateSize;
         const int headDim = config_.headDim;
+        const bool interleaved = config_.ropeLayout == RopeLayout::Interleaved;
         Scratch& s = scratch_;
         s.ids.resize(tokens.size());
         s.ids.upload(tokens);
-        resize(s.hidden, n, dim);
-        resize(s.normed, n, dim);
-        resize(s.q, n, dim);
-        resize(s.k, n, kvDim);
-        resize(s.v, n, kvDim);
-        resize(s.attended, n, dim);
-        resize(s.gate, n, ffn);
-        resize(s.up, n, ffn);
-        resize(s.logits, n, config_.vocabSize);
+        for (auto [buffer, width] : {std::pair{&s.hidden, dim},
+                                     {&s.normed, dim},
+                                     {&s.q, dim},
+                                     {&s.k, kvDim},
+                                     {&s.v, kvDim},
+                                     {&s.attended, dim},
+                                     {&s.gate, ffn},
+                                     {&s.up, ffn},
+                                     {&s.logits, config_.vocabSize}})
+            buffer->resize(static_cast<std::size_t>(n) * width);
 
         embedRows(embedding_.data(), s.ids.data(), n, dim, s.hidden.data(), nullptr);
         for (const DeviceBlock& w : blocks_) {
@@ -97,7 +98,6 @@ public:
             linear(s.normed, w.wq, n, dim, dim, s.q, false);
             linear(s.normed, w.wk, n, kvDim, dim, s.k, false);
             linear(s.normed, w.wv, n, kvDim, dim, s.v, false);
-            const bool interleaved = config_.ropeLayout == RopeLayout::Interleaved;
             applyRope(s.q.data(), n, config_.headCount, headDim, interleaved, ropeCosines_.data(),
                       ropeSines_.data(), nullptr);
             applyRope(s.k.data(), n, config_.kvHeadCount, headDim, interleaved, ropeCosines_.data(),
@@ -115,16 +115,14 @@ public:
         }
         rmsNorm(s.hidden.data(), finalNorm_.data(), n, dim, config_.rmsNormEps, s.normed.data(),
                 nullptr);
-        linear(s.normed, lmHead_, n, config_.vocabSize, dim, s.logits, false);
+        linear(s.normed, lmHead_.size() ? lmHead_ : embedding_, n, config_.vocabSize, dim, s.logits,
+               false);
         RowMatrix result(n, config_.vocabSize);
         s.logits.download({result.data(), static_cast<std::size_t>(result.size())});
-        if (!result.allFinite()) {
-            // The CPU pass names the tensor at fault; if it has none, the device is.
-            const RowMatrix cpu = cpuBackend()->sequenceForward(transformer_)->logits(tokens, job);
-            if (cpu.allFinite())
-                throw Error("cuda", "the device's forward pass gave non-finite logits where the "
-                                    "CPU's are finite");
-        }
+        if (!result.allFinite() && cpuLogits(tokens, job).allFinite())
+            // The CPU pass names the tensor at fault (it threw); here it found none.
+            throw Error("cuda", "the device's forward pass gave non-finite logits where the "
+                                "CPU's are finite");
         return result;
     }
 
@@ -138,8 +136,26 @@ private:
         DeviceBuffer<float> hidden, normed, q, k, v, attended, gate, up, logits;
     };
 
-    static void resize(DeviceBuffer<float>& buffer, int rows, int cols) {
-        buffer.resize(static_cast<std::size_t>(rows) * cols);
+    RowMatrix cpuLogits(std::span<const std::int32_t> tokens, const JobContext& job) const {
+        return cpuBackend()->sequenceForward(transformer_)->logits(tokens, job);
+    }
+
+    // RoPE angles for positions [0, n) as the CPU computes them (transformer_ops.cpp), grown to
+    // the longest sequence seen.
+    void ensureRopeTables(int n) const {
+        if (n <= ropePositions_) return;
+        const Eigen::VectorXf& frequencies = transformer_.ropeInverseFrequencies();
+        const int half = config_.headDim / 2;
+        std::vector<float> cosines(static_cast<std::size_t>(n) * half), sines(cosines.size());
+        for (int p = 0; p < n; ++p)
+            for (int i = 0; i < half; ++i) {
+                const float angle = static_cast<float>(p) * frequencies[i];
+                cosines[static_cast<std::size_t>(p) * half + i] = std::cos(angle);
+                sines[static_cast<std::size_t>(p) * half + i] = std::sin(angle);
+            }
+        ropeCosines_ = DeviceBuffer<float>(std::span<const float>(cosines));
+        ropeSines_ = DeviceBuffer<float>(std::span<const float>(sines));
+        ropePositions_ = n;
     }
 
     // y [n, out] = x [n, in] · Wᵀ (W row-major [out, in]), or y += with `accumulate`. Row-major
@@ -152,20 +168,30 @@ private:
                     "cublasSgemm");
     }
 
-    int device_;
+    DeviceBinding device_; // first: the members below are made on the device
     const Transformer& transformer_;
     ModelConfig config_;
-    DeviceBuffer<float> embedding_, finalNorm_, lmHead_, ropeCosines_, ropeSines_;
+    int attentionTokenLimit_;
+    DeviceBuffer<float> embedding_, finalNorm_, lmHead_; // lmHead_ empty when tied
     std::vector<DeviceBlock> blocks_;
     CublasHandle handle_;
     mutable std::mutex mutex_;
     mutable Scratch scratch_;
+    mutable DeviceBuffer<float> ropeCosines_, ropeSines_;
+    mutable int ropePositions_ = 0;
 };
 
 } // namespace
 
 std::unique_ptr<SequenceForward> makeCudaSequenceForward(int device,
                                                          const Transformer& transformer) {
+    useDevice(device);
+    std::size_t freeBytes = 0, totalBytes = 0;
+    checkCuda(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
+    const Model& model = transformer.model();
+    // A window of up to 4096 tokens, with a tenth of the free memory spare for cuBLAS.
+    if (deviceBytes(model, std::min(model.config.maxPositions, 4096)) > freeBytes / 10 * 9)
+        return nullptr;
     return std::make_unique<CudaSequenceForward>(device, transformer);
 }
 

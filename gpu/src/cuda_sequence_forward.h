@@ -7,8 +7,10 @@
 namespace quantlens::gpu {
 
 // The forward pass of a dense model on CUDA device `device`: every weight is copied to the device
-// in fp32 once, here (Error when the model does not fit), then each call runs embedding, the
-// blocks (cuBLAS products, transformer_kernels.h) and the head on the device, one call at a time.
+// in fp32 once, here, then each call runs embedding, the blocks (cuBLAS products,
+// transformer_kernels.h) and the head on the device, one call at a time. Null when the weights
+// and a window's activations would not fit in the device's free memory. A sequence longer than
+// the attention kernel takes runs on the CPU.
 std::unique_ptr<SequenceForward> makeCudaSequenceForward(int device,
                                                          const Transformer& transformer);
 

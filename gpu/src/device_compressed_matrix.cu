@@ -7,6 +7,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 namespace quantlens::gpu {
@@ -201,7 +202,8 @@ struct DeviceCompressedMatrix::Arrays {
 
     std::size_t bytes() const {
         return codes.size() * 4 + affine.size() * 4 + statCodes.size() * 2 + stats.size() * 2 +
-               lut.size() * 2 + rowPointers.size() * 4 + columns.size() * 4 + deltas.size() * 4;
+               lut.size() * 2 + rowPointers.size() * 4 + columns.size() * 4 + deltas.size() * 4 +
+               perm.size() * 4;
     }
 };
 
@@ -312,8 +314,7 @@ DeviceCompressedMatrix::DeviceCompressedMatrix(const CompressedMatrix& m)
             perm[static_cast<std::size_t>(j)] = m.originalColumn(j);
         a.perm = DeviceBuffer<int>(std::span<const int>(perm));
     }
-    if (a.permuted || a.paddedCols != a.cols)
-        a.xPermuted.resize(static_cast<std::size_t>(a.paddedCols));
+    a.xPermuted.resize(static_cast<std::size_t>(a.paddedCols));
 }
 
 DeviceCompressedMatrix::~DeviceCompressedMatrix() = default;
@@ -333,10 +334,13 @@ std::size_t DeviceCompressedMatrix::deviceBytes() const {
 
 void DeviceCompressedMatrix::multiply(const float* x, float* y, cudaStream_t stream) const {
     const Arrays& a = *arrays_;
+    if (a.rows == 0) return;
+    // The kernel reads x in permuted order, in whole chunks, as float4: a layer without act-order
+    // and with whole chunks reads an aligned x in place.
+    const bool inPlace = !a.permuted && a.paddedCols == a.cols &&
+                         reinterpret_cast<std::uintptr_t>(x) % alignof(float4) == 0;
     const float* xKernel = x;
-    // The kernel reads x in permuted order and in whole chunks; a layer without act-order and
-    // with whole chunks reads it in place (a device allocation is 256-byte aligned).
-    if (a.xPermuted.size() > 0) {
+    if (!inPlace) {
         constexpr int kThreads = 256;
         gatherKernel<<<(a.paddedCols + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
             x, a.permuted ? a.perm.data() : nullptr, a.cols, a.paddedCols, a.xPermuted.data());

@@ -136,14 +136,27 @@ void applyRope(float* x, int tokens, int heads, int headDim, bool interleaved, c
     checkCuda(cudaGetLastError(), "RoPE launch");
 }
 
+int attentionTokenLimit(int device, int headDim) {
+    int optIn = 0;
+    checkCuda(cudaDeviceGetAttribute(&optIn, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+              "cudaDeviceGetAttribute");
+    const int staticBytes = 32 * sizeof(float); // the reductions' scratch
+    return (optIn - staticBytes) / static_cast<int>(sizeof(float)) - headDim;
+}
+
 void causalAttention(const float* queries, const float* keys, const float* values, int tokens,
                      int heads, int kvHeads, int headDim, float scale, float* out,
                      cudaStream_t stream) {
-    constexpr std::size_t kSharedLimit = 48 * 1024 - 32 * sizeof(float);
-    const std::size_t shared = sizeof(float) * (static_cast<std::size_t>(headDim) + tokens);
-    if (shared > kSharedLimit)
+    int device = 0;
+    checkCuda(cudaGetDevice(&device), "cudaGetDevice");
+    if (tokens > attentionTokenLimit(device, headDim))
         throw Error("cuda", "attention over " + std::to_string(tokens) +
                                 " tokens needs more shared memory than a block has");
+    const std::size_t shared = sizeof(float) * (static_cast<std::size_t>(headDim) + tokens);
+    // Past 48 KiB a kernel must opt in to its dynamic shared memory.
+    checkCuda(cudaFuncSetAttribute(attentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   static_cast<int>(shared)),
+              "cudaFuncSetAttribute");
     attentionKernel<<<dim3(tokens, heads), kThreads / 2, shared, stream>>>(
         queries, keys, values, heads, kvHeads, headDim, scale, out);
     checkCuda(cudaGetLastError(), "attention launch");

@@ -23,9 +23,13 @@ void rmsNorm(const float* x, const float* weight, int tokens, int width, float e
 void applyRope(float* x, int tokens, int heads, int headDim, bool interleaved, const float* cosines,
                const float* sines, cudaStream_t stream);
 
+// The longest sequence causalAttention() takes on `device`: one block holds a query and a row
+// of scores in shared memory.
+int attentionTokenLimit(int device, int headDim);
+
 // Causal GQA attention of queries [tokens, heads·headDim] over keys and values
-// [tokens, kvHeads·headDim], all from position 0: out [tokens, heads·headDim]. Throws Error when
-// the score row does not fit in shared memory.
+// [tokens, kvHeads·headDim], all from position 0: out [tokens, heads·headDim]. Throws Error past
+// attentionTokenLimit().
 void causalAttention(const float* queries, const float* keys, const float* values, int tokens,
                      int heads, int kvHeads, int headDim, float scale, float* out,
                      cudaStream_t stream);

@@ -4,11 +4,13 @@
 #include "test_data.h"
 
 #include "quantlens/bit_packing.h"
+#include "quantlens/compressed_linear.h"
 #include "quantlens/error.h"
 #include "quantlens/hessian.h"
 #include "quantlens/layer_quantizer.h"
 #include "quantlens/parallel.h"
 #include "quantlens/perplexity.h"
+#include "quantlens/synthetic_model.h"
 #include "quantlens/text_file.h"
 #include "quantlens/tokenizer.h"
 #include "quantlens/transformer.h"
@@ -664,6 +666,45 @@ private slots:
         QCOMPARE(differenceOf(single, first), QString());
         QCOMPARE(differenceOf(real, realTwo), QString());
         if (method >= 3) QVERIFY(single.outlierCount > 0);
+    }
+
+    // 8-bit statistics over runs of 3 rows: a run of nearly equal scales gives a second-level
+    // range so small that its fp16 scale is clamped, and the real zero −low/scale must still fit
+    // fp16 (it overflowed to Inf, which the checkpoint reader then refused).
+    void spqrSecondLevelStaysFinite_data() {
+        QTest::addColumn<int>("wbits");
+        QTest::addColumn<int>("groupsize");
+        QTest::addColumn<bool>("actOrder");
+        for (const bool actOrder : {false, true}) {
+            QTest::newRow(actOrder ? "w1 g33 act-order" : "w1 g33") << 1 << 33 << actOrder;
+            QTest::newRow(actOrder ? "w3 g48 act-order" : "w3 g48") << 3 << 48 << actOrder;
+        }
+    }
+    void spqrSecondLevelStaysFinite() {
+        QFETCH(int, wbits);
+        QFETCH(int, groupsize);
+        QFETCH(bool, actOrder);
+        // Weights and activations from the engine's seeded heavy-tailed generator.
+        const RowMatrix weights = syntheticMatrix(37, 300, 570, "emu.w");
+        const RowMatrix inputs = syntheticMatrix(608, 300, 305, "emu.a");
+        const Eigen::MatrixXf hessian = (2.0f / 608.0f) * (inputs.transpose() * inputs) +
+                                        0.1f * Eigen::MatrixXf::Identity(300, 300);
+        SpqrConfig config;
+        config.wbits = wbits;
+        config.groupsize = groupsize;
+        config.qqBits = 8;
+        config.statsGroupsize = 3;
+        config.blocksize = 32;
+        config.actOrder = actOrder;
+        const auto quantized = std::make_shared<QuantizedLayer>(
+            quantizeLayer(weights, {&hessian}, config, JobContext{}, "synthetic"));
+        for (const char* stats : {"scale_stats", "zero_stats"}) {
+            const StoredTensor& t = quantized->tensors.at(stats);
+            for (std::size_t i = 0; i < t.count(); ++i)
+                QVERIFY2(std::isfinite(t.f16At(i)), stats);
+        }
+        CompressedLinear::fromLayer(quantized, "l"); // the reader's checks accept it
+        QVERIFY(quantized->dequantize().allFinite());
     }
 
     void codesAndOutliersWellFormed_data() {

@@ -13,6 +13,7 @@
 #include "quantlens/synthetic_model.h"
 #include "quantlens/text_file.h"
 
+#include <QTemporaryDir>
 #include <QtTest>
 
 #include <cuda_runtime.h>
@@ -166,9 +167,13 @@ private slots:
         QTest::newRow("gptq w3 g16 act-order") << QuantConfig(gptq);
         GptqConfig wholeRow{4, 0, 32, 0.01, false}; // one group wider than every block
         QTest::newRow("gptq w4 per-channel") << QuantConfig(wholeRow);
+        GptqConfig widerGroups{4, 48, 32, 0.01, false}; // groups fetched ahead of their block
+        QTest::newRow("gptq w4 g48, 32-column blocks") << QuantConfig(widerGroups);
         SpqrConfig spqr;
         spqr.blocksize = 32;
         QTest::newRow("spqr paper setting, 32-column blocks") << QuantConfig(spqr);
+        spqr.groupsize = 48;
+        QTest::newRow("spqr g48, 32-column blocks") << QuantConfig(spqr);
     }
     void obsQuantizersMatchCpu() {
         REQUIRE_GPU();
@@ -214,13 +219,13 @@ private slots:
 
         // Ties and duplicate centroids: the lower index wins on both.
         const RowMatrix values =
-            (RowMatrix(1, 6) << -1.0f, 0.5f, 0.25f, 2.0f, 0.0f, 9.0f).finished();
+            (RowMatrix(1, 8) << -1.0f, 0.5f, 0.25f, 2.0f, 0.0f, 9.0f, 0.6f, 0.75f).finished();
         const std::vector<float> table{0.0f, 0.5f, 0.5f, 1.0f};
-        std::vector<std::uint16_t> cpuCodes(6), cudaCodes(6);
+        std::vector<std::uint16_t> cpuCodes(8), cudaCodes(8);
         cpuBackend()->assignNearest(values, table, 4, cpuCodes);
         cuda->assignNearest(values, table, 4, cudaCodes);
         QCOMPARE(cudaCodes, cpuCodes);
-        QCOMPARE(cpuCodes, (std::vector<std::uint16_t>{0, 1, 0, 3, 0, 3}));
+        QCOMPARE(cpuCodes, (std::vector<std::uint16_t>{0, 1, 0, 3, 0, 3, 1, 1}));
     }
 
     // Both RoPE layouts (HF rotate-half, llama2.c interleaved) and a bf16 checkpoint, against the
@@ -271,11 +276,58 @@ private slots:
                  qPrintable(QString::number((actual - expected).cwiseAbs().maxCoeff() / scale)));
     }
 
+    // Shapes stories260K lacks (headDim 128, widths past one block of threads, plain multi-head
+    // and grouped-query attention), on seeded synthetic checkpoints.
+    void syntheticModelsMatchCpu_data() {
+        QTest::addColumn<int>("kvHeads");
+        QTest::addColumn<QString>("dtype");
+        QTest::newRow("4 heads, 2 kv heads, bf16") << 2 << "BF16";
+        QTest::newRow("4 heads, 4 kv heads, f32") << 4 << "F32";
+    }
+    void syntheticModelsMatchCpu() {
+        REQUIRE_GPU();
+        QFETCH(int, kvHeads);
+        QFETCH(QString, dtype);
+        QTemporaryDir dir;
+        const SyntheticModelSpec spec{.hiddenSize = 512,
+                                      .intermediateSize = 1000,
+                                      .layers = 2,
+                                      .heads = 4,
+                                      .kvHeads = kvHeads,
+                                      .vocab = 512,
+                                      .maxPositions = 512,
+                                      .dtype = dtype.toStdString(),
+                                      .seed = 3};
+        writeSyntheticModel(spec, dir.path().toStdString(), JobContext());
+        const auto model = loadModel(dir.path().toStdString());
+        const Transformer transformer(*model);
+        std::vector<std::int32_t> stream(1200);
+        for (std::size_t i = 0; i < stream.size(); ++i)
+            stream[i] = static_cast<std::int32_t>((i * 7919 + i / 5) % 512);
+        const PerplexityConfig config{300, PerplexityProtocol::Documents};
+        const auto cuda = gpu::makeCudaBackend();
+        const double cpu = evaluatePerplexity(transformer, stream, config, JobContext()).perplexity;
+        const double onCuda = withBackend(cuda, [&] {
+            return evaluatePerplexity(transformer, stream, config, JobContext()).perplexity;
+        });
+        QVERIFY2(std::abs(onCuda - cpu) <= 1e-4 * cpu,
+                 qPrintable(QString("%1 on CUDA vs %2").arg(onCuda).arg(cpu)));
+        const std::span<const std::int32_t> window(stream.data(), 300);
+        const RowMatrix expected = cpuBackend()->sequenceForward(transformer)->logits(window, {});
+        const RowMatrix actual = cuda->sequenceForward(transformer)->logits(window, {});
+        const float scale = expected.cwiseAbs().maxCoeff();
+        QVERIFY2((actual - expected).cwiseAbs().maxCoeff() <= 1e-4f * scale,
+                 qPrintable(QString::number((actual - expected).cwiseAbs().maxCoeff() / scale)));
+        QCOMPARE(cuda->sequenceForward(transformer)->logits({}, {}).rows(), Eigen::Index(0));
+    }
+
     void compressedGemvMatchesDequantize_data() {
         QTest::addColumn<QuantConfig>("config");
         QTest::addColumn<int>("rows");
         QTest::addColumn<int>("cols");
         QTest::newRow("rtn w4 g32") << QuantConfig(RtnConfig{4, 32}) << 70 << 600;
+        QTest::newRow("rtn w8 g24") << QuantConfig(RtnConfig{8, 24}) << 20 << 300;
+        QTest::newRow("rtn w1 g5, 20 inputs") << QuantConfig(RtnConfig{1, 5}) << 9 << 20;
         QTest::newRow("gptq w3 g128 act-order 172 inputs")
             << QuantConfig(GptqConfig{3, 128, 128, 0.01, true}) << 64 << 172;
         QTest::newRow("spqr paper setting") << QuantConfig(SpqrConfig{}) << 96 << 600;
@@ -285,6 +337,8 @@ private slots:
             << QuantConfig(SqueezeConfig{3, 0.4, 0.05, 50}) << 64 << 172;
         QTest::newRow("squeezellm w4 dense")
             << QuantConfig(SqueezeConfig{4, 0, 0, 50}) << 33 << 256;
+        QTest::newRow("squeezellm w8 3% sparse")
+            << QuantConfig(SqueezeConfig{8, 2.0, 1.0, 10}) << 12 << 300;
     }
     void compressedGemvMatchesDequantize() {
         REQUIRE_GPU();

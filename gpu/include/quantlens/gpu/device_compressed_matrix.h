@@ -29,10 +29,12 @@ public:
 
     int rows() const;
     int cols() const;
-    // The bytes one product reads from the layer's device arrays.
+    // The bytes one product reads from the layer's device arrays (the permutation included).
     std::size_t deviceBytes() const;
 
     // y = W·x for device vectors x [cols] (the layer's original column order) and y [rows].
+    // Act-order layers gather x into a buffer of this object's: one product at a time (one
+    // stream, one thread) per object.
     void multiply(const float* x, float* y, cudaStream_t stream = nullptr) const;
 
 private:
