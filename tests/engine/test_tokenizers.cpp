@@ -358,6 +358,21 @@ private slots:
                         "absent.model", "no such file");
     }
 
+    // Found by fuzz_tokenizers: a piece "\0e" made SentencePiece's trie builder throw through
+    // frames that cannot pass exceptions, aborting the process. Now refused before loading.
+    void sentencePiecePieceWithNulFails() {
+        const fs::path model = tempPath("nul-piece.model");
+        const unsigned char bytes[] = {
+            0x0a, 0x0e, 0x0a, 0x05, '<',  'u',  'n',  'k',  '>',  0x15, 0x00, 0x00, 0x00,
+            0x00, 0x18, 0x02, 0x0a, 0x0c, 0x0a, 0x03, '1',  'x',  'F',  0x30, 0x3e, 0x15,
+            0x00, 0x00, 0x00, 0x65, 0x15, 0x00, 0x00, 0x81, 0x6b, 0x15, 0x00, 0x00, 0x16,
+            0xc3, 0x0a, 0x0a, 0x0a, 0x03, 0xe2, 0x96, 0x81, 0x15, 0x00, 0x00, 0x17, 0xc3,
+            0x0a, 0x08, 0x0a, 0x01, 0x00, 0x65, 0x00, 0x15, 0x18, 0x00};
+        writeBytes(model, std::string(reinterpret_cast<const char*>(bytes), sizeof bytes));
+        QVERIFY_MESSAGE(errorOf([&] { loadSentencePieceTokenizer(model); }), "nul-piece.model",
+                        "not a valid SentencePiece model: piece 3 contains a NUL byte");
+    }
+
     void hostileTokBinFails() {
         const std::string header = bytesOf<std::int32_t>(5);
         const std::string good = header + record(0, "<unk>") + record(-1, "ab");
