@@ -5,6 +5,7 @@
 
 #include <Eigen/Cholesky>
 
+#include <optional>
 #include <vector>
 
 namespace quantlens {
@@ -49,6 +50,41 @@ private:
     const Transformer& transformer_;
 };
 
+class CpuCalibrationWalk final : public CalibrationWalk {
+public:
+    CpuCalibrationWalk(const Transformer& transformer, std::vector<RowMatrix> hidden)
+        : transformer_(transformer), hidden_(std::move(hidden)) {}
+    Eigen::MatrixXf stageGram(int block, const BlockView& weights, LinearStage stage,
+                              const JobContext& job) override {
+        std::optional<CpuGram> gram;
+        for (const RowMatrix& input : hidden_) {
+            job.checkpoint();
+            RowMatrix x = input;
+            KvCache cache(transformer_.model().config, static_cast<int>(x.rows()));
+            transformer_.runBlock(
+                block, weights, x, cache, 0,
+                [&](LinearStage seen, const RowMatrix& activations) {
+                    if (seen != stage) return;
+                    if (!gram) gram.emplace(activations.cols());
+                    gram->add(activations);
+                },
+                stage);
+        }
+        return gram ? gram->result() : Eigen::MatrixXf();
+    }
+    void advance(int block, const BlockView& weights, const JobContext& job) override {
+        for (RowMatrix& x : hidden_) {
+            job.checkpoint();
+            KvCache cache(transformer_.model().config, static_cast<int>(x.rows()));
+            transformer_.runBlock(block, weights, x, cache, 0);
+        }
+    }
+
+private:
+    const Transformer& transformer_;
+    std::vector<RowMatrix> hidden_;
+};
+
 class CpuBackend final : public Backend {
 public:
     std::string name() const override { return "cpu"; }
@@ -78,6 +114,10 @@ public:
                 codes[static_cast<std::size_t>(r * cols + j)] =
                     static_cast<std::uint16_t>(nearestCentroid(table, values(r, j)));
         });
+    }
+    std::unique_ptr<CalibrationWalk> calibrationWalk(const Transformer& transformer,
+                                                     std::vector<RowMatrix> hidden) const override {
+        return std::make_unique<CpuCalibrationWalk>(transformer, std::move(hidden));
     }
     std::unique_ptr<SequenceForward>
     sequenceForward(const Transformer& transformer) const override {

@@ -102,10 +102,14 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
         needsFisher(method) ? std::optional(accumulateFisher(model, sequences, job)) : std::nullopt;
 
     const Transformer transformer(model, Transformer::WeightConversion::PerUse);
-    std::vector<RowMatrix> hidden; // each calibration sequence's input to the current block
+    std::vector<RowMatrix> hidden; // each calibration sequence's input to the first block
     for (const auto& sequence : sequences)
         hidden.push_back(transformer.embed(sequence));
-    const int sequenceLength = sequences.empty() ? 0 : static_cast<int>(sequences.front().size());
+    const std::int64_t tokens = static_cast<std::int64_t>(sequences.size()) *
+                                (sequences.empty() ? 0 : std::int64_t(sequences.front().size()));
+    const std::unique_ptr<CalibrationWalk> walk =
+        sequences.empty() ? nullptr
+                          : activeBackend().calibrationWalk(transformer, std::move(hidden));
     releaseMappedPages(model.embedding.data, model.embedding.byteSize());
 
     QuantizeResult result;
@@ -120,25 +124,9 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
             // H = 2·XᵀX/n over this stage's inputs, produced by the block's already-quantized
             // layers.
             Eigen::MatrixXf hessian;
-            if (!sequences.empty()) {
-                const std::unique_ptr<GramAccumulator> gram =
-                    activeBackend().gramAccumulator(work.linear[layer].cols());
-                std::int64_t tokens = 0;
-                for (const RowMatrix& input : hidden) {
-                    job.checkpoint();
-                    RowMatrix x = input;
-                    KvCache cache(config, sequenceLength);
-                    transformer.runBlock(
-                        b, work.view(), x, cache, 0,
-                        [&](LinearStage seen, const RowMatrix& activations) {
-                            if (seen != stage) return;
-                            gram->add(activations);
-                            tokens += activations.rows();
-                        },
-                        stage);
-                }
-                hessian = gram->result() * (2.0f / static_cast<float>(tokens));
-            }
+            if (walk)
+                hessian = walk->stageGram(b, work.view(), stage, job) *
+                          (2.0f / static_cast<float>(tokens));
             for (; layer < 7 && kStageOfLayer[layer] == stage; ++layer) {
                 job.report((b * 7 + static_cast<double>(layer)) / layerCount,
                            "block " + std::to_string(b) + " " + kLinearLayerNames[layer]);
@@ -182,11 +170,7 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
               &stored.gate, &stored.up, &stored.down})
             releaseMappedPages(t->data, t->byteSize());
         // The next block is calibrated on this block's quantized outputs.
-        for (RowMatrix& x : hidden) {
-            job.checkpoint();
-            KvCache cache(config, sequenceLength);
-            transformer.runBlock(b, work.view(), x, cache, 0);
-        }
+        if (walk) walk->advance(b, work.view(), job);
     }
     job.report(1.0, "quantized");
     const double parameters = static_cast<double>(result.parameters);

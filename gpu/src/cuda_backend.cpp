@@ -1,6 +1,7 @@
 #include "quantlens/gpu/cuda_backend.h"
 
 #include "cublas_handle.h"
+#include "cuda_calibration_walk.h"
 #include "cuda_sequence_forward.h"
 #include "cusolver_handle.h"
 #include "device_binding.h"
@@ -145,6 +146,12 @@ public:
     obsTrailingColumns(Eigen::MatrixXf& weights,
                        const Eigen::MatrixXf& inverseCholesky) const override {
         return std::make_unique<CudaTrailingColumns>(device_, weights, inverseCholesky);
+    }
+    // Falls back to the CPU's walk where the device cannot hold it.
+    std::unique_ptr<CalibrationWalk> calibrationWalk(const Transformer& transformer,
+                                                     std::vector<RowMatrix> hidden) const override {
+        if (auto walk = makeCudaCalibrationWalk(device_, transformer, hidden)) return walk;
+        return cpuBackend()->calibrationWalk(transformer, std::move(hidden));
     }
     // Compressed checkpoints run their layers through the CPU's fused kernels, and a model whose
     // fp32 weights do not fit the device runs on the CPU.

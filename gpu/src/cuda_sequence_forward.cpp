@@ -2,6 +2,7 @@
 
 #include "cublas_handle.h"
 #include "device_binding.h"
+#include "device_block.h"
 #include "device_buffer.h"
 #include "transformer_kernels.h"
 
@@ -46,14 +47,8 @@ public:
         finalNorm_ = upload(transformer.floatWeights(model.finalNorm), model.finalNorm);
         if (!tiedHead(model))
             lmHead_ = upload(transformer.floatWeights(model.lmHead), model.lmHead);
-        for (int b = 0; b < config_.layerCount; ++b) {
-            const Transformer::FloatBlockWeights w = transformer.blockWeights(b);
-            const BlockWeights& s = model.blocks[static_cast<std::size_t>(b)];
-            blocks_.push_back({upload(w.attnNorm, s.attnNorm), upload(w.wq, s.wq),
-                               upload(w.wk, s.wk), upload(w.wv, s.wv), upload(w.wo, s.wo),
-                               upload(w.ffnNorm, s.ffnNorm), upload(w.gate, s.gate),
-                               upload(w.up, s.up), upload(w.down, s.down)});
-        }
+        for (int b = 0; b < config_.layerCount; ++b)
+            blocks_.emplace_back(transformer.blockWeights(b).view(), config_);
     }
 
     RowMatrix logits(std::span<const std::int32_t> tokens, const JobContext& job) const override {
@@ -72,53 +67,25 @@ public:
 
         const std::lock_guard lock(mutex_);
         useDevice(device_);
-        ensureRopeTables(n);
-        const int dim = config_.hiddenSize, kvDim = config_.kvDim(), ffn = config_.intermediateSize;
-        const int headDim = config_.headDim;
-        const bool interleaved = config_.ropeLayout == RopeLayout::Interleaved;
-        Scratch& s = scratch_;
-        s.ids.resize(tokens.size());
-        s.ids.upload(tokens);
-        for (auto [buffer, width] : {std::pair{&s.hidden, dim},
-                                     {&s.normed, dim},
-                                     {&s.q, dim},
-                                     {&s.k, kvDim},
-                                     {&s.v, kvDim},
-                                     {&s.attended, dim},
-                                     {&s.gate, ffn},
-                                     {&s.up, ffn},
-                                     {&s.logits, config_.vocabSize}})
-            buffer->resize(static_cast<std::size_t>(n) * width);
-
-        embedRows(embedding_.data(), s.ids.data(), n, dim, s.hidden.data(), nullptr);
-        for (const DeviceBlock& w : blocks_) {
+        rope_.ensure(n, transformer_.ropeInverseFrequencies(), config_.headDim);
+        scratch_.reserve(n, config_);
+        ids_.resize(tokens.size());
+        ids_.upload(tokens);
+        const int dim = config_.hiddenSize;
+        hidden_.resize(static_cast<std::size_t>(n) * dim);
+        logits_.resize(static_cast<std::size_t>(n) * config_.vocabSize);
+        embedRows(embedding_.data(), ids_.data(), n, dim, hidden_.data(), nullptr);
+        for (const DeviceBlockWeights& w : blocks_) {
             job.checkpoint();
-            rmsNorm(s.hidden.data(), w.attnNorm.data(), n, dim, config_.rmsNormEps, s.normed.data(),
-                    nullptr);
-            linear(s.normed, w.wq, n, dim, dim, s.q, false);
-            linear(s.normed, w.wk, n, kvDim, dim, s.k, false);
-            linear(s.normed, w.wv, n, kvDim, dim, s.v, false);
-            applyRope(s.q.data(), n, config_.headCount, headDim, interleaved, ropeCosines_.data(),
-                      ropeSines_.data(), nullptr);
-            applyRope(s.k.data(), n, config_.kvHeadCount, headDim, interleaved, ropeCosines_.data(),
-                      ropeSines_.data(), nullptr);
-            causalAttention(
-                s.q.data(), s.k.data(), s.v.data(), n, config_.headCount, config_.kvHeadCount,
-                headDim, 1.0f / std::sqrt(static_cast<float>(headDim)), s.attended.data(), nullptr);
-            linear(s.attended, w.wo, n, dim, dim, s.hidden, true);
-            rmsNorm(s.hidden.data(), w.ffnNorm.data(), n, dim, config_.rmsNormEps, s.normed.data(),
-                    nullptr);
-            linear(s.normed, w.gate, n, ffn, dim, s.gate, false);
-            linear(s.normed, w.up, n, ffn, dim, s.up, false);
-            swiGlu(s.gate.data(), s.up.data(), static_cast<std::int64_t>(n) * ffn, nullptr);
-            linear(s.gate, w.down, n, dim, ffn, s.hidden, true);
+            runDeviceBlock(handle_, config_, w, scratch_, rope_, hidden_.data(), n);
         }
-        rmsNorm(s.hidden.data(), finalNorm_.data(), n, dim, config_.rmsNormEps, s.normed.data(),
-                nullptr);
-        linear(s.normed, lmHead_.size() ? lmHead_ : embedding_, n, config_.vocabSize, dim, s.logits,
-               false);
+        rmsNorm(hidden_.data(), finalNorm_.data(), n, dim, config_.rmsNormEps,
+                scratch_.normed.data(), nullptr);
+        linearOnDevice(handle_, scratch_.normed.data(),
+                       lmHead_.size() ? lmHead_.data() : embedding_.data(), n, config_.vocabSize,
+                       dim, logits_.data(), false);
         RowMatrix result(n, config_.vocabSize);
-        s.logits.download({result.data(), static_cast<std::size_t>(result.size())});
+        logits_.download({result.data(), static_cast<std::size_t>(result.size())});
         if (!result.allFinite() && cpuLogits(tokens, job).allFinite())
             // The CPU pass names the tensor at fault (it threw); here it found none.
             throw Error("cuda", "the device's forward pass gave non-finite logits where the "
@@ -127,45 +94,8 @@ public:
     }
 
 private:
-    struct DeviceBlock {
-        DeviceBuffer<float> attnNorm, wq, wk, wv, wo, ffnNorm, gate, up, down;
-    };
-    // Activations of the last call, kept to avoid allocating per call.
-    struct Scratch {
-        DeviceBuffer<std::int32_t> ids;
-        DeviceBuffer<float> hidden, normed, q, k, v, attended, gate, up, logits;
-    };
-
     RowMatrix cpuLogits(std::span<const std::int32_t> tokens, const JobContext& job) const {
         return cpuBackend()->sequenceForward(transformer_)->logits(tokens, job);
-    }
-
-    // RoPE angles for positions [0, n) as the CPU computes them (transformer_ops.cpp), grown to
-    // the longest sequence seen.
-    void ensureRopeTables(int n) const {
-        if (n <= ropePositions_) return;
-        const Eigen::VectorXf& frequencies = transformer_.ropeInverseFrequencies();
-        const int half = config_.headDim / 2;
-        std::vector<float> cosines(static_cast<std::size_t>(n) * half), sines(cosines.size());
-        for (int p = 0; p < n; ++p)
-            for (int i = 0; i < half; ++i) {
-                const float angle = static_cast<float>(p) * frequencies[i];
-                cosines[static_cast<std::size_t>(p) * half + i] = std::cos(angle);
-                sines[static_cast<std::size_t>(p) * half + i] = std::sin(angle);
-            }
-        ropeCosines_ = DeviceBuffer<float>(std::span<const float>(cosines));
-        ropeSines_ = DeviceBuffer<float>(std::span<const float>(sines));
-        ropePositions_ = n;
-    }
-
-    // y [n, out] = x [n, in] · Wᵀ (W row-major [out, in]), or y += with `accumulate`. Row-major
-    // matrices are their column-major transposes: yᵀ = W·xᵀ.
-    void linear(const DeviceBuffer<float>& x, const DeviceBuffer<float>& w, int n, int out, int in,
-                DeviceBuffer<float>& y, bool accumulate) const {
-        const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-        checkCublas(cublasSgemm(handle_, CUBLAS_OP_T, CUBLAS_OP_N, out, n, in, &one, w.data(), in,
-                                x.data(), in, &beta, y.data(), out),
-                    "cublasSgemm");
     }
 
     DeviceBinding device_; // first: the members below are made on the device
@@ -173,12 +103,14 @@ private:
     ModelConfig config_;
     int attentionTokenLimit_;
     DeviceBuffer<float> embedding_, finalNorm_, lmHead_; // lmHead_ empty when tied
-    std::vector<DeviceBlock> blocks_;
+    std::vector<DeviceBlockWeights> blocks_;
     CublasHandle handle_;
     mutable std::mutex mutex_;
-    mutable Scratch scratch_;
-    mutable DeviceBuffer<float> ropeCosines_, ropeSines_;
-    mutable int ropePositions_ = 0;
+    // The last call's activations, kept to avoid allocating per call.
+    mutable DeviceBuffer<std::int32_t> ids_;
+    mutable DeviceBuffer<float> hidden_, logits_;
+    mutable DeviceBlockScratch scratch_;
+    mutable DeviceRopeTables rope_;
 };
 
 } // namespace

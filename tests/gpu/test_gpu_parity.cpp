@@ -9,6 +9,7 @@
 #include "quantlens/layer_calibration.h"
 #include "quantlens/layer_quantizer.h"
 #include "quantlens/model.h"
+#include "quantlens/model_quantizer.h"
 #include "quantlens/perplexity.h"
 #include "quantlens/synthetic_model.h"
 #include "quantlens/text_file.h"
@@ -159,6 +160,79 @@ private slots:
         Eigen::MatrixXf copy = indefinite;
         QVERIFY(!cpuBackend()->inverseCholeskyFactor(copy));
         QVERIFY(!cuda->inverseCholeskyFactor(indefinite));
+    }
+
+    // quantizeModel's walk: every stage's Gram of block 0 and, after advancing, of block 1, on
+    // stories260K with real text, within fp32 summation order of the CPU's.
+    void calibrationWalkMatchesCpu() {
+        REQUIRE_GPU();
+        QUANTLENS_REQUIRE_DATA("stories260K-hf");
+        const auto model = loadModel(test::dataPath("stories260K-hf"));
+        const Transformer transformer(*model, Transformer::WeightConversion::PerUse);
+        const auto stream =
+            tokenizeForProtocol(*loadTokenizer(test::dataPath("stories260K-hf/tokenizer.model")),
+                                readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+                                PerplexityProtocol::Documents, model->config.bosToken, "excerpt");
+        std::vector<RowMatrix> hidden;
+        for (int s = 0; s < 4; ++s)
+            hidden.push_back(transformer.embed(std::span(stream).subspan(std::size_t(s) * 96, 96)));
+        const auto cuda = gpu::makeCudaBackend();
+        const auto onCpu = cpuBackend()->calibrationWalk(transformer, hidden);
+        const auto onCuda = cuda->calibrationWalk(transformer, hidden);
+        for (int block = 0; block < 2; ++block) {
+            const Transformer::FloatBlockWeights weights = transformer.blockWeights(block);
+            for (const LinearStage stage : kLinearStages) {
+                const Eigen::MatrixXf expected =
+                    onCpu->stageGram(block, weights.view(), stage, JobContext());
+                const Eigen::MatrixXf actual =
+                    onCuda->stageGram(block, weights.view(), stage, JobContext());
+                QCOMPARE(actual.rows(), expected.rows());
+                const float scale = expected.cwiseAbs().maxCoeff();
+                QVERIFY2((actual - expected).cwiseAbs().maxCoeff() <= 1e-5f * scale,
+                         qPrintable(QString("block %1 stage %2: %3")
+                                        .arg(block)
+                                        .arg(int(stage))
+                                        .arg((actual - expected).cwiseAbs().maxCoeff() / scale)));
+            }
+            onCpu->advance(block, weights.view(), JobContext());
+            onCuda->advance(block, weights.view(), JobContext());
+        }
+    }
+
+    // The whole of quantizeModel on each backend: same layers, same bits, output errors and
+    // perplexity within the OBS tolerance above.
+    void quantizeModelMatchesCpu() {
+        REQUIRE_GPU();
+        QUANTLENS_REQUIRE_DATA("stories260K-hf");
+        const auto model = loadModel(test::dataPath("stories260K-hf"));
+        const auto stream =
+            tokenizeForProtocol(*loadTokenizer(test::dataPath("stories260K-hf/tokenizer.model")),
+                                readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+                                PerplexityProtocol::Documents, model->config.bosToken, "excerpt");
+        SpqrConfig spqr;
+        spqr.blocksize = 32;
+        const CalibrationConfig calibration{8, 128};
+        const QuantizeResult cpu =
+            quantizeModel(*model, stream, spqr, calibration, {}, JobContext());
+        const auto cuda = gpu::makeCudaBackend();
+        const QuantizeResult onCuda = withBackend(cuda, [&] {
+            return quantizeModel(*model, stream, spqr, calibration, {}, JobContext());
+        });
+        QCOMPARE(onCuda.layers.size(), cpu.layers.size());
+        for (std::size_t i = 0; i < cpu.layers.size(); ++i) {
+            const LayerReport& a = cpu.layers[i];
+            const LayerReport& b = onCuda.layers[i];
+            QCOMPARE(b.name, a.name);
+            QVERIFY2(std::abs(b.relativeOutputError - a.relativeOutputError) <=
+                         0.01 * a.relativeOutputError,
+                     qPrintable(QString("block %1 %2: %3 on CUDA, %4 on the CPU")
+                                    .arg(a.block)
+                                    .arg(QString::fromStdString(a.name))
+                                    .arg(b.relativeOutputError)
+                                    .arg(a.relativeOutputError)));
+        }
+        QVERIFY(std::abs(onCuda.bitsPerParameter - cpu.bitsPerParameter) <=
+                0.01 * cpu.bitsPerParameter);
     }
 
     void obsQuantizersMatchCpu_data() {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace quantlens {
 
@@ -44,6 +45,20 @@ public:
     virtual RowMatrix logits(std::span<const std::int32_t> tokens, const JobContext& job) const = 0;
 };
 
+// The calibration sequences' hidden states at the input of one block after another, kept where
+// the backend computes: quantizeModel's walk through the model (each block is calibrated on the
+// outputs of the blocks already quantized).
+class CalibrationWalk {
+public:
+    virtual ~CalibrationWalk() = default;
+    // Σ XᵀX over every sequence's input to `stage` when block `block` runs on `weights` (the
+    // block's layers quantized so far). `job` is checked per sequence.
+    virtual Eigen::MatrixXf stageGram(int block, const BlockView& weights, LinearStage stage,
+                                      const JobContext& job) = 0;
+    // Every sequence's hidden state ← block `block` of it, on `weights`.
+    virtual void advance(int block, const BlockView& weights, const JobContext& job) = 0;
+};
+
 // Where the engine's heavy numeric work runs (DESIGN.md): the CPU with Eigen, or a CUDA device
 // (gpu/). Every implementation computes the same quantities; parity tests state how closely.
 class Backend {
@@ -69,6 +84,11 @@ public:
     // assignment step, nearestCentroid() per weight).
     virtual void assignNearest(const RowMatrix& values, std::span<const float> tables, int levels,
                                std::span<std::uint16_t> codes) const = 0;
+
+    // A walk from the embedded calibration sequences `hidden` (each [tokens, dim], all of one
+    // length) through `transformer`'s blocks; the transformer must outlive it.
+    virtual std::unique_ptr<CalibrationWalk>
+    calibrationWalk(const Transformer& transformer, std::vector<RowMatrix> hidden) const = 0;
 
     // The forward pass of `transformer`'s model, which must outlive the result (weights may be
     // copied to a device once, here).

@@ -1,0 +1,104 @@
+#include "cuda_calibration_walk.h"
+
+#include "cublas_handle.h"
+#include "device_binding.h"
+#include "device_block.h"
+#include "transformer_kernels.h"
+
+namespace quantlens::gpu {
+namespace {
+
+class CudaCalibrationWalk final : public CalibrationWalk {
+public:
+    CudaCalibrationWalk(int device, const Transformer& transformer,
+                        const std::vector<RowMatrix>& hidden)
+        : device_(device), transformer_(transformer), config_(transformer.model().config),
+          sequences_(static_cast<int>(hidden.size())), length_(static_cast<int>(hidden[0].rows())) {
+        const std::size_t stride = sequenceElements();
+        hidden_.resize(stride * hidden.size());
+        for (std::size_t s = 0; s < hidden.size(); ++s)
+            hidden_.upload({hidden[s].data(), stride}, s * stride);
+        work_.resize(stride);
+        scratch_.reserve(length_, config_);
+        rope_.ensure(length_, transformer.ropeInverseFrequencies(), config_.headDim);
+    }
+
+    Eigen::MatrixXf stageGram(int, const BlockView& weights, LinearStage stage,
+                              const JobContext& job) override {
+        useDevice(device_);
+        const DeviceBlockWeights w(weights, config_);
+        const int width =
+            stage == LinearStage::MlpOutput ? config_.intermediateSize : config_.hiddenSize;
+        gram_.resize(static_cast<std::size_t>(width) * width);
+        gram_.zero();
+        // X [tokens, width] row-major is Xᵀ column-major: G += Xᵀ·(Xᵀ)ᵀ, upper triangle.
+        const float one = 1.0f;
+        const DeviceStageObserver accumulate = [&](LinearStage seen, const float* x, int n) {
+            if (seen != stage) return;
+            checkCublas(cublasSsyrk(handle_, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, n, length_, &one,
+                                    x, n, &one, gram_.data(), n),
+                        "cublasSsyrk");
+        };
+        for (int s = 0; s < sequences_; ++s) {
+            job.checkpoint();
+            // The pass stops inside the block, so it runs on a copy of the sequence's state.
+            checkCuda(cudaMemcpy(work_.data(), sequence(s), sequenceElements() * sizeof(float),
+                                 cudaMemcpyDeviceToDevice),
+                      "cudaMemcpy on device");
+            runDeviceBlock(handle_, config_, w, scratch_, rope_, work_.data(), length_, accumulate,
+                           stage);
+        }
+        Eigen::MatrixXf upper(width, width);
+        gram_.download({upper.data(), static_cast<std::size_t>(upper.size())});
+        return upper.selfadjointView<Eigen::Upper>();
+    }
+
+    void advance(int, const BlockView& weights, const JobContext& job) override {
+        useDevice(device_);
+        const DeviceBlockWeights w(weights, config_);
+        for (int s = 0; s < sequences_; ++s) {
+            job.checkpoint();
+            runDeviceBlock(handle_, config_, w, scratch_, rope_, sequence(s), length_);
+        }
+    }
+
+private:
+    std::size_t sequenceElements() const {
+        return static_cast<std::size_t>(length_) * config_.hiddenSize;
+    }
+    float* sequence(int s) {
+        return hidden_.data() + static_cast<std::size_t>(s) * sequenceElements();
+    }
+
+    DeviceBinding device_; // first: the members below are made on the device
+    const Transformer& transformer_;
+    ModelConfig config_;
+    int sequences_, length_;
+    CublasHandle handle_;
+    DeviceBuffer<float> hidden_, work_, gram_;
+    DeviceBlockScratch scratch_;
+    DeviceRopeTables rope_;
+};
+
+} // namespace
+
+std::unique_ptr<CalibrationWalk> makeCudaCalibrationWalk(int device, const Transformer& transformer,
+                                                         const std::vector<RowMatrix>& hidden) {
+    if (hidden.empty()) return nullptr;
+    const ModelConfig& c = transformer.model().config;
+    const std::int64_t length = hidden[0].rows();
+    useDevice(device);
+    if (length > attentionTokenLimit(device, c.headDim)) return nullptr;
+    std::size_t freeBytes = 0, totalBytes = 0;
+    checkCuda(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
+    const std::int64_t dim = c.hiddenSize, ffn = c.intermediateSize, kvDim = c.kvDim();
+    const std::int64_t elements =
+        (static_cast<std::int64_t>(hidden.size()) + 1) * length * dim // states and the work copy
+        + 2 * dim * dim + 2 * kvDim * dim + 3 * ffn * dim + 2 * dim   // one block's weights
+        + length * (3 * dim + 2 * kvDim + 2 * ffn)                    // scratch
+        + std::max(ffn, dim) * std::max(ffn, dim);                    // the Gram
+    if (static_cast<std::size_t>(elements) * sizeof(float) > freeBytes / 10 * 9) return nullptr;
+    return std::make_unique<CudaCalibrationWalk>(device, transformer, hidden);
+}
+
+} // namespace quantlens::gpu
