@@ -59,6 +59,7 @@ void run(const QuantizeOptions& options, const QuantSettings& settings) {
         [&](int block, const std::string& name, const quantlens::QuantizedLayer& layer,
             const quantlens::RowMatrix& weights) { writer.write(block, name, layer, weights); },
         job);
+    job.checkpoint(); // a Ctrl-C after the last layer still leaves no output
     writer.commit();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -32,16 +32,17 @@ std::size_t deviceBytes(const Model& model, int tokens) {
         for (const TensorView* t :
              {&b.attnNorm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffnNorm, &b.gate, &b.up, &b.down})
             elements += t->elementCount();
-    elements += std::int64_t{tokens} *
-                (4 * c.hiddenSize + 2 * c.kvDim() + 2 * c.intermediateSize + c.vocabSize);
+    elements += std::int64_t{tokens} * (4 * c.hiddenSize + 2 * c.kvDim() + 2 * c.intermediateSize +
+                                        c.vocabSize + c.headDim + 1); // + ids, RoPE tables
     return static_cast<std::size_t>(elements) * sizeof(float);
 }
 
 class CudaSequenceForward final : public SequenceForward {
 public:
-    CudaSequenceForward(int device, const Transformer& transformer)
+    // Windows up to `plannedTokens` run on the device (its memory was checked for that many).
+    CudaSequenceForward(int device, const Transformer& transformer, int plannedTokens)
         : device_(device), transformer_(transformer), config_(transformer.model().config),
-          attentionTokenLimit_(attentionTokenLimit(device, config_.headDim)) {
+          deviceTokenLimit_(std::min(plannedTokens, attentionTokenLimit(device, config_.headDim))) {
         const Model& model = transformer.model();
         embedding_ = upload(FloatTensor(model.embedding), model.embedding);
         finalNorm_ = upload(transformer.floatWeights(model.finalNorm), model.finalNorm);
@@ -54,7 +55,8 @@ public:
     RowMatrix logits(std::span<const std::int32_t> tokens, const JobContext& job) const override {
         const std::string source = transformer_.model().path.string();
         const int n = static_cast<int>(tokens.size());
-        if (n == 0) return RowMatrix(0, config_.vocabSize);
+        // Longer windows than planned, and the empty one (whose error the CPU gives), run there.
+        if (n == 0 || n > deviceTokenLimit_) return cpuLogits(tokens, job);
         if (n > config_.maxPositions)
             throw Error(source, std::to_string(n) + " tokens exceed the model's " +
                                     std::to_string(config_.maxPositions) + " positions");
@@ -63,7 +65,6 @@ public:
                 throw Error(source, "token id " + std::to_string(id) +
                                         " is outside the vocabulary of " +
                                         std::to_string(config_.vocabSize));
-        if (n > attentionTokenLimit_) return cpuLogits(tokens, job);
 
         const std::lock_guard lock(mutex_);
         useDevice(device_);
@@ -101,7 +102,7 @@ private:
     DeviceBinding device_; // first: the members below are made on the device
     const Transformer& transformer_;
     ModelConfig config_;
-    int attentionTokenLimit_;
+    int deviceTokenLimit_;
     DeviceBuffer<float> embedding_, finalNorm_, lmHead_; // lmHead_ empty when tied
     std::vector<DeviceBlockWeights> blocks_;
     CublasHandle handle_;
@@ -121,10 +122,10 @@ std::unique_ptr<SequenceForward> makeCudaSequenceForward(int device,
     std::size_t freeBytes = 0, totalBytes = 0;
     checkCuda(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
     const Model& model = transformer.model();
-    // A window of up to 4096 tokens, with a tenth of the free memory spare for cuBLAS.
-    if (deviceBytes(model, std::min(model.config.maxPositions, 4096)) > freeBytes / 10 * 9)
-        return nullptr;
-    return std::make_unique<CudaSequenceForward>(device, transformer);
+    // Windows of up to 4096 tokens, with a tenth of the free memory spare for cuBLAS.
+    const int plannedTokens = std::min(model.config.maxPositions, 4096);
+    if (deviceBytes(model, plannedTokens) > freeBytes / 10 * 9) return nullptr;
+    return std::make_unique<CudaSequenceForward>(device, transformer, plannedTokens);
 }
 
 } // namespace quantlens::gpu
