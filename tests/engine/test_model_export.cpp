@@ -4,6 +4,7 @@
 // QuantizedLayer::dequantize(); atomic output on failure, cancel and a full disk.
 #include "error_text.h"
 #include "safetensors_mutator.h"
+#include "synthetic_fixtures.h"
 #include "test_data.h"
 
 #include "quantlens/bit_packing.h"
@@ -23,7 +24,6 @@
 #include <bit>
 #include <csignal>
 #include <cstring>
-#include <random>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -131,14 +131,6 @@ Quantized writeQuantlens(const fs::path& model, const QuantConfig& config, const
     return q;
 }
 
-std::vector<std::int32_t> randomTokens(int count, int vocab) {
-    std::mt19937 engine(3);
-    std::vector<std::int32_t> tokens(static_cast<std::size_t>(count));
-    for (auto& t : tokens)
-        t = std::uniform_int_distribution<int>(0, vocab - 1)(engine);
-    return tokens;
-}
-
 std::vector<std::string> entries(const fs::path& directory) {
     std::vector<std::string> names;
     for (const auto& entry : fs::directory_iterator(directory))
@@ -147,21 +139,14 @@ std::vector<std::string> entries(const fs::path& directory) {
     return names;
 }
 
-// A small synthetic LLaMA whose every dimension is a multiple of 32, as the GPTQ layout needs.
 fs::path gptqShapedModel(const fs::path& root) {
-    SyntheticModelSpec spec;
-    spec.hiddenSize = 64;
-    spec.intermediateSize = 96;
-    spec.layers = 2;
-    spec.heads = 4;
-    spec.kvHeads = 2;
-    spec.vocab = 128;
-    spec.maxPositions = 64;
-    spec.dtype = "F32";
-    spec.seed = 5;
     const fs::path dir = root / "synthetic";
-    writeSyntheticModel(spec, dir, JobContext{});
+    test::writeGptqShapedModel(dir, 5);
     return dir;
+}
+
+std::vector<std::int32_t> randomTokens(int count, int vocab) {
+    return test::randomTokens(count, vocab, 3);
 }
 
 } // namespace

@@ -1,5 +1,6 @@
 #include "export_dialog.h"
 #include "model_export.h"
+#include "synthetic_fixtures.h"
 
 #include "quantlens/dtype.h"
 #include "quantlens/error.h"
@@ -7,7 +8,6 @@
 #include "quantlens/model_export.h"
 #include "quantlens/quantlens_checkpoint.h"
 #include "quantlens/safetensors.h"
-#include "quantlens/synthetic_model.h"
 
 #include <QComboBox>
 #include <QDialogButtonBox>
@@ -21,33 +21,17 @@
 #include <QtTest>
 
 #include <cstring>
-#include <random>
 
 namespace {
 
 namespace fs = std::filesystem;
 
-// A small synthetic LLaMA whose every dimension is a multiple of 32, as the GPTQ layout needs.
 void writeGptqShapedModel(const fs::path& directory) {
-    quantlens::SyntheticModelSpec spec;
-    spec.hiddenSize = 64;
-    spec.intermediateSize = 96;
-    spec.layers = 2;
-    spec.heads = 4;
-    spec.kvHeads = 2;
-    spec.vocab = 128;
-    spec.maxPositions = 64;
-    spec.dtype = "F32";
-    spec.seed = 9;
-    quantlens::writeSyntheticModel(spec, directory, quantlens::JobContext{});
+    quantlens::test::writeGptqShapedModel(directory, 9);
 }
 
 std::vector<std::int32_t> randomTokens(int count, int vocab) {
-    std::mt19937 generator(4);
-    std::vector<std::int32_t> tokens(static_cast<std::size_t>(count));
-    for (auto& t : tokens)
-        t = std::uniform_int_distribution<int>(0, vocab - 1)(generator);
-    return tokens;
+    return quantlens::test::randomTokens(count, vocab, 4);
 }
 
 template <typename T>
