@@ -2,6 +2,8 @@
 
 #include "quantlens/error.h"
 
+#include <algorithm>
+#include <set>
 #include <sstream>
 
 namespace {
@@ -61,63 +63,33 @@ std::vector<std::string> split(const std::string& text, char separator) {
 } // namespace
 
 quantlens::QuantConfig makeQuantConfig(const std::string& method, const QuantSettings& settings) {
-    std::set<std::string> allowed = {"wbits", "groupsize"};
-    quantlens::QuantConfig config;
-    const auto take = [&](const char* name, auto& field) {
-        const auto it = settings.find(name);
-        if (it == settings.end()) return;
-        using Field = std::decay_t<decltype(field)>;
-        if constexpr (std::is_same_v<Field, bool>)
-            field = toBool(name, it->second);
-        else if constexpr (std::is_same_v<Field, int>)
-            field = toInt(name, it->second);
-        else
-            field = toDouble(name, it->second);
-    };
-    if (method == "rtn") {
-        quantlens::RtnConfig c;
-        take("wbits", c.wbits);
-        take("groupsize", c.groupsize);
-        config = c;
-    } else if (method == "gptq") {
-        quantlens::GptqConfig c;
-        take("wbits", c.wbits);
-        take("groupsize", c.groupsize);
-        take("blocksize", c.blocksize);
-        take("percdamp", c.percdamp);
-        take("act-order", c.actOrder);
-        allowed.insert({"blocksize", "percdamp", "act-order"});
-        config = c;
-    } else if (method == "spqr") {
-        quantlens::SpqrConfig c;
-        take("wbits", c.wbits);
-        take("groupsize", c.groupsize);
-        take("blocksize", c.blocksize);
-        take("percdamp", c.percdamp);
-        take("act-order", c.actOrder);
-        take("qq-bits", c.qqBits);
-        take("stats-groupsize", c.statsGroupsize);
-        take("outlier-threshold", c.outlierThreshold);
-        allowed.insert({"blocksize", "percdamp", "act-order", "qq-bits", "stats-groupsize",
-                        "outlier-threshold"});
-        config = c;
-    } else if (method == "squeezellm") {
-        quantlens::SqueezeConfig c;
-        take("wbits", c.wbits);
-        take("sparse-percent", c.sparsePercent);
-        take("sensitive-percent", c.sensitivePercent);
-        take("kmeans-iterations", c.kmeansIterations);
-        allowed = {"wbits", "sparse-percent", "sensitive-percent", "kmeans-iterations"};
-        config = c;
-    } else {
+    std::optional<quantlens::QuantConfig> config = quantlens::defaultConfig(method);
+    if (!config)
         throw quantlens::Error("",
                                "unknown method '" + method + "' (rtn, gptq, spqr or squeezellm)");
-    }
+    std::set<std::string> allowed;
+    std::visit(
+        [&](auto& c) {
+            quantlens::forEachSetting(c, [&](std::string name, auto& field) {
+                std::replace(name.begin(), name.end(), '_', '-'); // the flags' spelling
+                allowed.insert(name);
+                const auto it = settings.find(name);
+                if (it == settings.end()) return;
+                using Field = std::decay_t<decltype(field)>;
+                if constexpr (std::is_same_v<Field, bool>)
+                    field = toBool(name, it->second);
+                else if constexpr (std::is_same_v<Field, int>)
+                    field = toInt(name, it->second);
+                else
+                    field = toDouble(name, it->second);
+            });
+        },
+        *config);
     for (const auto& [name, value] : settings)
         if (!allowed.count(name))
             throw quantlens::Error("", "setting '" + name + "' does not apply to " + method);
-    quantlens::validate(config);
-    return config;
+    quantlens::validate(*config);
+    return *config;
 }
 
 QuantSettingFlags::QuantSettingFlags(CLI::App& command) {

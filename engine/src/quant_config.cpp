@@ -83,6 +83,14 @@ bool needsFisher(const QuantConfig& config) {
     return std::holds_alternative<SqueezeConfig>(config);
 }
 
+std::optional<QuantConfig> defaultConfig(std::string_view method) {
+    if (method == "rtn") return RtnConfig{};
+    if (method == "gptq") return GptqConfig{};
+    if (method == "spqr") return SpqrConfig{};
+    if (method == "squeezellm") return SqueezeConfig{};
+    return std::nullopt;
+}
+
 void validate(const QuantConfig& config) {
     std::visit(Overloaded{[](const RtnConfig& c) {
                               requireRange("wbits", c.wbits, 1, 8);

@@ -32,35 +32,13 @@ constexpr const char* kLinearPaths[] = {"self_attn.q_proj", "self_attn.k_proj", 
 constexpr const char* kLayerKeyPrefix = "quantlens.layer.";
 
 ordered_json configObject(const QuantConfig& config) {
-    return std::visit(
-        Overloaded{[](const RtnConfig& c) {
-                       return ordered_json{
-                           {"method", "rtn"}, {"wbits", c.wbits}, {"groupsize", c.groupsize}};
-                   },
-                   [](const GptqConfig& c) {
-                       return ordered_json{{"method", "gptq"},         {"wbits", c.wbits},
-                                           {"groupsize", c.groupsize}, {"blocksize", c.blocksize},
-                                           {"percdamp", c.percdamp},   {"act_order", c.actOrder}};
-                   },
-                   [](const SpqrConfig& c) {
-                       return ordered_json{{"method", "spqr"},
-                                           {"wbits", c.wbits},
-                                           {"groupsize", c.groupsize},
-                                           {"qq_bits", c.qqBits},
-                                           {"stats_groupsize", c.statsGroupsize},
-                                           {"outlier_threshold", c.outlierThreshold},
-                                           {"blocksize", c.blocksize},
-                                           {"percdamp", c.percdamp},
-                                           {"act_order", c.actOrder}};
-                   },
-                   [](const SqueezeConfig& c) {
-                       return ordered_json{{"method", "squeezellm"},
-                                           {"wbits", c.wbits},
-                                           {"sparse_percent", c.sparsePercent},
-                                           {"sensitive_percent", c.sensitivePercent},
-                                           {"kmeans_iterations", c.kmeansIterations}};
-                   }},
+    ordered_json object{{"method", methodName(config)}};
+    std::visit(
+        [&](const auto& c) {
+            forEachSetting(c, [&](const char* name, const auto& value) { object[name] = value; });
+        },
         config);
+    return object;
 }
 
 // Reads every setting of the method named in `object`; unknown keys other than `allowed` are
@@ -84,49 +62,18 @@ QuantConfig configFromObject(const json& object, const std::string& source,
     if (methodIt == object.end() || !methodIt->is_string())
         throw Error(source, "missing setting 'method'");
     const std::string method = methodIt->get<std::string>();
-    QuantConfig config;
-    if (method == "rtn") {
-        RtnConfig c;
-        get("wbits", c.wbits);
-        get("groupsize", c.groupsize);
-        config = c;
-    } else if (method == "gptq") {
-        GptqConfig c;
-        get("wbits", c.wbits);
-        get("groupsize", c.groupsize);
-        get("blocksize", c.blocksize);
-        get("percdamp", c.percdamp);
-        get("act_order", c.actOrder);
-        config = c;
-    } else if (method == "spqr") {
-        SpqrConfig c;
-        get("wbits", c.wbits);
-        get("groupsize", c.groupsize);
-        get("qq_bits", c.qqBits);
-        get("stats_groupsize", c.statsGroupsize);
-        get("outlier_threshold", c.outlierThreshold);
-        get("blocksize", c.blocksize);
-        get("percdamp", c.percdamp);
-        get("act_order", c.actOrder);
-        config = c;
-    } else if (method == "squeezellm") {
-        SqueezeConfig c;
-        get("wbits", c.wbits);
-        get("sparse_percent", c.sparsePercent);
-        get("sensitive_percent", c.sensitivePercent);
-        get("kmeans_iterations", c.kmeansIterations);
-        config = c;
-    } else {
+    std::optional<QuantConfig> config = defaultConfig(method);
+    if (!config)
         throw Error(source, "unknown method '" + method + "' (rtn, gptq, spqr or squeezellm)");
-    }
+    std::visit([&](auto& c) { forEachSetting(c, get); }, *config);
     for (const auto& [key, value] : object.items())
         if (!used.count(key)) throw Error(source, "unknown setting '" + key + "'");
     try {
-        validate(config);
+        validate(*config);
     } catch (const Error& e) {
         throw Error(source, e.message());
     }
-    return config;
+    return *config;
 }
 
 json parseJson(const std::string& text, const std::string& source) {

@@ -1,7 +1,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <variant>
 
 namespace quantlens {
@@ -80,5 +83,33 @@ bool needsHessian(const QuantConfig& config); // GPTQ, SpQR
 bool needsFisher(const QuantConfig& config);  // SqueezeLLM
 // Throws Error naming the bad setting.
 void validate(const QuantConfig& config);
+
+// The method's settings at their paper defaults, by methodName(); nullopt for another name.
+std::optional<QuantConfig> defaultConfig(std::string_view method);
+
+// Calls visit(name, field) for each setting of a method's config, with its snake_case name
+// ("wbits", "act_order", …): the one list every reader and writer of settings walks (checkpoint
+// metadata, the CLI's flags, the studio's JSON), so a new setting cannot be missed by one of them.
+template <typename Config, typename Visit> void forEachSetting(Config& c, Visit visit) {
+    using C = std::remove_const_t<Config>;
+    visit("wbits", c.wbits);
+    if constexpr (std::is_same_v<C, SqueezeConfig>) {
+        visit("sparse_percent", c.sparsePercent);
+        visit("sensitive_percent", c.sensitivePercent);
+        visit("kmeans_iterations", c.kmeansIterations);
+    } else {
+        visit("groupsize", c.groupsize);
+    }
+    if constexpr (std::is_same_v<C, SpqrConfig>) {
+        visit("qq_bits", c.qqBits);
+        visit("stats_groupsize", c.statsGroupsize);
+        visit("outlier_threshold", c.outlierThreshold);
+    }
+    if constexpr (std::is_same_v<C, GptqConfig> || std::is_same_v<C, SpqrConfig>) {
+        visit("blocksize", c.blocksize);
+        visit("percdamp", c.percdamp);
+        visit("act_order", c.actOrder);
+    }
+}
 
 } // namespace quantlens
