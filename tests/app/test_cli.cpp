@@ -1,4 +1,5 @@
 // quantlens-cli end to end: the commands a user types, their output and their exit codes.
+#include "cli_run.h"
 #include "test_data.h"
 
 #include <QDeadlineTimer>
@@ -16,18 +17,10 @@
 
 namespace {
 
-struct CliRun {
-    int exitCode = -1;
-    QString out;
-    QString err;
-};
+using quantlens::test::CliRun;
 
 CliRun runCli(const QStringList& arguments) {
-    QProcess process;
-    process.start(QString::fromStdString(quantlens::test::cliPath().string()), arguments);
-    if (!process.waitForFinished(120000)) return {};
-    return {process.exitCode(), QString::fromUtf8(process.readAllStandardOutput()),
-            QString::fromUtf8(process.readAllStandardError())};
+    return quantlens::test::runCli(arguments, 120000);
 }
 
 QString data(const char* relative) {

@@ -1,6 +1,7 @@
 // quantlens-cli on quantlens checkpoints: eval and generate run them compressed with the results
 // of their dense export, export converts them (and refuses what a format cannot hold, leaving no
 // output), and bench gemv prints its table.
+#include "cli_run.h"
 #include "test_data.h"
 
 #include "quantlens/model_quantizer.h"
@@ -9,7 +10,6 @@
 #include "quantlens/text_file.h"
 #include "quantlens/tokenizer.h"
 
-#include <QProcess>
 #include <QTemporaryDir>
 
 #include <nlohmann/json.hpp>
@@ -19,19 +19,8 @@ namespace {
 using namespace quantlens;
 namespace fs = std::filesystem;
 
-struct CliRun {
-    int exitCode = -1;
-    QString out;
-    QString err;
-};
-
-CliRun runCli(const QStringList& arguments) {
-    QProcess process;
-    process.start(QString::fromStdString(test::cliPath().string()), arguments);
-    if (!process.waitForFinished(300000)) return {};
-    return {process.exitCode(), QString::fromUtf8(process.readAllStandardOutput()),
-            QString::fromUtf8(process.readAllStandardError())};
-}
+using test::CliRun;
+using test::runCli;
 
 QString data(const char* relative) {
     return QString::fromStdString(test::dataPath(relative).string());
@@ -120,9 +109,8 @@ private slots:
     }
 
     void benchGemvPrintsItsTable() {
-        const CliRun run =
-            runCli({"--threads", "2", "--device", "cpu", "bench", "gemv", "--shape", "64x256",
-                    "--repeat", "3"});
+        const CliRun run = runCli({"--threads", "2", "--device", "cpu", "bench", "gemv", "--shape",
+                                   "64x256", "--repeat", "3"});
         QCOMPARE(run.exitCode, 0);
         const QStringList lines = run.out.split('\n', Qt::SkipEmptyParts);
         QVERIFY2(lines.size() == 9, qPrintable(run.out)); // title, header, 7 rows
