@@ -6,6 +6,7 @@
 #include "cusolver_handle.h"
 #include "device_binding.h"
 #include "device_buffer.h"
+#include "device_gram.h"
 #include "nearest_centroid.h"
 
 #include <algorithm>
@@ -13,38 +14,28 @@
 namespace quantlens::gpu {
 namespace {
 
-// G += XᵀX as one SYRK per batch into an upper triangle that stays on the device.
+// G += XᵀX for host batches, each uploaded and summed on the device.
 class CudaGram final : public GramAccumulator {
 public:
-    CudaGram(int device, Eigen::Index n) : device_(device), n_(n) {
-        gram_.resize(static_cast<std::size_t>(n * n));
-        gram_.zero();
-    }
+    CudaGram(int device, Eigen::Index n) : device_(device), gram_(static_cast<int>(n)) {}
     void add(const RowMatrix& x) override {
-        if (x.cols() != n_) throw Error("cuda", "Gram batch has the wrong width");
+        if (x.cols() != gram_.width()) throw Error("cuda", "Gram batch has the wrong width");
         if (x.rows() == 0) return;
         useDevice(device_);
         batch_.resize(static_cast<std::size_t>(x.size()));
         batch_.upload({x.data(), static_cast<std::size_t>(x.size())});
-        // Row-major X [tokens, n] is column-major Xᵀ [n, tokens]: G += Xᵀ·(Xᵀ)ᵀ.
-        const float one = 1.0f;
-        checkCublas(cublasSsyrk(handle_, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, static_cast<int>(n_),
-                                static_cast<int>(x.rows()), &one, batch_.data(),
-                                static_cast<int>(n_), &one, gram_.data(), static_cast<int>(n_)),
-                    "cublasSsyrk");
+        gram_.add(handle_, batch_.data(), static_cast<int>(x.rows()));
     }
     Eigen::MatrixXf result() const override {
         useDevice(device_);
-        Eigen::MatrixXf upper(n_, n_);
-        gram_.download({upper.data(), static_cast<std::size_t>(upper.size())});
-        return upper.selfadjointView<Eigen::Upper>();
+        return gram_.result();
     }
 
 private:
-    DeviceBinding device_;
-    Eigen::Index n_;
+    DeviceBinding device_; // first: the members below are made on the device
     CublasHandle handle_;
-    DeviceBuffer<float> gram_, batch_;
+    DeviceGram gram_;
+    DeviceBuffer<float> batch_;
 };
 
 // W and U live on the device for the whole loop; each block's columns come back to the host to

@@ -3,6 +3,7 @@
 #include "cublas_handle.h"
 #include "device_binding.h"
 #include "device_block.h"
+#include "device_gram.h"
 #include "transformer_kernels.h"
 
 namespace quantlens::gpu {
@@ -12,7 +13,7 @@ class CudaCalibrationWalk final : public CalibrationWalk {
 public:
     CudaCalibrationWalk(int device, const Transformer& transformer,
                         const std::vector<RowMatrix>& hidden)
-        : device_(device), transformer_(transformer), config_(transformer.model().config),
+        : device_(device), config_(transformer.model().config),
           sequences_(static_cast<int>(hidden.size())), length_(static_cast<int>(hidden[0].rows())) {
         const std::size_t stride = sequenceElements();
         hidden_.resize(stride * hidden.size());
@@ -27,17 +28,10 @@ public:
                               const JobContext& job) override {
         useDevice(device_);
         const DeviceBlockWeights w(weights, config_);
-        const int width =
-            stage == LinearStage::MlpOutput ? config_.intermediateSize : config_.hiddenSize;
-        gram_.resize(static_cast<std::size_t>(width) * width);
-        gram_.zero();
-        // X [tokens, width] row-major is Xᵀ column-major: G += Xᵀ·(Xᵀ)ᵀ, upper triangle.
-        const float one = 1.0f;
-        const DeviceStageObserver accumulate = [&](LinearStage seen, const float* x, int n) {
-            if (seen != stage) return;
-            checkCublas(cublasSsyrk(handle_, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_N, n, length_, &one,
-                                    x, n, &one, gram_.data(), n),
-                        "cublasSsyrk");
+        DeviceGram gram(stage == LinearStage::MlpOutput ? config_.intermediateSize
+                                                        : config_.hiddenSize);
+        const DeviceStageObserver accumulate = [&](LinearStage seen, const float* x, int) {
+            if (seen == stage) gram.add(handle_, x, length_);
         };
         for (int s = 0; s < sequences_; ++s) {
             job.checkpoint();
@@ -48,9 +42,7 @@ public:
             runDeviceBlock(handle_, config_, w, scratch_, rope_, work_.data(), length_, accumulate,
                            stage);
         }
-        Eigen::MatrixXf upper(width, width);
-        gram_.download({upper.data(), static_cast<std::size_t>(upper.size())});
-        return upper.selfadjointView<Eigen::Upper>();
+        return gram.result();
     }
 
     void advance(int, const BlockView& weights, const JobContext& job) override {
@@ -71,11 +63,10 @@ private:
     }
 
     DeviceBinding device_; // first: the members below are made on the device
-    const Transformer& transformer_;
     ModelConfig config_;
     int sequences_, length_;
     CublasHandle handle_;
-    DeviceBuffer<float> hidden_, work_, gram_;
+    DeviceBuffer<float> hidden_, work_;
     DeviceBlockScratch scratch_;
     DeviceRopeTables rope_;
 };
