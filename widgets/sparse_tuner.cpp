@@ -117,7 +117,7 @@ void SparseTuner::updateReadout() {
                                 .arg(locale.toString(bits_, 'f', 3)));
     readout_->setToolTip(
         tr("Block %1 %2 with %3-bit lookup tables: the sparse values and bits per parameter "
-           "SqueezeLLM stores (the paper's accounting plus the CSR row pointers). %4")
+           "SqueezeLLM stores, in the paper's accounting. %4")
             .arg(layer_->block)
             .arg(QString::fromStdString(layer_->layer))
             .arg(config.wbits)

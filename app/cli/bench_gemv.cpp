@@ -102,31 +102,29 @@ QuantizedLayer syntheticLayer(const Method& method, int rows, int cols, std::uin
         layer.tensors["zeros"] = f16({rows, groups}, 0, double((1 << wbits) - 1), true);
         if (const auto* gptq = std::get_if<GptqConfig>(&method.config)) actOrder = gptq->actOrder;
     }
-    // SpQR always stores its CSR arrays, empty or not.
-    if (method.outlierFraction > 0 || std::holds_alternative<SpqrConfig>(method.config)) {
+    if (method.outlierFraction > 0) {
         std::bernoulli_distribution isOutlier(method.outlierFraction);
-        std::vector<std::int32_t> rowPointers{0};
-        std::vector<std::uint16_t> columns;
+        std::vector<std::int32_t> rowPointers{0}, columns;
         std::vector<float> values;
         for (int r = 0; r < rows; ++r) {
             for (int j = 0; j < cols; ++j)
                 if (isOutlier(engine)) {
-                    columns.push_back(static_cast<std::uint16_t>(j));
+                    columns.push_back(j);
                     values.push_back(static_cast<float>(uniform(-0.5, 0.5)));
                 }
             rowPointers.push_back(static_cast<std::int32_t>(columns.size()));
         }
         const auto nnz = static_cast<std::int64_t>(columns.size());
-        layer.tensors["outlier_row_ptr"] = StoredTensor::of("I32", {rows + 1}, rowPointers);
-        layer.tensors["outlier_cols"] = StoredTensor::of("U16", {nnz}, columns);
+        layer.tensors["outlier_row_ptr"] = StoredTensor::indices({rows + 1}, rowPointers, nnz);
+        layer.tensors["outlier_cols"] = StoredTensor::indices({nnz}, columns, cols - 1);
         layer.tensors["outlier_values"] = StoredTensor::f16({nnz}, values);
         layer.outlierCount = nnz;
     }
     if (actOrder) {
-        std::vector<std::uint16_t> perm(static_cast<std::size_t>(cols));
-        std::iota(perm.begin(), perm.end(), std::uint16_t{0});
+        std::vector<std::int32_t> perm(static_cast<std::size_t>(cols));
+        std::iota(perm.begin(), perm.end(), 0);
         std::shuffle(perm.begin(), perm.end(), engine);
-        layer.tensors["perm"] = StoredTensor::of("U16", {cols}, perm);
+        layer.tensors["perm"] = StoredTensor::indices({cols}, perm, cols - 1);
     }
     return layer;
 }

@@ -23,7 +23,9 @@ constexpr SettingInfo kSettings[] = {
     {"outlier-threshold", "SpQR outlier threshold τ (relative)"},
     {"sparse-percent", "SqueezeLLM: % of weights kept sparse in fp16 by magnitude"},
     {"sensitive-percent", "SqueezeLLM: % of weights kept sparse in fp16 by Fisher sensitivity"},
-    {"kmeans-iterations", "SqueezeLLM: Lloyd iterations at most per row"},
+    {"kmeans-iterations", "SqueezeLLM: Lloyd iterations at most per row (without optimal-kmeans)"},
+    {"optimal-kmeans", "SqueezeLLM: true (default) clusters each row to the exact optimum; false "
+                       "runs the paper's k-means++ and Lloyd iterations"},
 };
 
 int toInt(const std::string& name, const std::string& text) {

@@ -16,7 +16,7 @@ void AffineColumns::beginGroup(const Eigen::MatrixXf& weights, Eigen::Index firs
     for (Eigen::Index r = 0; r < rows_; ++r) {
         const MinMaxGrid grid =
             fitMinMax(&weights(r, first), static_cast<std::size_t>(end - first),
-                      static_cast<std::size_t>(weights.outerStride()), bits_, true, true);
+                      static_cast<std::size_t>(weights.outerStride()), bits_, GridRule::Affine);
         grids_[r] = grid;
         scales_[r * groups_ + group] = grid.scale;
         zeros_[r * groups_ + group] = grid.zero;

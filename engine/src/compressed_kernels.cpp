@@ -243,6 +243,12 @@ int paddedWidth(int cols) {
     return (cols + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
 }
 
+template <typename Index>
+void gatherColumns(const std::byte* perm, const float* in, int cols, float* out) {
+    for (int j = 0; j < cols; ++j)
+        out[j] = in[loadStored<Index>(perm, static_cast<std::size_t>(j))];
+}
+
 // x in the kernels' column order (act-order layers permute x once instead of W), each row padded
 // with zeros to paddedWidth(cols), and one more row of zeros: into `buffer`.
 void kernelInputs(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride, int tokens,
@@ -252,14 +258,14 @@ void kernelInputs(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStr
     for (int t = 0; t < tokens; ++t) {
         const float* in = x + t * xStride;
         float* out = buffer.data() + t * width;
-        if (!m.perm)
+        if (!m.permuted())
             std::copy(in, in + m.cols, out);
-        else if (m.widePerm)
-            for (int j = 0; j < m.cols; ++j)
-                out[j] = in[loadStored<std::int32_t>(m.perm, j)];
+        else if (m.perm.bytes == 1)
+            gatherColumns<std::uint8_t>(m.perm.data, in, m.cols, out);
+        else if (m.perm.bytes == 2)
+            gatherColumns<std::uint16_t>(m.perm.data, in, m.cols, out);
         else
-            for (int j = 0; j < m.cols; ++j)
-                out[j] = in[loadStored<std::uint16_t>(m.perm, j)];
+            gatherColumns<std::int32_t>(m.perm.data, in, m.cols, out);
     }
 }
 

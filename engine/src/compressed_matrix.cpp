@@ -62,6 +62,7 @@ public:
     }
 
     bool has(const std::string& key) const { return arrays_.count(key) != 0; }
+    const RawTensorView& tensor(const std::string& key) const { return arrays_.at(key); }
 
     // Arrays the format does not define for this method are rejected: they would be silently
     // ignored otherwise (and counted in no bit budget).
@@ -103,54 +104,65 @@ private:
     std::vector<std::int64_t> shape_{0, 0};
 };
 
-void checkPermutation(LayerChecker& check, const RawTensorView& perm, int cols) {
+// An index array (docs/FORMAT.md: U8, U16 or I32, no wider than `largest` needs) of `shape`.
+// Version 1 checkpoints stored I32 row pointers and U16 columns and permutations, which this
+// accepts too.
+IndexView requireIndices(LayerChecker& check, const std::string& key,
+                         const std::vector<std::int64_t>& shape) {
+    const auto& t = check.require(key, {"U8", "U16", "I32"}, shape);
+    return IndexView{t.data, indexBytes(t.dtype)};
+}
+
+IndexView checkPermutation(LayerChecker& check, int cols) {
+    const IndexView perm = requireIndices(check, "perm", {cols});
+    const RawTensorView& t = check.tensor("perm");
     std::vector<bool> seen(static_cast<std::size_t>(cols), false);
-    const bool wide = perm.dtype == "I32";
     for (int j = 0; j < cols; ++j) {
-        const std::int64_t c =
-            wide ? loadStored<std::int32_t>(perm.data, j) : loadStored<std::uint16_t>(perm.data, j);
+        const std::int64_t c = perm[j];
         if (c < 0 || c >= cols)
-            throw check.fail(perm, "is not a permutation: entry " + std::to_string(j) + " is " +
-                                       std::to_string(c) + ", outside [0, " + std::to_string(cols) +
-                                       ")");
+            throw check.fail(t, "is not a permutation: entry " + std::to_string(j) + " is " +
+                                    std::to_string(c) + ", outside [0, " + std::to_string(cols) +
+                                    ")");
         if (seen[static_cast<std::size_t>(c)])
-            throw check.fail(perm, "is not a permutation: column " + std::to_string(c) +
-                                       " appears twice");
+            throw check.fail(t, "is not a permutation: column " + std::to_string(c) +
+                                    " appears twice");
         seen[static_cast<std::size_t>(c)] = true;
     }
+    return perm;
 }
 
 CsrOutliers checkOutliers(LayerChecker& check, int rows, int cols) {
-    const auto& rowPtr = check.require("outlier_row_ptr", {"I32"}, {rows + 1});
-    const auto first = loadStored<std::int32_t>(rowPtr.data, 0);
+    const IndexView rowPtr = requireIndices(check, "outlier_row_ptr", {rows + 1});
+    const RawTensorView& rowPtrTensor = check.tensor("outlier_row_ptr");
+    const std::int64_t first = rowPtr[0];
     if (first != 0)
-        throw check.fail(rowPtr, "must start at 0 but starts at " + std::to_string(first));
+        throw check.fail(rowPtrTensor, "must start at 0 but starts at " + std::to_string(first));
     for (int r = 0; r < rows; ++r) {
-        const auto begin = loadStored<std::int32_t>(rowPtr.data, r);
-        const auto end = loadStored<std::int32_t>(rowPtr.data, r + 1);
+        const std::int64_t begin = rowPtr[r], end = rowPtr[r + 1];
         if (end < begin)
-            throw check.fail(rowPtr, "row pointers are not monotone: row " + std::to_string(r) +
-                                         " ends at " + std::to_string(end) +
-                                         ", before it begins at " + std::to_string(begin));
+            throw check.fail(rowPtrTensor, "row pointers are not monotone: row " +
+                                               std::to_string(r) + " ends at " +
+                                               std::to_string(end) + ", before it begins at " +
+                                               std::to_string(begin));
     }
-    const std::int64_t nnz = loadStored<std::int32_t>(rowPtr.data, rows);
-    const bool wide = cols > 65536;
-    const auto& columns = check.require("outlier_cols", {wide ? "I32" : "U16"}, {nnz});
+    const std::int64_t nnz = rowPtr[rows];
+    const IndexView columns = requireIndices(check, "outlier_cols", {nnz});
+    const RawTensorView& columnsTensor = check.tensor("outlier_cols");
     const auto& values = check.require("outlier_values", {"F16"}, {nnz});
-    CsrOutliers csr{rowPtr.data, columns.data, values.data, wide, nnz};
+    CsrOutliers csr{rowPtr, columns, values.data, nnz};
     for (int r = 0; r < rows; ++r) {
         int previous = -1;
         for (std::int64_t k = csr.rowBegin(r); k < csr.rowBegin(r + 1); ++k) {
-            const std::int64_t c = wide ? loadStored<std::int32_t>(columns.data, k)
-                                        : loadStored<std::uint16_t>(columns.data, k);
+            const std::int64_t c = columns[k];
             if (c < 0 || c >= cols)
-                throw check.fail(columns, "has column index " + std::to_string(c) + " (entry " +
-                                              std::to_string(k) + ", row " + std::to_string(r) +
-                                              ") outside [0, " + std::to_string(cols) + ")");
+                throw check.fail(columnsTensor, "has column index " + std::to_string(c) +
+                                                    " (entry " + std::to_string(k) + ", row " +
+                                                    std::to_string(r) + ") outside [0, " +
+                                                    std::to_string(cols) + ")");
             if (c <= previous)
-                throw check.fail(columns, "columns of row " + std::to_string(r) +
-                                              " are not increasing (" + std::to_string(c) +
-                                              " after " + std::to_string(previous) + ")");
+                throw check.fail(columnsTensor, "columns of row " + std::to_string(r) +
+                                                    " are not increasing (" + std::to_string(c) +
+                                                    " after " + std::to_string(previous) + ")");
             previous = static_cast<int>(c);
         }
     }
@@ -181,15 +193,13 @@ CompressedMatrix compressedMatrix(const QuantConfig& config, int rows, int cols,
     m.codes = codes.data;
     m.codeRowBytes = static_cast<std::size_t>(words) * 4;
 
-    bool actOrder = false, outliers = false;
+    bool actOrder = false;
     std::visit(
         Overloaded{[&](const SqueezeConfig&) {
                        m.grid = CompressedMatrix::Grid::Lut;
                        const auto& lut = check.require("lut", {"F16"}, {rows, 1 << m.wbits});
                        check.requireFiniteF16(lut);
                        m.lut = lut.data;
-                       outliers = check.has("outlier_row_ptr") || check.has("outlier_cols") ||
-                                  check.has("outlier_values");
                    },
                    [&](const SpqrConfig& c) {
                        m.grid = CompressedMatrix::Grid::Spqr;
@@ -212,7 +222,6 @@ CompressedMatrix compressedMatrix(const QuantConfig& config, int rows, int cols,
                            (key == "scale" ? m.scaleStats : m.zeroStats) = stats.data;
                        }
                        actOrder = c.actOrder;
-                       outliers = true;
                    },
                    [&](const auto& c) { // RTN, GPTQ
                        m.grid = CompressedMatrix::Grid::Affine;
@@ -234,12 +243,13 @@ CompressedMatrix compressedMatrix(const QuantConfig& config, int rows, int cols,
                            actOrder = c.actOrder;
                    }},
         config);
-    if (outliers) m.outliers = checkOutliers(check, rows, cols);
+    // SpQR's outliers and SqueezeLLM's sparse values are stored only when a layer has some.
+    const bool outliers =
+        check.has("outlier_row_ptr") || check.has("outlier_cols") || check.has("outlier_values");
+    if (outliers && m.grid != CompressedMatrix::Grid::Affine)
+        m.outliers = checkOutliers(check, rows, cols);
     if (actOrder) {
-        const auto& perm = check.require("perm", {cols <= 65536 ? "U16" : "I32"}, {cols});
-        checkPermutation(check, perm, cols);
-        m.perm = perm.data;
-        m.widePerm = perm.dtype == "I32";
+        m.perm = checkPermutation(check, cols);
     }
     check.rejectUnused();
     m.kernel = kernelLayout(m);

@@ -2,7 +2,6 @@
 
 #include "affine_columns.h"
 #include "obs_quantizer.h"
-#include "outlier_rows.h"
 #include "quantlens/error.h"
 #include "quantlens/hessian.h"
 #include "spqr_columns.h"
@@ -26,15 +25,9 @@ Eigen::MatrixXf orderedWeights(const RowMatrix& weights, const PreparedHessian& 
     return ordered;
 }
 
-// Column indices fit 16 bits in every LLaMA layer; wider layers fall back to 32.
 void storePermutation(QuantizedLayer& layer, const PreparedHessian& h, bool actOrder) {
     if (!actOrder) return;
-    if (layer.cols <= 65536) {
-        const std::vector<std::uint16_t> narrow(h.permutation.begin(), h.permutation.end());
-        layer.tensors["perm"] = StoredTensor::of("U16", {layer.cols}, narrow);
-    } else {
-        layer.tensors["perm"] = StoredTensor::of("I32", {layer.cols}, h.permutation);
-    }
+    layer.tensors["perm"] = StoredTensor::indices({layer.cols}, h.permutation, layer.cols - 1);
 }
 
 // SpQR's outlier scale (Alg. 1): mean over columns of var_i(W_ij) / U_jj².
@@ -98,9 +91,6 @@ QuantizedLayer quantizeLayer(const RowMatrix& weights, const LayerCalibration& c
     }
 
     const SpqrConfig& spqr = std::get<SpqrConfig>(config);
-    if (cols > OutlierRows::kMaxColumns)
-        throw Error(source, "SpQR stores outlier columns as 16-bit indices; this layer has " +
-                                std::to_string(cols) + " inputs");
     const PreparedHessian h = prepareHessian(*hessian, spqr.percdamp, spqr.actOrder, source);
     const int groupsize = effectiveGroupsize(spqr.groupsize, static_cast<int>(cols));
     Eigen::MatrixXf w = orderedWeights(weights, h);

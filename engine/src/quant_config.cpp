@@ -46,7 +46,9 @@ std::string describe(const QuantConfig& config) {
                    },
                    [&](const SqueezeConfig& c) {
                        text << "squeezellm w" << c.wbits << " sparse" << c.sparsePercent
-                            << "% sensitive" << c.sensitivePercent << "%";
+                            << "% sensitive" << c.sensitivePercent << "%"
+                            << (c.optimalKMeans ? ""
+                                                : " lloyd" + std::to_string(c.kmeansIterations));
                    }},
         config);
     return text.str();
@@ -71,7 +73,6 @@ SqueezeSparseCounts squeezeSparseCounts(const SqueezeConfig& config, std::int64_
     SqueezeSparseCounts counts;
     counts.byMagnitude = share(config.sparsePercent);
     counts.byFisher = std::min(share(config.sensitivePercent), parameters - counts.byMagnitude);
-    counts.stored = config.sparsePercent > 0.0 || config.sensitivePercent > 0.0;
     return counts;
 }
 

@@ -99,17 +99,14 @@ RowMatrix QuantizedLayer::dequantize() const {
         const StoredTensor& columns = tensors.at("outlier_cols");
         const StoredTensor& values = tensors.at("outlier_values");
         for (int r = 0; r < rows; ++r)
-            for (auto k = it->second.at<std::int32_t>(r); k < it->second.at<std::int32_t>(r + 1);
-                 ++k)
-                permuted(r, columns.at<std::uint16_t>(k)) = values.f16At(k);
+            for (auto k = it->second.indexAt(r); k < it->second.indexAt(r + 1); ++k)
+                permuted(r, columns.indexAt(k)) = values.f16At(k);
     }
     const auto perm = tensors.find("perm");
     if (perm == tensors.end()) return permuted;
     RowMatrix original(rows, cols);
-    const bool narrow = perm->second.dtype == "U16";
     for (int j = 0; j < cols; ++j)
-        original.col(narrow ? perm->second.at<std::uint16_t>(j)
-                            : perm->second.at<std::int32_t>(j)) = permuted.col(j);
+        original.col(perm->second.indexAt(j)) = permuted.col(j);
     return original;
 }
 

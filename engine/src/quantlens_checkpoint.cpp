@@ -42,20 +42,24 @@ ordered_json configObject(const QuantConfig& config) {
 }
 
 // Reads every setting of the method named in `object`; unknown keys other than `allowed` are
-// rejected, so a misspelt setting cannot pass for a default.
+// rejected, so a misspelt setting cannot pass for a default. A setting missing from `object` is
+// taken from `predating` (settings added after the file's format version), else refused.
 QuantConfig configFromObject(const json& object, const std::string& source,
-                             const std::vector<std::string>& allowed = {}) {
+                             const std::vector<std::string>& allowed = {},
+                             const json& predating = json::object()) {
     if (!object.is_object()) throw Error(source, "settings are not a JSON object");
     std::set<std::string> used(allowed.begin(), allowed.end());
     used.insert("method");
     const auto get = [&]<typename T>(const char* key, T& value) {
-        const auto it = object.find(key);
-        if (it == object.end()) throw Error(source, std::string("missing setting '") + key + "'");
-        const bool ok = std::is_same_v<T, bool> ? it->is_boolean()
-                        : std::is_integral_v<T> ? it->is_number_integer()
-                                                : it->is_number();
+        const json* setting = object.contains(key)      ? &object.at(key)
+                              : predating.contains(key) ? &predating.at(key)
+                                                        : nullptr;
+        if (!setting) throw Error(source, std::string("missing setting '") + key + "'");
+        const bool ok = std::is_same_v<T, bool> ? setting->is_boolean()
+                        : std::is_integral_v<T> ? setting->is_number_integer()
+                                                : setting->is_number();
         if (!ok) throw Error(source, std::string("setting '") + key + "' has the wrong type");
-        value = it->get<T>();
+        value = setting->get<T>();
         used.insert(key);
     };
     const auto methodIt = object.find("method");
@@ -325,10 +329,16 @@ std::unique_ptr<Model> loadQuantlensModel(const fs::path& directory, CompressedL
         throw Error(source, "metadata format is '" + meta("format") + "', not '" +
                                 kQuantlensFormatName + "'");
     const std::string& version = meta("quantlens.version");
-    if (version != std::to_string(kQuantlensFormatVersion))
+    bool known = false;
+    for (int v = kOldestQuantlensFormatVersion; v <= kQuantlensFormatVersion; ++v)
+        known = known || version == std::to_string(v);
+    if (!known)
         throw Error(source, "quantlens format version '" + version +
-                                "' is not supported (this build reads version " +
+                                "' is not supported (this build reads versions " +
+                                std::to_string(kOldestQuantlensFormatVersion) + " to " +
                                 std::to_string(kQuantlensFormatVersion) + ")");
+    // Version 1 predates the optimal_kmeans setting: its SqueezeLLM layers ran Lloyd's k-means.
+    const json predating = version == "1" ? json{{"optimal_kmeans", false}} : json::object();
     const std::string& rope = meta("quantlens.rope_layout");
     if (rope != "rotate-half" && rope != "interleaved")
         throw Error(source, "quantlens.rope_layout is '" + rope + "' (rotate-half or interleaved)");
@@ -394,7 +404,7 @@ std::unique_ptr<Model> loadQuantlensModel(const fs::path& directory, CompressedL
                                         std::to_string(cols) + " but " + configSource +
                                         " implies " + std::to_string(shapes[i][0]) + "×" +
                                         std::to_string(shapes[i][1]));
-            const QuantConfig config = configFromObject(entry, where, {"rows", "cols"});
+            const QuantConfig config = configFromObject(entry, where, {"rows", "cols"}, predating);
             LayerArrays arrays;
             if (auto node = arraysByLayer.extract(prefix)) arrays = std::move(node.mapped());
             if (arrays.empty())

@@ -116,7 +116,7 @@ SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixX
         for (Eigen::Index first = 0; first < cols; first += group) {
             const Eigen::Index end = std::min(first + group, cols);
             const MinMaxGrid grid = fitMinMax(&w(r, first), static_cast<std::size_t>(end - first),
-                                              1, wbits, true, false);
+                                              1, wbits, GridRule::SpqrWeights);
             for (Eigen::Index j = first; j < end; ++j) {
                 const float error = w(r, j) - grid.roundTrip(w(r, j));
                 // SpQR §3.1 / OBS: the loss increase of rounding w_ij alone.
@@ -177,14 +177,13 @@ double baseBitsPerParameter(const QuantConfig& config, int rows, int cols) {
 }
 
 double squeezeBitsPerParameter(const SqueezeConfig& config, int rows, int cols) {
-    const double parameters = static_cast<double>(rows) * cols;
     const SqueezeSparseCounts sparse = squeezeSparseCounts(config, std::int64_t(rows) * cols);
     QuantizedLayer layer;
     layer.config = config;
     layer.rows = rows;
     layer.cols = cols;
     layer.outlierCount = sparse.total();
-    return layer.paperBitsPerParameter() + (sparse.stored ? 32.0 * (rows + 1.0) / parameters : 0.0);
+    return layer.paperBitsPerParameter();
 }
 
 OutlierPreview::OutlierPreview(SensitivityMap map, double baseBits)
@@ -205,8 +204,7 @@ std::int64_t OutlierPreview::outlierCount(double tau) const {
 
 double OutlierPreview::bitsPerParameter(double tau) const {
     const double parameters = static_cast<double>(map_.rows) * map_.cols;
-    return baseBits_ + 32.0 * static_cast<double>(outlierCount(tau)) / parameters +
-           32.0 * (map_.rows + 1.0) / parameters;
+    return baseBits_ + 32.0 * static_cast<double>(outlierCount(tau)) / parameters;
 }
 
 double OutlierPreview::thresholdForCount(std::int64_t count) const {

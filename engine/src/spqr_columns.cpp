@@ -31,7 +31,7 @@ SpqrColumns::SpqrColumns(const SpqrConfig& config, Eigen::Index rows, Eigen::Ind
       grids_(static_cast<std::size_t>(rows)), codes_(static_cast<std::size_t>(rows * cols)),
       scaleCodes_(static_cast<std::size_t>(groups_ * rows)), zeroCodes_(scaleCodes_.size()),
       scaleStats_(static_cast<std::size_t>(groups_ * rowGroups_ * 2)),
-      zeroStats_(scaleStats_.size()), outliers_(rows) {}
+      zeroStats_(scaleStats_.size()), outliers_(rows, cols) {}
 
 // SpQR §3.3: statistics are fitted without the weights that are likely outliers, so these do not
 // stretch the range. A weight is a likely outlier when leaving it out of the fit lowers the group's
@@ -42,7 +42,7 @@ SpqrColumns::SpqrColumns(const SpqrConfig& config, Eigen::Index rows, Eigen::Ind
 MinMaxGrid SpqrColumns::fitRowWithoutOutliers(const float* values, std::size_t count,
                                               std::size_t stride, const float* uDiagonal) const {
     const int bits = config_.wbits;
-    const MinMaxGrid all = fitMinMax(values, count, stride, bits, true, false);
+    const MinMaxGrid all = fitMinMax(values, count, stride, bits, GridRule::SpqrWeights);
     if (!std::isfinite(threshold_) || count < 3) return all;
 
     // Leaving one weight out only changes the range when it is the minimum or the maximum.
@@ -64,7 +64,7 @@ MinMaxGrid SpqrColumns::fitRowWithoutOutliers(const float* values, std::size_t c
     for (std::size_t k = 0; k < count; ++k) {
         const float low = k == lowest ? secondLow : values[lowest * stride];
         const float high = k == highest ? secondHigh : values[highest * stride];
-        const MinMaxGrid without = gridForRange(low, high, bits, true, false);
+        const MinMaxGrid without = gridForRange(low, high, bits, GridRule::SpqrWeights);
         likelyOutlier[k] =
             baseline - hessianWeightedError(values, count, stride, uDiagonal, without, k) >
             threshold_;
@@ -78,7 +78,7 @@ MinMaxGrid SpqrColumns::fitRowWithoutOutliers(const float* values, std::size_t c
     std::vector<float> substituted(count);
     for (std::size_t k = 0; k < count; ++k)
         substituted[k] = likelyOutlier[k] ? mean : values[k * stride];
-    return fitMinMax(substituted.data(), count, 1, bits, true, false);
+    return fitMinMax(substituted.data(), count, 1, bits, GridRule::SpqrWeights);
 }
 
 void SpqrColumns::quantizeStatistic(std::vector<float>& values, Eigen::Index group,
@@ -88,7 +88,7 @@ void SpqrColumns::quantizeStatistic(std::vector<float>& values, Eigen::Index gro
     for (Eigen::Index rg = 0; rg < rowGroups_; ++rg) {
         const Eigen::Index first = rg * beta2, count = std::min(beta2, rows_ - first);
         const MinMaxGrid grid = fitMinMax(values.data() + first, static_cast<std::size_t>(count), 1,
-                                          config_.qqBits, false, true);
+                                          config_.qqBits, GridRule::SpqrStatistics);
         stats[(group * rowGroups_ + rg) * 2] = grid.scale;
         stats[(group * rowGroups_ + rg) * 2 + 1] = grid.zero;
         for (Eigen::Index r = first; r < first + count; ++r) {

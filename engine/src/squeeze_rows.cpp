@@ -48,9 +48,6 @@ void squeezeQuantize(const RowMatrix& weights, const RowMatrix& fisher, const Sq
         throw Error(source, "Fisher information must be finite and non-negative");
     const std::int64_t total = static_cast<std::int64_t>(rows) * cols;
     const SqueezeSparseCounts counts = squeezeSparseCounts(config, total);
-    if (counts.stored && cols > OutlierRows::kMaxColumns)
-        throw Error(source, "sparse values are stored with 16-bit column indices; this layer has " +
-                                std::to_string(cols) + " inputs");
 
     // Dense-and-sparse (§4.1): the largest magnitudes first, then the most sensitive of the rest.
     std::vector<bool> isSparse(static_cast<std::size_t>(total), false);
@@ -77,10 +74,13 @@ void squeezeQuantize(const RowMatrix& weights, const RowMatrix& fisher, const Sq
                     importance[j] = isSparse[static_cast<std::size_t>(r * cols + j)] ? 0.0f : 1.0f;
             if (std::accumulate(importance.begin(), importance.end(), 0.0) <= 0.0)
                 std::fill(importance.begin(), importance.end(), 1.0f); // the whole row is sparse
-            const KMeansResult clusters = weightedKMeans(
-                values, importance,
-                kmeansPlusPlusSeeds(values, importance, levels, static_cast<std::uint64_t>(r)),
-                config.kmeansIterations);
+            const KMeansResult clusters =
+                config.optimalKMeans
+                    ? optimalWeightedKMeans(values, importance, levels)
+                    : weightedKMeans(values, importance,
+                                     kmeansPlusPlusSeeds(values, importance, levels,
+                                                         static_cast<std::uint64_t>(r)),
+                                     config.kmeansIterations);
             // The stored table is fp16.
             for (std::size_t k = 0; k < clusters.centroids.size(); ++k)
                 tables[static_cast<std::size_t>(r) * levels + k] =
@@ -97,8 +97,8 @@ void squeezeQuantize(const RowMatrix& weights, const RowMatrix& fisher, const Sq
          static_cast<std::int64_t>(wordsPerRow(static_cast<std::size_t>(cols), config.wbits))},
         packRows(codes, static_cast<std::size_t>(cols), config.wbits));
     layer.tensors["lut"] = StoredTensor::f16({rows, levels}, tables);
-    if (!counts.stored) return;
-    OutlierRows outliers(rows);
+    if (counts.total() == 0) return;
+    OutlierRows outliers(rows, cols);
     for (Eigen::Index r = 0; r < rows; ++r)
         for (Eigen::Index j = 0; j < cols; ++j)
             if (isSparse[static_cast<std::size_t>(r * cols + j)])

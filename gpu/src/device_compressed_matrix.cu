@@ -218,7 +218,7 @@ DeviceCompressedMatrix::DeviceCompressedMatrix(const CompressedMatrix& m)
     a.groups = m.groups;
     a.wordsPerRow = static_cast<int>(m.codeRowBytes / 4);
     a.paddedCols = (m.cols + kCodesPerChunk - 1) / kCodesPerChunk * kCodesPerChunk;
-    a.permuted = m.perm != nullptr;
+    a.permuted = m.permuted();
     a.hasOutliers = m.outliers.count > 0;
 
     const std::size_t rows = static_cast<std::size_t>(m.rows),

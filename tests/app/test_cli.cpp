@@ -156,15 +156,17 @@ private slots:
         QCOMPARE(result["method"].get<std::string>(), std::string("squeezellm"));
         // Per block: q 64×64, k 32×64, v 32×64, o 64×64, gate/up 172×64, down 64×172. Each layer
         // stores 3-bit codes padded to whole words per row, an fp16 LUT of 8 per row, and CSR
-        // row pointers plus 4 bytes per sparse value (round(0.40% n) + round(0.05% n)).
+        // row pointers plus an fp16 value and a column per sparse value (round(0.40% n) +
+        // round(0.05% n)), the index arrays in 1 or 2 bytes as their largest value needs.
         const int shapes[7][2] = {{64, 64},  {32, 64},  {32, 64}, {64, 64},
                                   {172, 64}, {172, 64}, {64, 172}};
         double bytes = 0, paperBits = 0, sparse = 0;
         for (const auto& [rows, cols] : shapes) {
             const double n = double(rows) * cols;
             const double nnz = std::llround(0.004 * n) + std::llround(0.0005 * n);
-            bytes +=
-                rows * std::ceil(cols * 3 / 32.0) * 4 + rows * 8 * 2 + (rows + 1) * 4 + nnz * 4;
+            const auto width = [](double largest) { return largest <= 255 ? 1.0 : 2.0; };
+            bytes += rows * std::ceil(cols * 3 / 32.0) * 4 + rows * 8 * 2 +
+                     (rows + 1) * width(nnz) + nnz * (2 + width(cols - 1));
             paperBits += n * (3 + 16.0 * 8 / cols) + 32 * nnz;
             sparse += nnz;
         }

@@ -64,7 +64,7 @@ QuantizedLayer quantize(const QuantConfig& config, int rows, int cols) {
 
 // A permuted-order matrix back in original column order.
 RowMatrix unpermute(const CompressedMatrix& m, const RowMatrix& permuted) {
-    if (!m.perm) return permuted;
+    if (!m.permuted()) return permuted;
     RowMatrix original(permuted.rows(), permuted.cols());
     for (int j = 0; j < m.cols; ++j)
         original.col(m.originalColumn(j)) = permuted.col(j);
@@ -96,6 +96,12 @@ private:
     std::byte* data_ = nullptr;
     std::size_t length_ = 0;
 };
+
+// Overwrites element `i` of an index array (U8, U16 or I32) in place.
+void setIndex(StoredTensor& t, std::size_t i, std::int64_t value) {
+    const int width = indexBytes(t.dtype);
+    std::memcpy(t.bytes.data() + i * std::size_t(width), &value, std::size_t(width)); // LE
+}
 
 QuantizedLayer withoutOutliers(QuantizedLayer layer) {
     for (const char* name : {"outlier_row_ptr", "outlier_cols", "outlier_values"})
@@ -162,10 +168,10 @@ private slots:
         const RowMatrix base = withoutOutliers(layer).dequantize();
         const auto op = CompressedLinear::fromLayer(std::make_shared<QuantizedLayer>(layer), "l");
         const CompressedMatrix& m = op->matrix();
-        QCOMPARE(m.perm != nullptr, std::holds_alternative<GptqConfig>(config)
-                                        ? std::get<GptqConfig>(config).actOrder
-                                        : std::holds_alternative<SpqrConfig>(config) &&
-                                              std::get<SpqrConfig>(config).actOrder);
+        QCOMPARE(m.permuted(), std::holds_alternative<GptqConfig>(config)
+                                   ? std::get<GptqConfig>(config).actOrder
+                                   : std::holds_alternative<SpqrConfig>(config) &&
+                                         std::get<SpqrConfig>(config).actOrder);
 
         for (const KernelIsa isa : {KernelIsa::Auto, KernelIsa::Avx2, KernelIsa::Portable}) {
             RowMatrix decoded(rows, cols);
@@ -271,9 +277,9 @@ private slots:
         const int row = [&] {
             const StoredTensor& ptr = layer.tensors.at("outlier_row_ptr");
             for (int r = 0;; ++r)
-                if (ptr.at<std::int32_t>(r + 1) > 0) return r;
+                if (ptr.indexAt(std::size_t(r) + 1) > 0) return r;
         }();
-        const int column = layer.tensors.at("outlier_cols").at<std::uint16_t>(0);
+        const int column = int(layer.tensors.at("outlier_cols").indexAt(0));
         const auto op = CompressedLinear::fromLayer(std::make_shared<QuantizedLayer>(layer), "l");
         RowMatrix x = RowMatrix::Zero(1, 64);
         x(0, column) = 1.0f;
@@ -332,38 +338,38 @@ private slots:
                          "element 5"));
         QCOMPARE(errorFor(gptq,
                           [](QuantizedLayer& l) {
-                              auto& p = l.tensors.at("perm").bytes;
-                              std::memcpy(p.data() + 2, p.data(), 2); // entry 1 = entry 0
+                              StoredTensor& perm = l.tensors.at("perm");
+                              setIndex(perm, 1, perm.indexAt(0)); // entry 1 = entry 0
                           }),
                  QString("file.safetensors: tensor 'blk.q.perm' is not a permutation: column %1 "
                          "appears twice")
-                     .arg(gptq.tensors.at("perm").at<std::uint16_t>(0)));
+                     .arg(gptq.tensors.at("perm").indexAt(0)));
         QCOMPARE(
             errorFor(gptq, [](QuantizedLayer& l) { l.tensors["lut"] = l.tensors.at("zeros"); }),
             QString("file.safetensors: tensor 'blk.q.lut' is not part of a gptq layer"));
         QVERIFY(spqr.outlierCount >= 2);
         const auto& rowPtr = spqr.tensors.at("outlier_row_ptr");
-        int busy = 0; // a row with an outlier
-        while (rowPtr.at<std::int32_t>(busy + 1) == rowPtr.at<std::int32_t>(busy))
-            ++busy;
-        const std::int32_t first = rowPtr.at<std::int32_t>(busy);
+        int late = 0; // the first row that begins after an outlier
+        while (rowPtr.indexAt(std::size_t(late)) == 0)
+            ++late;
+        const std::int64_t begins = rowPtr.indexAt(std::size_t(late));
         QCOMPARE(errorFor(spqr,
-                          [&](QuantizedLayer& l) {
-                              const std::int32_t before = first - 1; // row `busy` ends early
-                              std::memcpy(l.tensors.at("outlier_row_ptr").bytes.data() +
-                                              4 * (busy + 1),
-                                          &before, 4);
+                          [&](QuantizedLayer& l) { // row `late` ends before it begins
+                              setIndex(l.tensors.at("outlier_row_ptr"), std::size_t(late) + 1,
+                                       begins - 1);
                           }),
                  QString("file.safetensors: tensor 'blk.q.outlier_row_ptr' row pointers are not "
                          "monotone: row %1 ends at %2, before it begins at %3")
-                     .arg(busy)
-                     .arg(first - 1)
-                     .arg(first));
+                     .arg(late)
+                     .arg(begins - 1)
+                     .arg(begins));
+        int busy = 0; // a row with an outlier
+        while (rowPtr.indexAt(std::size_t(busy) + 1) == rowPtr.indexAt(std::size_t(busy)))
+            ++busy;
+        const std::int64_t first = rowPtr.indexAt(std::size_t(busy));
         QCOMPARE(errorFor(spqr,
                           [&](QuantizedLayer& l) {
-                              const std::uint16_t bad = 70;
-                              std::memcpy(l.tensors.at("outlier_cols").bytes.data() + 2 * first,
-                                          &bad, 2);
+                              setIndex(l.tensors.at("outlier_cols"), std::size_t(first), 70);
                           }),
                  QString("file.safetensors: tensor 'blk.q.outlier_cols' has column index 70 "
                          "(entry %1, row %2) outside [0, 70)")

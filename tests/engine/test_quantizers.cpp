@@ -193,8 +193,7 @@ std::size_t ceilDiv(std::size_t a, std::size_t b) {
     return (a + b - 1) / b;
 }
 
-// Permuted column j holds original column perm[j] (docs/FORMAT.md: U16 when cols ≤ 65536, else
-// I32).
+// Permuted column j holds original column perm[j] (docs/FORMAT.md: an index array).
 std::vector<int> permutationOf(const QuantizedLayer& layer) {
     std::vector<int> perm(static_cast<std::size_t>(layer.cols));
     const auto it = layer.tensors.find("perm");
@@ -204,14 +203,13 @@ std::vector<int> permutationOf(const QuantizedLayer& layer) {
         return perm;
     }
     for (int j = 0; j < layer.cols; ++j)
-        perm[std::size_t(j)] = it->second.dtype == "U16"
-                                   ? int(it->second.at<std::uint16_t>(std::size_t(j)))
-                                   : it->second.at<std::int32_t>(std::size_t(j));
+        perm[std::size_t(j)] = int(it->second.indexAt(std::size_t(j)));
     return perm;
 }
 
-std::size_t permutationBytes(int cols) {
-    return static_cast<std::size_t>(cols) * (cols <= 65536 ? 2 : 4);
+// docs/FORMAT.md: index arrays take 1, 2 or 4 bytes, the fewest that hold their largest value.
+std::size_t indexBytes(std::size_t largest) {
+    return largest <= 255 ? 1 : largest <= 65535 ? 2 : 4;
 }
 
 // Each tensor's dtype, shape and bytes; empty when equal, else the first difference.
@@ -325,7 +323,8 @@ private slots:
         QTest::newRow("synthetic w3 g32") << "synthetic" << 3 << 32;
     }
 
-    // Min-max per row and group, scale rounded to fp16, integer zero, written out here.
+    // GPTQ's grid, written out here: min-max per row and group over a range extended to include 0,
+    // scale rounded to fp16, integer zero.
     void rtnMatchesReference() {
         QFETCH(QString, layer);
         QFETCH(int, wbits);
@@ -344,9 +343,9 @@ private slots:
         for (int r = 0; r < rows; ++r)
             for (int g = 0; g < groups; ++g) {
                 const int first = g * group, count = std::min(group, cols - first);
-                const float low = w.row(r).segment(first, count).minCoeff();
-                const float high = w.row(r).segment(first, count).maxCoeff();
-                QVERIFY(high > low); // the reference has no rule for constant groups
+                float low = std::min(w.row(r).segment(first, count).minCoeff(), 0.0f);
+                float high = std::max(w.row(r).segment(first, count).maxCoeff(), 0.0f);
+                if (low == high) low = -1.0f, high = 1.0f; // an all-zero group
                 const float scale = static_cast<float>(static_cast<_Float16>((high - low) / maxq));
                 const float zero = std::clamp(std::nearbyint(-low / scale), 0.0f, maxq);
                 scales[std::size_t(r) * groups + g] = scale;
@@ -395,6 +394,104 @@ private slots:
                                        .arg(std::bit_cast<std::uint32_t>(dequantized(r, j)), 8, 16)
                                        .arg(reference(r, j), 0, 'g', 9)
                                        .arg(std::bit_cast<std::uint32_t>(reference(r, j)), 8, 16)));
+    }
+
+    // A group whose weights share one sign keeps its range down to 0 (GPTQ's rule): no weight is
+    // clipped, so each decodes within half a step. An integer zero clamped to the code range
+    // without widening clipped every weight beyond scale·maxCode.
+    void affineGroupsSpanZero() {
+        const RowMatrix positive = realLayer("block 0 q_proj").weights.cwiseAbs().array() + 0.05f;
+        for (const QuantConfig& config : {QuantConfig{RtnConfig{3, 16}}, QuantConfig{[] {
+                                              GptqConfig gptq;
+                                              gptq.wbits = 3;
+                                              gptq.groupsize = 16;
+                                              return gptq;
+                                          }()}}) {
+            const RealLayer& l = realLayer("block 0 q_proj");
+            const auto quantized = quantizeLayer(positive, {&l.hessian}, config, JobContext{});
+            const StoredTensor& zeros = quantized.tensors.at("zeros");
+            for (std::size_t i = 0; i < zeros.count(); ++i)
+                QCOMPARE(zeros.f16At(i), 0.0f); // low is 0 in every group
+            if (std::holds_alternative<RtnConfig>(config)) {
+                const RowMatrix decoded = quantized.dequantize();
+                const StoredTensor& scales = quantized.tensors.at("scales");
+                for (int r = 0; r < positive.rows(); ++r)
+                    for (int j = 0; j < positive.cols(); ++j) {
+                        const float step = scales.f16At(std::size_t(r) * 4 + std::size_t(j / 16));
+                        QVERIFY2(std::abs(decoded(r, j) - positive(r, j)) <= 0.5f * step * 1.001f,
+                                 qPrintable(QString("(%1, %2): %3 decodes as %4")
+                                                .arg(r)
+                                                .arg(j)
+                                                .arg(positive(r, j))
+                                                .arg(decoded(r, j))));
+                    }
+            }
+        }
+    }
+
+    // SpQR's first-level zero is real (§3.2), then quantized at qq bits: with 8-bit statistics
+    // over groups of 2 rows, the decoded zero of each row lies within half a second-level step of
+    // −min/scale of the row's group. Integer zeros were up to half a code away.
+    void spqrFirstLevelZeroIsReal() {
+        const RealLayer& l = realLayer("block 0 q_proj");
+        SpqrConfig config = spqrConfig(kInfinity, false);
+        config.groupsize = 0; // one group per row, fitted before any error feedback
+        config.qqBits = 8;
+        config.statsGroupsize = 2;
+        const auto quantized = quantize(l, config);
+        const int rows = int(l.weights.rows());
+        const StoredTensor& zeroCodes = quantized.tensors.at("zero_codes");
+        const StoredTensor& zeroStats = quantized.tensors.at("zero_stats");
+        const auto* words = reinterpret_cast<const std::uint32_t*>(zeroCodes.bytes.data());
+        int fractional = 0;
+        for (int r = 0; r < rows; ++r) {
+            const float low = l.weights.row(r).minCoeff(), high = l.weights.row(r).maxCoeff();
+            const float real = -low / ((high - low) / 7.0f);
+            const float step = zeroStats.f16At(std::size_t(r / 2) * 2);
+            const float offset = zeroStats.f16At(std::size_t(r / 2) * 2 + 1);
+            const float decoded = step * (float(unpackCode(words, std::size_t(r), 8)) - offset);
+            // Half a step of rounding, plus the fp16 rounding of the stored second-level zero.
+            const float tolerance = step * (0.5f + std::abs(offset) * 0x1p-11f) + 1e-6f;
+            QVERIFY2(std::abs(decoded - real) <= tolerance,
+                     qPrintable(QString("row %1: zero %2 decodes as %3 (step %4)")
+                                    .arg(r)
+                                    .arg(real)
+                                    .arg(decoded)
+                                    .arg(step)));
+            fractional += std::abs(real - std::nearbyint(real)) > tolerance;
+        }
+        QVERIFY(fractional > rows / 2); // the check can tell a real zero from a rounded one
+    }
+
+    // A second-level group whose β2 statistics are all equal decodes them exactly (to the fp16 they
+    // are stored in): identical rows give identical scales and zeros. A widened range decoded them
+    // as 8v/7.
+    void spqrConstantStatisticsDecodeExactly() {
+        const RealLayer& l = realLayer("block 0 q_proj");
+        RowMatrix same(16, l.weights.cols());
+        for (int r = 0; r < 16; ++r)
+            same.row(r) = l.weights.row(3);
+        SpqrConfig config = spqrConfig(kInfinity, false);
+        config.groupsize = 0;
+        config.statsGroupsize = 16;
+        const auto quantized = quantizeLayer(same, {&l.hessian}, config, JobContext{});
+        const float low = same.row(0).minCoeff(), high = same.row(0).maxCoeff();
+        const float scale = (high - low) / 7.0f, zero = -low / scale;
+        const auto decode = [&](const char* codes, const char* stats) {
+            const StoredTensor& s = quantized.tensors.at(stats);
+            const auto* words =
+                reinterpret_cast<const std::uint32_t*>(quantized.tensors.at(codes).bytes.data());
+            return s.f16At(0) * (float(unpackCode(words, 0, config.qqBits)) - s.f16At(1));
+        };
+        const float fp16Step = 0x1p-10f; // relative spacing of fp16 around these values
+        QVERIFY2(std::abs(decode("scale_codes", "scale_stats") - scale) <= fp16Step * scale,
+                 qPrintable(QString("scale %1 decodes as %2")
+                                .arg(scale, 0, 'g', 9)
+                                .arg(decode("scale_codes", "scale_stats"), 0, 'g', 9)));
+        QVERIFY2(std::abs(decode("zero_codes", "zero_stats") - zero) <= fp16Step * std::abs(zero),
+                 qPrintable(QString("zero %1 decodes as %2")
+                                .arg(zero, 0, 'g', 9)
+                                .arg(decode("zero_codes", "zero_stats"), 0, 'g', 9)));
     }
 
     void gptqBeatsRtn_data() {
@@ -450,7 +547,10 @@ private slots:
         const auto infinite = quantize(l, spqrConfig(kInfinity, actOrder));
         QCOMPARE(huge.outlierCount, std::int64_t(0));
         QCOMPARE(infinite.outlierCount, std::int64_t(0));
-        QCOMPARE(huge.tensors.at("outlier_values").bytes.size(), std::size_t(0));
+        // A layer without outliers stores no CSR at all.
+        QVERIFY(!huge.tensors.contains("outlier_row_ptr"));
+        QVERIFY(!huge.tensors.contains("outlier_cols"));
+        QVERIFY(!huge.tensors.contains("outlier_values"));
         QCOMPARE(differenceOf(huge, infinite), QString());
 
         const SpqrConfig config = spqrConfig(kInfinity, actOrder);
@@ -551,31 +651,30 @@ private slots:
             const std::size_t rowGroups = ceilDiv(rows, std::size_t(spqr.statsGroupsize));
             expected += 2 * groups * ceilDiv(rows * spqr.qqBits, 32) * 4; // scale and zero codes
             expected += 2 * groups * rowGroups * 2 * 2;                   // their fp16 statistics
-            expected += nnz * (2 + 2) + (rows + 1) * 4;                   // CSR
             shapes["scale_codes"] = shapes["zero_codes"] = {
                 std::int64_t(groups), std::int64_t(ceilDiv(rows * spqr.qqBits, 32))};
             shapes["scale_stats"] =
                 shapes["zero_stats"] = {std::int64_t(groups), std::int64_t(rowGroups), 2};
-            shapes["outlier_row_ptr"] = {std::int64_t(rows + 1)};
-            shapes["outlier_cols"] = shapes["outlier_values"] = {std::int64_t(nnz)};
-            QCOMPARE(quantized.tensors.at("outlier_values").dtype, std::string("F16"));
-            QCOMPARE(quantized.tensors.at("outlier_cols").dtype, std::string("U16"));
-            QCOMPARE(quantized.tensors.at("outlier_row_ptr").dtype, std::string("I32"));
+            if (nnz > 0) { // CSR: fp16 values, columns and row pointers as narrow as they fit
+                expected += nnz * (2 + indexBytes(cols - 1)) + (rows + 1) * indexBytes(nnz);
+                shapes["outlier_row_ptr"] = {std::int64_t(rows + 1)};
+                shapes["outlier_cols"] = shapes["outlier_values"] = {std::int64_t(nnz)};
+                QCOMPARE(quantized.tensors.at("outlier_values").dtype, std::string("F16"));
+            }
         }
         if (method == 2 || method == 4) {
-            expected += permutationBytes(int(cols));
+            expected += cols * indexBytes(cols - 1);
             shapes["perm"] = {std::int64_t(cols)};
         }
         QCOMPARE(quantized.tensors.size(), shapes.size());
         for (const auto& [name, shape] : shapes) {
             QVERIFY2(quantized.tensors.count(name), name.c_str());
             QCOMPARE(quantized.tensors.at(name).shape, shape);
+            const std::string& dtype = quantized.tensors.at(name).dtype;
             QCOMPARE(quantized.tensors.at(name).bytes.size(),
-                     quantized.tensors.at(name).count() *
-                         (quantized.tensors.at(name).dtype == "U32" ||
-                                  quantized.tensors.at(name).dtype == "I32"
-                              ? 4
-                              : 2));
+                     quantized.tensors.at(name).count() * (dtype == "U32" || dtype == "I32" ? 4
+                                                           : dtype == "U8"                  ? 1
+                                                                                            : 2));
         }
         QCOMPARE(quantized.storedBytes(), expected);
         const double reported = quantized.bitsPerParameter() * double(rows * cols) / 8.0;
@@ -617,7 +716,7 @@ private slots:
             spqr.groupsize = groupsize;
             spqr.statsGroupsize = beta2;
             const auto quantized = quantize(l, spqr);
-            const double nnz = double(quantized.tensors.at("outlier_values").count());
+            const double nnz = double(quantized.outlierCount);
             QCOMPARE(double(quantized.outlierCount), nnz);
             const double fraction = nnz / double(l.weights.size());
             const double expected = wbits + 2.0 * spqr.qqBits / groupsize +
@@ -751,8 +850,8 @@ private slots:
         const StoredTensor& values = quantized.tensors.at("outlier_values");
         const auto nnz = std::int32_t(quantized.outlierCount);
         QVERIFY2(nnz > 0, "τ = 0.1 should find outliers");
-        QCOMPARE(rowPtr.at<std::int32_t>(0), 0);
-        QCOMPARE(rowPtr.at<std::int32_t>(std::size_t(rows)), nnz);
+        QCOMPARE(rowPtr.indexAt(0), std::int64_t(0));
+        QCOMPARE(rowPtr.indexAt(std::size_t(rows)), std::int64_t(nnz));
         QCOMPARE(std::int32_t(columns.count()), nnz);
         QCOMPARE(std::int32_t(values.count()), nnz);
 
@@ -764,13 +863,13 @@ private slots:
 
         const RowMatrix dequantized = quantized.dequantize();
         for (int r = 0; r < rows; ++r) {
-            const std::int32_t begin = rowPtr.at<std::int32_t>(std::size_t(r));
-            const std::int32_t end = rowPtr.at<std::int32_t>(std::size_t(r) + 1);
+            const auto begin = std::int32_t(rowPtr.indexAt(std::size_t(r)));
+            const auto end = std::int32_t(rowPtr.indexAt(std::size_t(r) + 1));
             QVERIFY(begin <= end);
             for (std::int32_t k = begin; k < end; ++k) {
-                const int column = columns.at<std::uint16_t>(std::size_t(k));
+                const int column = int(columns.indexAt(std::size_t(k)));
                 QVERIFY(column < cols);
-                if (k > begin) QVERIFY(column > columns.at<std::uint16_t>(std::size_t(k) - 1));
+                if (k > begin) QVERIFY(column > columns.indexAt(std::size_t(k) - 1));
                 const float stored = values.f16At(std::size_t(k));
                 // Outliers keep their error-updated value (SpQR Alg. 1), in fp16.
                 QVERIFY(std::isfinite(stored));

@@ -11,6 +11,7 @@
 #include "quantlens/model_quantizer.h"
 #include "quantlens/perplexity.h"
 #include "quantlens/quantlens_checkpoint.h"
+#include "quantlens/stored_tensor.h"
 #include "quantlens/text_file.h"
 #include "quantlens/tokenizer.h"
 #include "quantlens/transformer.h"
@@ -135,7 +136,7 @@ private slots:
                  written.result.bitsPerParameter);
 
         QCOMPARE(metadataOf(file, "format"), QString("quantlens"));
-        QCOMPARE(metadataOf(file, "quantlens.version"), QString("1"));
+        QCOMPARE(metadataOf(file, "quantlens.version"), QString("2"));
         QCOMPARE(metadataOf(file, "quantlens.method"), QString::fromStdString(methodName(config)));
         QCOMPARE(metadataOf(file, "quantlens.rope_layout"), QString("rotate-half"));
         QCOMPARE(metadataOf(file, "quantlens.settings"), QString::fromStdString(describe(config)));
@@ -256,10 +257,10 @@ private slots:
             return QString::fromStdString((directory / "model.safetensors").string());
         };
         fs::path copy = tampered("version", [](test::SafetensorsParts& parts) {
-            parts.header["__metadata__"]["quantlens.version"] = "2";
+            parts.header["__metadata__"]["quantlens.version"] = "3";
         });
-        QCOMPARE(loadError(copy), fileOf(copy) + ": quantlens format version '2' is not supported "
-                                                 "(this build reads version 1)");
+        QCOMPARE(loadError(copy), fileOf(copy) + ": quantlens format version '3' is not supported "
+                                                 "(this build reads versions 1 to 2)");
         copy = tampered("no-settings", [](test::SafetensorsParts& parts) {
             parts.header["__metadata__"].erase("quantlens.layer.model.layers.2.mlp.up_proj");
         });
@@ -288,22 +289,26 @@ private slots:
         const test::SafetensorsParts original =
             test::readSafetensorsParts(good / "model.safetensors");
         const std::string csr = "model.layers.0.self_attn.q_proj.outlier_";
+        // Row pointers are stored as narrow as nnz allows (docs/FORMAT.md).
+        const std::size_t width =
+            std::size_t(indexBytes(original.header[csr + "row_ptr"]["dtype"].get<std::string>()));
+        QVERIFY(width > 0);
         const auto rowPointer = [&](int row) {
-            std::int32_t value;
+            std::int64_t value = 0;
             std::memcpy(&value,
                         original.data.data() +
                             original.header[csr + "row_ptr"]["data_offsets"][0].get<std::size_t>() +
-                            4 * row,
-                        4);
+                            width * std::size_t(row),
+                        width);
             return value;
         };
-        int busy = 0;
-        while (rowPointer(busy + 1) == rowPointer(busy))
+        int busy = 0; // the first row that begins after an outlier
+        while (rowPointer(busy) == 0)
             ++busy;
-        const std::int32_t first = rowPointer(busy);
+        const std::int64_t first = rowPointer(busy);
         copy = tampered("row-pointers", [&](test::SafetensorsParts& parts) {
-            const std::int32_t early = first - 1;
-            std::memcpy(at(parts, csr + "row_ptr") + 4 * (busy + 1), &early, 4);
+            const std::int64_t early = first - 1; // row `busy` ends before it begins
+            std::memcpy(at(parts, csr + "row_ptr") + width * std::size_t(busy + 1), &early, width);
         });
         QCOMPARE(loadError(copy), fileOf(copy) + QString(": tensor '%1row_ptr' row pointers are "
                                                          "not monotone: row %2 ends at %3, before "
@@ -312,15 +317,21 @@ private slots:
                                                      .arg(busy)
                                                      .arg(first - 1)
                                                      .arg(first));
+        int owner = busy; // the row holding entry `first`
+        while (rowPointer(owner + 1) <= first)
+            ++owner;
+        const std::size_t columnWidth =
+            std::size_t(indexBytes(original.header[csr + "cols"]["dtype"].get<std::string>()));
         copy = tampered("columns", [&](test::SafetensorsParts& parts) {
-            const std::uint16_t outside = 64;
-            std::memcpy(at(parts, csr + "cols") + 2 * first, &outside, 2);
+            const std::int64_t outside = 64;
+            std::memcpy(at(parts, csr + "cols") + columnWidth * std::size_t(first), &outside,
+                        columnWidth);
         });
         QCOMPARE(loadError(copy), fileOf(copy) + QString(": tensor '%1cols' has column index 64 "
                                                          "(entry %2, row %3) outside [0, 64)")
                                                      .arg(QString::fromStdString(csr))
                                                      .arg(first)
-                                                     .arg(busy));
+                                                     .arg(owner));
         const auto addTensor = [](test::SafetensorsParts& parts, const std::string& name) {
             const std::size_t offset = parts.data.size();
             parts.data.append(4, '\0');
@@ -341,6 +352,44 @@ private slots:
     }
 
     // Writes appear whole or not at all.
+    // A version 1 checkpoint (I32 row pointers, U16 outlier columns and permutations) still loads
+    // and runs exactly as the version 2 checkpoint it is converted from.
+    void versionOneStillLoads() {
+        QTemporaryDir dir;
+        const fs::path v2 = fs::path(dir.path().toStdString()) / "v2";
+        const fs::path v1 = fs::path(dir.path().toStdString()) / "v1";
+        const auto model = loadModel(test::dataPath("stories260K-hf"));
+        writeQuantlens(*model, SpqrConfig{}, v2);
+        test::copyModelDirectory(v2, v1);
+        test::SafetensorsParts parts = test::readSafetensorsParts(v1 / "model.safetensors");
+        int widened = 0;
+        test::convertTensors(parts, [&](const std::string& name, const std::string& dtype,
+                                        const std::string& bytes) {
+            const bool rowPointers = name.ends_with(".outlier_row_ptr");
+            if (!rowPointers && !name.ends_with(".outlier_cols") && !name.ends_with(".perm"))
+                return std::pair{dtype, bytes};
+            const std::size_t from = dtype == "U8" ? 1 : dtype == "U16" ? 2 : 4;
+            const std::size_t to = rowPointers ? 4 : 2;
+            std::string wide;
+            for (std::size_t at = 0; at < bytes.size(); at += from) {
+                std::uint32_t value = 0;
+                std::memcpy(&value, bytes.data() + at, from);
+                wide.append(reinterpret_cast<const char*>(&value), to);
+            }
+            widened += dtype == (rowPointers ? "I32" : "U16") ? 0 : 1;
+            return std::pair{std::string(rowPointers ? "I32" : "U16"), wide};
+        });
+        parts.header["__metadata__"]["quantlens.version"] = "1";
+        test::writeSafetensorsParts(v1 / "model.safetensors", parts);
+        QVERIFY(widened > 0);
+        QVERIFY(fs::file_size(v1 / "model.safetensors") > fs::file_size(v2 / "model.safetensors"));
+
+        const auto old = loadModel(v1, CompressedLayers::Keep);
+        const auto current = loadModel(v2, CompressedLayers::Keep);
+        const std::vector<std::int32_t> tokens = excerptTokens(*current);
+        QCOMPARE((logitsOf(*old, tokens) - logitsOf(*current, tokens)).cwiseAbs().maxCoeff(), 0.0f);
+    }
+
     void atomicWrites() {
         QTemporaryDir dir;
         const fs::path root = dir.path().toStdString();

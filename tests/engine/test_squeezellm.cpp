@@ -14,6 +14,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
+#include <numeric>
 #include <random>
 
 using namespace quantlens;
@@ -95,6 +98,53 @@ double weightedObjective(const std::vector<float>& x, const std::vector<float>& 
     return total;
 }
 
+// The least Σ w·(x − mean)² over every split of the sorted values into `k` consecutive runs,
+// by exhaustive search (an independent reference for optimalWeightedKMeans on small rows).
+double bruteForceOptimum(std::vector<float> x, std::vector<float> w, int k) {
+    std::vector<std::size_t> order(x.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::sort(order.begin(), order.end(),
+              [&](std::size_t a, std::size_t b) { return x[a] < x[b]; });
+    const auto runCost = [&](std::size_t begin, std::size_t end) {
+        double weight = 0, moment = 0;
+        for (std::size_t i = begin; i < end; ++i) {
+            weight += w[order[i]];
+            moment += w[order[i]] * x[order[i]];
+        }
+        double cost = 0;
+        for (std::size_t i = begin; i < end; ++i) {
+            const double d = x[order[i]] - (weight > 0 ? moment / weight : 0.0);
+            cost += w[order[i]] * d * d;
+        }
+        return cost;
+    };
+    const std::function<double(std::size_t, int)> best = [&](std::size_t begin, int runs) {
+        if (runs == 1) return runCost(begin, x.size());
+        double least = std::numeric_limits<double>::infinity();
+        for (std::size_t end = begin + 1; end + std::size_t(runs - 1) <= x.size(); ++end)
+            least = std::min(least, runCost(begin, end) + best(end, runs - 1));
+        return least;
+    };
+    return best(0, k);
+}
+
+// Plain weighted k-means++ (one D² draw per centre), the seeding before greedy trials.
+std::vector<double> plainSeeds(const std::vector<float>& x, const std::vector<float>& w, int k,
+                               std::mt19937_64& engine) {
+    std::vector<double> seeds;
+    std::vector<double> mass(w.begin(), w.end());
+    while (seeds.size() < std::size_t(k)) {
+        std::discrete_distribution<std::size_t> pick(mass.begin(), mass.end());
+        seeds.push_back(x[pick(engine)]);
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            const double d = x[i] - seeds.back();
+            mass[i] = seeds.size() == 1 ? w[i] * d * d : std::min(mass[i], w[i] * d * d);
+        }
+    }
+    std::sort(seeds.begin(), seeds.end());
+    return seeds;
+}
+
 std::size_t ceilDiv(std::size_t a, std::size_t b) {
     return (a + b - 1) / b;
 }
@@ -130,6 +180,67 @@ private slots:
                         1e-9 * result.objectiveTrace.back());
                 QVERIFY(result.objectiveTrace.back() < result.objectiveTrace.front());
             }
+        }
+    }
+
+    // The dynamic programme finds the global minimum: it equals an exhaustive search over interval
+    // splits on small rows, and is never above Lloyd's local minimum on real rows (and below it on
+    // some, or Lloyd would already be optimal and the comparison would show nothing).
+    void optimalKMeansIsTheGlobalMinimum() {
+        std::mt19937 engine(17);
+        std::normal_distribution<float> normal;
+        std::uniform_real_distribution<float> positive(0.0f, 1.0f);
+        for (int trial = 0; trial < 40; ++trial) {
+            const std::size_t n = 6 + std::size_t(trial % 7);
+            const int k = 2 + trial % 3;
+            std::vector<float> x(n), w(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                x[i] = normal(engine);
+                w[i] = trial % 4 == 0 && i % 3 == 0 ? 0.0f : positive(engine);
+            }
+            const KMeansResult optimal = optimalWeightedKMeans(x, w, k);
+            QCOMPARE(optimal.centroids.size(), std::size_t(k));
+            QVERIFY(std::is_sorted(optimal.centroids.begin(), optimal.centroids.end()));
+            const double reference = bruteForceOptimum(x, w, k);
+            QVERIFY2(std::abs(weightedObjective(x, w, optimal.centroids) - reference) <=
+                         1e-9 * reference + 1e-12,
+                     qPrintable(QString("trial %1: %2 vs exhaustive %3")
+                                    .arg(trial)
+                                    .arg(weightedObjective(x, w, optimal.centroids), 0, 'g', 12)
+                                    .arg(reference, 0, 'g', 12)));
+        }
+        const RowMatrix& w = realWeights()[6]; // block 0 down_proj, 64 × 172
+        const RowMatrix importance = seededImportance(w.rows(), w.cols(), 7);
+        int better = 0;
+        for (Eigen::Index r = 0; r < w.rows(); ++r) {
+            const auto x = rowOf(w, r), weights = rowOf(importance, r);
+            const double optimal =
+                weightedObjective(x, weights, optimalWeightedKMeans(x, weights, 8).centroids);
+            const double lloyd = weightedObjective(
+                x, weights,
+                weightedKMeans(x, weights, kmeansPlusPlusSeeds(x, weights, 8, r), 50).centroids);
+            QVERIFY(optimal <= lloyd * (1 + 1e-12));
+            better += optimal < lloyd * (1 - 1e-9);
+        }
+        QVERIFY(better > 0);
+    }
+
+    // Greedy trials (2 + ⌊ln k⌋ candidates per centre) seed with a lower potential Σ w·D² than
+    // one D² draw per centre, on average over the rows of a real layer.
+    void greedySeedingLowersThePotential() {
+        const RowMatrix& w = realWeights()[13]; // block 1 down_proj
+        const RowMatrix importance = seededImportance(w.rows(), w.cols(), 3);
+        std::mt19937_64 engine(9);
+        for (int k : {4, 8, 16}) {
+            double greedy = 0, plain = 0;
+            for (Eigen::Index r = 0; r < w.rows(); ++r) {
+                const auto x = rowOf(w, r), weights = rowOf(importance, r);
+                greedy += weightedObjective(x, weights, kmeansPlusPlusSeeds(x, weights, k, r));
+                plain += weightedObjective(x, weights, plainSeeds(x, weights, k, engine));
+            }
+            QVERIFY2(
+                greedy < plain,
+                qPrintable(QString("k=%1: greedy %2, plain %3").arg(k).arg(greedy).arg(plain)));
         }
     }
 
@@ -212,7 +323,11 @@ private slots:
         QCOMPARE(std::size_t(q.outlierCount), nnz);
         std::size_t expected = rows * ceilDiv(cols * std::size_t(wbits), 32) * 4 // codes
                                + rows * (std::size_t{1} << wbits) * 2;           // fp16 LUTs
-        if (sparse + sensitive > 0) expected += (rows + 1) * 4 + nnz * (2 + 2);  // CSR
+        // CSR: row pointers and columns in the narrowest of 1, 2 or 4 bytes that holds them.
+        const auto width = [](std::size_t largest) -> std::size_t {
+            return largest <= 255 ? 1 : largest <= 65535 ? 2 : 4;
+        };
+        if (nnz > 0) expected += (rows + 1) * width(nnz) + nnz * (2 + width(cols - 1));
         QCOMPARE(q.storedBytes(), expected);
         QCOMPARE(q.bitsPerParameter(), double(expected) * 8 / double(n));
         QCOMPARE(q.paperBitsPerParameter(),
@@ -235,9 +350,9 @@ private slots:
             Eigen::Array<bool, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>::Constant(
                 w.rows(), w.cols(), false);
         for (Eigen::Index r = 0; r < w.rows(); ++r)
-            for (auto k = rowPtr.at<std::int32_t>(std::size_t(r));
-                 k < rowPtr.at<std::int32_t>(std::size_t(r) + 1); ++k)
-                sparse(r, cols.at<std::uint16_t>(std::size_t(k))) = true;
+            for (auto k = rowPtr.indexAt(std::size_t(r)); k < rowPtr.indexAt(std::size_t(r) + 1);
+                 ++k)
+                sparse(r, cols.indexAt(std::size_t(k))) = true;
         for (Eigen::Index r = 0; r < w.rows(); ++r) {
             std::vector<float> table(8);
             for (std::size_t k = 0; k < 8; ++k)

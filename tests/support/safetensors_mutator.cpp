@@ -38,27 +38,42 @@ void copyModelDirectory(const std::filesystem::path& source,
                                    std::filesystem::copy_options::overwrite_existing);
 }
 
+void convertTensors(SafetensorsParts& parts, const TensorConversion& convert) {
+    SafetensorsParts converted{nlohmann::json::object(), {}};
+    for (auto& [name, entry] : parts.header.items()) {
+        if (name == "__metadata__") {
+            converted.header[name] = entry;
+            continue;
+        }
+        const auto begin = entry["data_offsets"][0].get<std::size_t>();
+        const auto end = entry["data_offsets"][1].get<std::size_t>();
+        const auto [dtype, bytes] =
+            convert(name, entry["dtype"].get<std::string>(), parts.data.substr(begin, end - begin));
+        const std::size_t offset = converted.data.size();
+        converted.data += bytes;
+        converted.header[name] = {{"dtype", dtype},
+                                  {"shape", entry["shape"]},
+                                  {"data_offsets", {offset, converted.data.size()}}};
+    }
+    parts = std::move(converted);
+}
+
 void copyModelAsF16(const std::filesystem::path& source, const std::filesystem::path& destination) {
     copyModelDirectory(source, destination);
     const std::filesystem::path weights = destination / "model.safetensors";
     SafetensorsParts parts = readSafetensorsParts(weights);
-    SafetensorsParts half{nlohmann::json::object(), {}};
-    for (auto& [name, entry] : parts.header.items()) {
-        if (name == "__metadata__") continue;
-        const auto begin = entry["data_offsets"][0].get<std::size_t>();
-        const auto end = entry["data_offsets"][1].get<std::size_t>();
-        const std::size_t offset = half.data.size();
-        for (std::size_t at = begin; at < end; at += 4) {
+    convertTensors(parts, [](const std::string&, const std::string&, const std::string& bytes) {
+        std::string half;
+        for (std::size_t at = 0; at < bytes.size(); at += 4) {
             float value;
-            std::memcpy(&value, parts.data.data() + at, 4);
+            std::memcpy(&value, bytes.data() + at, 4);
             const auto bits = std::bit_cast<std::uint16_t>(static_cast<_Float16>(value));
-            half.data.append(reinterpret_cast<const char*>(&bits), 2);
+            half.append(reinterpret_cast<const char*>(&bits), 2);
         }
-        half.header[name] = {{"dtype", "F16"},
-                             {"shape", entry["shape"]},
-                             {"data_offsets", {offset, half.data.size()}}};
-    }
-    writeSafetensorsParts(weights, half);
+        return std::pair<std::string, std::string>{"F16", half};
+    });
+    parts.header.erase("__metadata__");
+    writeSafetensorsParts(weights, parts);
 }
 
 void editJsonFile(const std::filesystem::path& file,

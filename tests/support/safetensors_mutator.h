@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace quantlens::test {
 
@@ -24,6 +25,12 @@ void writeSafetensorsParts(const std::filesystem::path& file, const SafetensorsP
 // Copies a model directory's files (flat) into `destination`, which is created.
 void copyModelDirectory(const std::filesystem::path& source,
                         const std::filesystem::path& destination);
+
+// Rewrites every tensor of `parts` through `convert` (name, dtype and bytes in; dtype and bytes
+// out, shape kept), laying the data out anew; __metadata__ is kept.
+using TensorConversion = std::function<std::pair<std::string, std::string>(
+    const std::string& name, const std::string& dtype, const std::string& bytes)>;
+void convertTensors(SafetensorsParts& parts, const TensorConversion& convert);
 
 // Copies a model directory with every F32 tensor of model.safetensors stored as F16 instead
 // (rounded to nearest even by the compiler's own _Float16 conversion, independent of the engine).

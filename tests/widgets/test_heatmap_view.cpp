@@ -271,15 +271,14 @@ void TestHeatmapView::fisherOverlayFollowsSensitiveShare() {
                                    " cells hold one of the 123 most sensitive weights"),
              qPrintable(view.title()));
 
-    // + 0.5% by magnitude (61): 3 + 16·2³/128 bits, 32 per sparse value, 32 per row pointer.
+    // + 0.5% by magnitude (61): 3 + 16·2³/128 bits and 32 per sparse value (the paper's count).
     panel.findChild<QDoubleSpinBox*>("sparsePercent")->setValue(0.5);
     SparseTuner* sparse = panel.sparseTuner();
     QCOMPARE(sparse->sparseCount(), std::int64_t(184));
-    QCOMPARE(sparse->bitsPerParameter(), 4.0 + (32.0 * 184 + 32.0 * 97) / 12288.0);
+    QCOMPARE(sparse->bitsPerParameter(), 4.0 + 32.0 * 184 / 12288.0);
     QCOMPARE(view.markedTiles(), std::int64_t(123)); // the magnitude share is not a sensitivity
     panel.findChild<QSpinBox*>("wbits")->setValue(4);
-    QCOMPARE(sparse->bitsPerParameter(),
-             4.0 + 16.0 * 16 / 128 + (32.0 * 184 + 32.0 * 97) / 12288.0);
+    QCOMPARE(sparse->bitsPerParameter(), 4.0 + 16.0 * 16 / 128 + 32.0 * 184 / 12288.0);
 
     const int marked = int(view.markedTiles());
     panel.tuner()->setThreshold(0.01);

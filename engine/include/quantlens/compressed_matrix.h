@@ -3,6 +3,7 @@
 #include "quantlens/quant_config.h"
 #include "quantlens/quantized_layer.h"
 #include "quantlens/safetensors.h"
+#include "quantlens/stored_tensor.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -20,20 +21,26 @@ template <typename T> T loadStored(const std::byte* data, std::size_t index) {
     return value;
 }
 
+// A stored index array (U8, U16 or I32; stored_tensor.h).
+struct IndexView {
+    const std::byte* data = nullptr;
+    int bytes = 0;
+
+    std::int64_t operator[](std::int64_t i) const {
+        return loadIndex(data, bytes, static_cast<std::size_t>(i));
+    }
+};
+
 // Outliers (SpQR) and sparse values (SqueezeLLM) in CSR over permuted columns — the one sparse
 // layout of docs/FORMAT.md. A value replaces the decoded weight at its position.
 struct CsrOutliers {
-    const std::byte* rowPointers = nullptr; // I32 [rows + 1]
-    const std::byte* columns = nullptr;     // U16, or I32 when wideColumns
-    const std::byte* values = nullptr;      // F16
-    bool wideColumns = false;
+    IndexView rowPointers;             // [rows + 1]
+    IndexView columns;                 // [count]
+    const std::byte* values = nullptr; // F16 [count]
     std::int64_t count = 0;
 
-    std::int64_t rowBegin(int row) const { return loadStored<std::int32_t>(rowPointers, row); }
-    int column(std::int64_t k) const {
-        return wideColumns ? loadStored<std::int32_t>(columns, k)
-                           : loadStored<std::uint16_t>(columns, k);
-    }
+    std::int64_t rowBegin(int row) const { return rowPointers[row]; }
+    int column(std::int64_t k) const { return static_cast<int>(columns[k]); }
     float value(std::int64_t k) const;
 };
 
@@ -73,12 +80,10 @@ struct CompressedMatrix {
 
     CsrOutliers outliers;
 
-    const std::byte* perm = nullptr; // act-order: U16, or I32 when widePerm
-    bool widePerm = false;
+    IndexView perm; // act-order only (data is null without)
+    bool permuted() const { return perm.data != nullptr; }
     // The original column of permuted column j.
-    int originalColumn(int j) const {
-        return widePerm ? loadStored<std::int32_t>(perm, j) : loadStored<std::uint16_t>(perm, j);
-    }
+    int originalColumn(int j) const { return static_cast<int>(perm[j]); }
 
     // Built by compressedMatrix(); the only memory the view owns. Without it the portable
     // kernels run.

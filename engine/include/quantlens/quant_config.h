@@ -41,17 +41,20 @@ struct SpqrConfig {
     bool actOrder = true;
 };
 
-// SqueezeLLM (Kim et al. 2023): per output row, a Fisher-weighted k-means with 2^wbits centroids
-// (k-means++ seeding, Lloyd iterations); codes index a per-row fp16 lookup table. Dense-and-sparse:
-// before clustering, sparsePercent of each layer's weights (the largest magnitudes, i.e. those
-// outside a symmetric range) and then sensitivePercent (the largest Fisher values) move to an fp16
-// CSR matrix. Defaults: the paper's dense-only setting; its "0.45%" variant is sparse 0.40 +
-// sensitive 0.05.
+// SqueezeLLM (Kim et al. 2023): per output row, a Fisher-weighted k-means with 2^wbits centroids;
+// codes index a per-row fp16 lookup table. The clustering is the exact optimum of the weighted
+// objective (a dynamic programme, docs/FIDELITY.md) unless optimalKMeans is off, which runs the
+// paper's recipe: greedy k-means++ seeding, then at most kmeansIterations Lloyd steps.
+// Dense-and-sparse: before clustering, sparsePercent of each layer's weights (the largest
+// magnitudes, i.e. those outside a symmetric range) and then sensitivePercent (the largest Fisher
+// values) move to an fp16 CSR matrix. Defaults: the paper's dense-only setting; its "0.45%" variant
+// is sparse 0.40 + sensitive 0.05.
 struct SqueezeConfig {
     int wbits = 4;
     double sparsePercent = 0.0;
     double sensitivePercent = 0.0;
     int kmeansIterations = 50; // Lloyd iterations at most, as the paper's scikit-learn runs
+    bool optimalKMeans = true; // measured better than the paper's Lloyd (docs/FIDELITY.md)
 };
 
 using QuantConfig = std::variant<RtnConfig, GptqConfig, SpqrConfig, SqueezeConfig>;
@@ -63,7 +66,6 @@ using QuantConfig = std::variant<RtnConfig, GptqConfig, SpqrConfig, SqueezeConfi
 struct SqueezeSparseCounts {
     std::int64_t byMagnitude = 0;
     std::int64_t byFisher = 0;
-    bool stored = false; // a CSR matrix is stored (row pointers included) even if both counts are 0
     std::int64_t total() const { return byMagnitude + byFisher; }
 };
 SqueezeSparseCounts squeezeSparseCounts(const SqueezeConfig& config, std::int64_t parameters);
@@ -97,6 +99,7 @@ template <typename Config, typename Visit> void forEachSetting(Config& c, Visit 
         visit("sparse_percent", c.sparsePercent);
         visit("sensitive_percent", c.sensitivePercent);
         visit("kmeans_iterations", c.kmeansIterations);
+        visit("optimal_kmeans", c.optimalKMeans);
     } else {
         visit("groupsize", c.groupsize);
     }

@@ -18,7 +18,10 @@ namespace quantlens {
 // embedding, norms and head, with the format, version, method and every layer's settings in
 // __metadata__; config.json and the tokenizer beside it.
 inline constexpr const char* kQuantlensFormatName = "quantlens";
-inline constexpr int kQuantlensFormatVersion = 1;
+// Version 2 stores index arrays no wider than they need and no CSR for a layer without outliers;
+// version 1 checkpoints (I32 row pointers, U16 columns and permutations) still load.
+inline constexpr int kQuantlensFormatVersion = 2;
+inline constexpr int kOldestQuantlensFormatVersion = 1;
 
 // A method's settings as the JSON object stored per layer ({"method": "spqr", "wbits": 3, …}),
 // and back; parsing requires every setting of the method and validates them, throwing Error

@@ -69,9 +69,9 @@ SensitivityMap computeFisherSensitivity(const RowMatrix& weights, const RowMatri
 // OutlierPreview adds outliers to.
 double baseBitsPerParameter(const QuantConfig& config, int rows, int cols);
 
-// The bits per parameter of a rows × cols SqueezeLLM layer before quantizing it: the paper's
-// wbits + 16·2^wbits/cols + 32·sparse fraction (squeezeSparseCounts) plus the 32-bit CSR row
-// pointers the layer stores with its sparse matrix.
+// The bits per parameter of a rows × cols SqueezeLLM layer before quantizing it, in the paper's
+// accounting (QuantizedLayer::paperBitsPerParameter): wbits + 16·2^wbits/cols + 32·sparse fraction
+// (squeezeSparseCounts).
 double squeezeBitsPerParameter(const SqueezeConfig& config, int rows, int cols);
 
 // The outlier count and bits per parameter for any SpQR threshold τ, without re-running the
@@ -98,8 +98,8 @@ public:
     // Number of weights with ν_ij > τ: every weight for τ < 0, the nonzero ones for τ = 0, none for
     // τ = +∞. Throws Error for NaN.
     std::int64_t outlierCount(double tau) const;
-    // baseBits + 32·count/(rows·cols) (fp16 value + 16-bit column index per outlier) + 32·(rows +
-    // 1)/(rows·cols) (the CSR row pointers SpQR always stores).
+    // baseBits + 32·count/(rows·cols): the paper's accounting (fp16 value + 16-bit column per
+    // outlier), which QuantizedLayer::paperBitsPerParameter gives once the layer is quantized.
     double bitsPerParameter(double tau) const;
     // The τ that marks the `count` largest ν, for a control that sets a share of weights rather
     // than a threshold: outlierCount(τ) = count, or fewer where ν ties across the cut; +∞ for

@@ -7,6 +7,14 @@
 
 namespace quantlens {
 
+// Index arrays (CSR row pointers and columns, permutations) are stored in the narrowest of U8, U16
+// and I32 that holds the largest value they may take (docs/FORMAT.md): `indexDtype` names it and
+// `indexBytes` gives its width (0 for a dtype that is not an index dtype).
+const char* indexDtype(std::int64_t largest);
+int indexBytes(const std::string& dtype);
+// Element `i` of an index array of `bytes`-wide little-endian entries.
+std::int64_t loadIndex(const void* data, int bytes, std::size_t i);
+
 // One array exactly as it is stored (in memory and in exported files): safetensors dtype name,
 // shape and little-endian bytes. Bit accounting counts these bytes and nothing else.
 struct StoredTensor {
@@ -23,6 +31,9 @@ struct StoredTensor {
             std::memcpy(t.bytes.data(), values.data(), t.bytes.size());
         return t;
     }
+    // Index values in the narrowest dtype that holds `largest` (≥ every value).
+    static StoredTensor indices(std::vector<std::int64_t> shape,
+                                const std::vector<std::int32_t>& values, std::int64_t largest);
     // fp32 values stored as F16 (rounded to nearest even).
     static StoredTensor f16(std::vector<std::int64_t> shape, const std::vector<float>& values);
 
@@ -32,6 +43,7 @@ struct StoredTensor {
         return value;
     }
     float f16At(std::size_t index) const;
+    std::int64_t indexAt(std::size_t index) const; // an index array's element
     std::size_t count() const;
 };
 

@@ -18,10 +18,12 @@ struct KMeansResult {
     std::vector<double> objectiveTrace;
 };
 
-// k-means++ seeding (Arthur & Vassilvitskii 2007) with weights: the first centroid is drawn with
-// probability ∝ w_i, each next one ∝ w_i·D(x_i)², D the distance to the nearest chosen centroid.
-// Deterministic for a given `seed`. When fewer than k distinct values carry weight, the remaining
-// centroids repeat chosen ones. Returns k centroids, ascending. Needs Σ w > 0.
+// Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, with scikit-learn's local trials, the
+// seeding of SqueezeLLM's recipe) with weights: the first centroid is drawn with probability ∝ w_i;
+// for each next one, 2 + ⌊ln k⌋ candidates are drawn ∝ w_i·D(x_i)², D the distance to the nearest
+// chosen centroid, and the one that lowers Σ w·D² most is kept. Deterministic for a given `seed`.
+// When fewer than k distinct values carry weight, the remaining centroids repeat chosen ones.
+// Returns k centroids, ascending. Needs Σ w > 0.
 std::vector<double> kmeansPlusPlusSeeds(std::span<const float> values,
                                         std::span<const float> weights, int k, std::uint64_t seed);
 
@@ -31,6 +33,13 @@ std::vector<double> kmeansPlusPlusSeeds(std::span<const float> values,
 KMeansResult weightedKMeans(std::span<const float> values, std::span<const float> weights,
                             std::vector<double> initial, int maxIterations,
                             bool traceObjective = false);
+
+// The global minimum of Σ w·(x − c(x))² over k centroids (a dynamic programme over the sorted
+// values, as Ckmeans.1d.dp: clusters are intervals, O(k·n log n) with divide and conquer), where
+// Lloyd's iterations only reach a local one. Values of zero weight do not count; with fewer than k
+// weighted distinct values the remaining centroids repeat the last. Needs Σ w > 0.
+KMeansResult optimalWeightedKMeans(std::span<const float> values, std::span<const float> weights,
+                                   int k);
 
 // Index of the centroid nearest to x in `ascending` (ties to the lower index): the assignment rule
 // of weightedKMeans, exposed so encoders use exactly the same one.
