@@ -14,6 +14,13 @@ std::filesystem::path cliPath() {
     return QUANTLENS_CLI_PATH;
 }
 
+QString artifactPath(const QString& name) {
+    const QString directory =
+        qEnvironmentVariable("QUANTLENS_ARTIFACT_DIR", QStringLiteral(QUANTLENS_ARTIFACT_DEFAULT));
+    QDir().mkpath(directory);
+    return QDir(directory).filePath(name);
+}
+
 std::string readBytes(const std::filesystem::path& file) {
     std::ifstream in(file, std::ios::binary);
     if (!in) throw std::runtime_error("cannot read " + file.string());

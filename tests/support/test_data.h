@@ -13,6 +13,10 @@ std::filesystem::path dataPath(const std::string& relative);
 // The quantlens-cli binary built beside the tests.
 std::filesystem::path cliPath();
 
+// Where a test writes `name` (screenshots and other artifacts): $QUANTLENS_ARTIFACT_DIR, else
+// artifacts/ in the build directory — never the source tree. The directory is created.
+QString artifactPath(const QString& name);
+
 // A whole file's bytes, and writing them back (replacing the file); both throw on failure.
 std::string readBytes(const std::filesystem::path& file);
 void writeBytes(const std::filesystem::path& file, const std::string& bytes);

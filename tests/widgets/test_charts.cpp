@@ -5,6 +5,7 @@
 #include "pareto_view.h"
 #include "run_description.h"
 #include "synthetic_layer.h"
+#include "test_data.h"
 
 #include <QSignalSpy>
 #include <QtTest>
@@ -15,12 +16,6 @@
 #include <random>
 
 namespace {
-
-QString artifactPath(const QString& name) {
-    const QString directory = qEnvironmentVariable("QUANTLENS_ARTIFACT_DIR", QDir::currentPath());
-    QDir().mkpath(directory);
-    return QDir(directory).filePath(name);
-}
 
 std::vector<std::size_t> bruteForceFront(const std::vector<ParetoPoint>& points) {
     std::vector<std::size_t> front;
@@ -117,7 +112,7 @@ void TestCharts::paretoViewHoversAndClicks() {
     QCOMPARE(csv.size(), 6); // header, four runs, the baseline
     QVERIFY(csv[3].startsWith("spqr,") && csv[3].endsWith(",1"));
     QVERIFY(csv[1].endsWith(",0"));
-    QVERIFY(view.plot()->grab().save(artifactPath("pareto_synthetic.png")));
+    QVERIFY(view.plot()->grab().save(quantlens::test::artifactPath("pareto_synthetic.png")));
 }
 
 void TestCharts::outlierCountsMatchMask() {
@@ -168,7 +163,8 @@ void TestCharts::outlierPatternViewShowsCounts() {
     QCOMPARE(std::accumulate(view.counts().columns.begin(), view.counts().columns.end(),
                              std::int64_t{0}),
              layer->preview.outlierCount(1.0));
-    QVERIFY(view.plot()->grab().save(artifactPath("outlier_patterns_synthetic.png")));
+    QVERIFY(
+        view.plot()->grab().save(quantlens::test::artifactPath("outlier_patterns_synthetic.png")));
 }
 
 void TestCharts::layerSummaryShowsEveryLayer() {

@@ -3,6 +3,7 @@
 #include "quant_settings_panel.h"
 #include "sparse_tuner.h"
 #include "synthetic_layer.h"
+#include "test_data.h"
 #include "threshold_tuner.h"
 
 #include <QDoubleSpinBox>
@@ -18,12 +19,6 @@
 #include <random>
 
 namespace {
-
-QString artifactPath(const QString& name) {
-    const QString directory = qEnvironmentVariable("QUANTLENS_ARTIFACT_DIR", QDir::currentPath());
-    QDir().mkpath(directory);
-    return QDir(directory).filePath(name);
-}
 
 // Where the heatmap draws matrix entry (row, col), in its plot's pixels.
 QPoint pixelOf(const HeatmapView& view, int row, int col) {
@@ -133,7 +128,7 @@ void TestHeatmapView::poolsLargeLayerAndStatesTileInReadout() {
     QVERIFY(peak > 0.0f);
 
     view.plot()->replot();
-    QVERIFY(view.plot()->grab().save(artifactPath("heatmap_1500x1100.png")));
+    QVERIFY(view.plot()->grab().save(quantlens::test::artifactPath("heatmap_1500x1100.png")));
 }
 
 void TestHeatmapView::zoomingInShowsSingleWeights() {
@@ -210,7 +205,7 @@ void TestHeatmapView::overlayFollowsDraggedSlider() {
             outliers += layer->preview.isOutlier(r, c, tuner.threshold());
     QCOMPARE(view.markedTiles(), outliers);
     view.plot()->replot();
-    QVERIFY(view.plot()->grab().save(artifactPath("heatmap_overlay.png")));
+    QVERIFY(view.plot()->grab().save(quantlens::test::artifactPath("heatmap_overlay.png")));
 }
 
 void TestHeatmapView::spinBoxAndSliderAgree() {
@@ -290,7 +285,7 @@ void TestHeatmapView::fisherOverlayFollowsSensitiveShare() {
     view.plot()->replot(); // lays the plot out for the two-line title before mapping pixels
     QTest::mouseMove(view.plot(), pixelOf(view, int(row), int(col)));
     QVERIFY2(view.readout().endsWith(", among the most sensitive"), qPrintable(view.readout()));
-    QVERIFY(view.grab().save(artifactPath("heatmap_fisher.png")));
+    QVERIFY(view.grab().save(quantlens::test::artifactPath("heatmap_fisher.png")));
     const auto obs = quantlens::test::syntheticLayer(96, 128, 3);
     view.setLayer(obs);
     QVERIFY(view.readout().isEmpty()); // it described the previous layer

@@ -150,9 +150,7 @@ void TestMainWindow::showsHfModel() {
     QCOMPARE(recent->actions().first()->text(), "&1 " + QDir::toNativeSeparators(path));
 
     block0->setExpanded(true); // so that the screenshot shows a block's tensors
-    const QString artifacts = qEnvironmentVariable("QUANTLENS_ARTIFACT_DIR", QDir::currentPath());
-    QVERIFY(QDir().mkpath(artifacts));
-    QVERIFY(window.grab().save(QDir(artifacts).filePath("main_window.png")));
+    QVERIFY(window.grab().save(quantlens::test::artifactPath("main_window.png")));
 }
 
 void TestMainWindow::showsDroppedCheckpoint() {

@@ -1,6 +1,7 @@
 #include "export_dialog.h"
 #include "model_export.h"
 #include "synthetic_fixtures.h"
+#include "test_data.h"
 
 #include "quantlens/dtype.h"
 #include "quantlens/error.h"
@@ -70,12 +71,6 @@ QJsonObject jsonFile(const QString& path) {
     QFile file(path);
     return file.open(QIODevice::ReadOnly) ? QJsonDocument::fromJson(file.readAll()).object()
                                           : QJsonObject();
-}
-
-QString artifactPath(const QString& name) {
-    const QString directory = qEnvironmentVariable("QUANTLENS_ARTIFACT_DIR", QDir::currentPath());
-    QDir().mkpath(directory);
-    return QDir(directory).filePath(name);
 }
 
 const quantlens::QuantConfig kGptq = quantlens::GptqConfig{4, 32, 128, 0.01, false};
@@ -157,7 +152,7 @@ void TestStudioExport::dialogOffersGptqOnlyForRtnAndGptqRuns() {
                                        "this run is SpQR. Export it as a Quantlens checkpoint or "
                                        "as dense safetensors."));
     QCOMPARE(formats->item(gptq)->toolTip(), dialog.problem());
-    QVERIFY(dialog.grab().save(artifactPath("export_dialog.png")));
+    QVERIFY(dialog.grab().save(quantlens::test::artifactPath("export_dialog.png")));
 
     for (const int run : {1, 2}) { // GPTQ and RTN runs fit the layout
         dialog.setRun(run);

@@ -40,9 +40,7 @@ QString dataDir(const std::string& relative) {
 // Saves what the window shows once its queued plot updates have been painted.
 void screenshot(QWidget& window, const QString& name) {
     QTest::qWait(100);
-    const QString directory = qEnvironmentVariable("QUANTLENS_ARTIFACT_DIR", QDir::currentPath());
-    QDir().mkpath(directory);
-    QVERIFY(window.grab().save(QDir(directory).filePath(name)));
+    QVERIFY(window.grab().save(quantlens::test::artifactPath(name)));
 }
 
 // Fails with the error the window showed, if any.
