@@ -104,7 +104,7 @@ private:
     std::vector<std::int64_t> shape_{0, 0};
 };
 
-// An index array (docs/FORMAT.md: U8, U16 or I32, no wider than `largest` needs) of `shape`.
+// An index array (docs/FORMAT.md: U8, U16 or I32) of `shape`.
 // Version 1 checkpoints stored I32 row pointers and U16 columns and permutations, which this
 // accepts too.
 IndexView requireIndices(LayerChecker& check, const std::string& key,

@@ -20,19 +20,6 @@ int indexBytes(const std::string& dtype) {
     return 0;
 }
 
-std::int64_t loadIndex(const void* data, int bytes, std::size_t i) {
-    const auto* at = static_cast<const std::uint8_t*>(data) + i * static_cast<std::size_t>(bytes);
-    if (bytes == 1) return *at;
-    if (bytes == 2) {
-        std::uint16_t v;
-        std::memcpy(&v, at, 2);
-        return v;
-    }
-    std::int32_t v;
-    std::memcpy(&v, at, 4);
-    return v;
-}
-
 StoredTensor StoredTensor::indices(std::vector<std::int64_t> shape,
                                    const std::vector<std::int32_t>& values, std::int64_t largest) {
     const char* dtype = indexDtype(largest);

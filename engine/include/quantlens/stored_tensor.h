@@ -12,8 +12,20 @@ namespace quantlens {
 // `indexBytes` gives its width (0 for a dtype that is not an index dtype).
 const char* indexDtype(std::int64_t largest);
 int indexBytes(const std::string& dtype);
-// Element `i` of an index array of `bytes`-wide little-endian entries.
-std::int64_t loadIndex(const void* data, int bytes, std::size_t i);
+// Element `i` of an index array of `bytes`-wide little-endian entries. Inline: the compressed
+// kernels read outlier columns through it.
+inline std::int64_t loadIndex(const void* data, int bytes, std::size_t i) {
+    const auto* at = static_cast<const std::uint8_t*>(data) + i * static_cast<std::size_t>(bytes);
+    if (bytes == 1) return *at;
+    if (bytes == 2) {
+        std::uint16_t v;
+        std::memcpy(&v, at, 2);
+        return v;
+    }
+    std::int32_t v;
+    std::memcpy(&v, at, 4);
+    return v;
+}
 
 // One array exactly as it is stored (in memory and in exported files): safetensors dtype name,
 // shape and little-endian bytes. Bit accounting counts these bytes and nothing else.
