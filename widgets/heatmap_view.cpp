@@ -2,7 +2,7 @@
 
 #include "run_description.h"
 
-#include "quantlens/layer_calibration.h"
+#include "quantlens/quantization/layer_calibration.h"
 
 #include <QLabel>
 #include <QTimer>

@@ -2,6 +2,8 @@
 
 #include "max_pool.h"
 
+#include "quantlens/encoding/quant_config.h"
+
 #include <QWidget>
 
 #include <memory>
@@ -16,7 +18,7 @@ namespace quantlens {
 struct LayerAnalysis;
 }
 
-// A layer's per-weight sensitivity as a heatmap (DESIGN.md: no interpolation, log colour scale
+// A layer's per-weight sensitivity as a heatmap (docs/DESIGN.md: no interpolation, log colour scale
 // with its bar, each cell one weight or a max-pooled tile whose size the read-out states), in the
 // OBS form with the weights SpQR would keep as outliers at threshold τ overlaid, or in
 // SqueezeLLM's Fisher form with the most sensitive weights (those above τ·mean) overlaid; the
@@ -63,7 +65,7 @@ private:
     void setReadout(const QString& text);
 
     std::shared_ptr<const quantlens::LayerAnalysis> layer_;
-    double tau_ = 0.2;
+    double tau_ = quantlens::SpqrConfig{}.outlierThreshold;
     PooledTiles tiles_;
     qint64 marked_ = 0;
     QString layerTitle_;

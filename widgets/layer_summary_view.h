@@ -1,6 +1,6 @@
 #pragma once
 
-#include "quantlens/run_record.h"
+#include "quantlens/quantization/run_record.h"
 
 #include <QWidget>
 

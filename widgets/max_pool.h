@@ -1,6 +1,6 @@
 #pragma once
 
-#include "quantlens/float_tensor.h"
+#include "quantlens/core/float_tensor.h"
 
 #include <cstdint>
 #include <vector>

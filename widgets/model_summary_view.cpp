@@ -1,7 +1,7 @@
 #include "model_summary_view.h"
 
-#include "quantlens/model.h"
-#include "quantlens/run_record.h"
+#include "quantlens/model/model.h"
+#include "quantlens/quantization/run_record.h"
 
 #include "run_description.h"
 
@@ -67,26 +67,17 @@ void ModelSummaryView::showModel(const quantlens::Model& model) {
 
     for (std::size_t i = 0; i < model.blocks.size(); ++i) {
         const quantlens::BlockWeights& b = model.blocks[i];
-        // Hugging Face's short names, whatever the file format calls them.
-        const std::array<std::pair<const char*, const quantlens::TensorView*>, 9> tensors{{
-            {"input_layernorm", &b.attnNorm},
-            {"q_proj", &b.wq},
-            {"k_proj", &b.wk},
-            {"v_proj", &b.wv},
-            {"o_proj", &b.wo},
-            {"post_attention_layernorm", &b.ffnNorm},
-            {"gate_proj", &b.gate},
-            {"up_proj", &b.up},
-            {"down_proj", &b.down},
-        }};
         auto* block = new QTreeWidgetItem(this, {tr("block %1").arg(i)});
         std::size_t bytes = 0;
-        for (const auto& [label, tensor] : tensors) {
-            QTreeWidgetItem* item = addTensor(block, label, *tensor);
-            if (label != std::string_view("input_layernorm") &&
-                label != std::string_view("post_attention_layernorm"))
-                item->setData(NameColumn, BlockRole, int(i));
-            bytes += tensor->byteSize();
+        // Hugging Face's short names, whatever the file format calls them.
+        for (const quantlens::BlockTensorSpec& spec : quantlens::kBlockTensors) {
+            const bool linear = spec.linear >= 0;
+            const quantlens::TensorView& tensor = b.*spec.weights;
+            QTreeWidgetItem* item = addTensor(
+                block, linear ? quantlens::kLinearLayers[std::size_t(spec.linear)].name : spec.path,
+                tensor);
+            if (linear) item->setData(NameColumn, BlockRole, int(i));
+            bytes += tensor.byteSize();
         }
         block->setText(BytesColumn, bytesText(bytes));
         block->setTextAlignment(BytesColumn, Qt::AlignRight | Qt::AlignVCenter);

@@ -1,6 +1,6 @@
 #include "outlier_counts.h"
 
-#include "quantlens/sensitivity.h"
+#include "quantlens/quantization/sensitivity.h"
 
 #include <numeric>
 

@@ -2,6 +2,8 @@
 
 #include "outlier_counts.h"
 
+#include "quantlens/encoding/quant_config.h"
+
 #include <QWidget>
 
 #include <memory>
@@ -39,7 +41,7 @@ private:
     void refresh();
 
     std::shared_ptr<const quantlens::LayerAnalysis> layer_;
-    double tau_ = 0.2;
+    double tau_ = quantlens::SpqrConfig{}.outlierThreshold;
     bool stale_ = false;
     OutlierCounts counts_;
     QCustomPlot* plot_;

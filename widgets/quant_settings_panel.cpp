@@ -5,10 +5,12 @@
 #include "sparse_tuner.h"
 #include "threshold_tuner.h"
 
-#include "quantlens/layer_calibration.h"
+#include "quantlens/core/error.h"
+#include "quantlens/quantization/layer_calibration.h"
 
 #include <QCheckBox>
 #include <QComboBox>
+#include <QCoreApplication>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -27,6 +29,8 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 
+#include <algorithm>
+#include <optional>
 #include <type_traits>
 
 namespace {
@@ -39,18 +43,53 @@ QSpinBox* spinBox(const char* name, int low, int high, const QString& tip) {
     return box;
 }
 
+// The form's label of a setting; the engine's name where none is given here.
+QString settingLabel(const char* name) {
+    static const std::map<std::string, const char*> kLabels = {
+        {"groupsize", "Group size β1"},
+        {"stats_groupsize", "Stats group β2"},
+        {"qq_bits", "qq bits"},
+        {"outlier_threshold", "Outliers τ"},
+        {"percdamp", "Dampening"},
+        {"act_order", "Act-order"},
+        {"blocksize", "Block size"},
+        {"sparse_percent", "Sparse values"},
+        {"kmeans_iterations", "Lloyd steps"},
+        {"optimal_kmeans", "Optimal k-means"},
+    };
+    const auto it = kLabels.find(name);
+    return QCoreApplication::translate("QuantSettingsPanel",
+                                       it != kLabels.end() ? it->second : name);
+}
+
+// An editor for a setting of type T (the type forEachSetting gives it), named after the setting,
+// with the engine's range and description.
+template <typename T> QWidget* settingEditor(const char* name, const T&) {
+    const quantlens::SettingInfo& info = quantlens::settingInfo(name);
+    const QString help = QString::fromUtf8(info.help);
+    QWidget* editor = nullptr;
+    if constexpr (std::is_same_v<T, bool>) {
+        auto* box = new QCheckBox(help);
+        editor = box;
+    } else if constexpr (std::is_same_v<T, int>) {
+        editor = spinBox(name, int(info.low), int(info.high), help);
+    } else {
+        auto* box = new QDoubleSpinBox;
+        box->setRange(info.low, info.high);
+        box->setDecimals(4);
+        box->setSingleStep(0.01);
+        editor = box;
+    }
+    editor->setObjectName(name);
+    editor->setToolTip(help);
+    return editor;
+}
+
 } // namespace
 
 QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
     : QWidget(parent), base_(defaultMethods()), form_(new QFormLayout), method_(new QComboBox),
-      wbits_(spinBox("wbits", 1, 8, tr("Bits per weight"))),
-      groupsize_(spinBox("groupsize", 0, 1 << 20,
-                         tr("Columns per statistics group (β1 for SpQR); 0: one group per row"))),
-      statsGroupsize_(spinBox("statsGroupsize", 1, 1 << 16,
-                              tr("Rows per second-level statistics group (SpQR β2)"))),
-      qqBits_(spinBox("qqBits", 1, 16, tr("Bits of SpQR's quantized scales and zeros"))),
-      tuner_(new ThresholdTuner), percdamp_(new QDoubleSpinBox), actOrder_(new QCheckBox),
-      sparseTuner_(new SparseTuner), calibrationFile_(new QLineEdit),
+      tuner_(new ThresholdTuner), sparseTuner_(new SparseTuner), calibrationFile_(new QLineEdit),
       sequences_(spinBox("sequences", 1, 4096, {})),
       sequenceLength_(spinBox("sequenceLength", 2, 32768, {})), evaluationFile_(new QLineEdit),
       context_(spinBox("context", 2, 32768, {})), sweepList_(new QListWidget),
@@ -58,13 +97,6 @@ QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
     method_->setObjectName("method");
     for (const quantlens::QuantConfig& config : base_)
         method_->addItem(methodLabel(config));
-    percdamp_->setObjectName("percdamp");
-    percdamp_->setRange(0.0, 100.0);
-    percdamp_->setDecimals(4);
-    percdamp_->setSingleStep(0.01);
-    percdamp_->setToolTip(tr("Hessian dampening as a fraction of mean(diag H)"));
-    actOrder_->setObjectName("actOrder");
-    actOrder_->setText(tr("quantize columns by descending diag H"));
     calibrationFile_->setObjectName("calibrationFile");
     evaluationFile_->setObjectName("evaluationFile");
     sweepList_->setObjectName("sweepList");
@@ -81,14 +113,7 @@ QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
         return row;
     };
     form_->addRow(tr("Method"), method_);
-    form_->addRow(tr("wbits"), wbits_);
-    form_->addRow(tr("Group size β1"), groupsize_);
-    form_->addRow(tr("Stats group β2"), statsGroupsize_);
-    form_->addRow(tr("qq bits"), qqBits_);
-    form_->addRow(tr("Outliers τ"), tuner_);
-    form_->addRow(tr("Dampening"), percdamp_);
-    form_->addRow(tr("Act-order"), actOrder_);
-    form_->addRow(tr("Sparse values"), sparseTuner_);
+    addSettingRows();
     form_->addRow(tr("Calibration text"),
                   fileRow(calibrationFile_, tr("Calibration Text or Token File")));
     form_->addRow(tr("Sequences"), sequences_);
@@ -124,7 +149,8 @@ QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
         base_[shownMethod_] = configFor(shownMethod_);
         setConfig(base_[std::size_t(index)]);
     });
-    connect(wbits_, &QSpinBox::valueChanged, sparseTuner_, &SparseTuner::setWbits);
+    connect(qobject_cast<QSpinBox*>(editors_.at("wbits")), &QSpinBox::valueChanged, sparseTuner_,
+            &SparseTuner::setWbits);
     // Each preview drives the overlay only on the form of analysis it describes.
     connect(tuner_, &ThresholdTuner::thresholdChanged, this, [this](double tau) {
         if (!fisherLayer_) emit overlayThresholdChanged(tau);
@@ -148,6 +174,71 @@ QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
     setData({});
 }
 
+void QuantSettingsPanel::addSettingRows() {
+    for (const quantlens::QuantConfig& method : base_)
+        std::visit(
+            [this](const auto& c) {
+                quantlens::forEachSetting(c, [this](const char* name, const auto& value) {
+                    const auto seen = [&](const auto& row) { return row.first == name; };
+                    if (std::any_of(rows_.begin(), rows_.end(), seen)) return;
+                    QWidget* row = nullptr;
+                    if (std::string_view(name) == "outlier_threshold") {
+                        row = tuner_;
+                    } else if (std::string_view(name) == "sparse_percent" ||
+                               std::string_view(name) == "sensitive_percent") {
+                        row = sparseTuner_; // one row edits both shares
+                    } else {
+                        row = settingEditor(name, value);
+                        editors_[name] = row;
+                    }
+                    if (std::string_view(name) != "sensitive_percent")
+                        form_->addRow(settingLabel(name), row);
+                    rows_.emplace_back(name, row);
+                });
+            },
+            method);
+}
+
+void QuantSettingsPanel::readSetting(const char* name, int& value) const {
+    value = qobject_cast<const QSpinBox*>(editors_.at(name))->value();
+}
+
+void QuantSettingsPanel::readSetting(const char* name, double& value) const {
+    const std::string_view setting = name;
+    if (setting == "outlier_threshold")
+        value = tuner_->threshold();
+    else if (setting == "sparse_percent")
+        value = sparseTuner_->sparsePercent();
+    else if (setting == "sensitive_percent")
+        value = sparseTuner_->sensitivePercent();
+    else
+        value = qobject_cast<const QDoubleSpinBox*>(editors_.at(name))->value();
+}
+
+void QuantSettingsPanel::readSetting(const char* name, bool& value) const {
+    value = qobject_cast<const QCheckBox*>(editors_.at(name))->isChecked();
+}
+
+void QuantSettingsPanel::writeSetting(const char* name, int value) {
+    qobject_cast<QSpinBox*>(editors_.at(name))->setValue(value);
+}
+
+void QuantSettingsPanel::writeSetting(const char* name, double value) {
+    const std::string_view setting = name;
+    if (setting == "outlier_threshold")
+        tuner_->setThreshold(value);
+    else if (setting == "sparse_percent")
+        sparseTuner_->setPercents(value, sparseTuner_->sensitivePercent());
+    else if (setting == "sensitive_percent")
+        sparseTuner_->setPercents(sparseTuner_->sparsePercent(), value);
+    else
+        qobject_cast<QDoubleSpinBox*>(editors_.at(name))->setValue(value);
+}
+
+void QuantSettingsPanel::writeSetting(const char* name, bool value) {
+    qobject_cast<QCheckBox*>(editors_.at(name))->setChecked(value);
+}
+
 quantlens::QuantConfig QuantSettingsPanel::config() const {
     return configFor(shownMethod_);
 }
@@ -156,24 +247,8 @@ quantlens::QuantConfig QuantSettingsPanel::configFor(std::size_t method) const {
     quantlens::QuantConfig config = base_[method];
     std::visit(
         [this](auto& c) {
-            using C = std::decay_t<decltype(c)>;
-            c.wbits = wbits_->value();
-            if constexpr (!std::is_same_v<C, quantlens::SqueezeConfig>)
-                c.groupsize = groupsize_->value();
-            if constexpr (std::is_same_v<C, quantlens::GptqConfig> ||
-                          std::is_same_v<C, quantlens::SpqrConfig>) {
-                c.percdamp = percdamp_->value();
-                c.actOrder = actOrder_->isChecked();
-            }
-            if constexpr (std::is_same_v<C, quantlens::SpqrConfig>) {
-                c.statsGroupsize = statsGroupsize_->value();
-                c.qqBits = qqBits_->value();
-                c.outlierThreshold = tuner_->threshold();
-            }
-            if constexpr (std::is_same_v<C, quantlens::SqueezeConfig>) {
-                c.sparsePercent = sparseTuner_->sparsePercent();
-                c.sensitivePercent = sparseTuner_->sensitivePercent();
-            }
+            quantlens::forEachSetting(
+                c, [this](const char* name, auto& value) { readSetting(name, value); });
         },
         config);
     return config;
@@ -183,22 +258,8 @@ void QuantSettingsPanel::setConfig(const quantlens::QuantConfig& config) {
     base_[config.index()] = config;
     std::visit(
         [this](const auto& c) {
-            using C = std::decay_t<decltype(c)>;
-            wbits_->setValue(c.wbits);
-            if constexpr (!std::is_same_v<C, quantlens::SqueezeConfig>)
-                groupsize_->setValue(c.groupsize);
-            if constexpr (std::is_same_v<C, quantlens::GptqConfig> ||
-                          std::is_same_v<C, quantlens::SpqrConfig>) {
-                percdamp_->setValue(c.percdamp);
-                actOrder_->setChecked(c.actOrder);
-            }
-            if constexpr (std::is_same_v<C, quantlens::SpqrConfig>) {
-                statsGroupsize_->setValue(c.statsGroupsize);
-                qqBits_->setValue(c.qqBits);
-                tuner_->setThreshold(c.outlierThreshold);
-            }
-            if constexpr (std::is_same_v<C, quantlens::SqueezeConfig>)
-                sparseTuner_->setPercents(c.sparsePercent, c.sensitivePercent);
+            quantlens::forEachSetting(
+                c, [this](const char* name, const auto& value) { writeSetting(name, value); });
         },
         config);
     shownMethod_ = config.index();
@@ -210,15 +271,21 @@ void QuantSettingsPanel::setConfig(const quantlens::QuantConfig& config) {
 }
 
 void QuantSettingsPanel::showMethodRows() {
-    const std::size_t method = shownMethod_;
-    const bool obs = method == 1 || method == 2, spqr = method == 2, squeeze = method == 3;
-    form_->setRowVisible(groupsize_, !squeeze);
-    form_->setRowVisible(statsGroupsize_, spqr);
-    form_->setRowVisible(qqBits_, spqr);
-    form_->setRowVisible(percdamp_, obs);
-    form_->setRowVisible(actOrder_, obs);
-    form_->setRowVisible(tuner_, !squeeze);
-    form_->setRowVisible(sparseTuner_, squeeze);
+    std::vector<std::string> shown;
+    std::visit(
+        [&](const auto& c) {
+            quantlens::forEachSetting(
+                c, [&](const char* name, const auto&) { shown.emplace_back(name); });
+        },
+        base_[shownMethod_]);
+    const bool squeeze = std::holds_alternative<quantlens::SqueezeConfig>(base_[shownMethod_]);
+    for (const auto& [name, row] : rows_) {
+        // The τ preview also marks the analysed layer's sensitive weights for RTN and GPTQ.
+        const bool visible = name == "outlier_threshold"
+                                 ? !squeeze
+                                 : std::find(shown.begin(), shown.end(), name) != shown.end();
+        if (name != "sensitive_percent") form_->setRowVisible(row, visible);
+    }
 }
 
 void QuantSettingsPanel::setLayer(std::shared_ptr<const quantlens::LayerAnalysis> layer) {
@@ -289,12 +356,22 @@ void QuantSettingsPanel::restore(const QSettings& settings) {
              settings.value("settings/sequenceLength", defaults.sequenceLength).toInt(),
              settings.value("settings/evaluationFile").toString(),
              settings.value("settings/context", defaults.context).toInt()});
+    // Preferences another version saved may no longer be valid: those are passed over, said why.
+    const auto savedConfig = [](const QJsonObject& json) -> std::optional<quantlens::QuantConfig> {
+        if (json.isEmpty()) return std::nullopt;
+        try {
+            return quantConfigFromJson(json);
+        } catch (const quantlens::Error& error) {
+            qWarning("saved settings passed over: %s", error.what());
+            return std::nullopt;
+        }
+    };
     const QJsonObject saved =
         QJsonDocument::fromJson(settings.value("settings/method").toByteArray()).object();
-    if (const auto config = quantConfigFromJson(saved)) setConfig(*config);
+    if (const auto config = savedConfig(saved)) setConfig(*config);
     std::vector<quantlens::QuantConfig> sweep;
     for (const QJsonValue& entry :
          QJsonDocument::fromJson(settings.value("settings/sweep").toByteArray()).array())
-        if (const auto config = quantConfigFromJson(entry.toObject())) sweep.push_back(*config);
+        if (const auto config = savedConfig(entry.toObject())) sweep.push_back(*config);
     setSweep(sweep);
 }

@@ -1,11 +1,14 @@
 #pragma once
 
-#include "quantlens/quant_config.h"
+#include "quantlens/encoding/quant_config.h"
 
 #include <QWidget>
 
 #include <array>
+#include <map>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 class QCheckBox;
@@ -79,22 +82,26 @@ private:
     quantlens::QuantConfig configFor(std::size_t method) const;
     void showMethodRows();
     void chooseFile(QLineEdit* edit, const QString& title);
+    // One editor per setting of quantlens::forEachSetting, read and written by name.
+    void addSettingRows();
+    void readSetting(const char* name, int& value) const;
+    void readSetting(const char* name, double& value) const;
+    void readSetting(const char* name, bool& value) const;
+    void writeSetting(const char* name, int value);
+    void writeSetting(const char* name, double value);
+    void writeSetting(const char* name, bool value);
 
-    // What a method keeps that the panel does not show (blocksize, k-means iterations).
+    // Each method's values while another is shown.
     std::array<quantlens::QuantConfig, std::variant_size_v<quantlens::QuantConfig>> base_;
     std::vector<quantlens::QuantConfig> sweep_;
     std::size_t shownMethod_ = 0;
     bool fisherLayer_ = false;
     QFormLayout* form_;
     QComboBox* method_;
-    QSpinBox* wbits_;
-    QSpinBox* groupsize_;
-    QSpinBox* statsGroupsize_;
-    QSpinBox* qqBits_;
-    ThresholdTuner* tuner_;
-    QDoubleSpinBox* percdamp_;
-    QCheckBox* actOrder_;
-    SparseTuner* sparseTuner_;
+    ThresholdTuner* tuner_;                   // outlier_threshold, with its live preview
+    SparseTuner* sparseTuner_;                // sparse_percent and sensitive_percent, with theirs
+    std::map<std::string, QWidget*> editors_; // by setting name: the rest
+    std::vector<std::pair<std::string, QWidget*>> rows_; // setting name → its row's widget
     QLineEdit* calibrationFile_;
     QSpinBox* sequences_;
     QSpinBox* sequenceLength_;

@@ -1,6 +1,6 @@
 #include "run_description.h"
 
-#include "quantlens/layer_calibration.h"
+#include "quantlens/quantization/layer_calibration.h"
 
 #include <QLocale>
 

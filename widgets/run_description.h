@@ -1,7 +1,7 @@
 #pragma once
 
-#include "quantlens/quant_config.h"
-#include "quantlens/run_record.h"
+#include "quantlens/encoding/quant_config.h"
+#include "quantlens/quantization/run_record.h"
 
 #include <QColor>
 #include <QString>

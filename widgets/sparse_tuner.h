@@ -1,6 +1,6 @@
 #pragma once
 
-#include "quantlens/quant_config.h"
+#include "quantlens/encoding/quant_config.h"
 
 #include <QWidget>
 

@@ -2,7 +2,7 @@
 
 #include "run_description.h"
 
-#include "quantlens/layer_calibration.h"
+#include "quantlens/quantization/layer_calibration.h"
 
 #include <QDoubleSpinBox>
 #include <QGridLayout>
@@ -51,7 +51,7 @@ ThresholdTuner::ThresholdTuner(QWidget* parent)
     layout->addWidget(readout_, 1, 0, 1, 2);
     connect(slider_, &QSlider::valueChanged, this, &ThresholdTuner::fromSlider);
     connect(spin_, &QDoubleSpinBox::valueChanged, this, &ThresholdTuner::fromSpinBox);
-    setThreshold(0.2); // SpQR's LLaMA setting
+    setThreshold(quantlens::SpqrConfig{}.outlierThreshold); // SpQR's LLaMA setting
 }
 
 void ThresholdTuner::setLayer(std::shared_ptr<const quantlens::LayerAnalysis> layer) {

@@ -1,13 +1,13 @@
 #include "commands.h"
 #include "device_selection.h"
 
-#include "quantlens/backend.h"
-#include "quantlens/bit_packing.h"
-#include "quantlens/compressed_kernels.h"
-#include "quantlens/compressed_linear.h"
-#include "quantlens/dtype.h"
-#include "quantlens/error.h"
-#include "quantlens/parallel.h"
+#include "quantlens/core/dtype.h"
+#include "quantlens/core/error.h"
+#include "quantlens/core/parallel.h"
+#include "quantlens/encoding/bit_packing.h"
+#include "quantlens/runtime/backend.h"
+#include "quantlens/runtime/compressed_kernels.h"
+#include "quantlens/runtime/compressed_linear.h"
 
 #ifdef QUANTLENS_HAVE_CUDA
 #include "quantlens/gpu/gemv_timing.h"
@@ -23,8 +23,8 @@
 #include <random>
 
 // `quantlens-cli bench gemv`: batch-1 products y = W·x with the fused compressed kernels against
-// Eigen fp32, in GB/s of bytes read and as speed-up (DESIGN.md §Targets). Prints a table; never
-// asserts a time.
+// Eigen fp32, in GB/s of bytes read and as speed-up (docs/DESIGN.md §Targets). Prints a table;
+// never asserts a time.
 
 namespace {
 
@@ -211,7 +211,7 @@ void printRows(const GemvOptions& o, const std::vector<Row>& rows, const std::st
 }
 
 #ifdef QUANTLENS_HAVE_CUDA
-// The same layers on the active CUDA device, against cuBLAS fp16 (DESIGN.md's GPU target).
+// The same layers on the active CUDA device, against cuBLAS fp16 (docs/DESIGN.md's GPU target).
 void runCudaGemv(const GemvOptions& o, const std::vector<Method>& methods) {
     std::vector<Row> rows;
     for (const auto& [r, c] : parseShapes(o.shapes)) {

@@ -1,11 +1,11 @@
 #include "commands.h"
 
-#include "quantlens/backend.h"
+#include "quantlens/runtime/backend.h"
 
-#include "quantlens/hessian.h"
-#include "quantlens/layer_quantizer.h"
-#include "quantlens/parallel.h"
-#include "quantlens/synthetic_model.h"
+#include "quantlens/core/parallel.h"
+#include "quantlens/model/synthetic_model.h"
+#include "quantlens/quantization/hessian.h"
+#include "quantlens/quantization/layer_quantizer.h"
 
 #include <nlohmann/json.hpp>
 

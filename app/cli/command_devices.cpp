@@ -1,7 +1,7 @@
 #include "commands.h"
 
-#include "quantlens/backend.h"
-#include "quantlens/parallel.h"
+#include "quantlens/core/parallel.h"
+#include "quantlens/runtime/backend.h"
 
 #ifdef QUANTLENS_HAVE_CUDA
 #include "quantlens/gpu/device_info.h"

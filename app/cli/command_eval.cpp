@@ -1,10 +1,11 @@
 #include "commands.h"
-#include "model_source.h"
 #include "progress_bar.h"
 
-#include "quantlens/error.h"
-#include "quantlens/perplexity.h"
-#include "quantlens/token_file.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/io/token_file.h"
+#include "quantlens/model/token_streams.h"
+#include "quantlens/runtime/perplexity.h"
 
 #include <nlohmann/json.hpp>
 
@@ -33,8 +34,8 @@ void run(const EvalOptions& options) {
     if (!options.tokenFile.empty())
         quantlens::tokenWidthFromExtension(options.tokenFile); // names bad extensions
     const std::vector<std::int32_t> stream =
-        readTokenStream(options.tokenFile.empty() ? options.textFile : options.tokenFile, *model,
-                        options.tokenizer, config.protocol);
+        quantlens::readTokenStream(options.tokenFile.empty() ? options.textFile : options.tokenFile,
+                                   *model, options.tokenizer, config.protocol);
     const quantlens::Transformer transformer(*model);
     ProgressBar progress;
     const quantlens::JobContext job(

@@ -1,6 +1,6 @@
 #include "commands.h"
 
-#include "quantlens/model_export.h"
+#include "quantlens/formats/model_export.h"
 
 #include <nlohmann/json.hpp>
 

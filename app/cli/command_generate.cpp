@@ -1,7 +1,8 @@
 #include "commands.h"
-#include "model_source.h"
 
-#include "quantlens/generate.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/model/token_streams.h"
+#include "quantlens/runtime/generate.h"
 
 #include <nlohmann/json.hpp>
 
@@ -20,7 +21,7 @@ struct GenerateOptions {
 void run(const GenerateOptions& options) {
     // A quantlens checkpoint runs compressed, through the fused kernels.
     const auto model = quantlens::loadModel(options.model, quantlens::CompressedLayers::Keep);
-    const auto tokenizer = openTokenizer(*model, options.tokenizer);
+    const auto tokenizer = quantlens::openTokenizer(*model, options.tokenizer);
     std::vector<std::int32_t> prompt{model->config.bosToken};
     const std::vector<std::int32_t> promptIds = tokenizer->encode(options.prompt);
     prompt.insert(prompt.end(), promptIds.begin(), promptIds.end());

@@ -1,6 +1,7 @@
 #include "commands.h"
 
-#include "quantlens/model.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/model/model.h"
 
 #include <nlohmann/json.hpp>
 

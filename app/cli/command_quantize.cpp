@@ -1,10 +1,11 @@
 #include "commands.h"
-#include "model_source.h"
 #include "progress_bar.h"
 #include "quant_settings.h"
-#include "quantize_output.h"
 
-#include "quantlens/model_quantizer.h"
+#include "quantlens/formats/model_export.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/model/token_streams.h"
+#include "quantlens/quantization/model_quantizer.h"
 
 #include <nlohmann/json.hpp>
 
@@ -38,6 +39,22 @@ nlohmann::json layerJson(const quantlens::LayerReport& layer) {
             {"relative_output_error", layer.relativeOutputError}};
 }
 
+// The engine's format for --format and --dtype.
+quantlens::ExportFormat outputFormat(const QuantizeOptions& options) {
+    if (options.format != "dense") return quantlens::parseExportFormat(options.format);
+    return options.dtype == "F16"    ? quantlens::ExportFormat::DenseF16
+           : options.dtype == "BF16" ? quantlens::ExportFormat::DenseBf16
+                                     : quantlens::ExportFormat::DenseF32;
+}
+
+// For the summary line.
+std::string outputDescription(const QuantizeOptions& options) {
+    if (options.format == "quantlens")
+        return "quantlens, runs compressed with `quantlens-cli eval`";
+    if (options.format == "gptq") return "gptq, loads in AutoGPTQ and transformers";
+    return "dense " + options.dtype + ", loads with `quantlens-cli eval`";
+}
+
 void run(const QuantizeOptions& options, const QuantSettings& settings) {
     const auto started = std::chrono::steady_clock::now();
     const quantlens::QuantConfig method = makeQuantConfig(options.method, settings);
@@ -45,22 +62,16 @@ void run(const QuantizeOptions& options, const QuantSettings& settings) {
     const std::vector<std::int32_t> calibration =
         options.calibration.empty()
             ? std::vector<std::int32_t>{}
-            : readTokenStream(options.calibration, *model, options.tokenizer,
-                              quantlens::PerplexityProtocol::Documents);
+            : quantlens::readTokenStream(options.calibration, *model, options.tokenizer,
+                                         quantlens::PerplexityProtocol::Documents);
 
-    QuantizeOutput writer(
-        *model, options.out, options.format, options.dtype,
-        {{"quantlens.method", quantlens::describe(method)}, {"quantlens.source", options.model}});
     ProgressBar progress;
     const quantlens::JobContext job(
         [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
-    const quantlens::QuantizeResult result = quantlens::quantizeModel(
-        *model, calibration, method, options.calibrationConfig,
-        [&](int block, const std::string& name, const quantlens::QuantizedLayer& layer,
-            const quantlens::RowMatrix& weights) { writer.write(block, name, layer, weights); },
+    const quantlens::QuantizeResult result = quantlens::quantizeToDirectory(
+        *model, calibration, method, options.calibrationConfig, outputFormat(options), options.out,
+        {{"quantlens.method", quantlens::describe(method)}, {"quantlens.source", options.model}},
         job);
-    job.checkpoint(); // a Ctrl-C after the last layer still leaves no output
-    writer.commit();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
@@ -95,7 +106,7 @@ void run(const QuantizeOptions& options, const QuantSettings& settings) {
     std::printf("outlier_fraction     %.6f\n", result.outlierFraction);
     std::printf("seconds              %.2f\n", seconds);
     std::printf("wrote                %s (%s)\n", options.out.c_str(),
-                writer.description().c_str());
+                outputDescription(options).c_str());
 }
 
 } // namespace
@@ -111,7 +122,7 @@ Command addQuantizeCommand(CLI::App& app) {
     sub->add_option("--calib", options->calibration,
                     "Calibration text (one document per line) or token file (.u16/.u32)")
         ->check(CLI::ExistingFile);
-    sub->add_option("--out", options->out, "Output directory (dense dequantized checkpoint)")
+    sub->add_option("--out", options->out, "Output directory (appears whole or not at all)")
         ->required();
     sub->add_option("--nsamples", options->calibrationConfig.sequences, "Calibration sequences")
         ->capture_default_str();
@@ -119,8 +130,9 @@ Command addQuantizeCommand(CLI::App& app) {
                     "Tokens per calibration sequence (0: min(2048, model context))")
         ->capture_default_str();
     sub->add_option("--format", options->format,
-                    "dense (dequantized weights in --dtype) or quantlens (compressed)")
-        ->check(CLI::IsMember({"dense", "quantlens"}))
+                    "dense (dequantized weights in --dtype), quantlens (compressed) or gptq "
+                    "(AutoGPTQ layout; rtn and gptq)")
+        ->check(CLI::IsMember({"dense", "quantlens", "gptq"}))
         ->capture_default_str();
     sub->add_option("--dtype", options->dtype, "Output dtype")
         ->check(CLI::IsMember({"F32", "F16", "BF16"}))

@@ -1,11 +1,12 @@
 #include "commands.h"
-#include "model_source.h"
 #include "progress_bar.h"
 #include "quant_settings.h"
 
-#include "quantlens/atomic_file.h"
-#include "quantlens/model_quantizer.h"
-#include "quantlens/perplexity.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/io/atomic_file.h"
+#include "quantlens/model/token_streams.h"
+#include "quantlens/quantization/model_quantizer.h"
+#include "quantlens/runtime/perplexity.h"
 
 #include <nlohmann/json.hpp>
 
@@ -79,10 +80,10 @@ void run(const SweepOptions& options) {
     const auto model = quantlens::loadModel(options.model);
     const quantlens::PerplexityConfig evalConfig{
         options.context, quantlens::parsePerplexityProtocol(options.protocol)};
-    const auto calibration = readTokenStream(options.calibration, *model, options.tokenizer,
-                                             quantlens::PerplexityProtocol::Documents);
-    const auto evaluation =
-        readTokenStream(options.evaluation, *model, options.tokenizer, evalConfig.protocol);
+    const auto calibration = quantlens::readTokenStream(
+        options.calibration, *model, options.tokenizer, quantlens::PerplexityProtocol::Documents);
+    const auto evaluation = quantlens::readTokenStream(options.evaluation, *model,
+                                                       options.tokenizer, evalConfig.protocol);
     const quantlens::Transformer reference(*model);
 
     ProgressBar progress;
@@ -123,7 +124,7 @@ void run(const SweepOptions& options) {
             [&](int block, const std::string& name, const quantlens::QuantizedLayer&,
                 const quantlens::RowMatrix& weights) {
                 for (std::size_t l = 0; l < 7; ++l)
-                    if (name == quantlens::kLinearLayerNames[l])
+                    if (name == quantlens::kLinearLayers[l].name)
                         layers[static_cast<std::size_t>(block)][l] = weights;
             },
             job);

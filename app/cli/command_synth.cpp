@@ -1,7 +1,7 @@
 #include "commands.h"
 #include "progress_bar.h"
 
-#include "quantlens/synthetic_model.h"
+#include "quantlens/model/synthetic_model.h"
 
 #include <chrono>
 #include <cstdio>

@@ -1,9 +1,10 @@
 #include "commands.h"
-#include "model_source.h"
 
-#include "quantlens/perplexity.h"
-#include "quantlens/text_file.h"
-#include "quantlens/token_file.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/io/token_file.h"
+#include "quantlens/model/token_streams.h"
+#include "quantlens/runtime/perplexity.h"
 
 #include <cstdio>
 
@@ -19,7 +20,7 @@ struct TokenizeOptions {
 
 void run(const TokenizeOptions& options) {
     const auto model = quantlens::loadModel(options.model);
-    const auto tokenizer = openTokenizer(*model, options.tokenizer);
+    const auto tokenizer = quantlens::openTokenizer(*model, options.tokenizer);
     const std::vector<std::int32_t> stream =
         quantlens::tokenizeForProtocol(*tokenizer, quantlens::readTextFile(options.textFile),
                                        quantlens::parsePerplexityProtocol(options.protocol),

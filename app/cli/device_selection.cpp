@@ -1,7 +1,7 @@
 #include "device_selection.h"
 
-#include "quantlens/backend.h"
-#include "quantlens/error.h"
+#include "quantlens/core/error.h"
+#include "quantlens/runtime/backend.h"
 
 #ifdef QUANTLENS_HAVE_CUDA
 #include "quantlens/gpu/cuda_backend.h"

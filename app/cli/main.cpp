@@ -1,9 +1,9 @@
 #include "commands.h"
 #include "device_selection.h"
 
-#include "quantlens/error.h"
-#include "quantlens/job.h"
-#include "quantlens/parallel.h"
+#include "quantlens/core/error.h"
+#include "quantlens/core/job.h"
+#include "quantlens/core/parallel.h"
 
 #include <csignal>
 #include <iostream>

@@ -1,32 +1,12 @@
 #include "quant_settings.h"
 
-#include "quantlens/error.h"
+#include "quantlens/core/error.h"
 
 #include <algorithm>
 #include <set>
 #include <sstream>
 
 namespace {
-
-struct SettingInfo {
-    const char* name;
-    const char* help;
-};
-
-constexpr SettingInfo kSettings[] = {
-    {"wbits", "Bits per weight"},
-    {"groupsize", "Columns per statistics group (β1 for SpQR); 0 = one group per row"},
-    {"blocksize", "Columns per lazy-update block (GPTQ, SpQR)"},
-    {"percdamp", "Hessian dampening as a fraction of mean(diag H)"},
-    {"qq-bits", "Bits of SpQR's quantized scales and zeros"},
-    {"stats-groupsize", "Rows per second-level statistics group (β2, SpQR)"},
-    {"outlier-threshold", "SpQR outlier threshold τ (relative)"},
-    {"sparse-percent", "SqueezeLLM: % of weights kept sparse in fp16 by magnitude"},
-    {"sensitive-percent", "SqueezeLLM: % of weights kept sparse in fp16 by Fisher sensitivity"},
-    {"kmeans-iterations", "SqueezeLLM: Lloyd iterations at most per row (without optimal-kmeans)"},
-    {"optimal-kmeans", "SqueezeLLM: true (default) clusters each row to the exact optimum; false "
-                       "runs the paper's k-means++ and Lloyd iterations"},
-};
 
 int toInt(const std::string& name, const std::string& text) {
     try {
@@ -95,11 +75,14 @@ quantlens::QuantConfig makeQuantConfig(const std::string& method, const QuantSet
 }
 
 QuantSettingFlags::QuantSettingFlags(CLI::App& command) {
-    for (const SettingInfo& s : kSettings)
-        options_[s.name] = command.add_option("--" + std::string(s.name), values_[s.name], s.help);
-    actOrderOption_ =
-        command.add_flag("--act-order,!--no-act-order", actOrder_,
-                         "Quantize columns in descending order of diag H (GPTQ, SpQR)");
+    for (std::string name : quantlens::allSettingNames()) {
+        const char* help = quantlens::settingInfo(name).help;
+        std::replace(name.begin(), name.end(), '_', '-'); // the flags' spelling
+        if (name == "act-order")
+            actOrderOption_ = command.add_flag("--act-order,!--no-act-order", actOrder_, help);
+        else
+            options_[name] = command.add_option("--" + name, values_[name], help);
+    }
 }
 
 QuantSettings QuantSettingFlags::collect() const {

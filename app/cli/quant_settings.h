@@ -1,6 +1,6 @@
 #pragma once
 
-#include "quantlens/quant_config.h"
+#include "quantlens/encoding/quant_config.h"
 
 #include <CLI/CLI.hpp>
 
@@ -16,7 +16,7 @@ using QuantSettings = std::map<std::string, std::string>;
 // The method's paper defaults with `settings` applied; unknown or ill-typed settings throw.
 quantlens::QuantConfig makeQuantConfig(const std::string& method, const QuantSettings& settings);
 
-// Registers --wbits, --groupsize, … on a subcommand; collectSettings() returns those given.
+// Registers --wbits, --groupsize, … on a subcommand; collect() returns those given.
 class QuantSettingFlags {
 public:
     explicit QuantSettingFlags(CLI::App& command);

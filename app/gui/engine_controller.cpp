@@ -1,11 +1,12 @@
 #include "engine_controller.h"
 
 #include "model_export.h"
-#include "model_source.h"
 #include "progress_relay.h"
 
-#include "quantlens/error.h"
-#include "quantlens/perplexity.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/model/token_streams.h"
+#include "quantlens/runtime/perplexity.h"
 
 #include <QMetaObject>
 
@@ -26,7 +27,7 @@ std::vector<std::int32_t> tokenStream(const quantlens::Model& model, const QStri
     if (file.isEmpty())
         throw quantlens::Error(
             "", QObject::tr("choose the %1 in the Settings panel").arg(what).toStdString());
-    return readTokenStream(file.toStdString(), model, "", PerplexityProtocol::Documents);
+    return quantlens::readTokenStream(file.toStdString(), model, "", PerplexityProtocol::Documents);
 }
 
 quantlens::CalibrationConfig calibrationOf(const DataSettings& data) {
@@ -88,7 +89,8 @@ EngineController::~EngineController() {
 // Runs `work` on the worker thread and hands its result to `deliver` on this object's thread.
 // Results that arrive after this object is gone are dropped with its pending events.
 template <typename Work, typename Deliver>
-int EngineController::runJob(const QString& title, Work work, Deliver deliver) {
+int EngineController::runJob(const QString& title, Work work, Deliver deliver,
+                             Superseded superseded) {
     const int id = nextJob_++;
     auto relay =
         std::make_shared<ProgressRelay>(this, [this, id](double fraction, const QString& stage) {
@@ -101,12 +103,15 @@ int EngineController::runJob(const QString& title, Work work, Deliver deliver) {
     emit jobQueued(id, title);
     QMetaObject::invokeMethod(
         worker_,
-        [this, id, context, relay, work = std::move(work), deliver = std::move(deliver)] {
+        [this, id, context, relay, work = std::move(work), deliver = std::move(deliver),
+         superseded = std::move(superseded)] {
             const auto end = [this, id](JobOutcome outcome, const QString& message) {
                 QMetaObject::invokeMethod(
                     this, [this, id, outcome, message] { jobFinished(id, outcome, message); },
                     Qt::QueuedConnection);
             };
+            if (superseded && superseded->load())
+                return end(JobOutcome::Cancelled, tr("replaced by a newer analysis"));
             try {
                 context->checkpoint(); // cancelled while it waited
                 auto result = work(*context, *relay);
@@ -155,6 +160,12 @@ int EngineController::openModel(const QString& path) {
         [this](const ModelPtr& model) { emit modelOpened(model); });
 }
 
+EngineController::Superseded EngineController::supersedeAnalysis() {
+    if (waitingAnalysis_) waitingAnalysis_->store(true);
+    waitingAnalysis_ = std::make_shared<std::atomic<bool>>(false);
+    return waitingAnalysis_;
+}
+
 int EngineController::analyseLayer(ModelPtr model, const DataSettings& data,
                                    const quantlens::QuantConfig& config, int block,
                                    const QString& layer) {
@@ -184,7 +195,8 @@ int EngineController::analyseLayer(ModelPtr model, const DataSettings& data,
                     std::make_shared<const quantlens::LayerAnalysis>(quantlens::analyseLayerFisher(
                         *model, *cache->fisher, block, layer.toStdString(), squeeze, job)));
             },
-            [this](const AnalysisPtr& analysis) { emit layerAnalysed(analysis); });
+            [this](const AnalysisPtr& analysis) { emit layerAnalysed(analysis); },
+            supersedeAnalysis());
     return runJob(
         tr("Analyse block %1 %2").arg(block).arg(layer),
         [model, data, spqr = obsAnalysisConfig(config), block, layer,
@@ -202,7 +214,7 @@ int EngineController::analyseLayer(ModelPtr model, const DataSettings& data,
             return AnalysisPtr(std::make_shared<const quantlens::LayerAnalysis>(
                 quantlens::analyseLayer(*model, *cache->calibration, layer.toStdString(), spqr)));
         },
-        [this](const AnalysisPtr& analysis) { emit layerAnalysed(analysis); });
+        [this](const AnalysisPtr& analysis) { emit layerAnalysed(analysis); }, supersedeAnalysis());
 }
 
 int EngineController::runQuantizations(ModelPtr model, const DataSettings& data,

@@ -4,15 +4,16 @@
 #include "job_outcome.h"
 #include "quant_settings_panel.h"
 
-#include "quantlens/layer_calibration.h"
-#include "quantlens/model.h"
-#include "quantlens/run_record.h"
+#include "quantlens/model/model.h"
+#include "quantlens/quantization/layer_calibration.h"
+#include "quantlens/quantization/run_record.h"
 
 #include <QHash>
 #include <QObject>
 #include <QString>
 #include <QThread>
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -43,6 +44,8 @@ public:
     // form, from the diagonal Fisher of the whole model on the calibration text (kept for every
     // other layer). Other methods: the OBS form of SpQR's base quantizer with the method's bits
     // and groups, from the Hessians of the unquantized model's block (kept for its other layers).
+    // A request replaces the analysis still waiting (it ends Cancelled, "replaced by a newer
+    // analysis"), so clicking through layers never builds a queue; a running one finishes.
     int analyseLayer(ModelPtr model, const DataSettings& data, const quantlens::QuantConfig& config,
                      int block, const QString& layer);
     // Scores the unquantized model (baselineEvaluated), then quantizes and scores each config in
@@ -74,14 +77,18 @@ signals:
 
 private:
     struct WorkerCache;
+    using Superseded = std::shared_ptr<std::atomic<bool>>;
+    // `superseded`, when given and set by the time the job would start, drops it unstarted.
     template <typename Work, typename Deliver>
-    int runJob(const QString& title, Work work, Deliver deliver);
+    int runJob(const QString& title, Work work, Deliver deliver, Superseded superseded = {});
+    Superseded supersedeAnalysis();
     void jobFinished(int job, JobOutcome outcome, const QString& message);
 
     QThread thread_;
     QObject* worker_;                    // lives on thread_; jobs are queued calls on it
     std::shared_ptr<WorkerCache> cache_; // touched only by jobs, on thread_
     QHash<int, std::shared_ptr<quantlens::JobContext>> jobs_;
+    Superseded waitingAnalysis_; // the newest analysis request's flag
     int nextJob_ = 1;
     int pendingJobs_ = 0;
 };

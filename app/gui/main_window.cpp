@@ -12,7 +12,7 @@
 #include "quant_settings_panel.h"
 #include "run_description.h"
 
-#include "quantlens/error.h"
+#include "quantlens/core/error.h"
 
 #include <QCloseEvent>
 #include <QDir>

@@ -2,9 +2,9 @@
 
 #include "export_dialog.h"
 
-#include "quantlens/job.h"
-#include "quantlens/model.h"
-#include "quantlens/model_quantizer.h"
+#include "quantlens/core/job.h"
+#include "quantlens/model/model.h"
+#include "quantlens/quantization/model_quantizer.h"
 
 #include <QList>
 #include <QString>
@@ -21,11 +21,10 @@ QList<ExportFormat> exportFormats();
 // empty when it can: the GPTQ layout holds only RTN and GPTQ layers.
 QString exportUnavailable(const quantlens::QuantConfig& method, const QString& format);
 
-// Quantizes `model` with `method` and writes the result into a new directory in `format`: the
-// quantlens and dense formats stream each layer as it is quantized; GPTQ converts a quantlens
-// checkpoint staged in a temporary directory with the engine's exporter, as `quantlens-cli
-// export` does. The directory appears whole or not at all. Throws quantlens::Error for an unknown
-// format or one the method cannot be written in (before quantizing).
+// Quantizes `model` with `method` into a new directory in `format` through the engine's one export
+// job (quantlens::quantizeToDirectory), which `quantlens-cli quantize` runs too: the directory
+// appears whole or not at all. Throws quantlens::Error for an unknown format or one the method
+// cannot be written in (before quantizing), with the dialog's sentence.
 void exportModel(const quantlens::Model& model, std::span<const std::int32_t> calibration,
                  const quantlens::QuantConfig& method, const quantlens::CalibrationConfig& config,
                  const QString& format, const QString& directory, const quantlens::JobContext& job);

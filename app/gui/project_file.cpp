@@ -2,7 +2,7 @@
 
 #include "quant_config_json.h"
 
-#include "quantlens/error.h"
+#include "quantlens/core/error.h"
 
 #include <QFile>
 #include <QJsonArray>
@@ -31,9 +31,12 @@ double numberFrom(const QJsonValue& value) {
 }
 
 quantlens::QuantConfig configFrom(const QJsonValue& json, const QString& path) {
-    const auto config = quantConfigFromJson(json.toObject());
-    if (!config) fail(path, QObject::tr("a method's settings are missing or invalid"));
-    return *config;
+    try {
+        return quantConfigFromJson(json.toObject());
+    } catch (const quantlens::Error& error) {
+        fail(path, QObject::tr("a method's settings are invalid: %1")
+                       .arg(QString::fromStdString(error.message())));
+    }
 }
 
 QJsonObject runJson(const quantlens::RunRecord& run) {

@@ -2,7 +2,7 @@
 
 #include "quant_settings_panel.h"
 
-#include "quantlens/run_record.h"
+#include "quantlens/quantization/run_record.h"
 
 #include <QString>
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "quantlens/error.h"
+#include "quantlens/core/error.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>

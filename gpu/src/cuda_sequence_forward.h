@@ -1,6 +1,6 @@
 #pragma once
 
-#include "quantlens/backend.h"
+#include "quantlens/runtime/backend.h"
 
 #include <memory>
 

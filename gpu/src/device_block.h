@@ -1,11 +1,11 @@
 #pragma once
 
 // One LLaMA block on the device: the weights, the activations it needs, and the pass itself,
-// mirroring Transformer::runBlock (engine/src/transformer.cpp). Shared by the perplexity forward
-// pass and the calibration walk.
+// mirroring Transformer::runBlock (engine/src/runtime/transformer.cpp). Shared by the perplexity
+// forward pass and the calibration walk.
 
 #include "device_buffer.h"
-#include "quantlens/transformer.h"
+#include "quantlens/runtime/transformer.h"
 
 #include <cublas_v2.h>
 

@@ -1,8 +1,8 @@
 #include "quantlens/gpu/device_compressed_matrix.h"
 
 #include "device_buffer.h"
-#include "quantlens/bit_packing.h"
-#include "quantlens/dtype.h"
+#include "quantlens/core/dtype.h"
+#include "quantlens/encoding/bit_packing.h"
 
 #include <cuda_fp16.h>
 

@@ -1,7 +1,7 @@
 #pragma once
 
 // The LLaMA block's elementwise and attention pieces on the device, mirroring
-// engine/src/transformer_ops.cpp; the linear layers are cuBLAS products. All matrices are
+// engine/src/runtime/transformer_ops.cpp; the linear layers are cuBLAS products. All matrices are
 // row-major [tokens, width] in fp32, on the caller's stream.
 
 #include <cuda_runtime.h>

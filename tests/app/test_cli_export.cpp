@@ -4,11 +4,12 @@
 #include "cli_run.h"
 #include "test_data.h"
 
-#include "quantlens/model_quantizer.h"
-#include "quantlens/perplexity.h"
-#include "quantlens/quantlens_checkpoint.h"
-#include "quantlens/text_file.h"
-#include "quantlens/tokenizer.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/formats/quantlens_checkpoint.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/quantization/model_quantizer.h"
+#include "quantlens/runtime/perplexity.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 #include <QTemporaryDir>
 

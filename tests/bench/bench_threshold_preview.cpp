@@ -1,11 +1,11 @@
-// Threshold preview latency (DESIGN.md, Targets: dragging τ updates the outlier count, bits per
-// parameter and heatmap overlay of a 4096×4096 layer within 50 ms). Prints one table; asserts
+// Threshold preview latency (docs/DESIGN.md, Targets: dragging τ updates the outlier count, bits
+// per parameter and heatmap overlay of a 4096×4096 layer within 50 ms). Prints one table; asserts
 // nothing. Run: QT_QPA_PLATFORM=offscreen build/tests/bench_threshold_preview [rows cols]
 #include "heatmap_view.h"
 #include "threshold_tuner.h"
 
-#include "quantlens/layer_calibration.h"
-#include "quantlens/synthetic_model.h"
+#include "quantlens/model/synthetic_model.h"
+#include "quantlens/quantization/layer_calibration.h"
 
 #include <QApplication>
 #include <qcustomplot.h>

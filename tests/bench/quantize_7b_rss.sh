@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Peak memory while quantizing a synthetic LLaMA-7B-shaped checkpoint (DESIGN.md "Targets": below
+# Peak memory while quantizing a synthetic LLaMA-7B-shaped checkpoint (docs/DESIGN.md "Targets": below
 # 3 GB plus calibration activations). A benchmark: it prints numbers and a verdict, and never fails
 # on them; it is not part of ctest.
 #

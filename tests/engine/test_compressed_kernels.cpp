@@ -4,11 +4,11 @@
 // of compressed arrays, with exact error messages.
 #include "error_text.h"
 
-#include "quantlens/compressed_kernels.h"
-#include "quantlens/compressed_linear.h"
-#include "quantlens/compressed_matrix.h"
-#include "quantlens/layer_quantizer.h"
-#include "quantlens/synthetic_model.h"
+#include "quantlens/model/synthetic_model.h"
+#include "quantlens/quantization/layer_quantizer.h"
+#include "quantlens/runtime/compressed_kernels.h"
+#include "quantlens/runtime/compressed_linear.h"
+#include "quantlens/runtime/compressed_matrix.h"
 
 #include <QtTest>
 

@@ -6,14 +6,15 @@
 #include "safetensors_mutator.h"
 #include "test_data.h"
 
-#include "quantlens/dense_checkpoint_writer.h"
-#include "quantlens/error.h"
-#include "quantlens/model_export.h"
-#include "quantlens/model_quantizer.h"
-#include "quantlens/perplexity.h"
-#include "quantlens/quantlens_checkpoint.h"
-#include "quantlens/text_file.h"
-#include "quantlens/tokenizer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/dense_checkpoint_writer.h"
+#include "quantlens/formats/model_export.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/formats/quantlens_checkpoint.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/quantization/model_quantizer.h"
+#include "quantlens/runtime/perplexity.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 #include <QTemporaryDir>
 
@@ -68,7 +69,7 @@ quantizeAll(const Model& model, std::span<const std::int32_t> stream, const Quan
         model, stream, method, kCalibration,
         [&](int block, const std::string& name, const QuantizedLayer&, const RowMatrix& w) {
             for (int i = 0; i < 7; ++i)
-                if (name == kLinearLayerNames[i]) layers[std::size_t(block)][std::size_t(i)] = w;
+                if (name == kLinearLayers[i].name) layers[std::size_t(block)][std::size_t(i)] = w;
         },
         JobContext{});
     return layers;

@@ -1,12 +1,13 @@
 #include "test_data.h"
 
-#include "quantlens/error.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/model_loading.h"
 
-#include "quantlens/generate.h"
-#include "quantlens/perplexity.h"
-#include "quantlens/text_file.h"
-#include "quantlens/tokenizer.h"
-#include "quantlens/transformer.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/runtime/generate.h"
+#include "quantlens/runtime/perplexity.h"
+#include "quantlens/runtime/transformer.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 using namespace quantlens;
 

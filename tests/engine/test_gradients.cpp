@@ -4,14 +4,15 @@
 #include "error_text.h"
 #include "test_data.h"
 
-#include "quantlens/error.h"
-#include "quantlens/fisher.h"
-#include "quantlens/gradients.h"
-#include "quantlens/model_quantizer.h"
-#include "quantlens/perplexity.h"
-#include "quantlens/text_file.h"
-#include "quantlens/tokenizer.h"
-#include "quantlens/transformer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/quantization/fisher.h"
+#include "quantlens/quantization/model_quantizer.h"
+#include "quantlens/runtime/gradients.h"
+#include "quantlens/runtime/perplexity.h"
+#include "quantlens/runtime/transformer.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 #include <QTemporaryDir>
 
@@ -238,7 +239,7 @@ private slots:
                     QVERIFY2(std::abs(numeric - analytic) <= 2e-3 * std::abs(analytic) + noise,
                              qPrintable(QString("block %1 %2, %3: analytic %4, numeric %5")
                                             .arg(block)
-                                            .arg(kLinearLayerNames[layer])
+                                            .arg(kLinearLayers[layer].name)
                                             .arg(name)
                                             .arg(analytic, 0, 'g', 8)
                                             .arg(numeric, 0, 'g', 8)));
@@ -269,7 +270,7 @@ private slots:
                 QVERIFY2(difference <= 1e-4f * x.cwiseAbs().maxCoeff(),
                          qPrintable(QString("block %1 %2: %3")
                                         .arg(b)
-                                        .arg(kLinearLayerNames[l])
+                                        .arg(kLinearLayers[l].name)
                                         .arg(difference)));
             }
     }
@@ -330,7 +331,7 @@ private slots:
                 QVERIFY2(difference <= 1e-5 * reference.maxCoeff(),
                          qPrintable(QString("block %1 %2: %3 of %4")
                                         .arg(b)
-                                        .arg(kLinearLayerNames[l])
+                                        .arg(kLinearLayers[l].name)
                                         .arg(difference)
                                         .arg(reference.maxCoeff())));
                 QVERIFY(reference.minCoeff() >= 0.0);

@@ -3,10 +3,11 @@
 #include "safetensors_mutator.h"
 #include "test_data.h"
 
-#include "quantlens/error.h"
-#include "quantlens/model.h"
-#include "quantlens/perplexity.h"
-#include "quantlens/tokenizer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/model/model.h"
+#include "quantlens/runtime/perplexity.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 #include <QTemporaryDir>
 

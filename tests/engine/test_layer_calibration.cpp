@@ -1,10 +1,11 @@
 #include "test_data.h"
 
-#include "quantlens/error.h"
-#include "quantlens/fisher.h"
-#include "quantlens/kv_cache.h"
-#include "quantlens/layer_calibration.h"
-#include "quantlens/model.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/model/model.h"
+#include "quantlens/quantization/fisher.h"
+#include "quantlens/quantization/layer_calibration.h"
+#include "quantlens/runtime/kv_cache.h"
 
 #include <QtTest>
 

@@ -3,30 +3,28 @@
 // compiler's _Float16, GPTQ codes unpacked the way AutoGPTQ's QuantLinear does) and compared with
 // QuantizedLayer::dequantize(); atomic output on failure, cancel and a full disk.
 #include "error_text.h"
+#include "file_size_limit.h"
 #include "safetensors_mutator.h"
 #include "synthetic_fixtures.h"
 #include "test_data.h"
 
-#include "quantlens/bit_packing.h"
-#include "quantlens/compressed_linear.h"
-#include "quantlens/error.h"
-#include "quantlens/gptq_checkpoint.h"
-#include "quantlens/kv_cache.h"
-#include "quantlens/layer_quantizer.h"
-#include "quantlens/model_export.h"
-#include "quantlens/model_quantizer.h"
-#include "quantlens/quantlens_checkpoint.h"
-#include "quantlens/synthetic_model.h"
-#include "quantlens/transformer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/encoding/bit_packing.h"
+#include "quantlens/formats/gptq_checkpoint.h"
+#include "quantlens/formats/model_export.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/formats/quantlens_checkpoint.h"
+#include "quantlens/model/synthetic_model.h"
+#include "quantlens/quantization/layer_quantizer.h"
+#include "quantlens/quantization/model_quantizer.h"
+#include "quantlens/runtime/compressed_linear.h"
+#include "quantlens/runtime/kv_cache.h"
+#include "quantlens/runtime/transformer.h"
 
 #include <QTemporaryDir>
 
 #include <bit>
-#include <csignal>
 #include <cstring>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 using namespace quantlens;
 using quantlens::test::errorOf;
@@ -396,31 +394,11 @@ private slots:
         QVERIFY(test::readBytes(root / "out/model.safetensors") == before);
 
         // A full disk: the child may write 64 KiB per file; the export fails part-way.
-        int channel[2];
-        QVERIFY(::pipe(channel) == 0);
-        const pid_t child = ::fork();
-        QVERIFY(child >= 0);
-        if (child == 0) {
-            ::close(channel[0]);
-            std::signal(SIGXFSZ, SIG_IGN);
-            const rlimit limit{64 * 1024, 64 * 1024};
-            ::setrlimit(RLIMIT_FSIZE, &limit);
-            const std::string message =
-                errorOf([&] {
-                    exportModel(root / "q", ExportFormat::DenseF32, root / "full", {});
-                }).toStdString();
-            [[maybe_unused]] const auto written =
-                ::write(channel[1], message.data(), message.size());
-            ::_exit(0);
-        }
-        ::close(channel[1]);
-        std::string message;
-        char buffer[512];
-        for (::ssize_t n; (n = ::read(channel[0], buffer, sizeof buffer)) > 0;)
-            message.append(buffer, std::size_t(n));
-        ::close(channel[0]);
-        int status = 0;
-        ::waitpid(child, &status, 0);
+        const std::string message = test::inChildWithFileSizeLimit(64 * 1024, [&] {
+            return errorOf(
+                       [&] { exportModel(root / "q", ExportFormat::DenseF32, root / "full", {}); })
+                .toStdString();
+        });
         // Attributed to the file the user asked for, not to the staging directory.
         const std::string expected = (root / "full/model.safetensors").string() +
                                      ": write failed: File too large (while writing tensor '";

@@ -3,9 +3,12 @@
 
 #include <QTemporaryDir>
 
-#include "quantlens/error.h"
-#include "quantlens/float_tensor.h"
-#include "quantlens/model.h"
+#include <algorithm>
+
+#include "quantlens/core/error.h"
+#include "quantlens/core/float_tensor.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/model/model.h"
 
 using namespace quantlens;
 
@@ -52,6 +55,35 @@ private slots:
         QCOMPARE(model->storedBytes(), std::size_t(kParameters * 4));
         QCOMPARE(model->lmHead.data, model->embedding.data); // tied: the same bytes, no copy
         QCOMPARE(model->defaultTokenizer, test::dataPath("stories260K-hf/tokenizer.model"));
+    }
+
+    // The layer layout names every tensor the checkpoint stores, each once, and gives each linear
+    // layer its view: one table for loaders and writers alike.
+    void layerLayoutNamesEveryStoredTensor() {
+        QUANTLENS_REQUIRE_DATA("stories260K-hf");
+        const auto model = loadModel(test::dataPath("stories260K-hf"));
+        std::vector<std::string> named, stored;
+        forEachModelTensor(
+            *model,
+            [&](const std::string& name, const TensorView& view) {
+                QCOMPARE(view.name, name);
+                named.push_back(name);
+            },
+            [&](int block, int layer) {
+                const TensorView& view =
+                    *model->blocks[std::size_t(block)].linearLayers()[std::size_t(layer)];
+                QCOMPARE(view.name, linearLayerPrefix(block, layer) + ".weight");
+                QCOMPARE(view.shape,
+                         linearLayerShape(kLinearLayers[std::size_t(layer)], model->config));
+                named.push_back(view.name);
+            });
+        for (const TensorView& tensor : model->storedTensors)
+            stored.push_back(tensor.name);
+        std::sort(named.begin(), named.end());
+        std::sort(stored.begin(), stored.end());
+        QCOMPARE(named, stored);
+        QCOMPARE(linearLayerIndex("down_proj"), 6);
+        QCOMPARE(kLinearLayers[std::size_t(linearLayerIndex("o_proj"))].heads, HeadAxis::Columns);
     }
 
     void loadsBf16Directory() {

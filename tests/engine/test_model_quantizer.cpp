@@ -3,16 +3,17 @@
 #include "error_text.h"
 #include "test_data.h"
 
-#include "quantlens/dense_checkpoint_writer.h"
-#include "quantlens/error.h"
-#include "quantlens/fisher.h"
-#include "quantlens/layer_quantizer.h"
-#include "quantlens/model_quantizer.h"
-#include "quantlens/perplexity.h"
-#include "quantlens/safetensors.h"
-#include "quantlens/text_file.h"
-#include "quantlens/tokenizer.h"
-#include "quantlens/transformer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/dense_checkpoint_writer.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/io/safetensors.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/quantization/fisher.h"
+#include "quantlens/quantization/layer_quantizer.h"
+#include "quantlens/quantization/model_quantizer.h"
+#include "quantlens/runtime/perplexity.h"
+#include "quantlens/runtime/transformer.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 #include <QTemporaryDir>
 
@@ -43,7 +44,7 @@ std::vector<std::int32_t> wikitextStream(const Model& model) {
 
 int layerIndex(const std::string& name) {
     for (int i = 0; i < 7; ++i)
-        if (name == kLinearLayerNames[i]) return i;
+        if (name == kLinearLayers[i].name) return i;
     throw std::runtime_error("unknown layer " + name);
 }
 
@@ -122,7 +123,7 @@ void checkReports(const Model& model, const Run& run, bool calibrated) {
         const int block = int(k / 7);
         const TensorView& tensor = *model.blocks[std::size_t(block)].linearLayers()[k % 7];
         QCOMPARE(l.block, block);
-        QCOMPARE(l.name, std::string(kLinearLayerNames[k % 7]));
+        QCOMPARE(l.name, std::string(kLinearLayers[k % 7].name));
         QCOMPARE(std::int64_t(l.rows), tensor.shape[0]);
         QCOMPARE(std::int64_t(l.cols), tensor.shape[1]);
         QCOMPARE(l.bitsPerParameter, double(l.storedBytes) * 8.0 / (double(l.rows) * l.cols));
@@ -164,7 +165,7 @@ void checkReports(const Model& model, const Run& run, bool calibrated) {
     QCOMPARE(progress.size(), r.layers.size() + 1);
     for (std::size_t k = 0; k < r.layers.size(); ++k) {
         QCOMPARE(progress[k].second,
-                 "block " + std::to_string(k / 7) + " " + kLinearLayerNames[k % 7]);
+                 "block " + std::to_string(k / 7) + " " + kLinearLayers[k % 7].name);
         QVERIFY(k == 0 || progress[k].first > progress[k - 1].first);
     }
     QCOMPARE(progress.back().first, 1.0);
@@ -239,7 +240,7 @@ private slots:
             const double reported = run.result.layers[std::size_t(i)].relativeOutputError;
             QVERIFY2(std::abs(reported - expected) <= 1e-3 * expected,
                      qPrintable(QString("%1: reported %2, computed %3")
-                                    .arg(kLinearLayerNames[i])
+                                    .arg(kLinearLayers[i].name)
                                     .arg(reported, 0, 'g', 9)
                                     .arg(expected, 0, 'g', 9)));
         }
@@ -357,7 +358,7 @@ private slots:
                 QCOMPARE(layers[i]->dtype, DType::F32);
                 QVERIFY2(
                     bitwiseEqual(FloatTensor(*layers[i]).matrix(), run.reconstructions[blk][i]),
-                    qPrintable(QString("block %1 %2").arg(blk).arg(kLinearLayerNames[i])));
+                    qPrintable(QString("block %1 %2").arg(blk).arg(kLinearLayers[i].name)));
             }
             QVERIFY(sameTensor(written->blocks[blk].attnNorm, model->blocks[blk].attnNorm));
             QVERIFY(sameTensor(written->blocks[blk].ffnNorm, model->blocks[blk].ffnNorm));
@@ -507,7 +508,7 @@ private slots:
                 QVERIFY2(bitwiseEqual(
                              ConstRowMatrixMap(expected.data(), expected.rows(), expected.cols()),
                              run.reconstructions[std::size_t(b)][std::size_t(i)]),
-                         qPrintable(QString("block %1 %2").arg(b).arg(kLinearLayerNames[i])));
+                         qPrintable(QString("block %1 %2").arg(b).arg(kLinearLayers[i].name)));
             }
         QVERIFY(std::abs(run.result.outlierFraction - 0.0045) < 1e-4);
     }

@@ -2,11 +2,12 @@
 #include "safetensors_mutator.h"
 #include "test_data.h"
 
-#include "quantlens/error.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/model_loading.h"
 
-#include "quantlens/perplexity.h"
-#include "quantlens/text_file.h"
-#include "quantlens/token_file.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/io/token_file.h"
+#include "quantlens/runtime/perplexity.h"
 
 #include <QTemporaryDir>
 

@@ -3,17 +3,18 @@
 #include "error_text.h"
 #include "test_data.h"
 
-#include "quantlens/bit_packing.h"
-#include "quantlens/compressed_linear.h"
-#include "quantlens/error.h"
-#include "quantlens/hessian.h"
-#include "quantlens/layer_quantizer.h"
-#include "quantlens/parallel.h"
-#include "quantlens/perplexity.h"
-#include "quantlens/synthetic_model.h"
-#include "quantlens/text_file.h"
-#include "quantlens/tokenizer.h"
-#include "quantlens/transformer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/core/parallel.h"
+#include "quantlens/encoding/bit_packing.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/model/synthetic_model.h"
+#include "quantlens/quantization/hessian.h"
+#include "quantlens/quantization/layer_quantizer.h"
+#include "quantlens/runtime/compressed_linear.h"
+#include "quantlens/runtime/perplexity.h"
+#include "quantlens/runtime/transformer.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 #include <algorithm>
 #include <bit>
@@ -44,7 +45,7 @@ struct RealLayer {
 constexpr int kWindows = 4;
 constexpr int kWindowLength = 128;
 
-// Every linear layer of every block (kLinearLayerNames order), computed once.
+// Every linear layer of every block (kLinearLayers order), computed once.
 const std::vector<RealLayer>& allRealLayers() {
     static const std::vector<RealLayer> layers = [] {
         const auto model = loadModel(test::dataPath("stories260K-hf"));
@@ -694,7 +695,7 @@ private slots:
                         << QString(layer) << wbits << groupsize;
     }
 
-    // wbits + 32/g for RTN/GPTQ; the SpQR formula of DESIGN.md when β1 | cols and β2 | rows.
+    // wbits + 32/g for RTN/GPTQ; the SpQR formula of docs/DESIGN.md when β1 | cols and β2 | rows.
     void paperBits() {
         QFETCH(QString, layer);
         QFETCH(int, wbits);

@@ -5,16 +5,17 @@
 #include "safetensors_mutator.h"
 #include "test_data.h"
 
-#include "quantlens/compressed_linear.h"
-#include "quantlens/error.h"
-#include "quantlens/kv_cache.h"
-#include "quantlens/model_quantizer.h"
-#include "quantlens/perplexity.h"
-#include "quantlens/quantlens_checkpoint.h"
-#include "quantlens/stored_tensor.h"
-#include "quantlens/text_file.h"
-#include "quantlens/tokenizer.h"
-#include "quantlens/transformer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/encoding/stored_tensor.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/formats/quantlens_checkpoint.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/quantization/model_quantizer.h"
+#include "quantlens/runtime/compressed_linear.h"
+#include "quantlens/runtime/kv_cache.h"
+#include "quantlens/runtime/perplexity.h"
+#include "quantlens/runtime/transformer.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 #include <QTemporaryDir>
 
@@ -37,7 +38,7 @@ std::vector<std::int32_t> excerptTokens(const Model& model) {
 
 struct Written {
     QuantizeResult result;
-    std::vector<QuantizedLayer> layers; // block-major, kLinearLayerNames order
+    std::vector<QuantizedLayer> layers; // block-major, kLinearLayers order
 };
 
 // Quantizes `model` and streams it into a quantlens directory.

@@ -1,9 +1,9 @@
 #include "safetensors_mutator.h"
 #include "test_data.h"
 
-#include "quantlens/dtype.h"
-#include "quantlens/float_tensor.h"
-#include "quantlens/safetensors.h"
+#include "quantlens/core/dtype.h"
+#include "quantlens/core/float_tensor.h"
+#include "quantlens/io/safetensors.h"
 
 #include <QTemporaryDir>
 

@@ -1,18 +1,15 @@
+#include "file_size_limit.h"
 #include "safetensors_mutator.h"
 #include "test_data.h"
 
-#include "quantlens/error.h"
-#include "quantlens/safetensors.h"
-#include "quantlens/safetensors_writer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/io/safetensors.h"
+#include "quantlens/io/safetensors_writer.h"
 
 #include <QTemporaryDir>
 
-#include <csignal>
 #include <cstring>
 #include <fstream>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 using namespace quantlens;
 namespace fs = std::filesystem;
@@ -216,37 +213,17 @@ private slots:
         const fs::path file = dir.filePath("full.safetensors").toStdString();
         { std::ofstream(file, std::ios::binary) << "old contents"; }
 
-        int channel[2];
-        QCOMPARE(::pipe(channel), 0);
-        const pid_t child = ::fork();
-        QVERIFY(child >= 0);
-        if (child == 0) {
-            ::close(channel[0]);
-            std::signal(SIGXFSZ, SIG_IGN);
-            const rlimit limit{64 * 1024, 64 * 1024};
-            ::setrlimit(RLIMIT_FSIZE, &limit);
-            std::string message = "no error";
-            try {
-                const std::string data(1 << 20, 'x');
-                SafetensorsWriter writer(file, {{"small", "U8", {16}}, {"big", "U8", {1 << 20}}});
-                writer.write("small", data.data(), 16);
-                writer.write("big", data.data(), data.size());
-                writer.commit();
-            } catch (const Error& e) {
-                message = e.what();
-            }
-            (void)!::write(channel[1], message.data(), message.size());
-            ::_exit(0);
-        }
-        ::close(channel[1]);
-        std::string message;
-        char buffer[512];
-        for (::ssize_t n; (n = ::read(channel[0], buffer, sizeof buffer)) > 0;)
-            message.append(buffer, static_cast<std::size_t>(n));
-        ::close(channel[0]);
-        int status = 0;
-        QCOMPARE(::waitpid(child, &status, 0), child);
-        QVERIFY(WIFEXITED(status));
+        const std::string message = test::inChildWithFileSizeLimit(64 * 1024, [&] {
+            return errorOf([&] {
+                       const std::string data(1 << 20, 'x');
+                       SafetensorsWriter writer(file,
+                                                {{"small", "U8", {16}}, {"big", "U8", {1 << 20}}});
+                       writer.write("small", data.data(), 16);
+                       writer.write("big", data.data(), data.size());
+                       writer.commit();
+                   })
+                .toStdString();
+        });
         QCOMPARE(QString::fromStdString(message),
                  QString::fromStdString(file.string() + ": write failed: " + std::strerror(EFBIG) +
                                         " (while writing tensor 'big')"));
@@ -258,37 +235,17 @@ private slots:
     void failedWriterRefusesToContinue() {
         QTemporaryDir dir;
         const fs::path file = dir.filePath("f.safetensors").toStdString();
-        int channel[2];
-        QCOMPARE(::pipe(channel), 0);
-        const pid_t child = ::fork();
-        QVERIFY(child >= 0);
-        if (child == 0) {
-            ::close(channel[0]);
-            std::signal(SIGXFSZ, SIG_IGN);
-            const rlimit limit{4096, 4096};
-            ::setrlimit(RLIMIT_FSIZE, &limit);
+        const std::string messages = test::inChildWithFileSizeLimit(4096, [&] {
             std::string messages;
-            {
-                const std::string data(8192, 'x');
-                SafetensorsWriter writer(file, {{"big", "U8", {8192}}, {"next", "U8", {1}}});
-                for (int attempt = 0; attempt < 2; ++attempt)
-                    messages += errorOf([&] {
-                                    writer.write("big", data.data(), data.size());
-                                }).toStdString() +
-                                "\n";
-                messages += errorOf([&] { writer.commit(); }).toStdString();
-            }
-            (void)!::write(channel[1], messages.data(), messages.size());
-            ::_exit(0);
-        }
-        ::close(channel[1]);
-        std::string messages;
-        char buffer[512];
-        for (::ssize_t n; (n = ::read(channel[0], buffer, sizeof buffer)) > 0;)
-            messages.append(buffer, static_cast<std::size_t>(n));
-        ::close(channel[0]);
-        int status = 0;
-        QCOMPARE(::waitpid(child, &status, 0), child);
+            const std::string data(8192, 'x');
+            SafetensorsWriter writer(file, {{"big", "U8", {8192}}, {"next", "U8", {1}}});
+            for (int attempt = 0; attempt < 2; ++attempt)
+                messages +=
+                    errorOf([&] { writer.write("big", data.data(), data.size()); }).toStdString() +
+                    "\n";
+            messages += errorOf([&] { writer.commit(); }).toStdString();
+            return messages;
+        });
         const std::string prefix = file.string() + ": ";
         QCOMPARE(QString::fromStdString(messages),
                  QString::fromStdString(

@@ -1,13 +1,14 @@
 #include "error_text.h"
 #include "test_data.h"
 
-#include "quantlens/error.h"
-#include "quantlens/layer_quantizer.h"
-#include "quantlens/perplexity.h"
-#include "quantlens/sensitivity.h"
-#include "quantlens/text_file.h"
-#include "quantlens/tokenizer.h"
-#include "quantlens/transformer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/quantization/layer_quantizer.h"
+#include "quantlens/quantization/sensitivity.h"
+#include "quantlens/runtime/perplexity.h"
+#include "quantlens/runtime/transformer.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 #include <Eigen/LU>
 

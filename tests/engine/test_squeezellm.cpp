@@ -4,13 +4,14 @@
 #include "error_text.h"
 #include "test_data.h"
 
-#include "quantlens/bit_packing.h"
-#include "quantlens/dtype.h"
-#include "quantlens/layer_quantizer.h"
-#include "quantlens/model.h"
-#include "quantlens/parallel.h"
-#include "quantlens/sensitivity.h"
-#include "quantlens/weighted_kmeans.h"
+#include "quantlens/core/dtype.h"
+#include "quantlens/core/parallel.h"
+#include "quantlens/encoding/bit_packing.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/model/model.h"
+#include "quantlens/quantization/layer_quantizer.h"
+#include "quantlens/quantization/sensitivity.h"
+#include "quantlens/quantization/weighted_kmeans.h"
 
 #include <algorithm>
 #include <cmath>
@@ -24,7 +25,7 @@ using quantlens::test::errorOf;
 
 namespace {
 
-// Every linear weight of stories260K-hf, kLinearLayerNames order per block.
+// Every linear weight of stories260K-hf, kLinearLayers order per block.
 const std::vector<RowMatrix>& realWeights() {
     static const std::vector<RowMatrix> weights = [] {
         const auto model = loadModel(test::dataPath("stories260K-hf"));

@@ -1,10 +1,11 @@
 #include "test_data.h"
 
-#include "quantlens/error.h"
-#include "quantlens/float_tensor.h"
-#include "quantlens/model.h"
-#include "quantlens/synthetic_model.h"
-#include "quantlens/transformer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/core/float_tensor.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/model/model.h"
+#include "quantlens/model/synthetic_model.h"
+#include "quantlens/runtime/transformer.h"
 
 #include <QCryptographicHash>
 #include <QTemporaryDir>

@@ -2,10 +2,10 @@
 // a literal transcription of llama2.c's O(n²) encoder, and against damaged tok.bin files.
 #include "test_data.h"
 
-#include "quantlens/error.h"
-#include "quantlens/text_file.h"
-#include "quantlens/token_file.h"
-#include "quantlens/tokenizer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/io/token_file.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 #include <QTemporaryDir>
 

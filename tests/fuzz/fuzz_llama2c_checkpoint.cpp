@@ -2,8 +2,8 @@
 // shared weights, and the sizes it implies against the file.
 #include "fuzz_input.h"
 
-#include "quantlens/error.h"
-#include "quantlens/model.h"
+#include "quantlens/core/error.h"
+#include "quantlens/model/model.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const auto path = quantlens::fuzz::writeScratch("model.bin", data, size);

@@ -3,7 +3,7 @@
 
 #include "project_file.h"
 
-#include "quantlens/error.h"
+#include "quantlens/core/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const auto path = quantlens::fuzz::writeScratch("input.quantlens", data, size);

@@ -5,10 +5,10 @@
 // out-of-bounds read there.
 #include "fuzz_input.h"
 
-#include "quantlens/error.h"
-#include "quantlens/kv_cache.h"
-#include "quantlens/quantlens_checkpoint.h"
-#include "quantlens/transformer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/formats/quantlens_checkpoint.h"
+#include "quantlens/runtime/kv_cache.h"
+#include "quantlens/runtime/transformer.h"
 
 #include <array>
 #include <filesystem>

@@ -1,8 +1,8 @@
 // Any bytes as a safetensors file: header length, JSON header, dtypes, shapes and offsets.
 #include "fuzz_input.h"
 
-#include "quantlens/error.h"
-#include "quantlens/safetensors.h"
+#include "quantlens/core/error.h"
+#include "quantlens/io/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const auto path = quantlens::fuzz::writeScratch("input.safetensors", data, size);

@@ -2,8 +2,8 @@
 // shard names (path traversal), the weight map, duplicate and missing tensors.
 #include "fuzz_input.h"
 
-#include "quantlens/error.h"
-#include "quantlens/model.h"
+#include "quantlens/core/error.h"
+#include "quantlens/model/model.h"
 
 #include <filesystem>
 #include <fstream>

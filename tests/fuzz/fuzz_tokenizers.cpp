@@ -2,8 +2,8 @@
 // content as loadTokenizer does), then a round of encode and decode on fixed text.
 #include "fuzz_input.h"
 
-#include "quantlens/error.h"
-#include "quantlens/tokenizer.h"
+#include "quantlens/core/error.h"
+#include "quantlens/tokenizer/tokenizer.h"
 
 #include <vector>
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "quantlens/error.h"
+#include "quantlens/core/error.h"
 
 #include <QString>
 

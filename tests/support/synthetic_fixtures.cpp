@@ -1,6 +1,6 @@
 #include "synthetic_fixtures.h"
 
-#include "quantlens/synthetic_model.h"
+#include "quantlens/model/synthetic_model.h"
 
 #include <random>
 

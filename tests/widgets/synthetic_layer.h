@@ -1,6 +1,6 @@
 #pragma once
 
-#include "quantlens/layer_calibration.h"
+#include "quantlens/quantization/layer_calibration.h"
 
 #include <cmath>
 #include <memory>

@@ -1,3 +1,4 @@
+#include "error_text.h"
 #include "export_dialog.h"
 #include "jobs_panel.h"
 #include "project_file.h"
@@ -5,7 +6,7 @@
 #include "quant_settings_panel.h"
 #include "threshold_tuner.h"
 
-#include "quantlens/error.h"
+#include "quantlens/core/error.h"
 
 #include <QComboBox>
 #include <QDialogButtonBox>
@@ -77,15 +78,23 @@ void TestPanels::configJsonRoundTrips() {
          {quantlens::QuantConfig(quantlens::RtnConfig{3, 0}),
           quantlens::QuantConfig(quantlens::GptqConfig{2, 64, 32, 0.1, true}),
           quantlens::QuantConfig(customSpqr()), quantlens::QuantConfig(squeeze)}) {
-        const auto back = quantConfigFromJson(toJson(config));
-        QVERIFY(back);
-        QVERIFY(sameConfig(*back, config));
+        QVERIFY(sameConfig(quantConfigFromJson(toJson(config)), config));
     }
     QCOMPARE(toJson(customSpqr())["outlier_threshold"].toDouble(), 0.45);
-    QVERIFY(!quantConfigFromJson(QJsonObject{{"method", "awq"}}));
-    QVERIFY(!quantConfigFromJson(QJsonObject{{"method", "rtn"}, {"wbits", 12}})); // out of range
-    const auto defaults = quantConfigFromJson(QJsonObject{{"method", "spqr"}});
-    QVERIFY(defaults && sameConfig(*defaults, quantlens::SpqrConfig{}));
+    const auto errorFrom = [](const QJsonObject& json) {
+        return quantlens::test::errorOf([&] { quantConfigFromJson(json); });
+    };
+    QCOMPARE(errorFrom({{"method", "awq"}}),
+             QString("unknown method \"awq\" (rtn, gptq, spqr or squeezellm)"));
+    QCOMPARE(errorFrom({{"wbits", 3}}), QString("the settings name no \"method\""));
+    QCOMPARE(errorFrom({{"method", "gptq"}, {"act_order", 1}}),
+             QString("setting \"act_order\" must be true or false"));
+    QCOMPARE(errorFrom({{"method", "rtn"}, {"wbits", 2.5}}),
+             QString("setting \"wbits\" must be a whole number"));
+    QCOMPARE(errorFrom({{"method", "rtn"}, {"groupsize", "128"}}),
+             QString("setting \"groupsize\" must be a number"));
+    QVERIFY(errorFrom({{"method", "rtn"}, {"wbits", 12}}).contains("wbits")); // out of range
+    QVERIFY(sameConfig(quantConfigFromJson({{"method", "spqr"}}), quantlens::SpqrConfig{}));
 }
 
 void TestPanels::settingsPanelRoundTripsEveryMethod() {

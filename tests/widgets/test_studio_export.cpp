@@ -1,14 +1,18 @@
+#include "error_text.h"
 #include "export_dialog.h"
+#include "file_size_limit.h"
 #include "model_export.h"
 #include "synthetic_fixtures.h"
 #include "test_data.h"
 
-#include "quantlens/dtype.h"
-#include "quantlens/error.h"
-#include "quantlens/float_tensor.h"
-#include "quantlens/model_export.h"
-#include "quantlens/quantlens_checkpoint.h"
-#include "quantlens/safetensors.h"
+#include "quantlens/core/dtype.h"
+#include "quantlens/core/error.h"
+#include "quantlens/core/float_tensor.h"
+#include "quantlens/core/parallel.h"
+#include "quantlens/formats/model_export.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/formats/quantlens_checkpoint.h"
+#include "quantlens/io/safetensors.h"
 
 #include <QComboBox>
 #include <QDialogButtonBox>
@@ -87,6 +91,9 @@ private slots:
     void writesTheChosenFormat_data();
     void writesTheChosenFormat();
     void refusesGptqForOtherMethods();
+    void cancelHalfwayLeavesNothing_data();
+    void cancelHalfwayLeavesNothing();
+    void fullDiskLeavesNothing();
 
 private:
     QTemporaryDir scratch_;
@@ -251,6 +258,59 @@ void TestStudioExport::refusesGptqForOtherMethods() {
         QVERIFY2(QString(error.what()).startsWith(directory + ": unknown export format 'gguf'"),
                  error.what());
     }
+}
+
+// Names in the scratch directory that mention `stem`: a finished output, or a staging directory
+// (".stem.tmp.…") left behind.
+QStringList traces(const QString& scratch, const QString& stem) {
+    return QDir(scratch)
+        .entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot)
+        .filter(stem);
+}
+
+void TestStudioExport::cancelHalfwayLeavesNothing_data() {
+    writesTheChosenFormat_data();
+}
+
+// Cancelled once the quantization is half done: the job stops, and neither the output nor a
+// staging directory is left.
+void TestStudioExport::cancelHalfwayLeavesNothing() {
+    QFETCH(QString, format);
+    const QString stem = "cancelled-" + format;
+    double reached = 0.0;
+    quantlens::JobContext* running = nullptr;
+    quantlens::JobContext job([&](double fraction, const std::string&) {
+        reached = std::max(reached, fraction);
+        if (fraction >= 0.5) running->requestCancel();
+    });
+    running = &job;
+    bool cancelled = false;
+    try {
+        exportModel(*source_, calibration_, kGptq, {4, 32}, format, scratch_.filePath(stem), job);
+    } catch (const quantlens::Cancelled&) {
+        cancelled = true;
+    }
+    QVERIFY(cancelled);
+    QVERIFY2(reached >= 0.5 && reached < 1.0, qPrintable(QString::number(reached)));
+    QCOMPARE(traces(scratch_.path(), stem), QStringList{});
+}
+
+// A full disk (a file-size limit in a child process) fails the dense export with the file the
+// user named, and leaves nothing.
+void TestStudioExport::fullDiskLeavesNothing() {
+    const QString directory = scratch_.filePath("full-disk");
+    const std::string message = quantlens::test::inChildWithFileSizeLimit(32 * 1024, [&] {
+        quantlens::setThreadCount(1); // no OpenMP pool in a forked child
+        return quantlens::test::errorOf([&] {
+                   exportModel(*source_, calibration_, kGptq, {4, 32}, "dense-f32", directory,
+                               quantlens::JobContext{});
+               })
+            .toStdString();
+    });
+    const std::string expected =
+        directory.toStdString() + "/model.safetensors: write failed: File too large";
+    QVERIFY2(message.compare(0, expected.size(), expected) == 0, message.c_str());
+    QCOMPARE(traces(scratch_.path(), "full-disk"), QStringList{});
 }
 
 QTEST_MAIN(TestStudioExport)

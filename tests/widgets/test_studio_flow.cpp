@@ -11,11 +11,13 @@
 #include "test_data.h"
 #include "threshold_tuner.h"
 
-#include "quantlens/float_tensor.h"
+#include "quantlens/core/float_tensor.h"
+#include "quantlens/formats/model_loading.h"
 
 #include <QDialogButtonBox>
 #include <QDoubleSpinBox>
 #include <QElapsedTimer>
+#include <QMap>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSlider>
@@ -69,6 +71,14 @@ DataSettings excerptSettings() {
     return {text, 8, 128, text, 128};
 }
 
+// stories260K opened by `engine`, or null when it did not open within 20 s.
+EngineController::ModelPtr openedModel(EngineController& engine) {
+    QSignalSpy opened(&engine, &EngineController::modelOpened);
+    engine.openModel(dataDir("stories260K-hf"));
+    if (!opened.wait(20'000)) return nullptr;
+    return opened.first().first().value<EngineController::ModelPtr>();
+}
+
 } // namespace
 
 class TestStudioFlow : public QObject {
@@ -78,6 +88,7 @@ private slots:
     void initTestCase();
     void wholeFlow();
     void cancelStopsWithinASecond();
+    void analysesAreCoalesced();
     void engineErrorsAreMessages();
 };
 
@@ -300,10 +311,8 @@ void TestStudioFlow::wholeFlow() {
 void TestStudioFlow::cancelStopsWithinASecond() {
     QUANTLENS_REQUIRE_DATA("stories260K-hf");
     EngineController engine;
-    QSignalSpy opened(&engine, &EngineController::modelOpened);
-    engine.openModel(dataDir("stories260K-hf"));
-    QTRY_COMPARE_WITH_TIMEOUT(opened.size(), 1, 20'000);
-    const auto model = opened.first().first().value<EngineController::ModelPtr>();
+    const auto model = openedModel(engine);
+    QVERIFY(model);
 
     DataSettings data = excerptSettings();
     data.sequences = 40; // long enough to be cancelled mid-way
@@ -322,6 +331,36 @@ void TestStudioFlow::cancelStopsWithinASecond() {
     QCOMPARE(ended.first()[0].toInt(), job);
     QCOMPARE(ended.first()[1].value<JobOutcome>(), JobOutcome::Cancelled);
     QVERIFY(runs.size() < 6);
+    QVERIFY(!engine.isBusy());
+}
+
+// Clicking through five layers while the first is analysed: the three in between are replaced
+// unstarted, and the newest is the one shown last.
+void TestStudioFlow::analysesAreCoalesced() {
+    QUANTLENS_REQUIRE_DATA("stories260K-hf");
+    EngineController engine;
+    const auto model = openedModel(engine);
+    QVERIFY(model);
+
+    QSignalSpy analysed(&engine, &EngineController::layerAnalysed);
+    QSignalSpy ended(&engine, &EngineController::jobEnded);
+    std::vector<int> jobs;
+    for (const char* layer : {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"})
+        jobs.push_back(
+            engine.analyseLayer(model, excerptSettings(), quantlens::SpqrConfig{}, 1, layer));
+    QTRY_COMPARE_WITH_TIMEOUT(ended.size(), 5, 60'000);
+    QMap<int, JobOutcome> outcomes;
+    for (const QList<QVariant>& end : ended) {
+        outcomes[end[0].toInt()] = end[1].value<JobOutcome>();
+        if (end[1].value<JobOutcome>() == JobOutcome::Cancelled)
+            QCOMPARE(end[2].toString(), QString("replaced by a newer analysis"));
+    }
+    for (int i = 1; i < 4; ++i)
+        QCOMPARE(outcomes[jobs[std::size_t(i)]], JobOutcome::Cancelled);
+    QCOMPARE(outcomes[jobs[4]], JobOutcome::Finished);
+    QVERIFY(analysed.size() == 1 || analysed.size() == 2);
+    const auto last = analysed.last().first().value<EngineController::AnalysisPtr>();
+    QCOMPARE(last->layer, std::string("gate_proj"));
     QVERIFY(!engine.isBusy());
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include "quantlens/compressed_matrix.h"
+#include "quantlens/runtime/compressed_matrix.h"
 
 #include <cuda_runtime.h>
 

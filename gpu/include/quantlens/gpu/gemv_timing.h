@@ -1,6 +1,6 @@
 #pragma once
 
-#include "quantlens/compressed_matrix.h"
+#include "quantlens/runtime/compressed_matrix.h"
 
 #include <cstddef>
 
@@ -17,7 +17,7 @@ inline constexpr int kProductsPerRound = 20;
 KernelTiming timeCompressedGemv(const CompressedMatrix& m, int repeat, std::size_t& deviceBytes);
 
 // cuBLAS fp16 GEMV, y = W·x with W [rows, cols], x and y fp16, fp32 accumulation (cublasGemmEx
-// with n = 1): the baseline of DESIGN.md's GPU target.
+// with n = 1): the baseline of docs/DESIGN.md's GPU target.
 KernelTiming timeCublasF16Gemv(int rows, int cols, int repeat);
 
 } // namespace quantlens::gpu

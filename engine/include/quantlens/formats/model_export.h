@@ -1,0 +1,58 @@
+#pragma once
+
+#include "quantlens/core/job.h"
+#include "quantlens/quantization/model_quantizer.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace quantlens {
+
+// What `quantlens-cli quantize` and `export` and the studio write (docs/DESIGN.md, Export formats).
+enum class ExportFormat {
+    Quantlens, // the compressed checkpoint, validated and re-written array for array
+    DenseF32,  // the dequantized weights, for any Hugging Face runtime
+    DenseF16,
+    DenseBf16,
+    Gptq, // AutoGPTQ / transformers' GPTQ checkpoint layout (rtn and gptq layers)
+};
+
+// "quantlens", "dense-f32", "dense-f16", "dense-bf16", "gptq"; throws Error for anything else.
+ExportFormat parseExportFormat(std::string_view name);
+std::string exportFormatName(ExportFormat format);
+
+struct ExportResult {
+    std::uintmax_t fileBytes = 0; // of the written model.safetensors
+    std::int64_t layers = 0;      // linear layers converted
+    // GPTQ exports: the checkpoint_format written, "gptq" (zero − 1 in qzeros, AutoGPTQ's v1) or
+    // "gptq_v2" (the zero itself) when some group has a zero point of 0 next to its largest code.
+    std::string gptqFormat;
+};
+
+// Whether `format` can hold layers quantized with `method`: the GPTQ layout holds RTN and GPTQ
+// layers only.
+bool formatHolds(ExportFormat format, const QuantConfig& method);
+
+// The one job behind every quantized output (`quantlens-cli quantize`, the studio's export):
+// quantizes `model` with `method` (quantizeModel) and writes it into `output` in `format`, each
+// layer streamed as it is final (GPTQ: through a staged quantlens checkpoint, as `export` converts
+// it). `metadata` goes into the safetensors header. The directory appears whole or not at all: a
+// failure, a cancel or a full disk leaves no trace and an existing output untouched. Throws Error
+// naming `output` for a format that cannot hold `method`, before quantizing.
+QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int32_t> calibration,
+                                   const QuantConfig& method, const CalibrationConfig& config,
+                                   ExportFormat format, const std::filesystem::path& output,
+                                   const std::map<std::string, std::string>& metadata,
+                                   const JobContext& job);
+
+// Reads the quantlens checkpoint `input` (every array validated) and writes `output` in `format`.
+// The output directory appears whole or not at all: a failure, a cancel or a full disk leaves no
+// trace and an existing output untouched (AtomicDirectory). `job` is checked between layers.
+ExportResult exportModel(const std::filesystem::path& input, ExportFormat format,
+                         const std::filesystem::path& output, const JobContext& job);
+
+} // namespace quantlens

@@ -1,0 +1,43 @@
+#pragma once
+
+#include "quantlens/runtime/compressed_matrix.h"
+
+#include <cstddef>
+#include <memory>
+
+namespace quantlens {
+
+// Which instructions the fused kernels use: the widest the build targets (Auto: AVX-512 with VBMI,
+// else AVX2/FMA), AVX2 even where AVX-512 is there, or the portable scalar code. Tests run all
+// three; Avx2 and Auto fall back to what the build has.
+enum class KernelIsa { Auto, Avx2, Portable };
+
+// Up to this many tokens, each row of W is decoded once, in registers, and multiplied with every
+// token (matrix-vector and small-batch products).
+inline constexpr int kFusedBatch = 8;
+
+// y = x·Wᵀ straight from the compressed arrays: x [tokens, cols] in the layer's original column
+// order (rows `xStride` floats apart), y [tokens, rows] (`yStride` apart); with `accumulate`,
+// y += x·Wᵀ. Small batches decode codes in registers and add each outlier as
+// (value − decoded)·x at its column, so W is never materialised; larger batches decode tiles of
+// rows into a small buffer and multiply them with Eigen. Parallel over rows on the engine's
+// threads. The decoded weights equal QuantizedLayer::dequantize()'s bit for bit; only the order of
+// the sums differs from a dense product (see docs/FORMAT.md for the tolerance).
+void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride,
+                        int tokens, float* y, std::ptrdiff_t yStride, bool accumulate,
+                        KernelIsa isa = KernelIsa::Auto);
+
+// What the vector kernels read besides the stored arrays, derived from them once
+// (compressedMatrix() calls this): each outlier's value minus the weight decoded under it (fp32:
+// 32 bits per outlier), and for SpQR its second-level codes and statistics regrouped by blocks of
+// 8 rows (the stored arrays' size, which the kernels then no longer read).
+std::shared_ptr<const KernelLayout> kernelLayout(const CompressedMatrix& m);
+// The bytes of m's kernel layout: memory on top of the stored arrays.
+std::size_t kernelLayoutBytes(const CompressedMatrix& m);
+
+// Rows [first, first + count) of W exactly as QuantizedLayer::dequantize() gives them, but in
+// permuted column order (act-order layers); out is [count, cols].
+void decodeCompressedRows(const CompressedMatrix& m, int first, int count, float* out,
+                          KernelIsa isa = KernelIsa::Auto);
+
+} // namespace quantlens

@@ -1,0 +1,178 @@
+#include "quantlens/formats/model_export.h"
+
+#include "quantlens/core/error.h"
+#include "quantlens/formats/dense_checkpoint_writer.h"
+#include "quantlens/formats/gptq_checkpoint.h"
+#include "quantlens/formats/quantlens_checkpoint.h"
+#include "quantlens/io/atomic_directory.h"
+#include "quantlens/model/model.h"
+#include "quantlens/runtime/compressed_linear.h"
+
+namespace quantlens {
+
+namespace {
+
+// One progress report per block, so a caller can show progress and a time left.
+void reportBlock(const JobContext& job, int block, int blocks) {
+    job.checkpoint();
+    job.report(static_cast<double>(block) / blocks, "export block " + std::to_string(block));
+}
+
+DType denseDType(ExportFormat format) {
+    return format == ExportFormat::DenseF32   ? DType::F32
+           : format == ExportFormat::DenseF16 ? DType::F16
+                                              : DType::BF16;
+}
+
+// Runs `body` with a staging directory for `output` and commits it, errors from inside it
+// attributed to the files the user named; a cancel or an error leaves nothing.
+template <class Body>
+void intoAtomicDirectory(const std::filesystem::path& output, const JobContext& job, Body&& body) {
+    AtomicDirectory directory(output);
+    try {
+        body(directory.path());
+    } catch (const Cancelled&) {
+        throw;
+    } catch (const Error& e) {
+        throw directory.attributed(e);
+    }
+    job.checkpoint(); // a cancel during the last layer still leaves nothing
+    directory.commit();
+}
+
+// A dense or GPTQ checkpoint of `model` written into `directory`.
+void writeConverted(const Model& model, ExportFormat format, const std::filesystem::path& directory,
+                    const std::map<std::string, std::string>& metadata, const JobContext& job,
+                    ExportResult& result) {
+    const int blocks = model.config.layerCount;
+    const auto layer = [&](int b, int i) {
+        return model.compressedLayers[static_cast<std::size_t>(b)][static_cast<std::size_t>(i)]
+            ->quantizedLayer();
+    };
+    if (format == ExportFormat::Gptq) {
+        result.gptqFormat =
+            writeGptqCheckpoint(model, directory, job) == GptqZeros::V1 ? "gptq" : "gptq_v2";
+        return;
+    }
+    DenseCheckpointWriter writer(model, directory, denseDType(format), metadata);
+    for (int b = 0; b < blocks; ++b) {
+        reportBlock(job, b, blocks);
+        for (int i = 0; i < 7; ++i)
+            writer.writeLayer(b, kLinearLayers[i].name, layer(b, i).dequantize());
+    }
+    writer.commit();
+}
+
+} // namespace
+
+ExportFormat parseExportFormat(std::string_view name) {
+    for (const ExportFormat format :
+         {ExportFormat::Quantlens, ExportFormat::DenseF32, ExportFormat::DenseF16,
+          ExportFormat::DenseBf16, ExportFormat::Gptq})
+        if (exportFormatName(format) == name) return format;
+    throw Error("", "unknown export format '" + std::string(name) +
+                        "' (quantlens, dense-f32, dense-f16, dense-bf16 or gptq)");
+}
+
+std::string exportFormatName(ExportFormat format) {
+    switch (format) {
+    case ExportFormat::Quantlens:
+        return "quantlens";
+    case ExportFormat::DenseF32:
+        return "dense-f32";
+    case ExportFormat::DenseF16:
+        return "dense-f16";
+    case ExportFormat::DenseBf16:
+        return "dense-bf16";
+    case ExportFormat::Gptq:
+        return "gptq";
+    }
+    return "?";
+}
+
+bool formatHolds(ExportFormat format, const QuantConfig& method) {
+    return format != ExportFormat::Gptq || std::holds_alternative<RtnConfig>(method) ||
+           std::holds_alternative<GptqConfig>(method);
+}
+
+QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int32_t> calibration,
+                                   const QuantConfig& method, const CalibrationConfig& config,
+                                   ExportFormat format, const std::filesystem::path& output,
+                                   const std::map<std::string, std::string>& metadata,
+                                   const JobContext& job) {
+    if (!formatHolds(format, method))
+        throw Error(output.string(), "the GPTQ layout holds only rtn and gptq layers; a " +
+                                         methodName(method) +
+                                         " run is written as quantlens or dense");
+    const auto quantize = [&](const QuantizedLayerSink& sink) {
+        return quantizeModel(model, calibration, method, config, sink, job);
+    };
+    const auto quantlens = [&](const std::filesystem::path& directory) {
+        QuantlensWriter writer(model, directory, metadata);
+        const QuantizeResult result =
+            quantize([&](int block, const std::string& name, const QuantizedLayer& layer,
+                         const RowMatrix&) { writer.writeLayer(block, name, layer); });
+        job.checkpoint();
+        writer.commit(); // atomic itself
+        return result;
+    };
+    switch (format) {
+    case ExportFormat::Quantlens:
+        return quantlens(output);
+    case ExportFormat::Gptq: {
+        // The GPTQ writer reads the compressed layers back from a quantlens checkpoint, staged
+        // beside the output and never committed.
+        const AtomicDirectory staging(output.string() + ".quantlens");
+        const QuantizeResult result = quantlens(staging.path() / "quantlens");
+        exportModel(staging.path() / "quantlens", format, output, job);
+        return result;
+    }
+    default: {
+        QuantizeResult result;
+        intoAtomicDirectory(output, job, [&](const std::filesystem::path& staging) {
+            DenseCheckpointWriter writer(model, staging, denseDType(format), metadata);
+            result = quantize(
+                [&](int block, const std::string& name, const QuantizedLayer&,
+                    const RowMatrix& weights) { writer.writeLayer(block, name, weights); });
+            writer.commit();
+        });
+        return result;
+    }
+    }
+}
+
+ExportResult exportModel(const std::filesystem::path& input, ExportFormat format,
+                         const std::filesystem::path& output, const JobContext& job) {
+    if (!isQuantlensCheckpoint(input))
+        throw Error(input.string(), "is not a quantlens checkpoint (export reads the directories "
+                                    "`quantize --format quantlens` writes)");
+    const auto model = loadQuantlensModel(input, CompressedLayers::Keep);
+    const int blocks = model->config.layerCount;
+    const auto layer = [&](int b, int i) {
+        return model->compressedLayers[static_cast<std::size_t>(b)][static_cast<std::size_t>(i)]
+            ->quantizedLayer();
+    };
+    const std::map<std::string, std::string> metadata = {
+        {"quantlens.exported_from", input.string()}};
+    ExportResult result;
+    result.layers = static_cast<std::int64_t>(blocks) * 7;
+
+    if (format == ExportFormat::Quantlens) {
+        QuantlensWriter writer(*model, output, metadata);
+        for (int b = 0; b < blocks; ++b) {
+            reportBlock(job, b, blocks);
+            for (int i = 0; i < 7; ++i)
+                writer.writeLayer(b, kLinearLayers[i].name, layer(b, i));
+        }
+        job.checkpoint();
+        writer.commit();
+    } else {
+        intoAtomicDirectory(output, job, [&](const std::filesystem::path& staging) {
+            writeConverted(*model, format, staging, metadata, job, result);
+        });
+    }
+    result.fileBytes = std::filesystem::file_size(output / "model.safetensors");
+    return result;
+}
+
+} // namespace quantlens

@@ -1,0 +1,48 @@
+#include "quantlens/model/model.h"
+
+#include "quantlens/core/error.h"
+
+namespace quantlens {
+
+std::int64_t Model::parameterCount() const {
+    std::int64_t count = embedding.elementCount() + finalNorm.elementCount();
+    if (!config.tiedEmbeddings) count += lmHead.elementCount();
+    for (const BlockWeights& b : blocks)
+        for (const BlockTensorSpec& tensor : kBlockTensors)
+            count += (b.*tensor.weights).elementCount();
+    return count;
+}
+
+std::size_t Model::storedBytes() const {
+    std::size_t bytes = 0;
+    for (const TensorView& t : storedTensors)
+        bytes += t.byteSize();
+    return bytes;
+}
+
+std::unique_ptr<Model> withLinearLayers(const Model& source,
+                                        std::vector<std::array<RowMatrix, 7>> layers) {
+    if (layers.size() != source.blocks.size())
+        throw Error(source.path.string(),
+                    "replacement layers for " + std::to_string(layers.size()) +
+                        " blocks, but the model has " + std::to_string(source.blocks.size()));
+    auto model = std::make_unique<Model>(source);
+    model->compressedLayers.clear(); // the replacements are dense
+    auto owned = std::make_shared<std::vector<std::array<RowMatrix, 7>>>(std::move(layers));
+    for (std::size_t b = 0; b < model->blocks.size(); ++b) {
+        BlockWeights& block = model->blocks[b];
+        for (std::size_t i = 0; i < kLinearLayers.size(); ++i) {
+            TensorView& view = block.*kLinearLayers[i].weights;
+            const RowMatrix& matrix = (*owned)[b][i];
+            if (matrix.rows() != view.shape[0] || matrix.cols() != view.shape[1])
+                throw Error(source.path.string(),
+                            "replacement for " + view.name + " has the wrong shape");
+            view.dtype = DType::F32;
+            view.data = reinterpret_cast<const std::byte*>(matrix.data());
+        }
+    }
+    model->storage.push_back(std::move(owned));
+    return model;
+}
+
+} // namespace quantlens

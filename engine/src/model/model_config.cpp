@@ -1,0 +1,180 @@
+#include "quantlens/model/model_config.h"
+
+#include "quantlens/core/error.h"
+#include "quantlens/io/text_file.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
+namespace quantlens {
+namespace {
+
+using nlohmann::json;
+
+int requiredInt(const json& config, const char* key, const std::string& source) {
+    const auto it = config.find(key);
+    if (it == config.end()) throw Error(source, std::string("missing \"") + key + "\"");
+    if (!it->is_number_integer())
+        throw Error(source, std::string("\"") + key + "\" must be an integer");
+    const auto value = it->get<std::int64_t>();
+    if (value <= 0 || value > (1 << 30))
+        throw Error(source,
+                    std::string("\"") + key + "\" = " + std::to_string(value) + " is out of range");
+    return static_cast<int>(value);
+}
+
+template <typename T>
+T optionalValue(const json& config, const char* key, T fallback, const std::string& source) {
+    const auto it = config.find(key);
+    if (it == config.end() || it->is_null()) return fallback;
+    try {
+        return it->get<T>();
+    } catch (const json::exception&) {
+        throw Error(source, std::string("\"") + key + "\" has the wrong type");
+    }
+}
+
+int tokenId(const json& id, const char* key, const std::string& source) {
+    if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > (1 << 30))
+        throw Error(source, std::string("\"") + key + "\" must hold token ids");
+    return id.get<int>();
+}
+
+// A special token id, or (EOS in newer configs) a list of them.
+std::vector<int> tokenIds(const json& config, const char* key, int fallback,
+                          const std::string& source) {
+    const auto it = config.find(key);
+    if (it == config.end() || it->is_null()) return {fallback};
+    if (!it->is_array()) return {tokenId(*it, key, source)};
+    std::vector<int> ids;
+    for (const json& id : *it)
+        ids.push_back(tokenId(id, key, source));
+    if (ids.empty()) throw Error(source, std::string("\"") + key + "\" is an empty list");
+    return ids;
+}
+
+} // namespace
+
+void ModelConfig::validate(const std::string& source) const {
+    // Bounds far above any real LLaMA, low enough that no size derived from them overflows.
+    const auto inRange = [&](std::int64_t value, std::int64_t limit, const char* what) {
+        if (value <= 0) throw Error(source, std::string(what) + " must be positive");
+        if (value > limit)
+            throw Error(source, std::string(what) + " " + std::to_string(value) + " exceeds " +
+                                    std::to_string(limit) + "; the config is corrupt");
+    };
+    inRange(hiddenSize, 1 << 20, "hidden size");
+    inRange(intermediateSize, 1 << 22, "intermediate size");
+    inRange(layerCount, 1 << 14, "layer count");
+    inRange(headCount, 1 << 14, "head count");
+    inRange(kvHeadCount, 1 << 14, "key/value head count");
+    inRange(vocabSize, 1 << 24, "vocabulary size");
+    inRange(maxPositions, 1 << 24, "maximum position count");
+    if (hiddenSize % headCount != 0)
+        throw Error(source, "hidden size " + std::to_string(hiddenSize) +
+                                " is not divisible by the head count " + std::to_string(headCount));
+    if (headCount % kvHeadCount != 0)
+        throw Error(source, "head count " + std::to_string(headCount) +
+                                " is not a multiple of the key/value head count " +
+                                std::to_string(kvHeadCount));
+    if (static_cast<std::int64_t>(headDim) * headCount != hiddenSize || headDim % 2 != 0)
+        throw Error(source, "head dimension " + std::to_string(headDim) + " × " +
+                                std::to_string(headCount) + " heads must equal the hidden size " +
+                                std::to_string(hiddenSize) + ", with an even head dimension");
+    if (!(rmsNormEps > 0.0f) || !std::isfinite(rmsNormEps))
+        throw Error(source, "rms_norm_eps must be a positive number");
+    if (!(ropeTheta > 0.0f) || !std::isfinite(ropeTheta))
+        throw Error(source, "rope_theta must be a positive number");
+    if (bosToken < 0 || bosToken >= vocabSize)
+        throw Error(source,
+                    "BOS token id " + std::to_string(bosToken) + " lies outside the vocabulary");
+    for (int eos : eosTokens)
+        if (eos < 0 || eos >= vocabSize)
+            throw Error(source,
+                        "EOS token id " + std::to_string(eos) + " lies outside the vocabulary");
+}
+
+std::string torchDtypeName(DType dtype) {
+    return dtype == DType::F32 ? "float32" : dtype == DType::F16 ? "float16" : "bfloat16";
+}
+
+std::string hfConfigJson(const ModelConfig& c, DType dtype) {
+    if (c.ropeLayout != RopeLayout::RotateHalf)
+        throw Error("",
+                    "config.json describes rotate-half RoPE; convert interleaved weights first");
+    const nlohmann::ordered_json config = {{"architectures", {"LlamaForCausalLM"}},
+                                           {"model_type", "llama"},
+                                           {"hidden_size", c.hiddenSize},
+                                           {"intermediate_size", c.intermediateSize},
+                                           {"num_hidden_layers", c.layerCount},
+                                           {"num_attention_heads", c.headCount},
+                                           {"num_key_value_heads", c.kvHeadCount},
+                                           {"head_dim", c.headDim},
+                                           {"vocab_size", c.vocabSize},
+                                           {"max_position_embeddings", c.maxPositions},
+                                           {"hidden_act", "silu"},
+                                           {"rms_norm_eps", c.rmsNormEps},
+                                           {"rope_theta", c.ropeTheta},
+                                           {"tie_word_embeddings", c.tiedEmbeddings},
+                                           {"bos_token_id", c.bosToken},
+                                           {"eos_token_id", c.eosTokens},
+                                           {"torch_dtype", torchDtypeName(dtype)}};
+    return config.dump(2) + "\n";
+}
+
+ModelConfig readHfConfig(const std::filesystem::path& configJson) {
+    const std::string source = configJson.string();
+    json config;
+    try {
+        config = json::parse(readTextFile(configJson));
+    } catch (const json::exception& e) {
+        throw Error(source, std::string("not valid JSON: ") + e.what());
+    }
+    if (!config.is_object()) throw Error(source, "not a JSON object");
+
+    const auto architectures =
+        optionalValue<std::vector<std::string>>(config, "architectures", {}, source);
+    const auto modelType = optionalValue<std::string>(config, "model_type", "", source);
+    const bool isLlama =
+        modelType == "llama" || std::find(architectures.begin(), architectures.end(),
+                                          "LlamaForCausalLM") != architectures.end();
+    if (!isLlama)
+        throw Error(source, "not a LLaMA model (model_type \"" + modelType +
+                                "\"); Quantlens reads LlamaForCausalLM checkpoints");
+    if (optionalValue<std::string>(config, "hidden_act", "silu", source) != "silu")
+        throw Error(source, "hidden_act must be \"silu\" for a LLaMA model");
+    if (config.contains("rope_scaling") && !config["rope_scaling"].is_null())
+        throw Error(source, "rope_scaling is not supported yet");
+    if (optionalValue<bool>(config, "attention_bias", false, source) ||
+        optionalValue<bool>(config, "mlp_bias", false, source))
+        throw Error(source, "attention or MLP biases are not supported");
+
+    ModelConfig result;
+    result.hiddenSize = requiredInt(config, "hidden_size", source);
+    result.intermediateSize = requiredInt(config, "intermediate_size", source);
+    result.layerCount = requiredInt(config, "num_hidden_layers", source);
+    result.headCount = requiredInt(config, "num_attention_heads", source);
+    result.kvHeadCount = config.contains("num_key_value_heads")
+                             ? requiredInt(config, "num_key_value_heads", source)
+                             : result.headCount;
+    result.vocabSize = requiredInt(config, "vocab_size", source);
+    result.maxPositions = config.contains("max_position_embeddings")
+                              ? requiredInt(config, "max_position_embeddings", source)
+                              : 2048;
+    result.headDim = config.contains("head_dim") && !config["head_dim"].is_null()
+                         ? requiredInt(config, "head_dim", source)
+                         : result.hiddenSize / result.headCount;
+    result.rmsNormEps = optionalValue<float>(config, "rms_norm_eps", 1e-6f, source);
+    result.ropeTheta = optionalValue<float>(config, "rope_theta", 10000.0f, source);
+    result.tiedEmbeddings = optionalValue<bool>(config, "tie_word_embeddings", false, source);
+    const std::vector<int> bos = tokenIds(config, "bos_token_id", 1, source);
+    if (bos.size() != 1) throw Error(source, "\"bos_token_id\" must be a single token id");
+    result.bosToken = bos.front();
+    result.eosTokens = tokenIds(config, "eos_token_id", 2, source);
+    result.ropeLayout = RopeLayout::RotateHalf;
+    result.validate(source);
+    return result;
+}
+
+} // namespace quantlens

@@ -1,0 +1,123 @@
+#include "quantlens/quantization/layer_calibration.h"
+
+#include "quantlens/core/error.h"
+#include "quantlens/runtime/backend.h"
+#include "quantlens/runtime/kv_cache.h"
+
+#include <algorithm>
+#include <iterator>
+#include <memory>
+#include <vector>
+
+namespace quantlens {
+namespace {
+
+void checkBlock(const Model& model, int block) {
+    if (block < 0 || block >= model.config.layerCount)
+        throw Error(model.path.string(), "block " + std::to_string(block) +
+                                             " does not exist (the model has " +
+                                             std::to_string(model.config.layerCount) + ")");
+}
+
+const TensorView& linearTensor(const Model& model, int block, int layer) {
+    return *model.blocks[static_cast<std::size_t>(block)]
+                .linearLayers()[static_cast<std::size_t>(layer)];
+}
+
+} // namespace
+
+LinearStage stageOf(std::string_view layerName) {
+    return kLinearLayers[std::size_t(linearLayerIndex(layerName))].stage;
+}
+
+const Eigen::MatrixXf& BlockCalibration::hessianOf(std::string_view layerName) const {
+    return hessians[static_cast<std::size_t>(stageOf(layerName))];
+}
+
+BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t> stream,
+                                const CalibrationConfig& calibration, int block,
+                                const JobContext& job) {
+    const ModelConfig& config = model.config;
+    checkBlock(model, block);
+    const auto sequences = calibrationSequences(stream, calibration, config, model.path.string());
+    const Transformer transformer(model, Transformer::WeightConversion::PerUse);
+
+    BlockCalibration result;
+    result.block = block;
+    const Eigen::Index widths[] = {config.hiddenSize, config.hiddenSize, config.hiddenSize,
+                                   config.intermediateSize};
+    std::vector<std::unique_ptr<GramAccumulator>> grams;
+    for (const Eigen::Index width : widths)
+        grams.push_back(activeBackend().gramAccumulator(width));
+
+    const BlockWeights& stored = model.blocks[static_cast<std::size_t>(block)];
+    std::vector<std::unique_ptr<FloatTensor>> weights;
+    for (const TensorView* t : {&stored.attnNorm, &stored.wq, &stored.wk, &stored.wv, &stored.wo,
+                                &stored.ffnNorm, &stored.gate, &stored.up, &stored.down})
+        weights.push_back(std::make_unique<FloatTensor>(*t));
+    const BlockView view{weights[0]->data(), weights[1]->data(), weights[2]->data(),
+                         weights[3]->data(), weights[4]->data(), weights[5]->data(),
+                         weights[6]->data(), weights[7]->data(), weights[8]->data()};
+
+    const double steps = static_cast<double>(sequences.size()) * (block + 1);
+    double done = 0.0;
+    for (const auto& sequence : sequences) {
+        RowMatrix hidden = transformer.embed(sequence);
+        KvCache cache(config, static_cast<int>(sequence.size()));
+        for (int b = 0; b < block; ++b) {
+            job.checkpoint();
+            job.report(done++ / steps, "calibrating block " + std::to_string(block));
+            transformer.runBlock(b, hidden, cache, 0);
+        }
+        job.checkpoint();
+        job.report(done++ / steps, "calibrating block " + std::to_string(block));
+        transformer.runBlock(
+            block, view, hidden, cache, 0,
+            [&](LinearStage stage, const RowMatrix& input) {
+                grams[static_cast<std::size_t>(stage)]->add(input);
+            },
+            LinearStage::MlpOutput);
+        result.tokens += static_cast<std::int64_t>(sequence.size());
+    }
+    // H = 2·XᵀX/n, the GPTQ/SpQR Hessian of the layer-wise squared error (SpQR §3.1).
+    for (std::size_t s = 0; s < grams.size(); ++s)
+        result.hessians[s] = grams[s]->result() * (2.0f / static_cast<float>(result.tokens));
+    job.report(1.0, "calibrated block " + std::to_string(block));
+    return result;
+}
+
+LayerAnalysis analyseLayer(const Model& model, const BlockCalibration& calibration,
+                           std::string_view layerName, const SpqrConfig& config) {
+    const TensorView& tensor = linearTensor(model, calibration.block, linearLayerIndex(layerName));
+    RowMatrix weights = FloatTensor(tensor).matrix();
+    SensitivityMap map = computeSensitivity(
+        weights, calibration.hessianOf(layerName), config.wbits, config.groupsize, config.percdamp,
+        headSplitOf(model.config, layerName), tensor.file + ": " + tensor.name);
+    const double baseBits = baseBitsPerParameter(config, static_cast<int>(weights.rows()),
+                                                 static_cast<int>(weights.cols()));
+    return {calibration.block, std::string(layerName), std::move(weights),
+            OutlierPreview(std::move(map), baseBits), config};
+}
+
+LayerAnalysis analyseLayerFisher(const Model& model, const FisherInformation& fisher, int block,
+                                 std::string_view layerName, const SqueezeConfig& config,
+                                 const JobContext& job) {
+    checkBlock(model, block);
+    if (fisher.blocks() != model.config.layerCount)
+        throw Error(model.path.string(),
+                    "the Fisher information covers " + std::to_string(fisher.blocks()) +
+                        " blocks but the model has " + std::to_string(model.config.layerCount));
+    const int layer = linearLayerIndex(layerName);
+    const TensorView& tensor = linearTensor(model, block, layer);
+    RowMatrix weights = FloatTensor(tensor).matrix();
+    SensitivityMap map = computeFisherSensitivity(weights, fisher.layer(block, layer), config.wbits,
+                                                  headSplitOf(model.config, layerName),
+                                                  tensor.file + ": " + tensor.name, job);
+    // Without sparse values; squeezeBitsPerParameter adds those of the sparse percentages.
+    const double baseBits = baseBitsPerParameter(config, static_cast<int>(weights.rows()),
+                                                 static_cast<int>(weights.cols()));
+    return {block, std::string(layerName), std::move(weights),
+            OutlierPreview(std::move(map), baseBits), config};
+}
+
+} // namespace quantlens

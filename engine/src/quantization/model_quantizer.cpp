@@ -1,0 +1,150 @@
+#include "quantlens/quantization/model_quantizer.h"
+
+#include "quantlens/core/error.h"
+#include "quantlens/quantization/fisher.h"
+#include "quantlens/quantization/layer_quantizer.h"
+#include "quantlens/runtime/backend.h"
+#include "quantlens/runtime/transformer.h"
+
+#include <cmath>
+#include <limits>
+#include <optional>
+
+namespace quantlens {
+namespace {
+
+// One block in fp32, owned, so quantized layers can replace the originals as they are done.
+struct WorkingBlock {
+    explicit WorkingBlock(const BlockWeights& weights)
+        : attnNorm(FloatTensor(weights.attnNorm).vector()),
+          ffnNorm(FloatTensor(weights.ffnNorm).vector()) {
+        const auto layers = weights.linearLayers();
+        for (std::size_t i = 0; i < layers.size(); ++i)
+            linear[i] = FloatTensor(*layers[i]).matrix();
+    }
+
+    BlockView view() const {
+        return {attnNorm.data(),  linear[0].data(), linear[1].data(),
+                linear[2].data(), linear[3].data(), ffnNorm.data(),
+                linear[4].data(), linear[5].data(), linear[6].data()};
+    }
+
+    Eigen::VectorXf attnNorm, ffnNorm;
+    std::array<RowMatrix, 7> linear;
+};
+
+// ‖WX − ŴX‖² / ‖WX‖² from H ∝ XᵀX: tr(D H Dᵀ) / tr(W H Wᵀ) with D = W − Ŵ. Rows go through in
+// chunks, in float with double sums, so no n×n copy of H is made.
+double relativeOutputError(const RowMatrix& original, const RowMatrix& reconstruction,
+                           const Eigen::MatrixXf& h) {
+    constexpr Eigen::Index kChunk = 256;
+    double error = 0.0, signal = 0.0;
+    for (Eigen::Index first = 0; first < original.rows(); first += kChunk) {
+        const Eigen::Index rows = std::min(kChunk, original.rows() - first);
+        const RowMatrix w = original.middleRows(first, rows);
+        const RowMatrix d = w - reconstruction.middleRows(first, rows);
+        error += (d * h).cwiseProduct(d).cast<double>().sum();
+        signal += (w * h).cwiseProduct(w).cast<double>().sum();
+    }
+    return error / signal;
+}
+
+} // namespace
+
+QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> calibrationStream,
+                             const QuantConfig& method, const CalibrationConfig& calibration,
+                             const QuantizedLayerSink& sink, const JobContext& job) {
+    validate(method);
+    const ModelConfig& config = model.config;
+    const std::vector<std::vector<std::int32_t>> sequences =
+        calibrationStream.empty()
+            ? std::vector<std::vector<std::int32_t>>{}
+            : calibrationSequences(calibrationStream, calibration, config, model.path.string());
+    if ((needsHessian(method) || needsFisher(method)) && sequences.empty())
+        throw Error(model.path.string(), methodName(method) + " needs calibration text");
+    // SqueezeLLM weighs each weight by the Fisher of the unquantized model (§3.1); its layers do
+    // not depend on each other, so the walk below only measures their output errors.
+    const std::optional<FisherInformation> fisher =
+        needsFisher(method) ? std::optional(accumulateFisher(model, sequences, job)) : std::nullopt;
+
+    const Transformer transformer(model, Transformer::WeightConversion::PerUse);
+    std::vector<RowMatrix> hidden; // each calibration sequence's input to the first block
+    for (const auto& sequence : sequences)
+        hidden.push_back(transformer.embed(sequence));
+    const std::int64_t tokens = static_cast<std::int64_t>(sequences.size()) *
+                                (sequences.empty() ? 0 : std::int64_t(sequences.front().size()));
+    const std::unique_ptr<CalibrationWalk> walk =
+        sequences.empty() ? nullptr
+                          : activeBackend().calibrationWalk(transformer, std::move(hidden));
+    releaseMappedPages(model.embedding.data, model.embedding.byteSize());
+
+    QuantizeResult result;
+    double paperBits = 0.0;
+    std::int64_t outliers = 0;
+    const double layerCount = 7.0 * config.layerCount;
+    for (int b = 0; b < config.layerCount; ++b) {
+        const BlockWeights& stored = model.blocks[static_cast<std::size_t>(b)];
+        WorkingBlock work(stored);
+        std::size_t layer = 0;
+        for (const LinearStage stage : kLinearStages) {
+            // H = 2·XᵀX/n over this stage's inputs, produced by the block's already-quantized
+            // layers.
+            Eigen::MatrixXf hessian;
+            if (walk)
+                hessian = walk->stageGram(b, work.view(), stage, job) *
+                          (2.0f / static_cast<float>(tokens));
+            for (; layer < kLinearLayerCount && kLinearLayers[std::size_t(layer)].stage == stage;
+                 ++layer) {
+                job.report((b * 7 + static_cast<double>(layer)) / layerCount,
+                           "block " + std::to_string(b) + " " + kLinearLayers[layer].name);
+                job.checkpoint();
+                const TensorView& tensor = *stored.linearLayers()[layer];
+                const RowMatrix layerFisher =
+                    fisher ? RowMatrix(fisher->layer(b, static_cast<int>(layer))) : RowMatrix();
+                const QuantizedLayer quantized =
+                    quantizeLayer(work.linear[layer],
+                                  {.hessian = sequences.empty() ? nullptr : &hessian,
+                                   .fisher = fisher ? &layerFisher : nullptr},
+                                  method, job, tensor.file + ": " + tensor.name);
+                RowMatrix reconstruction = quantized.dequantize();
+
+                LayerReport report;
+                report.block = b;
+                report.name = kLinearLayers[layer].name;
+                report.rows = quantized.rows;
+                report.cols = quantized.cols;
+                report.storedBytes = quantized.storedBytes();
+                report.bitsPerParameter = quantized.bitsPerParameter();
+                report.paperBitsPerParameter = quantized.paperBitsPerParameter();
+                report.outliers = quantized.outlierCount;
+                report.relativeOutputError =
+                    sequences.empty()
+                        ? std::numeric_limits<double>::quiet_NaN()
+                        : relativeOutputError(work.linear[layer], reconstruction, hessian);
+                result.layers.push_back(report);
+                const std::int64_t parameters = std::int64_t(quantized.rows) * quantized.cols;
+                result.parameters += parameters;
+                result.storedBytes += report.storedBytes;
+                paperBits += report.paperBitsPerParameter * static_cast<double>(parameters);
+                outliers += report.outliers;
+
+                if (sink) sink(b, report.name, quantized, reconstruction);
+                work.linear[layer] = std::move(reconstruction);
+            }
+        }
+        for (const TensorView* t :
+             {&stored.attnNorm, &stored.wq, &stored.wk, &stored.wv, &stored.wo, &stored.ffnNorm,
+              &stored.gate, &stored.up, &stored.down})
+            releaseMappedPages(t->data, t->byteSize());
+        // The next block is calibrated on this block's quantized outputs.
+        if (walk) walk->advance(b, work.view(), job);
+    }
+    job.report(1.0, "quantized");
+    const double parameters = static_cast<double>(result.parameters);
+    result.bitsPerParameter = static_cast<double>(result.storedBytes) * 8.0 / parameters;
+    result.paperBitsPerParameter = paperBits / parameters;
+    result.outlierFraction = static_cast<double>(outliers) / parameters;
+    return result;
+}
+
+} // namespace quantlens
