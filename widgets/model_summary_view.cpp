@@ -108,7 +108,10 @@ QTreeWidgetItem* ModelSummaryView::addArchitecture(const quantlens::Model& model
     const quantlens::ModelConfig& c = model.config;
     const QLocale locale;
     auto* item = new QTreeWidgetItem(this, {tr("architecture"), formatName(model.format)});
+    const QString features = QString::fromStdString(c.features());
     const std::pair<QString, QString> rows[] = {
+        {tr("class"), QString::fromStdString(quantlens::architectureName(c.architecture))},
+        {tr("features"), features.isEmpty() ? tr("none") : features},
         {tr("hidden size"), locale.toString(c.hiddenSize)},
         {tr("intermediate size"), locale.toString(c.intermediateSize)},
         {tr("layers"), locale.toString(c.layerCount)},

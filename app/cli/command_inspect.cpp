@@ -27,6 +27,9 @@ nlohmann::json describe(const quantlens::Model& model) {
     return {
         {"path", model.path.string()},
         {"format", model.format == quantlens::ModelFormat::HuggingFace ? "huggingface" : "llama2c"},
+        {"architecture", quantlens::architectureName(c.architecture)},
+        {"features", c.features()},
+        {"sliding_window", c.slidingWindow},
         {"hidden_size", c.hiddenSize},
         {"intermediate_size", c.intermediateSize},
         {"layers", c.layerCount},
@@ -49,15 +52,17 @@ nlohmann::json describe(const quantlens::Model& model) {
 void printText(const nlohmann::json& d) {
     std::printf("model        %s (%s)\n", d["path"].get<std::string>().c_str(),
                 d["format"].get<std::string>().c_str());
-    std::printf("architecture LLaMA: dim %d, ffn %d, %d layers, %d heads (%d kv, head dim %d)\n",
-                d["hidden_size"].get<int>(), d["intermediate_size"].get<int>(),
-                d["layers"].get<int>(), d["heads"].get<int>(), d["kv_heads"].get<int>(),
-                d["head_dim"].get<int>());
+    std::printf("architecture %s: dim %d, ffn %d, %d layers, %d heads (%d kv, head dim %d)\n",
+                d["architecture"].get<std::string>().c_str(), d["hidden_size"].get<int>(),
+                d["intermediate_size"].get<int>(), d["layers"].get<int>(), d["heads"].get<int>(),
+                d["kv_heads"].get<int>(), d["head_dim"].get<int>());
     std::printf("vocabulary   %d, context %d, rope %s theta %g, rms eps %g, %s embeddings\n",
                 d["vocab_size"].get<int>(), d["max_positions"].get<int>(),
                 d["rope_layout"].get<std::string>().c_str(), d["rope_theta"].get<double>(),
                 d["rms_norm_eps"].get<double>(),
                 d["tied_embeddings"].get<bool>() ? "tied" : "untied");
+    if (!d["features"].get<std::string>().empty())
+        std::printf("features     %s\n", d["features"].get<std::string>().c_str());
     std::printf("parameters   %lld\n", d["parameters"].get<long long>());
     std::printf("stored bytes %lld\n", d["bytes"].get<long long>());
     const std::string tokenizer = d["tokenizer"];

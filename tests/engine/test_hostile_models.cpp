@@ -255,7 +255,8 @@ private slots:
             c["model_type"] = "gpt2";
             c["architectures"] = {"GPT2LMHeadModel"};
         });
-        QVERIFY_MESSAGE(loadError(model_), "config.json", "not a LLaMA model");
+        QVERIFY_MESSAGE(loadError(model_), "config.json",
+                        "\"GPT2LMHeadModel\" is not an architecture Quantlens reads");
         writeBytes(model_ / "config.json", "{\"hidden_size\": ");
         QVERIFY_MESSAGE(loadError(model_), "config.json", "not valid JSON");
         fs::remove(model_ / "config.json");

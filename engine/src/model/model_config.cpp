@@ -5,7 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <sstream>
 
 namespace quantlens {
 namespace {
@@ -54,7 +56,86 @@ std::vector<int> tokenIds(const json& config, const char* key, int fallback,
     return ids;
 }
 
+// The architecture a config names, by its `architectures` list or its `model_type`; throws for the
+// ones Quantlens does not read, naming them.
+Architecture architectureOf(const json& config, const std::string& source) {
+    const auto architectures =
+        optionalValue<std::vector<std::string>>(config, "architectures", {}, source);
+    const auto modelType = optionalValue<std::string>(config, "model_type", "", source);
+    const auto names = [&](const char* cls, const char* type) {
+        return modelType == type ||
+               std::find(architectures.begin(), architectures.end(), cls) != architectures.end();
+    };
+    if (names("LlamaForCausalLM", "llama")) return Architecture::Llama;
+    if (names("MistralForCausalLM", "mistral")) return Architecture::Mistral;
+    const std::string named = !architectures.empty() ? architectures.front() : modelType;
+    throw Error(source, "\"" + named +
+                            "\" is not an architecture Quantlens reads (LlamaForCausalLM: Llama "
+                            "1/2/3.x; MistralForCausalLM)");
+}
+
+// rope_scaling, refused by name where its type would change the math in a way not implemented.
+RopeScalingConfig ropeScalingOf(const json& config, const std::string& source) {
+    const auto it = config.find("rope_scaling");
+    if (it == config.end() || it->is_null()) return {};
+    if (!it->is_object()) throw Error(source, "\"rope_scaling\" must be an object");
+    const json& scaling = *it;
+    // Older configs name the type "type".
+    std::string type = optionalValue<std::string>(scaling, "rope_type", "", source);
+    if (type.empty()) type = optionalValue<std::string>(scaling, "type", "", source);
+    if (type == "default") return {};
+    if (scaling.contains("attention_factor"))
+        throw Error(source, "rope_scaling \"attention_factor\" is not supported");
+    RopeScalingConfig result;
+    const auto positive = [&](const char* key, float fallback) {
+        const float value = optionalValue<float>(scaling, key, fallback, source);
+        if (!(value > 0.0f) || !std::isfinite(value))
+            throw Error(source, std::string("rope_scaling \"") + key + "\" must be positive");
+        return value;
+    };
+    if (!scaling.contains("factor")) throw Error(source, "rope_scaling has no \"factor\"");
+    result.factor = positive("factor", 1.0f);
+    if (type == "linear") {
+        result.type = RopeScaling::Linear;
+    } else if (type == "llama3") {
+        result.type = RopeScaling::Llama3;
+        result.lowFreqFactor = positive("low_freq_factor", 1.0f);
+        result.highFreqFactor = positive("high_freq_factor", 4.0f);
+        result.originalMaxPositions =
+            requiredInt(scaling, "original_max_position_embeddings", source);
+        if (!(result.highFreqFactor > result.lowFreqFactor))
+            throw Error(source, "rope_scaling \"high_freq_factor\" must exceed "
+                                "\"low_freq_factor\"");
+    } else {
+        throw Error(source, "rope_scaling type \"" + type +
+                                "\" is not supported (llama3 and linear are; dynamic, yarn and "
+                                "longrope change RoPE in ways Quantlens does not implement)");
+    }
+    return result;
+}
+
 } // namespace
+
+std::string architectureName(Architecture architecture) {
+    return architecture == Architecture::Mistral ? "MistralForCausalLM" : "LlamaForCausalLM";
+}
+
+std::string ModelConfig::features() const {
+    std::ostringstream text;
+    const auto separate = [&] {
+        if (text.tellp() > 0) text << ", ";
+    };
+    if (ropeScaling.type == RopeScaling::Linear) text << "rope linear ×" << ropeScaling.factor;
+    if (ropeScaling.type == RopeScaling::Llama3)
+        text << "rope llama3 ×" << ropeScaling.factor << " (low " << ropeScaling.lowFreqFactor
+             << ", high " << ropeScaling.highFreqFactor << ", original context "
+             << ropeScaling.originalMaxPositions << ")";
+    if (slidingWindow > 0) {
+        separate();
+        text << "sliding window " << slidingWindow;
+    }
+    return text.str();
+}
 
 void ModelConfig::validate(const std::string& source) const {
     // Bounds far above any real LLaMA, low enough that no size derived from them overflows.
@@ -86,6 +167,9 @@ void ModelConfig::validate(const std::string& source) const {
         throw Error(source, "rms_norm_eps must be a positive number");
     if (!(ropeTheta > 0.0f) || !std::isfinite(ropeTheta))
         throw Error(source, "rope_theta must be a positive number");
+    if (!(ropeScaling.factor > 0.0f) || !std::isfinite(ropeScaling.factor))
+        throw Error(source, "the rope_scaling factor must be a positive number");
+    if (slidingWindow < 0) throw Error(source, "the sliding window must not be negative");
     if (bosToken < 0 || bosToken >= vocabSize)
         throw Error(source,
                     "BOS token id " + std::to_string(bosToken) + " lies outside the vocabulary");
@@ -103,23 +187,36 @@ std::string hfConfigJson(const ModelConfig& c, DType dtype) {
     if (c.ropeLayout != RopeLayout::RotateHalf)
         throw Error("",
                     "config.json describes rotate-half RoPE; convert interleaved weights first");
-    const nlohmann::ordered_json config = {{"architectures", {"LlamaForCausalLM"}},
-                                           {"model_type", "llama"},
-                                           {"hidden_size", c.hiddenSize},
-                                           {"intermediate_size", c.intermediateSize},
-                                           {"num_hidden_layers", c.layerCount},
-                                           {"num_attention_heads", c.headCount},
-                                           {"num_key_value_heads", c.kvHeadCount},
-                                           {"head_dim", c.headDim},
-                                           {"vocab_size", c.vocabSize},
-                                           {"max_position_embeddings", c.maxPositions},
-                                           {"hidden_act", "silu"},
-                                           {"rms_norm_eps", c.rmsNormEps},
-                                           {"rope_theta", c.ropeTheta},
-                                           {"tie_word_embeddings", c.tiedEmbeddings},
-                                           {"bos_token_id", c.bosToken},
-                                           {"eos_token_id", c.eosTokens},
-                                           {"torch_dtype", torchDtypeName(dtype)}};
+    nlohmann::ordered_json config = {
+        {"architectures", {architectureName(c.architecture)}},
+        {"model_type", c.architecture == Architecture::Mistral ? "mistral" : "llama"},
+        {"hidden_size", c.hiddenSize},
+        {"intermediate_size", c.intermediateSize},
+        {"num_hidden_layers", c.layerCount},
+        {"num_attention_heads", c.headCount},
+        {"num_key_value_heads", c.kvHeadCount},
+        {"head_dim", c.headDim},
+        {"vocab_size", c.vocabSize},
+        {"max_position_embeddings", c.maxPositions},
+        {"hidden_act", "silu"},
+        {"rms_norm_eps", c.rmsNormEps},
+        {"rope_theta", c.ropeTheta},
+        {"tie_word_embeddings", c.tiedEmbeddings},
+        {"bos_token_id", c.bosToken},
+        {"eos_token_id", c.eosTokens},
+        {"torch_dtype", torchDtypeName(dtype)}};
+    if (c.architecture == Architecture::Mistral)
+        config["sliding_window"] = c.slidingWindow > 0 ? nlohmann::ordered_json(c.slidingWindow)
+                                                       : nlohmann::ordered_json(nullptr);
+    if (c.ropeScaling.type == RopeScaling::Linear)
+        config["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.ropeScaling.factor}};
+    if (c.ropeScaling.type == RopeScaling::Llama3)
+        config["rope_scaling"] = {
+            {"rope_type", "llama3"},
+            {"factor", c.ropeScaling.factor},
+            {"low_freq_factor", c.ropeScaling.lowFreqFactor},
+            {"high_freq_factor", c.ropeScaling.highFreqFactor},
+            {"original_max_position_embeddings", c.ropeScaling.originalMaxPositions}};
     return config.dump(2) + "\n";
 }
 
@@ -133,24 +230,20 @@ ModelConfig readHfConfig(const std::filesystem::path& configJson) {
     }
     if (!config.is_object()) throw Error(source, "not a JSON object");
 
-    const auto architectures =
-        optionalValue<std::vector<std::string>>(config, "architectures", {}, source);
-    const auto modelType = optionalValue<std::string>(config, "model_type", "", source);
-    const bool isLlama =
-        modelType == "llama" || std::find(architectures.begin(), architectures.end(),
-                                          "LlamaForCausalLM") != architectures.end();
-    if (!isLlama)
-        throw Error(source, "not a LLaMA model (model_type \"" + modelType +
-                                "\"); Quantlens reads LlamaForCausalLM checkpoints");
+    ModelConfig result;
+    result.architecture = architectureOf(config, source);
     if (optionalValue<std::string>(config, "hidden_act", "silu", source) != "silu")
-        throw Error(source, "hidden_act must be \"silu\" for a LLaMA model");
-    if (config.contains("rope_scaling") && !config["rope_scaling"].is_null())
-        throw Error(source, "rope_scaling is not supported yet");
+        throw Error(source, "hidden_act must be \"silu\" for a LLaMA-family model");
     if (optionalValue<bool>(config, "attention_bias", false, source) ||
         optionalValue<bool>(config, "mlp_bias", false, source))
         throw Error(source, "attention or MLP biases are not supported");
-
-    ModelConfig result;
+    result.ropeScaling = ropeScalingOf(config, source);
+    // HF's Mistral applies its window to every layer; Llama has none, whatever the config says.
+    if (result.architecture == Architecture::Mistral)
+        result.slidingWindow =
+            config.contains("sliding_window") && !config["sliding_window"].is_null()
+                ? requiredInt(config, "sliding_window", source)
+                : 0;
     result.hiddenSize = requiredInt(config, "hidden_size", source);
     result.intermediateSize = requiredInt(config, "intermediate_size", source);
     result.layerCount = requiredInt(config, "num_hidden_layers", source);

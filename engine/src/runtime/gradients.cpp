@@ -45,7 +45,8 @@ AttentionGradients attentionBackward(const ModelConfig& c, const RowMatrix& quer
             const auto query = queries.block(first, column, rows, headDim);
             const auto key = keys.block(0, kvColumn, visible, headDim);
             const auto outputGradient = attendedGradient.block(first, column, rows, headDim);
-            const RowMatrix weights = ops::causalAttentionWeights(query, key, scale, first);
+            const RowMatrix weights =
+                ops::causalAttentionWeights(query, key, scale, first, c.slidingWindow);
             valueShares.block(0, column, visible, headDim).noalias() +=
                 weights.transpose() * outputGradient;
             RowMatrix scoreGradient =

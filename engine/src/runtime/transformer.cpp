@@ -155,9 +155,10 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
         const Eigen::Index rows = std::min<Eigen::Index>(ops::kQueryChunk, tokens - first);
         const Eigen::Index visible = startPosition + first + rows;
         const Eigen::Index kvColumn = (head / groupSize) * headDim;
-        const RowMatrix weights = ops::causalAttentionWeights(
-            q.block(first, head * headDim, rows, headDim),
-            keys.block(0, kvColumn, visible, headDim), scale, startPosition + first);
+        const RowMatrix weights =
+            ops::causalAttentionWeights(q.block(first, head * headDim, rows, headDim),
+                                        keys.block(0, kvColumn, visible, headDim), scale,
+                                        startPosition + first, c.slidingWindow);
         attended.block(first, head * headDim, rows, headDim).noalias() =
             weights * values.block(0, kvColumn, visible, headDim);
     });

@@ -1,5 +1,6 @@
 #include "runtime/transformer_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -32,10 +33,27 @@ RowMatrix rmsNormBackward(const RowMatrix& x, const float* weight, float eps,
 
 Eigen::VectorXf ropeInverseFrequencies(const ModelConfig& config) {
     const int half = config.headDim / 2;
+    const RopeScalingConfig& scaling = config.ropeScaling;
     Eigen::VectorXf frequencies(half);
-    for (int i = 0; i < half; ++i)
-        frequencies[i] = 1.0f / std::pow(config.ropeTheta, static_cast<float>(2 * i) /
-                                                               static_cast<float>(config.headDim));
+    for (int i = 0; i < half; ++i) {
+        float frequency = 1.0f / std::pow(config.ropeTheta, static_cast<float>(2 * i) /
+                                                                static_cast<float>(config.headDim));
+        if (scaling.type == RopeScaling::Linear) frequency /= scaling.factor;
+        if (scaling.type == RopeScaling::Llama3) {
+            // Wavelengths beyond the pretraining context over low_freq_factor are stretched by
+            // the factor, those below it over high_freq_factor kept, the band between blended.
+            const float context = static_cast<float>(scaling.originalMaxPositions);
+            const float wavelength = 2.0f * static_cast<float>(M_PI) / frequency;
+            if (wavelength > context / scaling.lowFreqFactor) {
+                frequency /= scaling.factor;
+            } else if (!(wavelength < context / scaling.highFreqFactor)) {
+                const float smooth = (context / wavelength - scaling.lowFreqFactor) /
+                                     (scaling.highFreqFactor - scaling.lowFreqFactor);
+                frequency = (1.0f - smooth) * frequency / scaling.factor + smooth * frequency;
+            }
+        }
+        frequencies[i] = frequency;
+    }
     return frequencies;
 }
 
@@ -67,15 +85,17 @@ void applyRope(RowMatrix& projected, int headCount, int startPosition, const Mod
 
 RowMatrix causalAttentionWeights(const Eigen::Ref<const RowMatrix>& queries,
                                  const Eigen::Ref<const RowMatrix>& keys, float scale,
-                                 Eigen::Index firstPosition) {
+                                 Eigen::Index firstPosition, Eigen::Index window) {
     RowMatrix scores = (queries * keys.transpose()) * scale;
     for (Eigen::Index i = 0; i < scores.rows(); ++i) {
-        const Eigen::Index visible = firstPosition + i + 1;
+        const Eigen::Index end = firstPosition + i + 1;
+        const Eigen::Index begin = window > 0 ? std::max<Eigen::Index>(0, end - window) : 0;
         auto row = scores.row(i);
-        auto seen = row.head(visible).array();
+        auto seen = row.segment(begin, end - begin).array();
         seen = (seen - seen.maxCoeff()).exp();
         seen /= seen.sum();
-        row.tail(row.size() - visible).setZero();
+        row.head(begin).setZero();
+        row.tail(row.size() - end).setZero();
     }
     return scores;
 }

@@ -17,8 +17,8 @@ RowMatrix rmsNorm(const RowMatrix& x, const float* weight, float eps);
 RowMatrix rmsNormBackward(const RowMatrix& x, const float* weight, float eps,
                           const RowMatrix& outputGradient);
 
-// RoPE's θ_i = theta^(−2i/headDim), i < headDim / 2, in fp32 as the reference implementations
-// compute the rotation angles.
+// RoPE's θ_i = theta^(−2i/headDim), i < headDim / 2, scaled as config.ropeScaling says, in fp32 as
+// the reference implementations compute the rotation angles.
 Eigen::VectorXf ropeInverseFrequencies(const ModelConfig& config);
 
 // Forward rotates each head's pairs by +position·θ_i; Inverse by −position·θ_i, the transpose of
@@ -35,11 +35,11 @@ void applyRope(RowMatrix& projected, int headCount, int startPosition, const Mod
 inline constexpr Eigen::Index kQueryChunk = 64;
 
 // The attention weights P = causal softmax(Q·Kᵀ·scale) [queries, keys] of the query rows Q at
-// positions firstPosition… over the keys K at positions 0…; query i sees keys 0…firstPosition + i
-// and gives the others weight 0.
+// positions firstPosition… over the keys K at positions 0…; query i at position t sees the keys
+// t − window < s ≤ t (every s ≤ t when window is 0) and gives the others weight 0.
 RowMatrix causalAttentionWeights(const Eigen::Ref<const RowMatrix>& queries,
                                  const Eigen::Ref<const RowMatrix>& keys, float scale,
-                                 Eigen::Index firstPosition);
+                                 Eigen::Index firstPosition, Eigen::Index window);
 
 // SwiGLU in place: gate ← silu(gate) ⊙ up.
 void swiGlu(RowMatrix& gate, const RowMatrix& up);

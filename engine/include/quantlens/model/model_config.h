@@ -13,7 +13,25 @@ namespace quantlens {
 // rotates interleaved pairs (2i, 2i + 1).
 enum class RopeLayout { RotateHalf, Interleaved };
 
+// The Hugging Face classes Quantlens reads. Mistral is LLaMA with a sliding attention window.
+enum class Architecture { Llama, Mistral };
+std::string architectureName(Architecture architecture); // "LlamaForCausalLM", …
+
+// Hugging Face's rope_scaling: how RoPE's inverse frequencies are stretched beyond the context a
+// model was pretrained at. Linear divides every one by `factor`; Llama3 (Llama 3.1–3.3) divides the
+// low frequencies, keeps the high ones and blends the band between (HF's
+// _compute_llama3_parameters).
+enum class RopeScaling { None, Linear, Llama3 };
+struct RopeScalingConfig {
+    RopeScaling type = RopeScaling::None;
+    float factor = 1.0f;
+    float lowFreqFactor = 1.0f;   // Llama3
+    float highFreqFactor = 4.0f;  // Llama3
+    int originalMaxPositions = 0; // Llama3: the pretraining context
+};
+
 struct ModelConfig {
+    Architecture architecture = Architecture::Llama;
     int hiddenSize = 0;       // dim
     int intermediateSize = 0; // FFN width
     int layerCount = 0;
@@ -24,17 +42,25 @@ struct ModelConfig {
     int maxPositions = 0;
     float rmsNormEps = 1e-5f;
     float ropeTheta = 10000.0f;
+    RopeScalingConfig ropeScaling;
     RopeLayout ropeLayout = RopeLayout::RotateHalf;
+    // Mistral: a query at position t sees the keys at t − W < s ≤ t; 0 sees every earlier key.
+    int slidingWindow = 0;
     bool tiedEmbeddings = false;
     int bosToken = 1;
     std::vector<int> eosTokens{2}; // generation stops at any of them (Llama 3 lists several)
 
     int kvDim() const { return kvHeadCount * headDim; }
+    // What the architecture changes in the math, for people: "rope llama3 ×8 (low 1, high 4,
+    // original context 64)", "sliding window 32"; "" for plain LLaMA.
+    std::string features() const;
     // Throws Error(source, …) naming the first inconsistent field.
     void validate(const std::string& source) const;
 };
 
-// Parses a Hugging Face LlamaForCausalLM config.json.
+// Parses a Hugging Face config.json of a LlamaForCausalLM (Llama 1/2/3.x) or MistralForCausalLM
+// model. Every key the math depends on is checked; one that would change it in a way Quantlens
+// does not implement (biases, another rope_scaling type, other architectures) is refused by name.
 ModelConfig readHfConfig(const std::filesystem::path& configJson);
 
 // A Hugging Face config.json (text) describing `config` with weights stored as `dtype`; for

@@ -1,0 +1,219 @@
+// The architectures beyond LLaMA 1/2 against ../shared/data/archs: each reference.json holds the
+// figures of an independent forward pass written from the Hugging Face modeling code.
+
+#include "test_data.h"
+
+#include "quantlens/core/error.h"
+#include "quantlens/formats/model_export.h"
+#include "quantlens/formats/model_loading.h"
+#include "quantlens/io/text_file.h"
+#include "quantlens/model/token_streams.h"
+#include "quantlens/runtime/generate.h"
+#include "quantlens/runtime/perplexity.h"
+#include "quantlens/runtime/transformer.h"
+#include "quantlens/tokenizer/tokenizer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <QTemporaryDir>
+
+#include <cmath>
+#include <fstream>
+
+using namespace quantlens;
+using nlohmann::json;
+
+namespace {
+
+json reference(const std::string& arch) {
+    return json::parse(test::readBytes(test::dataPath("archs/" + arch + "/reference.json")));
+}
+
+std::vector<std::int32_t> ids(const json& array) {
+    return array.get<std::vector<std::int32_t>>();
+}
+
+// The largest |a − b| over a row of logits, relative to the reference's spread (max − min).
+double logitError(const Eigen::Ref<const Eigen::RowVectorXf>& logits, const json& expected) {
+    const std::vector<double> want = expected.get<std::vector<double>>();
+    double error = 0.0, low = want.front(), high = want.front();
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        error = std::max(error, std::abs(double(logits[Eigen::Index(i)]) - want[i]));
+        low = std::min(low, want[i]);
+        high = std::max(high, want[i]);
+    }
+    return error / (high - low);
+}
+
+QString loadError(const std::filesystem::path& directory) {
+    try {
+        loadModel(directory);
+    } catch (const Error& e) {
+        return QString::fromStdString(e.what());
+    }
+    return "loaded";
+}
+
+} // namespace
+
+class TestArchitectures : public QObject {
+    Q_OBJECT
+private slots:
+    void initTestCase() { QUANTLENS_REQUIRE_DATA("archs/llama3/reference.json"); }
+
+    void matchesTheReference_data() {
+        QTest::addColumn<QString>("arch");
+        QTest::addColumn<QString>("features");
+        QTest::newRow("llama3") << "llama3"
+                                << "rope llama3 ×8 (low 1, high 4, original context 64)";
+        QTest::newRow("mistral") << "mistral"
+                                 << "sliding window 32";
+    }
+
+    // RoPE frequencies, logits at the first and last prompt positions, the prompt's NLL, greedy
+    // decoding through the KV cache, and the excerpt's perplexity, each against the reference.
+    void matchesTheReference() {
+        QFETCH(QString, arch);
+        QFETCH(QString, features);
+        const json ref = reference(arch.toStdString());
+        const auto model = loadModel(test::dataPath("archs/" + arch.toStdString()));
+        QCOMPARE(architectureName(model->config.architecture),
+                 ref["architecture"].get<std::string>());
+        QCOMPARE(QString::fromStdString(model->config.features()), features);
+
+        const Transformer transformer(*model);
+        const Eigen::VectorXf frequencies = transformer.ropeInverseFrequencies();
+        const auto expectedFrequencies = ref["rope_inv_freq"].get<std::vector<double>>();
+        QCOMPARE(std::size_t(frequencies.size()), expectedFrequencies.size());
+        for (std::size_t i = 0; i < expectedFrequencies.size(); ++i)
+            QVERIFY2(std::abs(frequencies[Eigen::Index(i)] - expectedFrequencies[i]) <=
+                         1e-5 * expectedFrequencies[i],
+                     qPrintable(QString("frequency %1").arg(i)));
+
+        const std::vector<std::int32_t> prompt = ids(ref["prompt"]["ids"]);
+        KvCache cache(model->config, int(prompt.size()));
+        const RowMatrix logits = transformer.forward(prompt, cache);
+        const double first = logitError(logits.row(0), ref["logits_pos0"]);
+        const double last = logitError(logits.row(logits.rows() - 1), ref["logits_last"]);
+        qInfo("%s: logits off by %.2e and %.2e of the spread", qPrintable(arch), first, last);
+        QVERIFY(first < 1e-4 && last < 1e-4);
+
+        double nll = 0.0;
+        for (Eigen::Index t = 0; t + 1 < logits.rows(); ++t) {
+            const Eigen::VectorXd row = logits.row(t).transpose().cast<double>();
+            const double top = row.maxCoeff();
+            nll +=
+                top + std::log((row.array() - top).exp().sum()) - row[prompt[std::size_t(t + 1)]];
+        }
+        nll /= double(logits.rows() - 1);
+        QVERIFY2(std::abs(nll - ref["prompt_nll"]["mean_nll"].get<double>()) < 1e-5,
+                 qPrintable(QString::number(nll, 'g', 10)));
+
+        const std::vector<std::int32_t> continuation = generateGreedy(
+            transformer, prompt, ref["greedy_continuation"]["steps"].get<int>(), {}, JobContext{});
+        QCOMPARE(continuation, ids(ref["greedy_continuation"]["ids"]));
+
+        const json& excerpt = ref["excerpt_ppl"];
+        const auto tokenizer = openTokenizer(*model);
+        const std::vector<std::int32_t> stream = tokenizeForProtocol(
+            *tokenizer, readTextFile(test::dataPath(excerpt["text"].get<std::string>())),
+            PerplexityProtocol::Documents, model->config.bosToken, "excerpt");
+        QCOMPARE(std::int64_t(stream.size()), excerpt["stream_tokens"].get<std::int64_t>());
+        const PerplexityResult scored = evaluatePerplexity(
+            transformer, stream, {excerpt["ctx"].get<int>(), PerplexityProtocol::Documents},
+            JobContext{});
+        const double expectedPpl = excerpt["ppl"].get<double>();
+        qInfo("%s: excerpt ppl %.6f (reference %.6f)", qPrintable(arch), scored.perplexity,
+              expectedPpl);
+        QVERIFY(std::abs(scored.perplexity - expectedPpl) <= 1e-5 * expectedPpl);
+        QCOMPARE(scored.scoredTokens, excerpt["predicted_tokens"].get<std::int64_t>());
+    }
+
+    // A quantized checkpoint keeps the architecture: its compressed layers run with the same RoPE
+    // scaling or window as the dense reconstruction, and SqueezeLLM's Fisher (a backward pass
+    // through them) quantizes them too.
+    void quantizedCheckpointsKeepTheArchitecture_data() { matchesTheReference_data(); }
+    void quantizedCheckpointsKeepTheArchitecture() {
+        QFETCH(QString, arch);
+        QFETCH(QString, features);
+        const auto model = loadModel(test::dataPath("archs/" + arch.toStdString()));
+        const std::vector<std::int32_t> calibration =
+            ids(reference(arch.toStdString())["prompt"]["ids"]);
+        QTemporaryDir dir;
+        for (const QuantConfig& method :
+             {QuantConfig(GptqConfig{}), QuantConfig(SqueezeConfig{})}) {
+            const std::filesystem::path out =
+                std::filesystem::path(dir.path().toStdString()) / methodName(method);
+            quantizeToDirectory(*model, calibration, method, {4, 80}, ExportFormat::Quantlens, out,
+                                {}, JobContext{});
+            const auto compressed = loadModel(out, CompressedLayers::Keep);
+            const auto dense = loadModel(out, CompressedLayers::Dequantize);
+            QCOMPARE(QString::fromStdString(compressed->config.features()), features);
+            KvCache a(model->config, 80), b(model->config, 80);
+            const RowMatrix fused = Transformer(*compressed).forward(calibration, a);
+            const RowMatrix reconstructed = Transformer(*dense).forward(calibration, b);
+            QVERIFY((fused - reconstructed).cwiseAbs().maxCoeff() < 1e-4f);
+        }
+    }
+
+    // What Quantlens does not read yet is refused by name, never run with the wrong math.
+    void refusesWhatItDoesNotImplement() {
+        QCOMPARE(loadError(test::dataPath("archs/qwen2")),
+                 QString::fromStdString(test::dataPath("archs/qwen2/config.json").string()) +
+                     ": \"Qwen2ForCausalLM\" is not an architecture Quantlens reads "
+                     "(LlamaForCausalLM: Llama 1/2/3.x; MistralForCausalLM)");
+        QVERIFY(loadError(test::dataPath("archs/qwen3")).contains("\"Qwen3ForCausalLM\" is not"));
+
+        QTemporaryDir dir;
+        const std::filesystem::path copy = dir.path().toStdString();
+        for (const char* file : {"config.json", "model.safetensors", "tokenizer.model"})
+            std::filesystem::copy_file(test::dataPath(std::string("archs/llama3/") + file),
+                                       copy / file);
+        const json original = json::parse(test::readBytes(copy / "config.json"));
+        const auto withScaling = [&](const json& scaling) {
+            json config = original;
+            config["rope_scaling"] = scaling;
+            test::writeBytes(copy / "config.json", config.dump());
+            return loadError(copy);
+        };
+        const QString source = QString::fromStdString((copy / "config.json").string()) + ": ";
+        QVERIFY(withScaling({{"rope_type", "dynamic"}, {"factor", 2.0}})
+                    .startsWith(source + "rope_scaling type \"dynamic\" is not supported"));
+        QVERIFY(withScaling({{"rope_type", "yarn"}, {"factor", 2.0}})
+                    .startsWith(source + "rope_scaling type \"yarn\" is not supported"));
+        QCOMPARE(withScaling({{"rope_type", "llama3"}, {"factor", 8.0}}),
+                 source + "missing \"original_max_position_embeddings\"");
+        QCOMPARE(withScaling({{"rope_type", "linear"}, {"factor", -1.0}}),
+                 source + "rope_scaling \"factor\" must be positive");
+        QCOMPARE(withScaling({{"rope_type", "linear"}, {"factor", 2.0}, {"attention_factor", 2.0}}),
+                 source + "rope_scaling \"attention_factor\" is not supported");
+        QCOMPARE(withScaling({{"type", "linear"}, {"factor", 2.0}}), QString("loaded"));
+        json biased = original;
+        biased["attention_bias"] = true;
+        test::writeBytes(copy / "config.json", biased.dump());
+        QCOMPARE(loadError(copy), source + "attention or MLP biases are not supported");
+    }
+
+    // Linear scaling divides every frequency by the factor.
+    void linearScalingDividesEveryFrequency() {
+        QTemporaryDir dir;
+        const std::filesystem::path copy = dir.path().toStdString();
+        for (const char* file : {"config.json", "model.safetensors"})
+            std::filesystem::copy_file(test::dataPath(std::string("archs/llama3/") + file),
+                                       copy / file);
+        const auto frequenciesWith = [&](const json& scaling) {
+            json config = json::parse(test::readBytes(copy / "config.json"));
+            config["rope_scaling"] = scaling;
+            test::writeBytes(copy / "config.json", config.dump());
+            const auto model = loadModel(copy);
+            return Eigen::VectorXf(Transformer(*model).ropeInverseFrequencies());
+        };
+        const Eigen::VectorXf plain = frequenciesWith(nullptr);
+        const Eigen::VectorXf scaled = frequenciesWith({{"rope_type", "linear"}, {"factor", 4.0}});
+        QCOMPARE(plain[0], 1.0f);
+        QVERIFY(((scaled * 4.0f - plain).array().abs() <= 1e-7f * plain.array()).all());
+    }
+};
+
+QTEST_APPLESS_MAIN(TestArchitectures)
+#include "test_architectures.moc"
