@@ -71,12 +71,11 @@ void ModelSummaryView::showModel(const quantlens::Model& model) {
         std::size_t bytes = 0;
         // Hugging Face's short names, whatever the file format calls them.
         for (const quantlens::BlockTensorSpec& spec : quantlens::kBlockTensors) {
-            const bool linear = spec.linear >= 0;
+            if (!quantlens::hasBlockTensor(spec, model.config)) continue;
             const quantlens::TensorView& tensor = b.*spec.weights;
-            QTreeWidgetItem* item = addTensor(
-                block, linear ? quantlens::kLinearLayers[std::size_t(spec.linear)].name : spec.path,
-                tensor);
-            if (linear) item->setData(NameColumn, BlockRole, int(i));
+            QTreeWidgetItem* item = addTensor(block, spec.label, tensor);
+            if (spec.kind == quantlens::BlockTensorKind::Weight)
+                item->setData(NameColumn, BlockRole, int(i));
             bytes += tensor.byteSize();
         }
         block->setText(BytesColumn, bytesText(bytes));

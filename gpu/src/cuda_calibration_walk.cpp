@@ -77,8 +77,9 @@ std::unique_ptr<CalibrationWalk> makeCudaCalibrationWalk(int device, const Trans
                                                          const std::vector<RowMatrix>& hidden) {
     if (hidden.empty()) return nullptr;
     const ModelConfig& c = transformer.model().config;
-    // The device attention has no sliding window yet (issue 15): such models calibrate on the CPU.
-    if (c.slidingWindow > 0) return nullptr;
+    // The device block has no sliding window or biases yet (issue 15): such models calibrate on
+    // the CPU.
+    if (c.slidingWindow > 0 || c.attentionBias) return nullptr;
     const std::int64_t length = hidden[0].rows();
     useDevice(device);
     if (length > attentionTokenLimit(device, c.headDim)) return nullptr;

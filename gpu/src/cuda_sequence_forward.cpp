@@ -122,8 +122,8 @@ std::unique_ptr<SequenceForward> makeCudaSequenceForward(int device,
     std::size_t freeBytes = 0, totalBytes = 0;
     checkCuda(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
     const Model& model = transformer.model();
-    // The device attention has no sliding window yet (issue 15): such models run on the CPU.
-    if (model.config.slidingWindow > 0) return nullptr;
+    // The device block has no sliding window or biases yet (issue 15): such models run on the CPU.
+    if (model.config.slidingWindow > 0 || model.config.attentionBias) return nullptr;
     // Windows of up to 4096 tokens, with a tenth of the free memory spare for cuBLAS.
     const int plannedTokens = std::min(model.config.maxPositions, 4096);
     if (deviceBytes(model, plannedTokens) > freeBytes / 10 * 9) return nullptr;

@@ -4,6 +4,7 @@
 #include "test_data.h"
 
 #include "quantlens/core/error.h"
+#include "quantlens/core/float_tensor.h"
 #include "quantlens/formats/model_export.h"
 #include "quantlens/formats/model_loading.h"
 #include "quantlens/io/text_file.h"
@@ -68,6 +69,8 @@ private slots:
                                 << "rope llama3 ×8 (low 1, high 4, original context 64)";
         QTest::newRow("mistral") << "mistral"
                                  << "sliding window 32";
+        QTest::newRow("qwen2") << "qwen2"
+                               << "q/k/v biases";
     }
 
     // RoPE frequencies, logits at the first and last prompt positions, the prompt's NLL, greedy
@@ -149,6 +152,12 @@ private slots:
             const auto compressed = loadModel(out, CompressedLayers::Keep);
             const auto dense = loadModel(out, CompressedLayers::Dequantize);
             QCOMPARE(QString::fromStdString(compressed->config.features()), features);
+            // Norms and biases are stored unquantized: reloaded bit for bit.
+            for (std::size_t b = 0; b < model->blocks.size(); ++b)
+                for (const BlockTensorSpec& spec : kBlockTensors)
+                    if (spec.kind != BlockTensorKind::Weight && hasBlockTensor(spec, model->config))
+                        QCOMPARE(FloatTensor(compressed->blocks[b].*spec.weights).vector(),
+                                 FloatTensor(model->blocks[b].*spec.weights).vector());
             KvCache a(model->config, 80), b(model->config, 80);
             const RowMatrix fused = Transformer(*compressed).forward(calibration, a);
             const RowMatrix reconstructed = Transformer(*dense).forward(calibration, b);
@@ -158,11 +167,11 @@ private slots:
 
     // What Quantlens does not read yet is refused by name, never run with the wrong math.
     void refusesWhatItDoesNotImplement() {
-        QCOMPARE(loadError(test::dataPath("archs/qwen2")),
-                 QString::fromStdString(test::dataPath("archs/qwen2/config.json").string()) +
-                     ": \"Qwen2ForCausalLM\" is not an architecture Quantlens reads "
-                     "(LlamaForCausalLM: Llama 1/2/3.x; MistralForCausalLM)");
-        QVERIFY(loadError(test::dataPath("archs/qwen3")).contains("\"Qwen3ForCausalLM\" is not"));
+        QCOMPARE(loadError(test::dataPath("archs/qwen3")),
+                 QString::fromStdString(test::dataPath("archs/qwen3/config.json").string()) +
+                     ": \"Qwen3ForCausalLM\" is not an architecture Quantlens reads "
+                     "(LlamaForCausalLM: Llama 1/2/3.x; MistralForCausalLM; Qwen2ForCausalLM: "
+                     "Qwen2, Qwen2.5)");
 
         QTemporaryDir dir;
         const std::filesystem::path copy = dir.path().toStdString();
@@ -192,6 +201,14 @@ private slots:
         biased["attention_bias"] = true;
         test::writeBytes(copy / "config.json", biased.dump());
         QCOMPARE(loadError(copy), source + "attention or MLP biases are not supported");
+
+        // Qwen2's window is ignored when off, as HF does, and refused when on.
+        json qwen = json::parse(test::readBytes(test::dataPath("archs/qwen2/config.json")));
+        QVERIFY(!qwen["use_sliding_window"].get<bool>() && qwen["sliding_window"] == 4096);
+        qwen["use_sliding_window"] = true;
+        test::writeBytes(copy / "config.json", qwen.dump());
+        QCOMPARE(loadError(copy), source + "a sliding window on Qwen2 layers (use_sliding_window) "
+                                           "is not supported");
     }
 
     // Linear scaling divides every frequency by the factor.

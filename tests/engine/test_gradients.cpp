@@ -147,14 +147,15 @@ std::int64_t linearParameters(const Model& model) {
     return count;
 }
 
-// Data rows: one model per RoPE layout, Llama 3's scaled RoPE, and Mistral's sliding window
-// (32 keys, shorter than the 150 tokens the gradients are taken over).
+// Data rows: one model per RoPE layout, Llama 3's scaled RoPE, Mistral's sliding window (32 keys,
+// shorter than the 150 tokens the gradients are taken over) and Qwen2's biases.
 void addModelRows() {
     QTest::addColumn<QString>("path");
     QTest::newRow("rotate-half RoPE (HF)") << "stories260K-hf";
     QTest::newRow("interleaved RoPE (llama2.c)") << "stories260K/stories260K.bin";
     QTest::newRow("llama3 RoPE scaling") << "archs/llama3";
     QTest::newRow("sliding window (Mistral)") << "archs/mistral";
+    QTest::newRow("q/k/v biases (Qwen2)") << "archs/qwen2";
 }
 
 } // namespace

@@ -329,8 +329,9 @@ std::unique_ptr<Model> loadQuantlensModel(const fs::path& directory, CompressedL
     std::set<std::string> denseNames = {kEmbeddingTensor, kFinalNormTensor};
     if (!c.tiedEmbeddings) denseNames.insert(kLmHeadTensor);
     for (int b = 0; b < c.layerCount; ++b)
-        for (const NormSpec& norm : {kAttentionNorm, kMlpNorm})
-            denseNames.insert(blockPrefix(b) + norm.path + ".weight");
+        for (const BlockTensorSpec& spec : kBlockTensors)
+            if (spec.kind != BlockTensorKind::Weight && hasBlockTensor(spec, c))
+                denseNames.insert(blockPrefix(b) + spec.name);
     std::map<std::string, LayerArrays> arraysByLayer;
     for (const RawTensorView& t : file->rawTensors()) {
         if (denseNames.count(t.name)) continue;
@@ -356,8 +357,10 @@ std::unique_ptr<Model> loadQuantlensModel(const fs::path& directory, CompressedL
     std::vector<std::array<std::shared_ptr<const CompressedLinear>, 7>> compressed;
     for (int b = 0; b < c.layerCount; ++b) {
         BlockWeights w;
-        for (const NormSpec& norm : {kAttentionNorm, kMlpNorm})
-            w.*norm.weights = denseTensor(blockPrefix(b) + norm.path + ".weight", {dim});
+        for (const BlockTensorSpec& spec : kBlockTensors)
+            if (spec.kind != BlockTensorKind::Weight && hasBlockTensor(spec, c))
+                w.*spec.weights =
+                    denseTensor(blockPrefix(b) + spec.name, blockTensorShape(spec, c));
         std::array<std::shared_ptr<const CompressedLinear>, 7> ops;
         for (int i = 0; i < kLinearLayerCount; ++i) {
             const LinearLayerSpec& spec = kLinearLayers[std::size_t(i)];

@@ -85,13 +85,9 @@ std::unique_ptr<Model> loadHfModel(const fs::path& directory) {
     for (int i = 0; i < c.layerCount; ++i) {
         const std::string p = blockPrefix(i);
         BlockWeights b;
-        for (const BlockTensorSpec& spec : kBlockTensors) {
-            const std::string name = p + spec.path + ".weight";
-            b.*spec.weights =
-                spec.linear < 0
-                    ? tensor(name, {dim})
-                    : tensor(name, linearLayerShape(kLinearLayers[std::size_t(spec.linear)], c));
-        }
+        for (const BlockTensorSpec& spec : kBlockTensors)
+            if (hasBlockTensor(spec, c))
+                b.*spec.weights = tensor(p + spec.name, blockTensorShape(spec, c));
         model->blocks.push_back(std::move(b));
     }
     model->finalNorm = tensor(kFinalNormTensor, {dim});

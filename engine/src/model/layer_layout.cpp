@@ -42,4 +42,17 @@ std::vector<std::int64_t> linearLayerShape(const LinearLayerSpec& layer,
     return {width(layer.out), width(layer.in)};
 }
 
+bool hasBlockTensor(const BlockTensorSpec& tensor, const ModelConfig& config) {
+    return tensor.kind != BlockTensorKind::Bias || config.attentionBias;
+}
+
+std::vector<std::int64_t> blockTensorShape(const BlockTensorSpec& tensor,
+                                           const ModelConfig& config) {
+    if (tensor.kind == BlockTensorKind::Norm) return {config.hiddenSize};
+    const std::vector<std::int64_t> weight =
+        linearLayerShape(kLinearLayers[static_cast<std::size_t>(tensor.linear)], config);
+    if (tensor.kind == BlockTensorKind::Bias) return {weight[0]};
+    return weight;
+}
+
 } // namespace quantlens

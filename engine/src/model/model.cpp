@@ -9,7 +9,7 @@ std::int64_t Model::parameterCount() const {
     if (!config.tiedEmbeddings) count += lmHead.elementCount();
     for (const BlockWeights& b : blocks)
         for (const BlockTensorSpec& tensor : kBlockTensors)
-            count += (b.*tensor.weights).elementCount();
+            if (hasBlockTensor(tensor, config)) count += (b.*tensor.weights).elementCount();
     return count;
 }
 

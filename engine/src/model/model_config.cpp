@@ -68,10 +68,11 @@ Architecture architectureOf(const json& config, const std::string& source) {
     };
     if (names("LlamaForCausalLM", "llama")) return Architecture::Llama;
     if (names("MistralForCausalLM", "mistral")) return Architecture::Mistral;
+    if (names("Qwen2ForCausalLM", "qwen2")) return Architecture::Qwen2;
     const std::string named = !architectures.empty() ? architectures.front() : modelType;
     throw Error(source, "\"" + named +
                             "\" is not an architecture Quantlens reads (LlamaForCausalLM: Llama "
-                            "1/2/3.x; MistralForCausalLM)");
+                            "1/2/3.x; MistralForCausalLM; Qwen2ForCausalLM: Qwen2, Qwen2.5)");
 }
 
 // rope_scaling, refused by name where its type would change the math in a way not implemented.
@@ -117,7 +118,15 @@ RopeScalingConfig ropeScalingOf(const json& config, const std::string& source) {
 } // namespace
 
 std::string architectureName(Architecture architecture) {
-    return architecture == Architecture::Mistral ? "MistralForCausalLM" : "LlamaForCausalLM";
+    switch (architecture) {
+    case Architecture::Mistral:
+        return "MistralForCausalLM";
+    case Architecture::Qwen2:
+        return "Qwen2ForCausalLM";
+    case Architecture::Llama:
+        break;
+    }
+    return "LlamaForCausalLM";
 }
 
 std::string ModelConfig::features() const {
@@ -133,6 +142,10 @@ std::string ModelConfig::features() const {
     if (slidingWindow > 0) {
         separate();
         text << "sliding window " << slidingWindow;
+    }
+    if (attentionBias) {
+        separate();
+        text << "q/k/v biases";
     }
     return text.str();
 }
@@ -187,24 +200,27 @@ std::string hfConfigJson(const ModelConfig& c, DType dtype) {
     if (c.ropeLayout != RopeLayout::RotateHalf)
         throw Error("",
                     "config.json describes rotate-half RoPE; convert interleaved weights first");
-    nlohmann::ordered_json config = {
-        {"architectures", {architectureName(c.architecture)}},
-        {"model_type", c.architecture == Architecture::Mistral ? "mistral" : "llama"},
-        {"hidden_size", c.hiddenSize},
-        {"intermediate_size", c.intermediateSize},
-        {"num_hidden_layers", c.layerCount},
-        {"num_attention_heads", c.headCount},
-        {"num_key_value_heads", c.kvHeadCount},
-        {"head_dim", c.headDim},
-        {"vocab_size", c.vocabSize},
-        {"max_position_embeddings", c.maxPositions},
-        {"hidden_act", "silu"},
-        {"rms_norm_eps", c.rmsNormEps},
-        {"rope_theta", c.ropeTheta},
-        {"tie_word_embeddings", c.tiedEmbeddings},
-        {"bos_token_id", c.bosToken},
-        {"eos_token_id", c.eosTokens},
-        {"torch_dtype", torchDtypeName(dtype)}};
+    const char* modelType = c.architecture == Architecture::Mistral ? "mistral"
+                            : c.architecture == Architecture::Qwen2 ? "qwen2"
+                                                                    : "llama";
+    nlohmann::ordered_json config = {{"architectures", {architectureName(c.architecture)}},
+                                     {"model_type", modelType},
+                                     {"hidden_size", c.hiddenSize},
+                                     {"intermediate_size", c.intermediateSize},
+                                     {"num_hidden_layers", c.layerCount},
+                                     {"num_attention_heads", c.headCount},
+                                     {"num_key_value_heads", c.kvHeadCount},
+                                     {"head_dim", c.headDim},
+                                     {"vocab_size", c.vocabSize},
+                                     {"max_position_embeddings", c.maxPositions},
+                                     {"hidden_act", "silu"},
+                                     {"rms_norm_eps", c.rmsNormEps},
+                                     {"rope_theta", c.ropeTheta},
+                                     {"tie_word_embeddings", c.tiedEmbeddings},
+                                     {"bos_token_id", c.bosToken},
+                                     {"eos_token_id", c.eosTokens},
+                                     {"torch_dtype", torchDtypeName(dtype)}};
+    if (c.architecture == Architecture::Qwen2) config["use_sliding_window"] = false;
     if (c.architecture == Architecture::Mistral)
         config["sliding_window"] = c.slidingWindow > 0 ? nlohmann::ordered_json(c.slidingWindow)
                                                        : nlohmann::ordered_json(nullptr);
@@ -237,6 +253,13 @@ ModelConfig readHfConfig(const std::filesystem::path& configJson) {
     if (optionalValue<bool>(config, "attention_bias", false, source) ||
         optionalValue<bool>(config, "mlp_bias", false, source))
         throw Error(source, "attention or MLP biases are not supported");
+    if (result.architecture == Architecture::Qwen2) {
+        // HF's Qwen2 always has q/k/v biases; its window applies only with use_sliding_window.
+        result.attentionBias = true;
+        if (optionalValue<bool>(config, "use_sliding_window", false, source))
+            throw Error(source, "a sliding window on Qwen2 layers (use_sliding_window) is not "
+                                "supported");
+    }
     result.ropeScaling = ropeScalingOf(config, source);
     // HF's Mistral applies its window to every layer; Llama has none, whatever the config says.
     if (result.architecture == Architecture::Mistral)

@@ -163,10 +163,8 @@ std::vector<PlannedTensor> plan(const SyntheticModelSpec& s) {
     add(kEmbeddingTensor, {s.vocab, dim});
     for (int i = 0; i < s.layers; ++i)
         for (const BlockTensorSpec& spec : kBlockTensors)
-            add(blockPrefix(i) + spec.path + ".weight",
-                spec.linear < 0
-                    ? std::vector<std::int64_t>{dim}
-                    : linearLayerShape(kLinearLayers[std::size_t(spec.linear)], config));
+            if (hasBlockTensor(spec, config))
+                add(blockPrefix(i) + spec.name, blockTensorShape(spec, config));
     add(kFinalNormTensor, {dim});
     add(kLmHeadTensor, {s.vocab, dim});
     return tensors;

@@ -50,14 +50,8 @@ BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t
     for (const Eigen::Index width : widths)
         grams.push_back(activeBackend().gramAccumulator(width));
 
-    const BlockWeights& stored = model.blocks[static_cast<std::size_t>(block)];
-    std::vector<std::unique_ptr<FloatTensor>> weights;
-    for (const TensorView* t : {&stored.attnNorm, &stored.wq, &stored.wk, &stored.wv, &stored.wo,
-                                &stored.ffnNorm, &stored.gate, &stored.up, &stored.down})
-        weights.push_back(std::make_unique<FloatTensor>(*t));
-    const BlockView view{weights[0]->data(), weights[1]->data(), weights[2]->data(),
-                         weights[3]->data(), weights[4]->data(), weights[5]->data(),
-                         weights[6]->data(), weights[7]->data(), weights[8]->data()};
+    const Transformer::FloatBlockWeights weights = transformer.blockWeights(block);
+    const BlockView view = weights.view();
 
     const double steps = static_cast<double>(sequences.size()) * (block + 1);
     double done = 0.0;

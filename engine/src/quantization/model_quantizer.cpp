@@ -17,19 +17,26 @@ namespace {
 struct WorkingBlock {
     explicit WorkingBlock(const BlockWeights& weights)
         : attnNorm(FloatTensor(weights.attnNorm).vector()),
-          ffnNorm(FloatTensor(weights.ffnNorm).vector()) {
+          ffnNorm(FloatTensor(weights.ffnNorm).vector()), qBias(biasOf(weights.qBias)),
+          kBias(biasOf(weights.kBias)), vBias(biasOf(weights.vBias)) {
         const auto layers = weights.linearLayers();
         for (std::size_t i = 0; i < layers.size(); ++i)
             linear[i] = FloatTensor(*layers[i]).matrix();
     }
 
     BlockView view() const {
-        return {attnNorm.data(),  linear[0].data(), linear[1].data(),
-                linear[2].data(), linear[3].data(), ffnNorm.data(),
-                linear[4].data(), linear[5].data(), linear[6].data()};
+        const auto bias = [](const Eigen::VectorXf& b) { return b.size() ? b.data() : nullptr; };
+        return {attnNorm.data(),  linear[0].data(), linear[1].data(), linear[2].data(),
+                linear[3].data(), ffnNorm.data(),   linear[4].data(), linear[5].data(),
+                linear[6].data(), bias(qBias),      bias(kBias),      bias(vBias)};
     }
 
-    Eigen::VectorXf attnNorm, ffnNorm;
+    // A bias in fp32, empty where the architecture has none.
+    static Eigen::VectorXf biasOf(const TensorView& bias) {
+        return bias.data ? Eigen::VectorXf(FloatTensor(bias).vector()) : Eigen::VectorXf();
+    }
+
+    Eigen::VectorXf attnNorm, ffnNorm, qBias, kBias, vBias;
     std::array<RowMatrix, 7> linear;
 };
 

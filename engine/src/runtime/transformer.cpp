@@ -56,9 +56,8 @@ Transformer::Transformer(const Model& model, WeightConversion conversion)
         convertedBytes += static_cast<std::size_t>(t.elementCount()) * sizeof(float);
     };
     for (const BlockWeights& b : model.blocks)
-        for (const TensorView* t :
-             {&b.attnNorm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffnNorm, &b.gate, &b.up, &b.down})
-            consider(*t);
+        for (const BlockTensorSpec& spec : kBlockTensors)
+            if (hasBlockTensor(spec, model.config)) consider(b.*spec.weights);
     consider(model.finalNorm);
     consider(model.lmHead);
     if (convertedBytes <= kConversionCacheBytes)
@@ -73,9 +72,10 @@ FloatTensor Transformer::floatWeights(const TensorView& tensor) const {
 
 Transformer::FloatBlockWeights Transformer::blockWeights(int block) const {
     const BlockWeights& w = model_.blocks.at(static_cast<std::size_t>(block));
-    return {floatWeights(w.attnNorm), floatWeights(w.wq), floatWeights(w.wk),
-            floatWeights(w.wv),       floatWeights(w.wo), floatWeights(w.ffnNorm),
-            floatWeights(w.gate),     floatWeights(w.up), floatWeights(w.down)};
+    return {floatWeights(w.attnNorm), floatWeights(w.wq),    floatWeights(w.wk),
+            floatWeights(w.wv),       floatWeights(w.wo),    floatWeights(w.ffnNorm),
+            floatWeights(w.gate),     floatWeights(w.up),    floatWeights(w.down),
+            floatWeights(w.qBias),    floatWeights(w.kBias), floatWeights(w.vBias)};
 }
 
 RowMatrix Transformer::embed(std::span<const std::int32_t> tokens) const {
@@ -131,10 +131,16 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
 
     RowMatrix normed = ops::rmsNorm(hidden, w.attnNorm, c.rmsNormEps);
     if (observe(LinearStage::Attention, normed)) return;
+    // Adds a bias [width] to every row of `y` (Qwen2's q/k/v); nothing without one.
+    const auto addBias = [](auto&& y, const float* bias) {
+        if (bias) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, y.cols());
+    };
     RowMatrix q = w.linear[0] ? compressed(0, normed)
                               : RowMatrix(normed * matrix(w.wq, dim, dim).transpose());
     RowMatrix k = w.linear[1] ? compressed(1, normed)
                               : RowMatrix(normed * matrix(w.wk, kvDim, dim).transpose());
+    addBias(q, w.qBias);
+    addBias(k, w.kBias);
     ops::applyRope(q, c.headCount, startPosition, c, inverseFrequencies_);
     ops::applyRope(k, c.kvHeadCount, startPosition, c, inverseFrequencies_);
     RowMatrix& keys = cache.keys[static_cast<std::size_t>(block)];
@@ -145,6 +151,7 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
     else
         values.middleRows(startPosition, tokens).noalias() =
             normed * matrix(w.wv, kvDim, dim).transpose();
+    addBias(values.middleRows(startPosition, tokens), w.vBias);
 
     const int groupSize = c.headCount / c.kvHeadCount;
     const float scale = 1.0f / std::sqrt(static_cast<float>(headDim));

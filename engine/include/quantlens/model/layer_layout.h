@@ -40,14 +40,10 @@ struct LinearLayerSpec {
     TensorView BlockWeights::*weights;
 };
 
-struct NormSpec {
-    const char* path; // under the block's prefix
-    TensorView BlockWeights::*weights;
-};
-
 struct BlockWeights {
     TensorView attnNorm, wq, wk, wv, wo;
     TensorView ffnNorm, gate, up, down;
+    TensorView qBias, kBias, vBias; // Qwen2's; empty (no data) elsewhere
 
     // The seven linear layers in kLinearLayers order.
     std::array<const TensorView*, 7> linearLayers() const;
@@ -73,27 +69,39 @@ inline constexpr std::array<LinearLayerSpec, kLinearLayerCount> kLinearLayers{{
      LayerWidth::Hidden, LayerWidth::Intermediate, &BlockWeights::down},
 }};
 
-inline constexpr NormSpec kAttentionNorm{"input_layernorm", &BlockWeights::attnNorm};
-inline constexpr NormSpec kMlpNorm{"post_attention_layernorm", &BlockWeights::ffnNorm};
-
-// A block's tensors in Hugging Face's order: the attention norm, q, k, v, o, the MLP norm, gate,
-// up, down. `linear` indexes kLinearLayers, −1 for a norm.
+// A block's tensors in Hugging Face's order: the attention norm, q, k, v (each with its bias where
+// the architecture has one), o, the MLP norm, gate, up, down. `linear` is the kLinearLayers index
+// of the layer a weight or bias belongs to, −1 for a norm.
+enum class BlockTensorKind { Norm, Weight, Bias };
 struct BlockTensorSpec {
-    const char* path;
+    const char* name;  // under the block's prefix, "self_attn.q_proj.weight"
+    const char* label; // for people: "input_layernorm", "q_proj", "q_proj.bias"
+    BlockTensorKind kind;
     TensorView BlockWeights::*weights;
     int linear;
 };
-inline constexpr std::array<BlockTensorSpec, 9> kBlockTensors{{
-    {kAttentionNorm.path, kAttentionNorm.weights, -1},
-    {kLinearLayers[0].path, kLinearLayers[0].weights, 0},
-    {kLinearLayers[1].path, kLinearLayers[1].weights, 1},
-    {kLinearLayers[2].path, kLinearLayers[2].weights, 2},
-    {kLinearLayers[3].path, kLinearLayers[3].weights, 3},
-    {kMlpNorm.path, kMlpNorm.weights, -1},
-    {kLinearLayers[4].path, kLinearLayers[4].weights, 4},
-    {kLinearLayers[5].path, kLinearLayers[5].weights, 5},
-    {kLinearLayers[6].path, kLinearLayers[6].weights, 6},
+inline constexpr std::array<BlockTensorSpec, 12> kBlockTensors{{
+    {"input_layernorm.weight", "input_layernorm", BlockTensorKind::Norm, &BlockWeights::attnNorm,
+     -1},
+    {"self_attn.q_proj.weight", "q_proj", BlockTensorKind::Weight, &BlockWeights::wq, 0},
+    {"self_attn.q_proj.bias", "q_proj.bias", BlockTensorKind::Bias, &BlockWeights::qBias, 0},
+    {"self_attn.k_proj.weight", "k_proj", BlockTensorKind::Weight, &BlockWeights::wk, 1},
+    {"self_attn.k_proj.bias", "k_proj.bias", BlockTensorKind::Bias, &BlockWeights::kBias, 1},
+    {"self_attn.v_proj.weight", "v_proj", BlockTensorKind::Weight, &BlockWeights::wv, 2},
+    {"self_attn.v_proj.bias", "v_proj.bias", BlockTensorKind::Bias, &BlockWeights::vBias, 2},
+    {"self_attn.o_proj.weight", "o_proj", BlockTensorKind::Weight, &BlockWeights::wo, 3},
+    {"post_attention_layernorm.weight", "post_attention_layernorm", BlockTensorKind::Norm,
+     &BlockWeights::ffnNorm, -1},
+    {"mlp.gate_proj.weight", "gate_proj", BlockTensorKind::Weight, &BlockWeights::gate, 4},
+    {"mlp.up_proj.weight", "up_proj", BlockTensorKind::Weight, &BlockWeights::up, 5},
+    {"mlp.down_proj.weight", "down_proj", BlockTensorKind::Weight, &BlockWeights::down, 6},
 }};
+
+// Whether `config`'s architecture has the tensor (biases: Qwen2's q/k/v only).
+bool hasBlockTensor(const BlockTensorSpec& tensor, const ModelConfig& config);
+// Its shape in `config`: [hidden] for a norm, [out, in] for a weight, [out] for a bias.
+std::vector<std::int64_t> blockTensorShape(const BlockTensorSpec& tensor,
+                                           const ModelConfig& config);
 
 inline constexpr const char* kEmbeddingTensor = "model.embed_tokens.weight";
 inline constexpr const char* kFinalNormTensor = "model.norm.weight";

@@ -51,17 +51,18 @@ public:
 
 // Calls dense(name, view) for every tensor of `model` that is not a linear layer and
 // linear(block, layer) for every linear layer (kLinearLayers index), in Hugging Face's file order:
-// the embedding, each block's tensors (kBlockTensors), the final norm, and the head unless tied.
+// the embedding, each block's tensors (kBlockTensors: norms and biases are dense), the final
+// norm, and the head unless tied.
 template <class Dense, class Linear>
 void forEachModelTensor(const Model& model, Dense&& dense, Linear&& linear) {
     dense(std::string(kEmbeddingTensor), model.embedding);
     for (int b = 0; b < static_cast<int>(model.blocks.size()); ++b)
         for (const BlockTensorSpec& spec : kBlockTensors)
-            if (spec.linear < 0)
-                dense(blockPrefix(b) + spec.path + ".weight",
-                      model.blocks[static_cast<std::size_t>(b)].*spec.weights);
-            else
+            if (spec.kind == BlockTensorKind::Weight)
                 linear(b, spec.linear);
+            else if (hasBlockTensor(spec, model.config))
+                dense(blockPrefix(b) + spec.name,
+                      model.blocks[static_cast<std::size_t>(b)].*spec.weights);
     dense(std::string(kFinalNormTensor), model.finalNorm);
     if (!model.config.tiedEmbeddings) dense(std::string(kLmHeadTensor), model.lmHead);
 }

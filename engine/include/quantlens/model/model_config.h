@@ -13,8 +13,9 @@ namespace quantlens {
 // rotates interleaved pairs (2i, 2i + 1).
 enum class RopeLayout { RotateHalf, Interleaved };
 
-// The Hugging Face classes Quantlens reads. Mistral is LLaMA with a sliding attention window.
-enum class Architecture { Llama, Mistral };
+// The Hugging Face classes Quantlens reads. Mistral is LLaMA with a sliding attention window;
+// Qwen2 (Qwen2 and Qwen2.5) is LLaMA with biases on q, k and v.
+enum class Architecture { Llama, Mistral, Qwen2 };
 std::string architectureName(Architecture architecture); // "LlamaForCausalLM", …
 
 // Hugging Face's rope_scaling: how RoPE's inverse frequencies are stretched beyond the context a
@@ -46,6 +47,8 @@ struct ModelConfig {
     RopeLayout ropeLayout = RopeLayout::RotateHalf;
     // Mistral: a query at position t sees the keys at t − W < s ≤ t; 0 sees every earlier key.
     int slidingWindow = 0;
+    bool attentionBias = false; // Qwen2: q, k and v add a bias
+
     bool tiedEmbeddings = false;
     int bosToken = 1;
     std::vector<int> eosTokens{2}; // generation stops at any of them (Llama 3 lists several)
@@ -58,9 +61,10 @@ struct ModelConfig {
     void validate(const std::string& source) const;
 };
 
-// Parses a Hugging Face config.json of a LlamaForCausalLM (Llama 1/2/3.x) or MistralForCausalLM
-// model. Every key the math depends on is checked; one that would change it in a way Quantlens
-// does not implement (biases, another rope_scaling type, other architectures) is refused by name.
+// Parses a Hugging Face config.json of a LlamaForCausalLM (Llama 1/2/3.x), MistralForCausalLM or
+// Qwen2ForCausalLM (Qwen2, Qwen2.5) model. Every key the math depends on is checked; one that would
+// change it in a way Quantlens does not implement (biases, another rope_scaling type, other
+// architectures) is refused by name.
 ModelConfig readHfConfig(const std::filesystem::path& configJson);
 
 // A Hugging Face config.json (text) describing `config` with weights stored as `dtype`; for

@@ -27,6 +27,10 @@ struct BlockView {
     const float* gate;
     const float* up;
     const float* down;
+    // q, k and v's biases [out] where the architecture has them (Qwen2), else null.
+    const float* qBias = nullptr;
+    const float* kBias = nullptr;
+    const float* vBias = nullptr;
     // Layers stored compressed (a quantlens checkpoint), in kLinearLayers order: where set, the
     // layer runs through its operator (the fused kernels) and its pointer above is unused.
     std::array<const LinearOperator*, 7> linear{};
@@ -88,9 +92,11 @@ public:
     // A block's weights in fp32 (floatWeights of each); view() lives as long as this does.
     struct FloatBlockWeights {
         FloatTensor attnNorm, wq, wk, wv, wo, ffnNorm, gate, up, down;
+        FloatTensor qBias, kBias, vBias; // null data where absent
         BlockView view() const {
-            return {attnNorm.data(), wq.data(),   wk.data(), wv.data(),  wo.data(),
-                    ffnNorm.data(),  gate.data(), up.data(), down.data()};
+            return {attnNorm.data(), wq.data(),      wk.data(),    wv.data(),
+                    wo.data(),       ffnNorm.data(), gate.data(),  up.data(),
+                    down.data(),     qBias.data(),   kBias.data(), vBias.data()};
         }
     };
     FloatBlockWeights blockWeights(int block) const;
