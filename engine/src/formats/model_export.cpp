@@ -40,15 +40,17 @@ void intoAtomicDirectory(const std::filesystem::path& output, const JobContext& 
     directory.commit();
 }
 
+// Linear layer `layer` of block `block` of a model loaded with CompressedLayers::Keep.
+QuantizedLayer layerOf(const Model& model, int block, int layer) {
+    return model.compressedLayers[static_cast<std::size_t>(block)][static_cast<std::size_t>(layer)]
+        ->quantizedLayer();
+}
+
 // A dense or GPTQ checkpoint of `model` written into `directory`.
 void writeConverted(const Model& model, ExportFormat format, const std::filesystem::path& directory,
                     const std::map<std::string, std::string>& metadata, const JobContext& job,
                     ExportResult& result) {
     const int blocks = model.config.layerCount;
-    const auto layer = [&](int b, int i) {
-        return model.compressedLayers[static_cast<std::size_t>(b)][static_cast<std::size_t>(i)]
-            ->quantizedLayer();
-    };
     if (format == ExportFormat::Gptq) {
         result.gptqFormat =
             writeGptqCheckpoint(model, directory, job) == GptqZeros::V1 ? "gptq" : "gptq_v2";
@@ -58,7 +60,7 @@ void writeConverted(const Model& model, ExportFormat format, const std::filesyst
     for (int b = 0; b < blocks; ++b) {
         reportBlock(job, b, blocks);
         for (int i = 0; i < 7; ++i)
-            writer.writeLayer(b, kLinearLayers[i].name, layer(b, i).dequantize());
+            writer.writeLayer(b, kLinearLayers[i].name, layerOf(model, b, i).dequantize());
     }
     writer.commit();
 }
@@ -107,7 +109,7 @@ QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int3
     const auto quantize = [&](const QuantizedLayerSink& sink) {
         return quantizeModel(model, calibration, method, config, sink, job);
     };
-    const auto quantlens = [&](const std::filesystem::path& directory) {
+    const auto writeQuantlens = [&](const std::filesystem::path& directory) {
         QuantlensWriter writer(model, directory, metadata);
         const QuantizeResult result =
             quantize([&](int block, const std::string& name, const QuantizedLayer& layer,
@@ -118,12 +120,12 @@ QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int3
     };
     switch (format) {
     case ExportFormat::Quantlens:
-        return quantlens(output);
+        return writeQuantlens(output);
     case ExportFormat::Gptq: {
         // The GPTQ writer reads the compressed layers back from a quantlens checkpoint, staged
         // beside the output and never committed.
         const AtomicDirectory staging(output.string() + ".quantlens");
-        const QuantizeResult result = quantlens(staging.path() / "quantlens");
+        const QuantizeResult result = writeQuantlens(staging.path() / "quantlens");
         exportModel(staging.path() / "quantlens", format, output, job);
         return result;
     }
@@ -148,10 +150,6 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
                                     "`quantize --format quantlens` writes)");
     const auto model = loadQuantlensModel(input, CompressedLayers::Keep);
     const int blocks = model->config.layerCount;
-    const auto layer = [&](int b, int i) {
-        return model->compressedLayers[static_cast<std::size_t>(b)][static_cast<std::size_t>(i)]
-            ->quantizedLayer();
-    };
     const std::map<std::string, std::string> metadata = {
         {"quantlens.exported_from", input.string()}};
     ExportResult result;
@@ -162,7 +160,7 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
         for (int b = 0; b < blocks; ++b) {
             reportBlock(job, b, blocks);
             for (int i = 0; i < 7; ++i)
-                writer.writeLayer(b, kLinearLayers[i].name, layer(b, i));
+                writer.writeLayer(b, kLinearLayers[i].name, layerOf(*model, b, i));
         }
         job.checkpoint();
         writer.commit();
