@@ -6,6 +6,8 @@
 #include "device_gram.h"
 #include "transformer_kernels.h"
 
+#include <algorithm>
+
 namespace quantlens::gpu {
 namespace {
 
@@ -28,8 +30,9 @@ public:
                               const JobContext& job) override {
         useDevice(device_);
         const DeviceBlockWeights w(weights, config_);
-        DeviceGram gram(stage == LinearStage::MlpOutput ? config_.intermediateSize
-                                                        : config_.hiddenSize);
+        DeviceGram gram(stage == LinearStage::MlpOutput         ? config_.intermediateSize
+                        : stage == LinearStage::AttentionOutput ? config_.queryDim()
+                                                                : config_.hiddenSize);
         const DeviceStageObserver accumulate = [&](LinearStage seen, const float* x, int) {
             if (seen == stage) gram.add(handle_, x, length_);
         };
@@ -77,20 +80,19 @@ std::unique_ptr<CalibrationWalk> makeCudaCalibrationWalk(int device, const Trans
                                                          const std::vector<RowMatrix>& hidden) {
     if (hidden.empty()) return nullptr;
     const ModelConfig& c = transformer.model().config;
-    // The device block has no sliding window or biases yet (issue 15): such models calibrate on
-    // the CPU.
-    if (c.slidingWindow > 0 || c.attentionBias) return nullptr;
     const std::int64_t length = hidden[0].rows();
     useDevice(device);
     if (length > attentionTokenLimit(device, c.headDim)) return nullptr;
     std::size_t freeBytes = 0, totalBytes = 0;
     checkCuda(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
-    const std::int64_t dim = c.hiddenSize, ffn = c.intermediateSize, kvDim = c.kvDim();
+    const std::int64_t dim = c.hiddenSize, qDim = c.queryDim(), ffn = c.intermediateSize,
+                       kvDim = c.kvDim(), widest = std::max({ffn, dim, qDim});
     const std::int64_t elements =
         (static_cast<std::int64_t>(hidden.size()) + 1) * length * dim // states and the work copy
-        + 2 * dim * dim + 2 * kvDim * dim + 3 * ffn * dim + 2 * dim   // one block's weights
-        + length * (3 * dim + 2 * kvDim + 2 * ffn)                    // scratch
-        + std::max(ffn, dim) * std::max(ffn, dim);                    // the Gram
+        + 2 * qDim * dim + 2 * kvDim * dim + 3 * ffn * dim + 2 * dim  // one block's weights
+        + qDim + 2 * kvDim + 2 * c.headDim                            // its biases and norms
+        + length * (dim + 2 * qDim + 2 * kvDim + 2 * ffn)             // scratch
+        + widest * widest;                                            // the Gram
     if (static_cast<std::size_t>(elements) * sizeof(float) > freeBytes / 10 * 9) return nullptr;
     return std::make_unique<CudaCalibrationWalk>(device, transformer, hidden);
 }

@@ -29,11 +29,11 @@ std::size_t deviceBytes(const Model& model, int tokens) {
     std::int64_t elements = model.embedding.elementCount() + model.finalNorm.elementCount();
     if (!tiedHead(model)) elements += model.lmHead.elementCount();
     for (const BlockWeights& b : model.blocks)
-        for (const TensorView* t :
-             {&b.attnNorm, &b.wq, &b.wk, &b.wv, &b.wo, &b.ffnNorm, &b.gate, &b.up, &b.down})
-            elements += t->elementCount();
-    elements += std::int64_t{tokens} * (4 * c.hiddenSize + 2 * c.kvDim() + 2 * c.intermediateSize +
-                                        c.vocabSize + c.headDim + 1); // + ids, RoPE tables
+        for (const BlockTensorSpec& spec : kBlockTensors)
+            if (hasBlockTensor(spec, c)) elements += (b.*spec.weights).elementCount();
+    elements += std::int64_t{tokens} *
+                (2 * c.hiddenSize + 2 * c.queryDim() + 2 * c.kvDim() + 2 * c.intermediateSize +
+                 c.vocabSize + c.headDim + 1); // + ids, RoPE tables
     return static_cast<std::size_t>(elements) * sizeof(float);
 }
 
@@ -122,8 +122,6 @@ std::unique_ptr<SequenceForward> makeCudaSequenceForward(int device,
     std::size_t freeBytes = 0, totalBytes = 0;
     checkCuda(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
     const Model& model = transformer.model();
-    // The device block has no sliding window or biases yet (issue 15): such models run on the CPU.
-    if (model.config.slidingWindow > 0 || model.config.attentionBias) return nullptr;
     // Windows of up to 4096 tokens, with a tenth of the free memory spare for cuBLAS.
     const int plannedTokens = std::min(model.config.maxPositions, 4096);
     if (deviceBytes(model, plannedTokens) > freeBytes / 10 * 9) return nullptr;

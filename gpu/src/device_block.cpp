@@ -12,15 +12,23 @@ DeviceBuffer<float> upload(const float* data, std::int64_t rows, std::int64_t co
     return DeviceBuffer<float>(std::span<const float>(data, static_cast<std::size_t>(rows * cols)));
 }
 
+// A tensor only some architectures have: empty where `data` is null.
+DeviceBuffer<float> uploadOptional(const float* data, std::int64_t count) {
+    return data ? upload(data, 1, count) : DeviceBuffer<float>();
+}
+
 } // namespace
 
 DeviceBlockWeights::DeviceBlockWeights(const BlockView& w, const ModelConfig& c)
-    : attnNorm(upload(w.attnNorm, 1, c.hiddenSize)), wq(upload(w.wq, c.hiddenSize, c.hiddenSize)),
+    : attnNorm(upload(w.attnNorm, 1, c.hiddenSize)), wq(upload(w.wq, c.queryDim(), c.hiddenSize)),
       wk(upload(w.wk, c.kvDim(), c.hiddenSize)), wv(upload(w.wv, c.kvDim(), c.hiddenSize)),
-      wo(upload(w.wo, c.hiddenSize, c.hiddenSize)), ffnNorm(upload(w.ffnNorm, 1, c.hiddenSize)),
+      wo(upload(w.wo, c.hiddenSize, c.queryDim())), ffnNorm(upload(w.ffnNorm, 1, c.hiddenSize)),
       gate(upload(w.gate, c.intermediateSize, c.hiddenSize)),
       up(upload(w.up, c.intermediateSize, c.hiddenSize)),
-      down(upload(w.down, c.hiddenSize, c.intermediateSize)) {}
+      down(upload(w.down, c.hiddenSize, c.intermediateSize)),
+      qBias(uploadOptional(w.qBias, c.queryDim())), kBias(uploadOptional(w.kBias, c.kvDim())),
+      vBias(uploadOptional(w.vBias, c.kvDim())), qNorm(uploadOptional(w.qNorm, c.headDim)),
+      kNorm(uploadOptional(w.kNorm, c.headDim)) {}
 
 void DeviceBlockScratch::reserve(int tokens, const ModelConfig& c) {
     const auto grow = [&](DeviceBuffer<float>& buffer, int width) {
@@ -28,10 +36,10 @@ void DeviceBlockScratch::reserve(int tokens, const ModelConfig& c) {
         if (buffer.size() < needed) buffer.resize(needed);
     };
     grow(normed, c.hiddenSize);
-    grow(q, c.hiddenSize);
+    grow(q, c.queryDim());
     grow(k, c.kvDim());
     grow(v, c.kvDim());
-    grow(attended, c.hiddenSize);
+    grow(attended, c.queryDim());
     grow(gate, c.intermediateSize);
     grow(up, c.intermediateSize);
 }
@@ -64,7 +72,7 @@ void linearOnDevice(cublasHandle_t handle, const float* x, const float* w, int n
 void runDeviceBlock(cublasHandle_t handle, const ModelConfig& c, const DeviceBlockWeights& w,
                     DeviceBlockScratch& s, const DeviceRopeTables& rope, float* hidden, int n,
                     const DeviceStageObserver& observer, std::optional<LinearStage> stopAfter) {
-    const int dim = c.hiddenSize, kvDim = c.kvDim(), ffn = c.intermediateSize;
+    const int dim = c.hiddenSize, qDim = c.queryDim(), kvDim = c.kvDim(), ffn = c.intermediateSize;
     const bool interleaved = c.ropeLayout == RopeLayout::Interleaved;
     // Reports a stage's input; true when the caller asked to stop there.
     const auto observe = [&](LinearStage stage, const float* input, int width) {
@@ -74,17 +82,29 @@ void runDeviceBlock(cublasHandle_t handle, const ModelConfig& c, const DeviceBlo
 
     rmsNorm(hidden, w.attnNorm.data(), n, dim, c.rmsNormEps, s.normed.data(), nullptr);
     if (observe(LinearStage::Attention, s.normed.data(), dim)) return;
-    linearOnDevice(handle, s.normed.data(), w.wq.data(), n, dim, dim, s.q.data(), false);
+    linearOnDevice(handle, s.normed.data(), w.wq.data(), n, qDim, dim, s.q.data(), false);
     linearOnDevice(handle, s.normed.data(), w.wk.data(), n, kvDim, dim, s.k.data(), false);
     linearOnDevice(handle, s.normed.data(), w.wv.data(), n, kvDim, dim, s.v.data(), false);
+    if (w.qBias.size()) {
+        addBias(s.q.data(), w.qBias.data(), n, qDim, nullptr);
+        addBias(s.k.data(), w.kBias.data(), n, kvDim, nullptr);
+        addBias(s.v.data(), w.vBias.data(), n, kvDim, nullptr);
+    }
+    if (w.qNorm.size()) {
+        rmsNorm(s.q.data(), w.qNorm.data(), n * c.headCount, c.headDim, c.rmsNormEps, s.q.data(),
+                nullptr);
+        rmsNorm(s.k.data(), w.kNorm.data(), n * c.kvHeadCount, c.headDim, c.rmsNormEps, s.k.data(),
+                nullptr);
+    }
     applyRope(s.q.data(), n, c.headCount, c.headDim, interleaved, rope.cosines(), rope.sines(),
               nullptr);
     applyRope(s.k.data(), n, c.kvHeadCount, c.headDim, interleaved, rope.cosines(), rope.sines(),
               nullptr);
     causalAttention(s.q.data(), s.k.data(), s.v.data(), n, c.headCount, c.kvHeadCount, c.headDim,
-                    1.0f / std::sqrt(static_cast<float>(c.headDim)), s.attended.data(), nullptr);
-    if (observe(LinearStage::AttentionOutput, s.attended.data(), dim)) return;
-    linearOnDevice(handle, s.attended.data(), w.wo.data(), n, dim, dim, hidden, true);
+                    1.0f / std::sqrt(static_cast<float>(c.headDim)), c.slidingWindow,
+                    s.attended.data(), nullptr);
+    if (observe(LinearStage::AttentionOutput, s.attended.data(), qDim)) return;
+    linearOnDevice(handle, s.attended.data(), w.wo.data(), n, dim, qDim, hidden, true);
 
     rmsNorm(hidden, w.ffnNorm.data(), n, dim, c.rmsNormEps, s.normed.data(), nullptr);
     if (observe(LinearStage::Mlp, s.normed.data(), dim)) return;

@@ -18,6 +18,7 @@ namespace quantlens::gpu {
 struct DeviceBlockWeights {
     DeviceBlockWeights(const BlockView& weights, const ModelConfig& config);
     DeviceBuffer<float> attnNorm, wq, wk, wv, wo, ffnNorm, gate, up, down;
+    DeviceBuffer<float> qBias, kBias, vBias, qNorm, kNorm; // empty where the model has none
 };
 
 // The intermediates of one sequence's pass, grown to the longest seen.

@@ -72,13 +72,21 @@ __global__ void ropeKernel(float* x, int heads, int headDim, bool interleaved, c
     }
 }
 
-// One block per (query position, head): scores over keys 0…t in shared memory, softmax, then
-// the weighted sum of values.
+__global__ void biasKernel(float* y, const float* bias, int width) {
+    float* row = y + static_cast<std::size_t>(blockIdx.x) * width;
+    for (int j = threadIdx.x; j < width; j += blockDim.x)
+        row[j] += bias[j];
+}
+
+// One block per (query position, head): scores over the visible keys first…t in shared memory,
+// softmax, then the weighted sum of values.
 __global__ void attentionKernel(const float* queries, const float* keys, const float* values,
-                                int heads, int kvHeads, int headDim, float scale, float* out) {
-    extern __shared__ float shared[]; // query [headDim], then scores [t + 1]
+                                int heads, int kvHeads, int headDim, float scale, int window,
+                                float* out) {
+    extern __shared__ float shared[]; // query [headDim], then scores [t + 1 − first]
     __shared__ float scratch[32];
     const int t = blockIdx.x, head = blockIdx.y;
+    const int first = window > 0 ? max(0, t - window + 1) : 0;
     const int kvHead = head / (heads / kvHeads);
     const int width = heads * headDim, kvWidth = kvHeads * headDim;
     float* query = shared;
@@ -87,25 +95,25 @@ __global__ void attentionKernel(const float* queries, const float* keys, const f
         query[d] = queries[static_cast<std::size_t>(t) * width + head * headDim + d];
     __syncthreads();
     float localMax = -INFINITY;
-    for (int j = threadIdx.x; j <= t; j += blockDim.x) {
+    for (int j = first + threadIdx.x; j <= t; j += blockDim.x) {
         const float* key = keys + static_cast<std::size_t>(j) * kvWidth + kvHead * headDim;
         float dot = 0.0f;
         for (int d = 0; d < headDim; ++d)
             dot = fmaf(query[d], key[d], dot);
-        scores[j] = dot * scale;
-        localMax = fmaxf(localMax, scores[j]);
+        scores[j - first] = dot * scale;
+        localMax = fmaxf(localMax, scores[j - first]);
     }
     const float maximum = blockMax(localMax, scratch);
     float localSum = 0.0f;
-    for (int j = threadIdx.x; j <= t; j += blockDim.x) {
-        scores[j] = expf(scores[j] - maximum);
-        localSum += scores[j];
+    for (int j = first + threadIdx.x; j <= t; j += blockDim.x) {
+        scores[j - first] = expf(scores[j - first] - maximum);
+        localSum += scores[j - first];
     }
     const float inverseSum = 1.0f / blockSum(localSum, scratch); // also orders the score writes
     for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
         float sum = 0.0f;
-        for (int j = 0; j <= t; ++j)
-            sum = fmaf(scores[j] * inverseSum,
+        for (int j = first; j <= t; ++j)
+            sum = fmaf(scores[j - first] * inverseSum,
                        values[static_cast<std::size_t>(j) * kvWidth + kvHead * headDim + d], sum);
         out[static_cast<std::size_t>(t) * width + head * headDim + d] = sum;
     }
@@ -130,6 +138,11 @@ void rmsNorm(const float* x, const float* weight, int tokens, int width, float e
     checkCuda(cudaGetLastError(), "RMSNorm launch");
 }
 
+void addBias(float* y, const float* bias, int tokens, int width, cudaStream_t stream) {
+    biasKernel<<<tokens, kThreads, 0, stream>>>(y, bias, width);
+    checkCuda(cudaGetLastError(), "bias launch");
+}
+
 void applyRope(float* x, int tokens, int heads, int headDim, bool interleaved, const float* cosines,
                const float* sines, cudaStream_t stream) {
     ropeKernel<<<tokens, kThreads, 0, stream>>>(x, heads, headDim, interleaved, cosines, sines);
@@ -145,7 +158,7 @@ int attentionTokenLimit(int device, int headDim) {
 }
 
 void causalAttention(const float* queries, const float* keys, const float* values, int tokens,
-                     int heads, int kvHeads, int headDim, float scale, float* out,
+                     int heads, int kvHeads, int headDim, float scale, int window, float* out,
                      cudaStream_t stream) {
     int device = 0;
     checkCuda(cudaGetDevice(&device), "cudaGetDevice");
@@ -158,7 +171,7 @@ void causalAttention(const float* queries, const float* keys, const float* value
                                    static_cast<int>(shared)),
               "cudaFuncSetAttribute");
     attentionKernel<<<dim3(tokens, heads), kThreads / 2, shared, stream>>>(
-        queries, keys, values, heads, kvHeads, headDim, scale, out);
+        queries, keys, values, heads, kvHeads, headDim, scale, window, out);
     checkCuda(cudaGetLastError(), "attention launch");
 }
 

@@ -9,6 +9,8 @@
 #include "quantlens/formats/model_loading.h"
 #include "quantlens/io/text_file.h"
 #include "quantlens/model/token_streams.h"
+#include "quantlens/quantization/layer_calibration.h"
+#include "quantlens/quantization/sensitivity.h"
 #include "quantlens/runtime/generate.h"
 #include "quantlens/runtime/perplexity.h"
 #include "quantlens/runtime/transformer.h"
@@ -71,6 +73,8 @@ private slots:
                                  << "sliding window 32";
         QTest::newRow("qwen2") << "qwen2"
                                << "q/k/v biases";
+        QTest::newRow("qwen3") << "qwen3"
+                               << "q/k norm, head_dim 32 (q 128 wide)";
     }
 
     // RoPE frequencies, logits at the first and last prompt positions, the prompt's NLL, greedy
@@ -144,7 +148,8 @@ private slots:
             ids(reference(arch.toStdString())["prompt"]["ids"]);
         QTemporaryDir dir;
         for (const QuantConfig& method :
-             {QuantConfig(GptqConfig{}), QuantConfig(SqueezeConfig{})}) {
+             {QuantConfig(RtnConfig{}), QuantConfig(GptqConfig{}), QuantConfig(SpqrConfig{}),
+              QuantConfig(SqueezeConfig{})}) {
             const std::filesystem::path out =
                 std::filesystem::path(dir.path().toStdString()) / methodName(method);
             quantizeToDirectory(*model, calibration, method, {4, 80}, ExportFormat::Quantlens, out,
@@ -165,27 +170,72 @@ private slots:
         }
     }
 
+    // The single-layer analysis splits Qwen3's 128-row q_proj and 128-column o_proj into its four
+    // heads of 32, and its 64-row k_proj into two KV heads, on the block's calibration Hessians.
+    void sensitivityMapsSplitQwen3Heads() {
+        const auto model = loadModel(test::dataPath("archs/qwen3"));
+        const std::vector<std::int32_t> calibration = ids(reference("qwen3")["prompt"]["ids"]);
+        const BlockCalibration block =
+            calibrateBlock(*model, calibration, {2, 40}, 1, JobContext{});
+        const struct {
+            const char* layer;
+            Eigen::Index rows, cols, heads;
+        } expected[] = {{"q_proj", 128, 64, 4}, {"k_proj", 64, 64, 2}, {"o_proj", 64, 128, 4}};
+        for (const auto& e : expected) {
+            const int index = linearLayerIndex(e.layer);
+            const RowMatrix weights =
+                FloatTensor(model->blocks[1].*kLinearLayers[std::size_t(index)].weights).matrix();
+            QCOMPARE(weights.rows(), e.rows);
+            QCOMPARE(weights.cols(), e.cols);
+            const SensitivityMap map =
+                computeSensitivity(weights, block.hessianOf(e.layer), 3, 16, 0.01,
+                                   headSplitOf(model->config, e.layer), e.layer);
+            QCOMPARE(map.headTotals.size(), e.heads);
+            QVERIFY(std::abs(map.headTotals.sum() - map.total()) <= 1e-9 * map.total());
+        }
+    }
+
     // What Quantlens does not read yet is refused by name, never run with the wrong math.
     void refusesWhatItDoesNotImplement() {
-        QCOMPARE(loadError(test::dataPath("archs/qwen3")),
-                 QString::fromStdString(test::dataPath("archs/qwen3/config.json").string()) +
-                     ": \"Qwen3ForCausalLM\" is not an architecture Quantlens reads "
-                     "(LlamaForCausalLM: Llama 1/2/3.x; MistralForCausalLM; Qwen2ForCausalLM: "
-                     "Qwen2, Qwen2.5)");
-
         QTemporaryDir dir;
         const std::filesystem::path copy = dir.path().toStdString();
         for (const char* file : {"config.json", "model.safetensors", "tokenizer.model"})
             std::filesystem::copy_file(test::dataPath(std::string("archs/llama3/") + file),
                                        copy / file);
         const json original = json::parse(test::readBytes(copy / "config.json"));
+        const QString source = QString::fromStdString((copy / "config.json").string()) + ": ";
+        const auto withConfig = [&](const json& config) {
+            test::writeBytes(copy / "config.json", config.dump());
+            return loadError(copy);
+        };
+
+        json other = original;
+        other["architectures"] = {"Gemma2ForCausalLM"};
+        other["model_type"] = "gemma2";
+        QCOMPARE(withConfig(other),
+                 source + "\"Gemma2ForCausalLM\" is not an architecture Quantlens reads "
+                          "(LlamaForCausalLM: Llama 1/2/3.x; MistralForCausalLM; "
+                          "Qwen2ForCausalLM: Qwen2, Qwen2.5; Qwen3ForCausalLM)");
+        json layerTypes = original;
+        layerTypes["layer_types"] = {"full_attention", "sliding_attention", "full_attention"};
+        QCOMPARE(withConfig(layerTypes), source + "layer type \"sliding_attention\" in "
+                                                  "\"layer_types\" is not supported "
+                                                  "(full_attention is)");
+        // The file stores a head the config says is tied: the config is not this model's.
+        json tied = original;
+        tied["tie_word_embeddings"] = true;
+        QCOMPARE(withConfig(tied),
+                 QString::fromStdString((copy / "model.safetensors").string()) +
+                     ": tensor 'lm_head.weight' is not part of a LlamaForCausalLM with this "
+                     "config (tie_word_embeddings is true); " +
+                     QString::fromStdString((copy / "config.json").string()) +
+                     " may describe another model");
         const auto withScaling = [&](const json& scaling) {
             json config = original;
             config["rope_scaling"] = scaling;
             test::writeBytes(copy / "config.json", config.dump());
             return loadError(copy);
         };
-        const QString source = QString::fromStdString((copy / "config.json").string()) + ": ";
         QVERIFY(withScaling({{"rope_type", "dynamic"}, {"factor", 2.0}})
                     .startsWith(source + "rope_scaling type \"dynamic\" is not supported"));
         QVERIFY(withScaling({{"rope_type", "yarn"}, {"factor", 2.0}})
@@ -202,13 +252,28 @@ private slots:
         test::writeBytes(copy / "config.json", biased.dump());
         QCOMPARE(loadError(copy), source + "attention or MLP biases are not supported");
 
-        // Qwen2's window is ignored when off, as HF does, and refused when on.
+        // Qwen's window is ignored when off, as HF does, and refused when on.
         json qwen = json::parse(test::readBytes(test::dataPath("archs/qwen2/config.json")));
         QVERIFY(!qwen["use_sliding_window"].get<bool>() && qwen["sliding_window"] == 4096);
         qwen["use_sliding_window"] = true;
-        test::writeBytes(copy / "config.json", qwen.dump());
-        QCOMPARE(loadError(copy), source + "a sliding window on Qwen2 layers (use_sliding_window) "
-                                           "is not supported");
+        QCOMPARE(withConfig(qwen), source + "a sliding window on Qwen layers (use_sliding_window) "
+                                            "is not supported");
+
+        // Qwen3's q/k norms under a Qwen2 config: the stored norms say it is another model.
+        for (const char* file : {"config.json", "model.safetensors"})
+            std::filesystem::copy_file(test::dataPath(std::string("archs/qwen3/") + file),
+                                       copy / file,
+                                       std::filesystem::copy_options::overwrite_existing);
+        json qwen3 = json::parse(test::readBytes(copy / "config.json"));
+        QCOMPARE(withConfig(qwen3), QString("loaded"));
+        qwen3["architectures"] = {"LlamaForCausalLM"};
+        qwen3["model_type"] = "llama";
+        QVERIFY(withConfig(qwen3).contains(
+            "tensor 'model.layers.0.self_attn.k_norm.weight' is not part of a LlamaForCausalLM"));
+        // Without head_dim the heads are 64 / 4 = 16 wide, which the stored q_proj is not.
+        qwen3 = json::parse(test::readBytes(test::dataPath("archs/qwen3/config.json")));
+        qwen3.erase("head_dim");
+        QVERIFY(withConfig(qwen3).contains("model.layers.0.self_attn.q_proj.weight"));
     }
 
     // Linear scaling divides every frequency by the factor.

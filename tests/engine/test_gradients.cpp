@@ -148,7 +148,8 @@ std::int64_t linearParameters(const Model& model) {
 }
 
 // Data rows: one model per RoPE layout, Llama 3's scaled RoPE, Mistral's sliding window (32 keys,
-// shorter than the 150 tokens the gradients are taken over) and Qwen2's biases.
+// shorter than the 150 tokens the gradients are taken over), Qwen2's biases and Qwen3's q/k norms
+// on heads wider than hidden / heads.
 void addModelRows() {
     QTest::addColumn<QString>("path");
     QTest::newRow("rotate-half RoPE (HF)") << "stories260K-hf";
@@ -156,6 +157,7 @@ void addModelRows() {
     QTest::newRow("llama3 RoPE scaling") << "archs/llama3";
     QTest::newRow("sliding window (Mistral)") << "archs/mistral";
     QTest::newRow("q/k/v biases (Qwen2)") << "archs/qwen2";
+    QTest::newRow("q/k norms, 32-wide heads (Qwen3)") << "archs/qwen3";
 }
 
 } // namespace

@@ -16,6 +16,8 @@
 #include "quantlens/runtime/compressed_linear.h"
 #include "quantlens/runtime/perplexity.h"
 
+#include <nlohmann/json.hpp>
+
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -350,6 +352,68 @@ private slots:
         const float scale = expected.cwiseAbs().maxCoeff();
         QVERIFY2((actual - expected).cwiseAbs().maxCoeff() <= 1e-4f * scale,
                  qPrintable(QString::number((actual - expected).cwiseAbs().maxCoeff() / scale)));
+    }
+
+    // The architectures of ../shared/data/archs on the device: Qwen2's biases, Qwen3's q/k norms
+    // and wider heads, Mistral's window, Llama 3's scaled RoPE. The excerpt's perplexity against
+    // the CPU's and reference.json's, one window's logits element by element, and every stage's
+    // Gram of the calibration walk through two blocks.
+    void architecturesMatchCpu_data() {
+        QTest::addColumn<QString>("arch");
+        for (const char* arch : {"llama3", "mistral", "qwen2", "qwen3"})
+            QTest::newRow(arch) << arch;
+    }
+    void architecturesMatchCpu() {
+        REQUIRE_GPU();
+        QFETCH(QString, arch);
+        const std::string directory = "archs/" + arch.toStdString();
+        QUANTLENS_REQUIRE_DATA(directory + "/reference.json");
+        const auto reference = nlohmann::json::parse(
+            test::readBytes(test::dataPath(directory + "/reference.json")))["excerpt_ppl"];
+        const auto model = loadModel(test::dataPath(directory));
+        const auto stream =
+            tokenizeForProtocol(*loadTokenizer(test::dataPath(directory + "/tokenizer.model")),
+                                readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+                                PerplexityProtocol::Documents, model->config.bosToken, "excerpt");
+        const Transformer transformer(*model);
+        const PerplexityConfig config{reference["ctx"].get<int>(), PerplexityProtocol::Documents};
+        const PerplexityResult cpu = evaluatePerplexity(transformer, stream, config, JobContext());
+        const auto cuda = gpu::makeCudaBackend();
+        const PerplexityResult onCuda = withBackend(
+            cuda, [&] { return evaluatePerplexity(transformer, stream, config, JobContext()); });
+        for (const double expected : {cpu.perplexity, reference["ppl"].get<double>()})
+            QVERIFY2(std::abs(onCuda.perplexity - expected) <= 1e-4 * expected,
+                     qPrintable(QString("%1 on CUDA vs %2")
+                                    .arg(onCuda.perplexity, 0, 'f', 7)
+                                    .arg(expected, 0, 'f', 7)));
+
+        // 96 tokens: past Mistral's 32-token window.
+        const std::span<const std::int32_t> window(stream.data(), 96);
+        const RowMatrix expected = cpuBackend()->sequenceForward(transformer)->logits(window, {});
+        const RowMatrix actual = cuda->sequenceForward(transformer)->logits(window, {});
+        const float scale = expected.cwiseAbs().maxCoeff();
+        QVERIFY2((actual - expected).cwiseAbs().maxCoeff() <= 1e-4f * scale,
+                 qPrintable(QString::number((actual - expected).cwiseAbs().maxCoeff() / scale)));
+
+        std::vector<RowMatrix> hidden;
+        for (int s = 0; s < 3; ++s)
+            hidden.push_back(transformer.embed(window));
+        const auto onCpu = cpuBackend()->calibrationWalk(transformer, hidden);
+        const auto walk = cuda->calibrationWalk(transformer, hidden);
+        for (int block = 0; block < 2; ++block) {
+            const Transformer::FloatBlockWeights weights = transformer.blockWeights(block);
+            for (const LinearStage stage : kLinearStages) {
+                const Eigen::MatrixXf gram =
+                    onCpu->stageGram(block, weights.view(), stage, JobContext());
+                const Eigen::MatrixXf onDevice =
+                    walk->stageGram(block, weights.view(), stage, JobContext());
+                QCOMPARE(onDevice.rows(), gram.rows());
+                QVERIFY((onDevice - gram).cwiseAbs().maxCoeff() <=
+                        1e-5f * gram.cwiseAbs().maxCoeff());
+            }
+            onCpu->advance(block, weights.view(), JobContext());
+            walk->advance(block, weights.view(), JobContext());
+        }
     }
 
     // Shapes stories260K lacks (headDim 128, widths past one block of threads, plain multi-head

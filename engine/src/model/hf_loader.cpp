@@ -73,10 +73,12 @@ std::unique_ptr<Model> loadHfModel(const fs::path& directory) {
     }
     const std::string weightsSource = (directory / files.front()).string();
 
+    std::set<std::string> used;
     const auto tensor = [&](const std::string& name, std::vector<std::int64_t> shape) {
         const auto it = byName.find(name);
         if (it == byName.end()) throw Error(weightsSource, "missing tensor '" + name + "'");
         requireShape(*it->second, shape, configSource);
+        used.insert(name);
         return *it->second;
     };
 
@@ -92,6 +94,16 @@ std::unique_ptr<Model> loadHfModel(const fs::path& directory) {
     }
     model->finalNorm = tensor(kFinalNormTensor, {dim});
     model->lmHead = c.tiedEmbeddings ? model->embedding : tensor(kLmHeadTensor, {c.vocabSize, dim});
+    // A tensor the config does not account for means the config describes another model (q/k
+    // norms in a file whose config says Qwen2, a head stored beside tie_word_embeddings): running
+    // without it would be the wrong math. RoPE's inv_freq buffers are recomputed, so ignored.
+    for (const auto& [name, view] : byName)
+        if (!used.count(name) && !name.ends_with("rotary_emb.inv_freq"))
+            throw Error(view->file,
+                        "tensor '" + name + "' is not part of a " +
+                            architectureName(c.architecture) + " with this config" +
+                            (name == kLmHeadTensor ? " (tie_word_embeddings is true)" : "") + "; " +
+                            configSource + " may describe another model");
 
     // tokenizer.bin: a llama2.c tokenizer carried along when Quantlens converted a .bin checkpoint.
     for (const char* name : {"tokenizer.model", "tokenizer.bin"})

@@ -32,6 +32,8 @@ std::vector<std::int64_t> linearLayerShape(const LinearLayerSpec& layer,
         switch (w) {
         case LayerWidth::Hidden:
             return config.hiddenSize;
+        case LayerWidth::Query:
+            return config.queryDim();
         case LayerWidth::KeyValue:
             return config.kvDim();
         case LayerWidth::Intermediate:
@@ -43,12 +45,22 @@ std::vector<std::int64_t> linearLayerShape(const LinearLayerSpec& layer,
 }
 
 bool hasBlockTensor(const BlockTensorSpec& tensor, const ModelConfig& config) {
-    return tensor.kind != BlockTensorKind::Bias || config.attentionBias;
+    switch (tensor.kind) {
+    case BlockTensorKind::Bias:
+        return config.attentionBias;
+    case BlockTensorKind::HeadNorm:
+        return config.qkNorm;
+    case BlockTensorKind::Norm:
+    case BlockTensorKind::Weight:
+        break;
+    }
+    return true;
 }
 
 std::vector<std::int64_t> blockTensorShape(const BlockTensorSpec& tensor,
                                            const ModelConfig& config) {
     if (tensor.kind == BlockTensorKind::Norm) return {config.hiddenSize};
+    if (tensor.kind == BlockTensorKind::HeadNorm) return {config.headDim};
     const std::vector<std::int64_t> weight =
         linearLayerShape(kLinearLayers[static_cast<std::size_t>(tensor.linear)], config);
     if (tensor.kind == BlockTensorKind::Bias) return {weight[0]};

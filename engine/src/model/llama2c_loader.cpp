@@ -55,7 +55,7 @@ std::unique_ptr<Model> loadLlama2cModel(const fs::path& binFile) {
     const std::int64_t vocabMagnitude = std::abs(static_cast<std::int64_t>(signedVocab));
     c.vocabSize = vocabMagnitude > (1 << 30) ? 0 : static_cast<int>(vocabMagnitude);
     c.maxPositions = seqLen;
-    c.headDim = heads > 0 ? dim / heads : 0;
+    c.headDim = defaultHeadDim(dim, heads, source + " header");
     c.rmsNormEps = 1e-5f;
     c.ropeTheta = 10000.0f;
     c.ropeLayout = RopeLayout::Interleaved;

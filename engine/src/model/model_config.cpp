@@ -69,10 +69,12 @@ Architecture architectureOf(const json& config, const std::string& source) {
     if (names("LlamaForCausalLM", "llama")) return Architecture::Llama;
     if (names("MistralForCausalLM", "mistral")) return Architecture::Mistral;
     if (names("Qwen2ForCausalLM", "qwen2")) return Architecture::Qwen2;
+    if (names("Qwen3ForCausalLM", "qwen3")) return Architecture::Qwen3;
     const std::string named = !architectures.empty() ? architectures.front() : modelType;
     throw Error(source, "\"" + named +
                             "\" is not an architecture Quantlens reads (LlamaForCausalLM: Llama "
-                            "1/2/3.x; MistralForCausalLM; Qwen2ForCausalLM: Qwen2, Qwen2.5)");
+                            "1/2/3.x; MistralForCausalLM; Qwen2ForCausalLM: Qwen2, Qwen2.5; "
+                            "Qwen3ForCausalLM)");
 }
 
 // rope_scaling, refused by name where its type would change the math in a way not implemented.
@@ -123,6 +125,8 @@ std::string architectureName(Architecture architecture) {
         return "MistralForCausalLM";
     case Architecture::Qwen2:
         return "Qwen2ForCausalLM";
+    case Architecture::Qwen3:
+        return "Qwen3ForCausalLM";
     case Architecture::Llama:
         break;
     }
@@ -147,6 +151,14 @@ std::string ModelConfig::features() const {
         separate();
         text << "q/k/v biases";
     }
+    if (qkNorm) {
+        separate();
+        text << "q/k norm";
+    }
+    if (queryDim() != hiddenSize) {
+        separate();
+        text << "head_dim " << headDim << " (q " << queryDim() << " wide)";
+    }
     return text.str();
 }
 
@@ -165,17 +177,16 @@ void ModelConfig::validate(const std::string& source) const {
     inRange(kvHeadCount, 1 << 14, "key/value head count");
     inRange(vocabSize, 1 << 24, "vocabulary size");
     inRange(maxPositions, 1 << 24, "maximum position count");
-    if (hiddenSize % headCount != 0)
-        throw Error(source, "hidden size " + std::to_string(hiddenSize) +
-                                " is not divisible by the head count " + std::to_string(headCount));
+    inRange(headDim, 1 << 20, "head dimension");
+    inRange(static_cast<std::int64_t>(headCount) * headDim, 1 << 22,
+            "attention width (heads × head dimension)");
     if (headCount % kvHeadCount != 0)
         throw Error(source, "head count " + std::to_string(headCount) +
                                 " is not a multiple of the key/value head count " +
                                 std::to_string(kvHeadCount));
-    if (static_cast<std::int64_t>(headDim) * headCount != hiddenSize || headDim % 2 != 0)
-        throw Error(source, "head dimension " + std::to_string(headDim) + " × " +
-                                std::to_string(headCount) + " heads must equal the hidden size " +
-                                std::to_string(hiddenSize) + ", with an even head dimension");
+    if (headDim % 2 != 0)
+        throw Error(source, "head dimension " + std::to_string(headDim) +
+                                " must be even (RoPE rotates pairs)");
     if (!(rmsNormEps > 0.0f) || !std::isfinite(rmsNormEps))
         throw Error(source, "rms_norm_eps must be a positive number");
     if (!(ropeTheta > 0.0f) || !std::isfinite(ropeTheta))
@@ -192,6 +203,14 @@ void ModelConfig::validate(const std::string& source) const {
                         "EOS token id " + std::to_string(eos) + " lies outside the vocabulary");
 }
 
+int defaultHeadDim(int hiddenSize, int headCount, const std::string& source) {
+    if (headCount <= 0) throw Error(source, "head count must be positive");
+    if (hiddenSize % headCount != 0)
+        throw Error(source, "hidden size " + std::to_string(hiddenSize) +
+                                " is not divisible by the head count " + std::to_string(headCount));
+    return hiddenSize / headCount;
+}
+
 std::string torchDtypeName(DType dtype) {
     return dtype == DType::F32 ? "float32" : dtype == DType::F16 ? "float16" : "bfloat16";
 }
@@ -202,6 +221,7 @@ std::string hfConfigJson(const ModelConfig& c, DType dtype) {
                     "config.json describes rotate-half RoPE; convert interleaved weights first");
     const char* modelType = c.architecture == Architecture::Mistral ? "mistral"
                             : c.architecture == Architecture::Qwen2 ? "qwen2"
+                            : c.architecture == Architecture::Qwen3 ? "qwen3"
                                                                     : "llama";
     nlohmann::ordered_json config = {{"architectures", {architectureName(c.architecture)}},
                                      {"model_type", modelType},
@@ -220,7 +240,8 @@ std::string hfConfigJson(const ModelConfig& c, DType dtype) {
                                      {"bos_token_id", c.bosToken},
                                      {"eos_token_id", c.eosTokens},
                                      {"torch_dtype", torchDtypeName(dtype)}};
-    if (c.architecture == Architecture::Qwen2) config["use_sliding_window"] = false;
+    if (c.architecture == Architecture::Qwen2 || c.architecture == Architecture::Qwen3)
+        config["use_sliding_window"] = false;
     if (c.architecture == Architecture::Mistral)
         config["sliding_window"] = c.slidingWindow > 0 ? nlohmann::ordered_json(c.slidingWindow)
                                                        : nlohmann::ordered_json(nullptr);
@@ -254,12 +275,17 @@ ModelConfig readHfConfig(const std::filesystem::path& configJson) {
         optionalValue<bool>(config, "mlp_bias", false, source))
         throw Error(source, "attention or MLP biases are not supported");
     if (result.architecture == Architecture::Qwen2) {
-        // HF's Qwen2 always has q/k/v biases; its window applies only with use_sliding_window.
+        // HF's Qwen2 always has q/k/v biases; a Qwen window applies only with use_sliding_window.
         result.attentionBias = true;
-        if (optionalValue<bool>(config, "use_sliding_window", false, source))
-            throw Error(source, "a sliding window on Qwen2 layers (use_sliding_window) is not "
-                                "supported");
     }
+    // HF's Qwen3 always normalises each q/k head; it never has q/k/v biases unless
+    // attention_bias (refused above) says so.
+    if (result.architecture == Architecture::Qwen3) result.qkNorm = true;
+    if ((result.architecture == Architecture::Qwen2 ||
+         result.architecture == Architecture::Qwen3) &&
+        optionalValue<bool>(config, "use_sliding_window", false, source))
+        throw Error(source, "a sliding window on Qwen layers (use_sliding_window) is not "
+                            "supported");
     result.ropeScaling = ropeScalingOf(config, source);
     // HF's Mistral applies its window to every layer; Llama has none, whatever the config says.
     if (result.architecture == Architecture::Mistral)
@@ -278,9 +304,16 @@ ModelConfig readHfConfig(const std::filesystem::path& configJson) {
     result.maxPositions = config.contains("max_position_embeddings")
                               ? requiredInt(config, "max_position_embeddings", source)
                               : 2048;
-    result.headDim = config.contains("head_dim") && !config["head_dim"].is_null()
-                         ? requiredInt(config, "head_dim", source)
-                         : result.hiddenSize / result.headCount;
+    if (config.contains("head_dim") && !config["head_dim"].is_null())
+        result.headDim = requiredInt(config, "head_dim", source);
+    else
+        result.headDim = defaultHeadDim(result.hiddenSize, result.headCount, source);
+    // Newer configs list each layer's attention; only full attention is implemented there.
+    for (const std::string& type :
+         optionalValue<std::vector<std::string>>(config, "layer_types", {}, source))
+        if (type != "full_attention")
+            throw Error(source, "layer type \"" + type +
+                                    "\" in \"layer_types\" is not supported (full_attention is)");
     result.rmsNormEps = optionalValue<float>(config, "rms_norm_eps", 1e-6f, source);
     result.ropeTheta = optionalValue<float>(config, "rope_theta", 10000.0f, source);
     result.tiedEmbeddings = optionalValue<bool>(config, "tie_word_embeddings", false, source);

@@ -136,7 +136,7 @@ ModelConfig configOf(const SyntheticModelSpec& s) {
     c.layerCount = s.layers;
     c.headCount = s.heads;
     c.kvHeadCount = s.kvHeads;
-    c.headDim = s.heads > 0 ? s.hiddenSize / s.heads : 0;
+    c.headDim = defaultHeadDim(s.hiddenSize, s.heads, kSource);
     c.vocabSize = s.vocab;
     c.maxPositions = s.maxPositions;
     c.rmsNormEps = 1e-5f;

@@ -44,7 +44,8 @@ BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t
 
     BlockCalibration result;
     result.block = block;
-    const Eigen::Index widths[] = {config.hiddenSize, config.hiddenSize, config.hiddenSize,
+    // Each stage's input width, in kLinearStages order.
+    const Eigen::Index widths[] = {config.hiddenSize, config.queryDim(), config.hiddenSize,
                                    config.intermediateSize};
     std::vector<std::unique_ptr<GramAccumulator>> grams;
     for (const Eigen::Index width : widths)

@@ -17,26 +17,28 @@ namespace {
 struct WorkingBlock {
     explicit WorkingBlock(const BlockWeights& weights)
         : attnNorm(FloatTensor(weights.attnNorm).vector()),
-          ffnNorm(FloatTensor(weights.ffnNorm).vector()), qBias(biasOf(weights.qBias)),
-          kBias(biasOf(weights.kBias)), vBias(biasOf(weights.vBias)) {
+          ffnNorm(FloatTensor(weights.ffnNorm).vector()), qBias(optional(weights.qBias)),
+          kBias(optional(weights.kBias)), vBias(optional(weights.vBias)),
+          qNorm(optional(weights.qNorm)), kNorm(optional(weights.kNorm)) {
         const auto layers = weights.linearLayers();
         for (std::size_t i = 0; i < layers.size(); ++i)
             linear[i] = FloatTensor(*layers[i]).matrix();
     }
 
     BlockView view() const {
-        const auto bias = [](const Eigen::VectorXf& b) { return b.size() ? b.data() : nullptr; };
+        const auto data = [](const Eigen::VectorXf& v) { return v.size() ? v.data() : nullptr; };
         return {attnNorm.data(),  linear[0].data(), linear[1].data(), linear[2].data(),
                 linear[3].data(), ffnNorm.data(),   linear[4].data(), linear[5].data(),
-                linear[6].data(), bias(qBias),      bias(kBias),      bias(vBias)};
+                linear[6].data(), data(qBias),      data(kBias),      data(vBias),
+                data(qNorm),      data(kNorm)};
     }
 
-    // A bias in fp32, empty where the architecture has none.
-    static Eigen::VectorXf biasOf(const TensorView& bias) {
-        return bias.data ? Eigen::VectorXf(FloatTensor(bias).vector()) : Eigen::VectorXf();
+    // A bias or head norm in fp32, empty where the architecture has none.
+    static Eigen::VectorXf optional(const TensorView& tensor) {
+        return tensor.data ? Eigen::VectorXf(FloatTensor(tensor).vector()) : Eigen::VectorXf();
     }
 
-    Eigen::VectorXf attnNorm, ffnNorm, qBias, kBias, vBias;
+    Eigen::VectorXf attnNorm, ffnNorm, qBias, kBias, vBias, qNorm, kNorm;
     std::array<RowMatrix, 7> linear;
 };
 
@@ -139,10 +141,9 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
                 work.linear[layer] = std::move(reconstruction);
             }
         }
-        for (const TensorView* t :
-             {&stored.attnNorm, &stored.wq, &stored.wk, &stored.wv, &stored.wo, &stored.ffnNorm,
-              &stored.gate, &stored.up, &stored.down})
-            releaseMappedPages(t->data, t->byteSize());
+        for (const BlockTensorSpec& spec : kBlockTensors)
+            if (hasBlockTensor(spec, model.config))
+                releaseMappedPages((stored.*spec.weights).data, (stored.*spec.weights).byteSize());
         // The next block is calibrated on this block's quantized outputs.
         if (walk) walk->advance(b, work.view(), job);
     }

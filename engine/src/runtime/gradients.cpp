@@ -17,7 +17,7 @@ namespace {
 enum LinearLayer { Query, Key, Value, Output, Gate, Up, Down };
 
 struct AttentionGradients {
-    RowMatrix queries; // ∂L/∂q after RoPE, [tokens, dim]
+    RowMatrix queries; // ∂L/∂q after RoPE, [tokens, heads·headDim]
     RowMatrix keys;    // ∂L/∂k after RoPE, [tokens, kvDim]
     RowMatrix values;  // ∂L/∂v, [tokens, kvDim]
 };
@@ -33,7 +33,7 @@ AttentionGradients attentionBackward(const ModelConfig& c, const RowMatrix& quer
     const int groupSize = c.headCount / c.kvHeadCount;
     const float scale = 1.0f / std::sqrt(static_cast<float>(headDim));
     AttentionGradients result;
-    result.queries.resize(tokens, c.hiddenSize);
+    result.queries.resize(tokens, c.queryDim());
     // Each query head's share of its key/value head's gradient, summed per group below.
     RowMatrix keyShares = RowMatrix::Zero(tokens, c.headCount * headDim);
     RowMatrix valueShares = RowMatrix::Zero(tokens, c.headCount * headDim);
@@ -86,7 +86,8 @@ double lossAndLinearGradients(const Transformer& transformer, std::span<const st
         throw Error(source, "position " + std::to_string(n - 1) +
                                 " is past the model's maximum of " +
                                 std::to_string(c.maxPositions) + " positions");
-    const Eigen::Index dim = c.hiddenSize, kvDim = c.kvDim(), ffn = c.intermediateSize;
+    const Eigen::Index dim = c.hiddenSize, qDim = c.queryDim(), kvDim = c.kvDim(),
+                       ffn = c.intermediateSize;
 
     // Room for one block's keys and values at a time.
     KvCache cache(c, 0);
@@ -176,20 +177,27 @@ double lossAndLinearGradients(const Transformer& transformer, std::span<const st
         normedGradient.noalias() += upGradient * matrix(w.up, ffn, dim);
         hiddenGradient += ops::rmsNormBackward(a.residual, w.ffnNorm, c.rmsNormEps, normedGradient);
 
-        // Attention: hidden += o(attention(rope(q(x)), rope(k(x)), v(x))), x = RMSNorm(input).
+        // Attention: hidden += o(attention(rope(q(x)), rope(k(x)), v(x))), x = RMSNorm(input),
+        // with each head of q(x) and k(x) normalised before RoPE where the model has q/k norms.
         emit(Output, hiddenGradient, a.attended);
         AttentionGradients g =
             attentionBackward(c, a.queries, blockCache.keys[static_cast<std::size_t>(b)],
                               blockCache.values[static_cast<std::size_t>(b)],
-                              hiddenGradient * matrix(w.wo, dim, dim));
+                              hiddenGradient * matrix(w.wo, dim, qDim));
         ops::applyRope(g.queries, c.headCount, 0, c, inverseFrequencies,
                        ops::RopeDirection::Inverse);
         ops::applyRope(g.keys, c.kvHeadCount, 0, c, inverseFrequencies,
                        ops::RopeDirection::Inverse);
+        if (w.qNorm) {
+            g.queries = ops::headRmsNormBackward(a.projectedQueries, c.headDim, w.qNorm,
+                                                 c.rmsNormEps, g.queries);
+            g.keys =
+                ops::headRmsNormBackward(a.projectedKeys, c.headDim, w.kNorm, c.rmsNormEps, g.keys);
+        }
         emit(Query, g.queries, a.attentionInput);
         emit(Key, g.keys, a.attentionInput);
         emit(Value, g.values, a.attentionInput);
-        normedGradient.noalias() = g.queries * matrix(w.wq, dim, dim);
+        normedGradient.noalias() = g.queries * matrix(w.wq, qDim, dim);
         normedGradient.noalias() += g.keys * matrix(w.wk, kvDim, dim);
         normedGradient.noalias() += g.values * matrix(w.wv, kvDim, dim);
         hiddenGradient += ops::rmsNormBackward(input, w.attnNorm, c.rmsNormEps, normedGradient);

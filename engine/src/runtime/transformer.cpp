@@ -75,7 +75,8 @@ Transformer::FloatBlockWeights Transformer::blockWeights(int block) const {
     return {floatWeights(w.attnNorm), floatWeights(w.wq),    floatWeights(w.wk),
             floatWeights(w.wv),       floatWeights(w.wo),    floatWeights(w.ffnNorm),
             floatWeights(w.gate),     floatWeights(w.up),    floatWeights(w.down),
-            floatWeights(w.qBias),    floatWeights(w.kBias), floatWeights(w.vBias)};
+            floatWeights(w.qBias),    floatWeights(w.kBias), floatWeights(w.vBias),
+            floatWeights(w.qNorm),    floatWeights(w.kNorm)};
 }
 
 RowMatrix Transformer::embed(std::span<const std::int32_t> tokens) const {
@@ -111,8 +112,8 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
                            std::optional<LinearStage> stopAfter,
                            BlockActivations* activations) const {
     const ModelConfig& c = model_.config;
-    const Eigen::Index tokens = hidden.rows(), dim = c.hiddenSize, kvDim = c.kvDim(),
-                       ffn = c.intermediateSize;
+    const Eigen::Index tokens = hidden.rows(), dim = c.hiddenSize, qDim = c.queryDim(),
+                       kvDim = c.kvDim(), ffn = c.intermediateSize;
     const int headDim = c.headDim;
     const auto matrix = [](const float* data, Eigen::Index rows, Eigen::Index cols) {
         return ConstRowMatrixMap(data, rows, cols);
@@ -136,11 +137,19 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
         if (bias) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, y.cols());
     };
     RowMatrix q = w.linear[0] ? compressed(0, normed)
-                              : RowMatrix(normed * matrix(w.wq, dim, dim).transpose());
+                              : RowMatrix(normed * matrix(w.wq, qDim, dim).transpose());
     RowMatrix k = w.linear[1] ? compressed(1, normed)
                               : RowMatrix(normed * matrix(w.wk, kvDim, dim).transpose());
     addBias(q, w.qBias);
     addBias(k, w.kBias);
+    if (w.qNorm) {
+        if (activations) {
+            activations->projectedQueries = q;
+            activations->projectedKeys = k;
+        }
+        q = ops::headRmsNorm(q, headDim, w.qNorm, c.rmsNormEps);
+        k = ops::headRmsNorm(k, headDim, w.kNorm, c.rmsNormEps);
+    }
     ops::applyRope(q, c.headCount, startPosition, c, inverseFrequencies_);
     ops::applyRope(k, c.kvHeadCount, startPosition, c, inverseFrequencies_);
     RowMatrix& keys = cache.keys[static_cast<std::size_t>(block)];
@@ -155,7 +164,7 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
 
     const int groupSize = c.headCount / c.kvHeadCount;
     const float scale = 1.0f / std::sqrt(static_cast<float>(headDim));
-    RowMatrix attended(tokens, dim);
+    RowMatrix attended(tokens, qDim);
     const Eigen::Index chunks = (tokens + ops::kQueryChunk - 1) / ops::kQueryChunk;
     parallelFor(c.headCount * chunks, [&](std::int64_t task) {
         const Eigen::Index head = task / chunks, first = (task % chunks) * ops::kQueryChunk;
@@ -173,7 +182,7 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
     if (w.linear[3])
         w.linear[3]->apply(attended, hidden, true);
     else
-        hidden.noalias() += attended * matrix(w.wo, dim, dim).transpose();
+        hidden.noalias() += attended * matrix(w.wo, dim, qDim).transpose();
     if (activations) {
         activations->attentionInput = std::move(normed);
         activations->queries = std::move(q);
@@ -204,11 +213,10 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
 void Transformer::throwNonFinite(int block) const {
     const BlockWeights& w = model_.blocks[static_cast<std::size_t>(block)];
     // Compressed layers hold no dense data; their arrays were checked finite when loaded.
-    if (model_.compressedLayers.empty())
-        throwIfNonFinite(
-            {&w.attnNorm, &w.wq, &w.wk, &w.wv, &w.wo, &w.ffnNorm, &w.gate, &w.up, &w.down});
-    else
-        throwIfNonFinite({&w.attnNorm, &w.ffnNorm});
+    for (const BlockTensorSpec& spec : kBlockTensors)
+        if (hasBlockTensor(spec, model_.config) &&
+            (spec.kind != BlockTensorKind::Weight || model_.compressedLayers.empty()))
+            throwIfNonFinite({&(w.*spec.weights)});
     throw Error(model_.path.string(), "activations overflowed to Inf/NaN in block " +
                                           std::to_string(block) + " (the weights are finite)");
 }

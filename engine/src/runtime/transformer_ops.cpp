@@ -31,6 +31,31 @@ RowMatrix rmsNormBackward(const RowMatrix& x, const float* weight, float eps,
     return result;
 }
 
+namespace {
+
+// x [tokens, heads·headDim] as [tokens·heads, headDim]: the same row-major elements, one head a
+// row, so the row-wise RMSNorm normalises each head.
+RowMatrix headRows(const RowMatrix& x, Eigen::Index headDim) {
+    return ConstRowMatrixMap(x.data(), x.size() / headDim, headDim);
+}
+
+RowMatrix tokenRows(RowMatrix heads, Eigen::Index tokens) {
+    return ConstRowMatrixMap(heads.data(), tokens, heads.size() / tokens);
+}
+
+} // namespace
+
+RowMatrix headRmsNorm(const RowMatrix& x, Eigen::Index headDim, const float* weight, float eps) {
+    return tokenRows(rmsNorm(headRows(x, headDim), weight, eps), x.rows());
+}
+
+RowMatrix headRmsNormBackward(const RowMatrix& x, Eigen::Index headDim, const float* weight,
+                              float eps, const RowMatrix& outputGradient) {
+    return tokenRows(
+        rmsNormBackward(headRows(x, headDim), weight, eps, headRows(outputGradient, headDim)),
+        x.rows());
+}
+
 Eigen::VectorXf ropeInverseFrequencies(const ModelConfig& config) {
     const int half = config.headDim / 2;
     const RopeScalingConfig& scaling = config.ropeScaling;

@@ -17,6 +17,12 @@ RowMatrix rmsNorm(const RowMatrix& x, const float* weight, float eps);
 RowMatrix rmsNormBackward(const RowMatrix& x, const float* weight, float eps,
                           const RowMatrix& outputGradient);
 
+// Qwen3's q/k norm: rmsNorm of each head [headDim] of every row of x [tokens, heads·headDim],
+// with one weight [headDim] for all heads; and its ∂L/∂x given ∂L/∂y.
+RowMatrix headRmsNorm(const RowMatrix& x, Eigen::Index headDim, const float* weight, float eps);
+RowMatrix headRmsNormBackward(const RowMatrix& x, Eigen::Index headDim, const float* weight,
+                              float eps, const RowMatrix& outputGradient);
+
 // RoPE's θ_i = theta^(−2i/headDim), i < headDim / 2, scaled as config.ropeScaling says, in fp32 as
 // the reference implementations compute the rotation angles.
 Eigen::VectorXf ropeInverseFrequencies(const ModelConfig& config);

@@ -31,6 +31,9 @@ struct BlockView {
     const float* qBias = nullptr;
     const float* kBias = nullptr;
     const float* vBias = nullptr;
+    // The per-head RMSNorm weights [headDim] of q and k where the architecture has them (Qwen3).
+    const float* qNorm = nullptr;
+    const float* kNorm = nullptr;
     // Layers stored compressed (a quantlens checkpoint), in kLinearLayers order: where set, the
     // layer runs through its operator (the fused kernels) and its pointer above is unused.
     std::array<const LinearOperator*, 7> linear{};
@@ -43,19 +46,22 @@ using StageObserver = std::function<void(LinearStage, const RowMatrix& input)>;
 struct BlockActivations {
     RowMatrix attentionInput; // RMSNorm of the block's input: q/k/v_proj's input
     RowMatrix queries;        // after RoPE
-    RowMatrix attended;       // o_proj's input
-    RowMatrix residual;       // the hidden state after attention
-    RowMatrix mlpInput;       // RMSNorm of residual: gate/up_proj's input
-    RowMatrix gate;           // gate_proj's output, before SiLU
-    RowMatrix up;             // up_proj's output
-    RowMatrix mlpOutput;      // silu(gate) ⊙ up: down_proj's input
+    // With q/k norms (Qwen3): q_proj's and k_proj's outputs, before the norms and RoPE.
+    RowMatrix projectedQueries, projectedKeys;
+    RowMatrix attended;  // o_proj's input
+    RowMatrix residual;  // the hidden state after attention
+    RowMatrix mlpInput;  // RMSNorm of residual: gate/up_proj's input
+    RowMatrix gate;      // gate_proj's output, before SiLU
+    RowMatrix up;        // up_proj's output
+    RowMatrix mlpOutput; // silu(gate) ⊙ up: down_proj's input
 };
 
 inline constexpr std::size_t kConversionCacheBytes = std::size_t{4} << 30;
 
 // The LLaMA forward pass on the CPU (Eigen): RMSNorm, RoPE in the model's layout, causal GQA
-// attention, SwiGLU. Works on a whole sequence at once; positions continue from the cache, so the
-// same code scores windows and generates token by token.
+// attention, SwiGLU, and what the architectures add to it (biases, q/k norms, a window). Works on a
+// whole sequence at once; positions continue from the cache, so the same code scores windows and
+// generates token by token.
 class Transformer {
 public:
     // Cached: F16/BF16 weights are converted to fp32 once, if the fp32 copy fits
@@ -92,11 +98,11 @@ public:
     // A block's weights in fp32 (floatWeights of each); view() lives as long as this does.
     struct FloatBlockWeights {
         FloatTensor attnNorm, wq, wk, wv, wo, ffnNorm, gate, up, down;
-        FloatTensor qBias, kBias, vBias; // null data where absent
+        FloatTensor qBias, kBias, vBias, qNorm, kNorm; // null data where absent
         BlockView view() const {
-            return {attnNorm.data(), wq.data(),      wk.data(),    wv.data(),
-                    wo.data(),       ffnNorm.data(), gate.data(),  up.data(),
-                    down.data(),     qBias.data(),   kBias.data(), vBias.data()};
+            return {attnNorm.data(), wq.data(),    wk.data(),    wv.data(),   wo.data(),
+                    ffnNorm.data(),  gate.data(),  up.data(),    down.data(), qBias.data(),
+                    kBias.data(),    vBias.data(), qNorm.data(), kNorm.data()};
         }
     };
     FloatBlockWeights blockWeights(int block) const;
