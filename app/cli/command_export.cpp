@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include "quantlens/core/error.h"
 #include "quantlens/formats/model_export.h"
 
 #include <nlohmann/json.hpp>
@@ -7,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 namespace {
 
@@ -14,16 +16,83 @@ struct ExportOptions {
     std::string input;
     std::string format;
     std::string out;
+    std::string ggufType;
+    std::string tokenizer;
     bool json = false;
 };
 
+double secondsSince(std::chrono::steady_clock::time_point started) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+}
+
+// `--format gguf`: one file, exact unless --gguf-type asks for an approximation.
+void runGguf(const ExportOptions& options) {
+    const auto started = std::chrono::steady_clock::now();
+    quantlens::GgufOptions gguf;
+    if (!options.ggufType.empty()) gguf.type = quantlens::parseGgufType(options.ggufType);
+    gguf.tokenizer = options.tokenizer;
+    const quantlens::GgufResult result =
+        quantlens::exportGguf(options.input, options.out, gguf, quantlens::JobContext{});
+    const double seconds = secondsSince(started);
+    std::map<std::string, int> types;
+    for (const auto& tensor : result.tensors)
+        ++types[quantlens::ggufTypeName(tensor.type)];
+    if (options.json) {
+        nlohmann::json tensors = nlohmann::json::array();
+        for (const auto& tensor : result.tensors)
+            tensors.push_back({{"name", tensor.name},
+                               {"model_tensor", tensor.modelTensor},
+                               {"type", quantlens::ggufTypeName(tensor.type)},
+                               {"method", tensor.method},
+                               {"note", tensor.note},
+                               {"elements", tensor.elements},
+                               {"max_error", tensor.maxError},
+                               {"rms_error", tensor.rmsError}});
+        std::cout << nlohmann::json{{"input", options.input},
+                                    {"format", "gguf"},
+                                    {"gguf_type", gguf.type ? options.ggufType : "exact"},
+                                    {"out", options.out},
+                                    {"bytes", result.fileBytes},
+                                    {"file_type", result.fileType},
+                                    {"exact", result.exact()},
+                                    {"max_error", result.maxError},
+                                    {"rms_error", result.rmsError},
+                                    {"tensor_types", types},
+                                    {"tensors", tensors},
+                                    {"seconds", seconds}}
+                         .dump()
+                  << '\n';
+        return;
+    }
+    std::string counts;
+    for (const auto& [type, count] : types)
+        counts += (counts.empty() ? "" : ", ") + std::to_string(count) + " " + type;
+    std::printf("wrote %s (gguf %s, %zu tensors: %s; general.file_type %u; %llu bytes, %.2f s)\n",
+                options.out.c_str(), gguf.type ? options.ggufType.c_str() : "exact",
+                result.tensors.size(), counts.c_str(), result.fileType,
+                static_cast<unsigned long long>(result.fileBytes), seconds);
+    if (result.exact())
+        std::printf("every tensor holds the model's weights exactly\n");
+    else
+        std::printf("approximation: max |error| %.6g, rms %.6g over all weights\n", result.maxError,
+                    result.rmsError);
+    for (const auto& tensor : result.tensors)
+        if (!tensor.exact() || !tensor.note.empty())
+            std::printf("  %-28s %-5s %-11s max %.3g rms %.3g%s%s\n", tensor.name.c_str(),
+                        quantlens::ggufTypeName(tensor.type).c_str(), tensor.method.c_str(),
+                        tensor.maxError, tensor.rmsError, tensor.note.empty() ? "" : "  ",
+                        tensor.note.c_str());
+}
+
 void run(const ExportOptions& options) {
+    if (options.format == "gguf") return runGguf(options);
+    if (!options.ggufType.empty() || !options.tokenizer.empty())
+        throw quantlens::Error("", "--gguf-type and --tokenizer apply to --format gguf only");
     const auto started = std::chrono::steady_clock::now();
     const quantlens::ExportFormat format = quantlens::parseExportFormat(options.format);
     const quantlens::ExportResult result =
         quantlens::exportModel(options.input, format, options.out, quantlens::JobContext{});
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double seconds = secondsSince(started);
     if (options.json) {
         std::cout << nlohmann::json{{"input", options.input},
                                     {"format", options.format},
@@ -51,15 +120,28 @@ Command addExportCommand(CLI::App& app) {
     auto options = std::make_shared<ExportOptions>();
     CLI::App* sub = app.add_subcommand(
         "export", "Convert a quantlens checkpoint: re-write it, dequantize it to a dense "
-                  "checkpoint, or write the GPTQ layout (rtn/gptq models)");
-    sub->add_option("input", options->input, "quantlens checkpoint directory")
+                  "checkpoint, write the GPTQ layout (rtn/gptq models) or a GGUF file for "
+                  "llama.cpp (any Llama model; see docs/GGUF.md)");
+    sub->add_option("input", options->input,
+                    "quantlens checkpoint directory (gguf: also a Hugging Face directory or a "
+                    "llama2.c .bin)")
         ->required()
-        ->check(CLI::ExistingDirectory);
+        ->check(CLI::ExistingPath);
     sub->add_option("--format", options->format,
-                    "quantlens, dense-f32, dense-f16, dense-bf16 or gptq")
+                    "quantlens, dense-f32, dense-f16, dense-bf16, gptq or gguf")
         ->required()
-        ->check(CLI::IsMember({"quantlens", "dense-f32", "dense-f16", "dense-bf16", "gptq"}));
-    sub->add_option("--out", options->out, "Output directory (replaced atomically)")->required();
+        ->check(
+            CLI::IsMember({"quantlens", "dense-f32", "dense-f16", "dense-bf16", "gptq", "gguf"}));
+    sub->add_option("--out", options->out,
+                    "Output directory, or for gguf the .gguf file (replaced atomically)")
+        ->required();
+    sub->add_option("--gguf-type", options->ggufType,
+                    "gguf: write every weight as this type, an approximation whose error is "
+                    "reported (default: exact, refused when the run's grid is no GGUF block type)")
+        ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_1", "q5_1"}));
+    sub->add_option("--tokenizer", options->tokenizer,
+                    "gguf: the SentencePiece tokenizer.model whose vocabulary the file carries "
+                    "(default: the one beside the model)");
     sub->add_flag("--json", options->json, "Print one JSON object");
     return {sub, [options] { run(*options); }};
 }

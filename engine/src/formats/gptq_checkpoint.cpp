@@ -1,5 +1,7 @@
 #include "quantlens/formats/gptq_checkpoint.h"
 
+#include "formats/original_order.h"
+#include "formats/rope_rows.h"
 #include "quantlens/core/error.h"
 #include "quantlens/encoding/bit_packing.h"
 #include "quantlens/formats/quantlens_checkpoint.h"
@@ -53,30 +55,6 @@ std::vector<std::int32_t> transposed(const std::vector<std::uint32_t>& words, st
 } // namespace
 
 namespace {
-
-// Codes in original column order and each original column's group.
-struct OriginalOrder {
-    std::vector<std::uint16_t> codes; // [rows, cols]
-    std::vector<std::int32_t> group;  // [cols]
-};
-
-OriginalOrder originalOrder(const QuantizedLayer& layer, const CompressedMatrix& m) {
-    const int rows = layer.rows, cols = layer.cols, bits = m.wbits;
-    OriginalOrder out{std::vector<std::uint16_t>(static_cast<std::size_t>(rows) * cols),
-                      std::vector<std::int32_t>(static_cast<std::size_t>(cols))};
-    for (int j = 0; j < cols; ++j)
-        out.group[static_cast<std::size_t>(m.permuted() ? m.originalColumn(j) : j)] =
-            j / m.groupsize;
-    const auto* words =
-        reinterpret_cast<const std::uint32_t*>(layer.tensors.at("codes").bytes.data());
-    const std::size_t stride = wordsPerRow(static_cast<std::size_t>(cols), bits);
-    for (int r = 0; r < rows; ++r)
-        for (int j = 0; j < cols; ++j)
-            out.codes[static_cast<std::size_t>(r) * cols +
-                      (m.permuted() ? m.originalColumn(j) : j)] =
-                static_cast<std::uint16_t>(unpackCode(words + r * stride, std::size_t(j), bits));
-    return out;
-}
 
 // The first (row, group) whose zero point is 0 while it uses the largest code, if any.
 std::optional<std::pair<int, int>>
@@ -154,14 +132,7 @@ GptqLayer toGptqLayer(const QuantizedLayer& layer, const std::string& name, bool
     std::vector<int> rowOf(static_cast<std::size_t>(rows));
     for (int r = 0; r < rows; ++r)
         rowOf[static_cast<std::size_t>(r)] = r;
-    if (interleavedRope) {
-        const int half = headDim / 2;
-        for (int head = 0; head < rows / headDim; ++head)
-            for (int i = 0; i < half; ++i)
-                for (int k = 0; k < 2; ++k)
-                    rowOf[static_cast<std::size_t>(head * headDim + k * half + i)] =
-                        head * headDim + 2 * i + k;
-    }
+    if (interleavedRope) rowOf = ropeRowOrder(rows, headDim, RopeLayout::RotateHalf);
 
     std::vector<std::uint16_t> orderedCodes(codes.size()),
         zeroCodes(static_cast<std::size_t>(groups) * rows);

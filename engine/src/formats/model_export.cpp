@@ -3,6 +3,7 @@
 #include "quantlens/core/error.h"
 #include "quantlens/formats/dense_checkpoint_writer.h"
 #include "quantlens/formats/gptq_checkpoint.h"
+#include "quantlens/formats/model_loading.h"
 #include "quantlens/formats/quantlens_checkpoint.h"
 #include "quantlens/io/atomic_directory.h"
 #include "quantlens/model/model.h"
@@ -174,3 +175,9 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
 }
 
 } // namespace quantlens
+GgufResult exportGguf(const std::filesystem::path& input, const std::filesystem::path& output,
+                      const GgufOptions& options, const JobContext& job) {
+    const auto model = loadModel(input, CompressedLayers::Keep);
+    return writeGguf(*model, output, options, job);
+}
+

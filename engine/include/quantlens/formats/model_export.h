@@ -1,6 +1,7 @@
 #pragma once
 
 #include "quantlens/core/job.h"
+#include "quantlens/formats/gguf_writer.h"
 #include "quantlens/quantization/model_quantizer.h"
 
 #include <cstdint>
@@ -56,3 +57,10 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
                          const std::filesystem::path& output, const JobContext& job);
 
 } // namespace quantlens
+// `export --format gguf`: GGUF is one file, not a directory, so it has its own entry point. Loads
+// `input` (a quantlens checkpoint, kept compressed so that its grids can be moved exactly, or any
+// model loadModel reads) and writes the GGUF file `output` (writeGguf, docs/GGUF.md), which
+// appears whole or not at all.
+GgufResult exportGguf(const std::filesystem::path& input, const std::filesystem::path& output,
+                      const GgufOptions& options, const JobContext& job);
+
