@@ -11,9 +11,9 @@
 
 #include <cmath>
 
-QString etaText(qint64 elapsedMs, double fraction) {
-    if (!(fraction >= 0.01)) return JobsPanel::tr("estimating…");
-    const qint64 left = std::llround(double(elapsedMs) * (1.0 - fraction) / fraction / 1000.0);
+QString etaText(std::optional<double> secondsLeft) {
+    if (!secondsLeft) return JobsPanel::tr("estimating…");
+    const qint64 left = std::llround(*secondsLeft);
     return JobsPanel::tr("%1:%2 left").arg(left / 60).arg(left % 60, 2, 10, QChar('0'));
 }
 
@@ -64,7 +64,8 @@ void JobsPanel::updateJob(int id, double fraction, const QString& stage) {
     if (it == rows_.end()) return;
     it->progress->setValue(static_cast<int>(std::lround(fraction * 1000)));
     it->item->setText(StageColumn, stage);
-    it->item->setText(EtaColumn, etaText(it->clock.elapsed(), fraction));
+    it->item->setText(EtaColumn,
+                      etaText(it->timeLeft.update(fraction, double(it->clock.elapsed()) / 1000.0)));
 }
 
 void JobsPanel::finishJob(int id, JobOutcome outcome, const QString& message) {

@@ -2,6 +2,8 @@
 
 #include "job_outcome.h"
 
+#include "quantlens/core/time_left.h"
+
 #include <QElapsedTimer>
 #include <QHash>
 #include <QWidget>
@@ -12,9 +14,8 @@ class QToolButton;
 class QTreeWidget;
 class QTreeWidgetItem;
 
-// "2:05 left" from the time a job has run and the fraction it has done; "estimating…" until a
-// first percent is done.
-QString etaText(qint64 elapsedMs, double fraction);
+// "2:05 left", or "estimating…" while TimeLeft has no estimate yet.
+QString etaText(std::optional<double> secondsLeft);
 
 // The "Jobs" dock: one row per engine job with its progress bar, stage, time left and a cancel
 // button, and a log of what every job did. It shows what the controller reports and asks it to
@@ -44,6 +45,7 @@ private:
         QProgressBar* progress;
         QToolButton* cancel;
         QElapsedTimer clock;
+        quantlens::TimeLeft timeLeft;
     };
 
     QHash<int, Row> rows_;

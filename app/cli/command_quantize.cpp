@@ -25,6 +25,7 @@ struct QuantizeOptions {
     std::string format = "dense";
     quantlens::CalibrationConfig calibrationConfig;
     bool json = false;
+    bool resume = false;
 };
 
 nlohmann::json layerJson(const quantlens::LayerReport& layer) {
@@ -71,7 +72,7 @@ void run(const QuantizeOptions& options, const QuantSettings& settings) {
     const quantlens::QuantizeResult result = quantlens::quantizeToDirectory(
         *model, calibration, method, options.calibrationConfig, outputFormat(options), options.out,
         {{"quantlens.method", quantlens::describe(method)}, {"quantlens.source", options.model}},
-        job);
+        job, options.resume ? quantlens::Interruption::Resume : quantlens::Interruption::Restart);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
@@ -140,6 +141,9 @@ Command addQuantizeCommand(CLI::App& app) {
     sub->add_option("--tokenizer", options->tokenizer,
                     "Tokenizer file (tokenizer.model or tok*.bin)");
     sub->add_flag("--json", options->json, "Print one JSON object");
+    sub->add_flag("--resume", options->resume,
+                  "Keep a journal beside --out (OUT.resume) after every block and continue an "
+                  "interrupted run of the same quantization from it");
     auto flags = std::make_shared<QuantSettingFlags>(*sub);
     return {sub, [options, flags] { run(*options, flags->collect()); }};
 }

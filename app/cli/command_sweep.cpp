@@ -1,15 +1,16 @@
 #include "commands.h"
 #include "progress_bar.h"
 #include "quant_settings.h"
+#include "sweep_csv.h"
 
 #include "quantlens/formats/model_loading.h"
-#include "quantlens/io/atomic_file.h"
 #include "quantlens/model/token_streams.h"
 #include "quantlens/quantization/model_quantizer.h"
 #include "quantlens/runtime/perplexity.h"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -27,35 +28,9 @@ struct SweepOptions {
     quantlens::CalibrationConfig calibrationConfig;
     int context = 256;
     std::string protocol = "documents";
+    std::string shard = "1/1";
     bool json = false;
 };
-
-struct SweepRow {
-    std::string method;
-    std::string settings;
-    int wbits = 0;
-    double bitsPerParameter = 0.0;
-    double paperBitsPerParameter = 0.0;
-    double outlierFraction = 0.0;
-    double perplexity = 0.0;
-    double meanKl = 0.0;
-    double seconds = 0.0;
-};
-
-void writeCsv(const std::string& path, const std::vector<SweepRow>& rows) {
-    std::ostringstream csv;
-    csv << "method,settings,wbits,bits_per_param,paper_bits_per_param,outlier_fraction,ppl,kl,"
-           "seconds\n";
-    csv.precision(8);
-    for (const SweepRow& r : rows)
-        csv << r.method << ",\"" << r.settings << "\"," << r.wbits << ',' << r.bitsPerParameter
-            << ',' << r.paperBitsPerParameter << ',' << r.outlierFraction << ',' << r.perplexity
-            << ',' << r.meanKl << ',' << r.seconds << '\n';
-    const std::string text = csv.str();
-    quantlens::AtomicFile file(path);
-    file.write(text.data(), text.size());
-    file.commit();
-}
 
 nlohmann::json rowJson(const SweepRow& r) {
     return {{"method", r.method},
@@ -66,17 +41,25 @@ nlohmann::json rowJson(const SweepRow& r) {
             {"outlier_fraction", r.outlierFraction},
             {"ppl", r.perplexity},
             {"kl", r.meanKl},
-            {"seconds", r.seconds}};
+            {"seconds", r.seconds},
+            {"run", r.run}};
 }
 
 void run(const SweepOptions& options) {
-    std::vector<std::pair<std::string, QuantSettings>> runs;
+    const auto [shard, shards] = parseShard(options.shard);
+    // The grid in its stable order; this shard runs every shards-th combination from its own,
+    // so each part gets a share of every method, and shard 1 also scores the baseline.
+    std::vector<std::pair<std::string, QuantSettings>> grid;
     for (const std::string& entry : options.grid) {
         std::istringstream words(entry); // entries may also be separated by spaces
         for (std::string spec; words >> spec;)
             for (auto& expanded : expandGrid(spec))
-                runs.push_back(std::move(expanded));
+                grid.push_back(std::move(expanded));
     }
+    std::vector<std::size_t> runs; // indices into grid
+    for (std::size_t i = static_cast<std::size_t>(shard - 1); i < grid.size();
+         i += static_cast<std::size_t>(shards))
+        runs.push_back(i);
     const auto model = quantlens::loadModel(options.model);
     const quantlens::PerplexityConfig evalConfig{
         options.context, quantlens::parsePerplexityProtocol(options.protocol)};
@@ -97,27 +80,35 @@ void run(const SweepOptions& options) {
                         row.settings.c_str(), row.bitsPerParameter, row.paperBitsPerParameter,
                         row.outlierFraction, row.perplexity, row.meanKl, row.seconds);
         rows.push_back(std::move(row));
-        writeCsv(options.out, rows); // after every run, so a long sweep keeps what it has done
+        // After every run, so a long sweep keeps what it has done.
+        writeFileAtomically(options.out, sweepCsv(rows));
     };
     if (!options.json)
         std::printf("%-6s %-46s %8s %8s %9s %10s %9s %7s\n", "method", "settings", "bits", "paper",
                     "outliers", "ppl", "kl", "seconds");
 
-    const quantlens::JobContext baselineJob;
-    const quantlens::PerplexityResult baseline =
-        quantlens::evaluatePerplexity(reference, evaluation, evalConfig, baselineJob);
-    const double storedBits = 8.0 * static_cast<double>(model->storedBytes()) /
-                              static_cast<double>(model->parameterCount());
-    finish({"none", "unquantized", 0, storedBits, storedBits, 0.0, baseline.perplexity, 0.0, 0.0},
-           started);
+    if (shard == 1) {
+        const quantlens::JobContext baselineJob;
+        const quantlens::PerplexityResult baseline =
+            quantlens::evaluatePerplexity(reference, evaluation, evalConfig, baselineJob);
+        const double storedBits = 8.0 * static_cast<double>(model->storedBytes()) /
+                                  static_cast<double>(model->parameterCount());
+        finish({"none", "unquantized", 0, storedBits, storedBits, 0.0, baseline.perplexity, 0.0,
+                0.0, 0},
+               started);
+    }
 
     for (std::size_t i = 0; i < runs.size(); ++i) {
         const auto runStarted = std::chrono::steady_clock::now();
-        const quantlens::QuantConfig method = makeQuantConfig(runs[i].first, runs[i].second);
+        const auto& [methodName, settings] = grid[runs[i]];
+        const quantlens::QuantConfig method = makeQuantConfig(methodName, settings);
         const std::string stage =
             "run " + std::to_string(i + 1) + "/" + std::to_string(runs.size());
-        const quantlens::JobContext job(
-            [&](double fraction, const std::string&) { progress.update(fraction, stage); });
+        // The bar and its time left are for the whole sweep.
+        const quantlens::JobContext job([&](double fraction, const std::string&) {
+            progress.update((static_cast<double>(i) + fraction) / static_cast<double>(runs.size()),
+                            stage);
+        });
         std::vector<std::array<quantlens::RowMatrix, 7>> layers(model->blocks.size());
         const quantlens::QuantizeResult result = quantlens::quantizeModel(
             *model, calibration, method, options.calibrationConfig,
@@ -134,7 +125,7 @@ void run(const SweepOptions& options) {
         finish({quantlens::methodName(method), quantlens::describe(method),
                 quantlens::weightBits(method), result.bitsPerParameter,
                 result.paperBitsPerParameter, result.outlierFraction, scored.perplexity,
-                scored.meanKlDivergence, 0.0},
+                scored.meanKlDivergence, 0.0, static_cast<int>(runs[i]) + 1},
                runStarted);
     }
     if (options.json) {
@@ -178,6 +169,32 @@ Command addSweepCommand(CLI::App& app) {
         ->capture_default_str();
     sub->add_option("--tokenizer", options->tokenizer,
                     "Tokenizer file (tokenizer.model or tok*.bin)");
+    sub->add_option("--shard", options->shard,
+                    "Run only part K of N of the grid (K/N; every N-th combination from the K-th, "
+                    "the baseline in part 1); merge the parts' CSVs with sweep-merge")
+        ->capture_default_str();
     sub->add_flag("--json", options->json, "Print the rows as one JSON array");
     return {sub, [options] { run(*options); }};
+}
+
+Command addSweepMergeCommand(CLI::App& app) {
+    struct MergeOptions {
+        std::vector<std::string> parts;
+        std::string out;
+    };
+    auto options = std::make_shared<MergeOptions>();
+    CLI::App* sub = app.add_subcommand(
+        "sweep-merge", "Merge the CSVs of a sharded sweep (sweep --shard K/N) into the whole "
+                       "sweep's CSV, rows in run order");
+    sub->add_option("parts", options->parts, "The shards' CSV files")
+        ->required()
+        ->check(CLI::ExistingFile);
+    sub->add_option("--out", options->out, "The merged CSV (written atomically)")->required();
+    return {sub, [options] {
+                const std::string merged = mergeSweepCsvs(options->parts);
+                writeFileAtomically(options->out, merged);
+                std::printf("wrote %s (%lld rows)\n", options->out.c_str(),
+                            static_cast<long long>(std::count(merged.begin(), merged.end(), '\n')) -
+                                1);
+            }};
 }

@@ -18,6 +18,7 @@ Command addTokenizeCommand(CLI::App& app);
 Command addDevicesCommand(CLI::App& app);
 Command addQuantizeCommand(CLI::App& app);
 Command addSweepCommand(CLI::App& app);
+Command addSweepMergeCommand(CLI::App& app);
 Command addSynthCommand(CLI::App& app);
 Command addBenchCommand(CLI::App& app);
 Command addExportCommand(CLI::App& app);

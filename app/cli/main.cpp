@@ -32,11 +32,11 @@ int main(int argc, char** argv) {
                    "Where heavy work runs: auto (a CUDA GPU when there is one), cpu or cuda")
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
         ->capture_default_str();
-    const Command commands[] = {addInspectCommand(app),  addEvalCommand(app),
-                                addGenerateCommand(app), addTokenizeCommand(app),
-                                addDevicesCommand(app),  addQuantizeCommand(app),
-                                addSweepCommand(app),    addSynthCommand(app),
-                                addBenchCommand(app),    addExportCommand(app)};
+    const Command commands[] = {
+        addInspectCommand(app),  addEvalCommand(app),      addGenerateCommand(app),
+        addTokenizeCommand(app), addDevicesCommand(app),   addQuantizeCommand(app),
+        addSweepCommand(app),    addSynthCommand(app),     addBenchCommand(app),
+        addExportCommand(app),   addSweepMergeCommand(app)};
     try {
         app.parse(argc, argv);
         quantlens::setThreadCount(threads);

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "quantlens/core/time_left.h"
+
 #include <chrono>
 #include <string>
 
@@ -16,4 +18,5 @@ private:
     bool drawn_ = false;
     std::chrono::steady_clock::time_point start_;
     std::chrono::steady_clock::time_point lastDraw_;
+    quantlens::TimeLeft timeLeft_;
 };

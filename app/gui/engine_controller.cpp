@@ -280,8 +280,10 @@ int EngineController::exportModel(ModelPtr model, const DataSettings& data,
                 calibrated || !data.calibrationFile.isEmpty()
                     ? tokenStream(*model, data.calibrationFile, tr("calibration text"))
                     : std::vector<std::int32_t>{};
+            // Resumable: a cancelled or failed export keeps its journal, and exporting the same
+            // run to the same directory again continues it (MainWindow asks first).
             ::exportModel(*model, calibration, config, calibrationOf(data), request.format,
-                          request.directory, job);
+                          request.directory, quantlens::Interruption::Resume, job);
             return request.directory;
         },
         [this](const QString& directory) { emit exportFinished(directory); });

@@ -13,6 +13,7 @@
 #include "run_description.h"
 
 #include "quantlens/core/error.h"
+#include "quantlens/formats/run_journal.h"
 
 #include <QCloseEvent>
 #include <QDir>
@@ -27,6 +28,7 @@
 #include <QMessageBox>
 #include <QMimeData>
 #include <QProgressBar>
+#include <QPushButton>
 #include <QScrollArea>
 #include <QScrollBar>
 #include <QSettings>
@@ -309,6 +311,35 @@ void MainWindow::exportRun(const ExportRequest& request) {
         showError(tr("Open the model and choose one of this session's runs to export."));
         return;
     }
+    // An export to this directory that was cancelled, failed or killed left its journal: offer to
+    // continue it after its last complete block, or to start over.
+    const std::filesystem::path directory = request.directory.toStdString();
+    if (const auto interrupted = quantlens::RunJournal::interruptedRun(directory)) {
+        QMessageBox box(QMessageBox::Question, tr("Quantlens"),
+                        tr("An export to %1 was interrupted after %2 of %3 blocks.")
+                            .arg(QDir::toNativeSeparators(request.directory))
+                            .arg(interrupted->completedBlocks)
+                            .arg(interrupted->blocks),
+                        QMessageBox::Yes | QMessageBox::Discard | QMessageBox::Cancel, this);
+        box.setInformativeText(tr("Resume continues it after the last complete block (the same "
+                                  "run with the same settings and data); Start Over discards "
+                                  "what it did."));
+        box.button(QMessageBox::Yes)->setText(tr("Resume"));
+        box.button(QMessageBox::Discard)->setText(tr("Start Over"));
+        box.setDefaultButton(QMessageBox::Yes);
+        switch (confirm_(box)) {
+        case QMessageBox::Yes:
+            jobs_->log(tr("Resuming the export to %1 after block %2.")
+                           .arg(request.directory)
+                           .arg(interrupted->completedBlocks - 1));
+            break;
+        case QMessageBox::Discard:
+            quantlens::RunJournal::discard(directory);
+            break;
+        default:
+            return;
+        }
+    }
     engine_.exportModel(model_, settings_->data(), runs_[std::size_t(request.run)].config, request);
 }
 
@@ -457,7 +488,7 @@ bool MainWindow::mayClose() {
     box.setInformativeText(tr("Save them before closing? Without saving, the last session's runs "
                               "can still be reopened with File ▸ Reopen Last Session."));
     box.setDefaultButton(QMessageBox::Save);
-    switch (confirmClose_(box)) {
+    switch (confirm_(box)) {
     case QMessageBox::Save:
         return projectPath_.isEmpty() ? chooseProjectToSave() : saveProject(projectPath_);
     case QMessageBox::Discard:

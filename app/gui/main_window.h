@@ -50,10 +50,11 @@ public:
     const std::vector<quantlens::RunRecord>& runs() const { return runs_; }
     EngineController& engine() { return engine_; }
 
-    // Shows `box` (Save, Discard, Cancel) when the window is closed with unsaved work and returns
-    // the button chosen; replaceable so that the question can be answered without a person.
-    using CloseConfirmation = std::function<QMessageBox::StandardButton(QMessageBox& box)>;
-    void setCloseConfirmation(CloseConfirmation confirm) { confirmClose_ = std::move(confirm); }
+    // Shows a question `box` (unsaved work when the window closes; an interrupted export to
+    // resume) and returns the button chosen; replaceable so that the questions can be answered
+    // without a person.
+    using Confirmation = std::function<QMessageBox::StandardButton(QMessageBox& box)>;
+    void setConfirmation(Confirmation confirm) { confirm_ = std::move(confirm); }
 
 signals:
     // After the model's outline and the status line show a newly opened model.
@@ -105,7 +106,7 @@ private:
     int selectedBlock_ = -1;
     QString selectedLayer_;
     QString projectPath_;
-    CloseConfirmation confirmClose_ = [](QMessageBox& box) {
+    Confirmation confirm_ = [](QMessageBox& box) {
         return QMessageBox::StandardButton(box.exec());
     };
 

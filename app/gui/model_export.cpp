@@ -42,7 +42,7 @@ QString exportUnavailable(const quantlens::QuantConfig& method, const QString& f
 void exportModel(const quantlens::Model& model, std::span<const std::int32_t> calibration,
                  const quantlens::QuantConfig& method, const quantlens::CalibrationConfig& config,
                  const QString& format, const QString& directory,
-                 const quantlens::JobContext& job) {
+                 quantlens::Interruption interruption, const quantlens::JobContext& job) {
     const std::string path = directory.toStdString();
     const EngineFormat kind = [&] {
         try {
@@ -56,5 +56,5 @@ void exportModel(const quantlens::Model& model, std::span<const std::int32_t> ca
     quantlens::quantizeToDirectory(model, calibration, method, config, kind, path,
                                    {{"quantlens.method", quantlens::describe(method)},
                                     {"quantlens.source", model.path.string()}},
-                                   job);
+                                   job, interruption);
 }

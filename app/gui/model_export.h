@@ -3,6 +3,7 @@
 #include "export_dialog.h"
 
 #include "quantlens/core/job.h"
+#include "quantlens/formats/model_export.h"
 #include "quantlens/model/model.h"
 #include "quantlens/quantization/model_quantizer.h"
 
@@ -23,8 +24,10 @@ QString exportUnavailable(const quantlens::QuantConfig& method, const QString& f
 
 // Quantizes `model` with `method` into a new directory in `format` through the engine's one export
 // job (quantlens::quantizeToDirectory), which `quantlens-cli quantize` runs too: the directory
-// appears whole or not at all. Throws quantlens::Error for an unknown format or one the method
-// cannot be written in (before quantizing), with the dialog's sentence.
+// appears whole or not at all; with Interruption::Resume an interrupted export's journal is kept
+// and continued. Throws quantlens::Error for an unknown format or one the method cannot be
+// written in (before quantizing), with the dialog's sentence.
 void exportModel(const quantlens::Model& model, std::span<const std::int32_t> calibration,
                  const quantlens::QuantConfig& method, const quantlens::CalibrationConfig& config,
-                 const QString& format, const QString& directory, const quantlens::JobContext& job);
+                 const QString& format, const QString& directory,
+                 quantlens::Interruption interruption, const quantlens::JobContext& job);

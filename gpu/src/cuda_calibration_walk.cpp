@@ -57,6 +57,17 @@ public:
         }
     }
 
+    std::vector<RowMatrix> hiddenStates() const override {
+        useDevice(device_);
+        std::vector<RowMatrix> states;
+        for (int s = 0; s < sequences_; ++s) {
+            RowMatrix state(length_, config_.hiddenSize);
+            hidden_.download({state.data(), sequenceElements()}, s * sequenceElements());
+            states.push_back(std::move(state));
+        }
+        return states;
+    }
+
 private:
     std::size_t sequenceElements() const {
         return static_cast<std::size_t>(length_) * config_.hiddenSize;

@@ -5,6 +5,7 @@
 #include <QDeadlineTimer>
 #include <QDir>
 #include <QProcess>
+#include <QRandomGenerator>
 #include <QRegularExpression>
 #include <QTemporaryDir>
 #include <QThread>
@@ -228,6 +229,125 @@ private slots:
             "method,settings,wbits,bits_per_param,paper_bits_per_param,outlier_fraction,ppl,kl"));
     }
 
+    // A sweep in two shards, merged: the rows of the whole sweep in its order, each as the whole
+    // sweep computed it (only the seconds differ).
+    void shardedSweepMergesIntoTheWholeSweep() {
+        QTemporaryDir dir;
+        const QStringList common = {"sweep",      data("stories260K-hf"),
+                                    "--calib",    data("text/wikitext2-test.txt"),
+                                    "--eval",     data("text/tinystories-valid-excerpt.txt"),
+                                    "--nsamples", "4",
+                                    "--seqlen",   "128",
+                                    "--grid",     "rtn:wbits=2,3,4 gptq:wbits=3"};
+        for (const QString part : {"whole", "1/2", "2/2"}) {
+            QStringList arguments = common;
+            if (part != "whole") arguments << "--shard" << part;
+            arguments << "--out" << dir.filePath(QString(part).replace('/', '-') + ".csv");
+            QCOMPARE(runCli(arguments).exitCode, 0);
+        }
+        const CliRun merge = runCli({"sweep-merge", dir.filePath("2-2.csv"),
+                                     dir.filePath("1-2.csv"), "--out", dir.filePath("merged.csv")});
+        QCOMPARE(merge.exitCode, 0);
+        QVERIFY2(merge.out.contains("(5 rows)"), qPrintable(merge.out));
+        const auto withoutSeconds = [&](const QString& name) {
+            QFile file(dir.filePath(name));
+            if (!file.open(QIODevice::ReadOnly)) return QStringList{"unreadable " + name};
+            QStringList lines = QString::fromUtf8(file.readAll()).trimmed().split('\n');
+            for (QString& line : lines) {
+                QStringList fields = line.split(',');
+                fields.removeAt(fields.size() - 2); // seconds
+                line = fields.join(',');
+            }
+            return lines;
+        };
+        const QStringList whole = withoutSeconds("whole.csv");
+        QCOMPARE(whole.size(), 6);
+        QVERIFY(whole[0].endsWith(",run"));
+        QCOMPARE(withoutSeconds("merged.csv"), whole);
+        // Shard 1 holds the baseline and runs 1 and 3; shard 2 runs 2 and 4.
+        QCOMPARE(withoutSeconds("1-2.csv").size(), 4);
+        QCOMPARE(withoutSeconds("2-2.csv").size(), 3);
+
+        const CliRun twice = runCli({"sweep-merge", dir.filePath("1-2.csv"),
+                                     dir.filePath("1-2.csv"), "--out", dir.filePath("bad.csv")});
+        QCOMPARE(twice.exitCode, 1);
+        QVERIFY2(twice.err.contains(": run 0 is also in "), qPrintable(twice.err));
+        const CliRun missing =
+            runCli({"sweep-merge", dir.filePath("2-2.csv"), "--out", dir.filePath("bad.csv")});
+        QCOMPARE(missing.exitCode, 1);
+        QVERIFY2(missing.err.contains("run 0 is in none of the files"), qPrintable(missing.err));
+        QVERIFY(!QFile::exists(dir.filePath("bad.csv")));
+        QCOMPARE(
+            runCli({"sweep", data("stories260K-hf"), "--calib", data("text/wikitext2-test.txt"),
+                    "--eval", data("text/tinystories-valid-excerpt.txt"), "--grid", "rtn",
+                    "--shard", "3/2", "--out", dir.filePath("bad.csv")})
+                .exitCode,
+            1);
+    }
+
+    // quantize --resume killed with SIGKILL at a random block (no chance to clean up), then run
+    // again: the checkpoint is byte for byte an uninterrupted run's, and neither the journal nor
+    // the killed process's staging directory is left.
+    void killedQuantizeResumesToTheSameBytes() {
+        QTemporaryDir dir;
+        const QStringList arguments = {"quantize",   data("stories260K-hf"),
+                                       "--method",   "spqr",
+                                       "--calib",    data("text/wikitext2-test.txt"),
+                                       "--nsamples", "16",
+                                       "--seqlen",   "256",
+                                       "--format",   "quantlens"};
+        QCOMPARE(runCli(QStringList(arguments) << "--out" << dir.filePath("full")).exitCode, 0);
+
+        const int killAt = QRandomGenerator::global()->bounded(1, 4); // blocks 1–3 of 5
+        qInfo("SIGKILL once block %d is journaled", killAt);
+        const QString journaled =
+            dir.filePath(QString("out.resume/block-%1.safetensors").arg(killAt, 5, 10, QChar('0')));
+        QProcess process;
+        process.start(QString::fromStdString(quantlens::test::cliPath().string()),
+                      QStringList(arguments) << "--out" << dir.filePath("out") << "--resume");
+        QVERIFY(process.waitForStarted());
+        QDeadlineTimer deadline(120000);
+        while (!QFile::exists(journaled) && !deadline.hasExpired() &&
+               process.state() == QProcess::Running)
+            QThread::msleep(2);
+        QVERIFY2(QFile::exists(journaled), "the run never journaled the block");
+        ::kill(static_cast<pid_t>(process.processId()), SIGKILL);
+        QVERIFY(process.waitForFinished(30000));
+        QCOMPARE(process.exitStatus(), QProcess::CrashExit);
+        QVERIFY(!QFile::exists(dir.filePath("out")));
+
+        const CliRun resumed =
+            runCli(QStringList(arguments) << "--out" << dir.filePath("out") << "--resume");
+        QCOMPARE(resumed.exitCode, 0);
+        for (const char* file : {"model.safetensors", "config.json"}) {
+            QFile a(dir.filePath(QString("out/") + file)), b(dir.filePath(QString("full/") + file));
+            QVERIFY(a.open(QIODevice::ReadOnly) && b.open(QIODevice::ReadOnly));
+            QVERIFY2(a.readAll() == b.readAll(), file);
+        }
+        QCOMPARE(QDir(dir.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot),
+                 (QStringList{"full", "out"}));
+
+        // Settings other than the journal's are refused, naming the journal and the reason.
+        process.start(QString::fromStdString(quantlens::test::cliPath().string()),
+                      QStringList(arguments) << "--out" << dir.filePath("again") << "--resume");
+        QVERIFY(process.waitForStarted());
+        deadline = QDeadlineTimer(120000);
+        const QString first = dir.filePath("again.resume/block-00001.safetensors");
+        while (!QFile::exists(first) && !deadline.hasExpired() &&
+               process.state() == QProcess::Running)
+            QThread::msleep(2);
+        ::kill(static_cast<pid_t>(process.processId()), SIGKILL);
+        QVERIFY(process.waitForFinished(30000));
+        const CliRun other =
+            runCli(QStringList(arguments) << "--wbits"
+                                          << "4"
+                                          << "--out" << dir.filePath("again") << "--resume");
+        QCOMPARE(other.exitCode, 1);
+        QVERIFY2(other.err.contains("again.resume: cannot resume: it quantized with other "
+                                    "settings"),
+                 qPrintable(other.err));
+    }
+
     // SIGTERM (as Ctrl-C's SIGINT) cancels the running job: the sweep stops with status 130, its
     // CSV holds only whole rows of the runs that finished, and no temporary file is left.
     void terminatedSweepKeepsFinishedRows() {
@@ -256,7 +376,7 @@ private slots:
         const QStringList lines = QString::fromUtf8(file.readAll()).trimmed().split('\n');
         QVERIFY(lines.size() >= 2 && lines.size() < 18); // header, baseline, finished runs
         for (const QString& line : lines.mid(1))
-            QCOMPARE(line.count(QChar(',')), 8);
+            QCOMPARE(line.count(QChar(',')), 9);
         QCOMPARE(QDir(dir.path()).entryList(QDir::Files | QDir::Hidden), QStringList{"runs.csv"});
     }
 

@@ -158,15 +158,28 @@ void checkReports(const Model& model, const Run& run, bool calibrated) {
     QVERIFY(std::abs(r.paperBitsPerParameter - paperBits / double(parameters)) <= 1e-12);
     QCOMPARE(r.outlierFraction, double(outliers) / double(parameters));
 
-    // Progress: one report per layer, in order, then 1.0 (after SqueezeLLM's Fisher reports).
+    // Progress for the whole run: a start at 0, SqueezeLLM's Fisher reports, one report per layer
+    // in order, each step as long as the layer before it has parameters, then 1.0.
+    QCOMPARE(run.progress.front(), std::make_pair(0.0, std::string("starting")));
     std::vector<std::pair<double, std::string>> progress;
-    for (const auto& report : run.progress)
-        if (!report.second.starts_with("Fisher information")) progress.push_back(report);
+    double lastFisher = 0.0;
+    for (std::size_t i = 1; i < run.progress.size(); ++i) {
+        if (run.progress[i].second.starts_with("Fisher information"))
+            lastFisher = run.progress[i].first;
+        else
+            progress.push_back(run.progress[i]);
+    }
     QCOMPARE(progress.size(), r.layers.size() + 1);
+    QVERIFY(lastFisher <= progress.front().first);
+    const double perParameter =
+        (progress.back().first - progress.front().first) / double(r.parameters);
+    std::int64_t before = 0;
     for (std::size_t k = 0; k < r.layers.size(); ++k) {
         QCOMPARE(progress[k].second,
                  "block " + std::to_string(k / 7) + " " + kLinearLayers[k % 7].name);
-        QVERIFY(k == 0 || progress[k].first > progress[k - 1].first);
+        QVERIFY(std::abs(progress[k].first - progress.front().first -
+                         perParameter * double(before)) <= 1e-12);
+        before += std::int64_t(r.layers[k].rows) * r.layers[k].cols;
     }
     QCOMPARE(progress.back().first, 1.0);
 }

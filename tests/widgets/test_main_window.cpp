@@ -248,7 +248,7 @@ void TestMainWindow::asksToSaveUnsavedWorkOnClose() {
     };
 
     MainWindow window;
-    window.setCloseConfirmation(confirm);
+    window.setConfirmation(confirm);
     window.show();
     QVERIFY(QTest::qWaitForWindowExposed(&window));
     QVERIFY(!window.isWindowModified());
@@ -277,7 +277,7 @@ void TestMainWindow::asksToSaveUnsavedWorkOnClose() {
     QCOMPARE(loadProject(project).sweep.size(), std::size_t(2));
 
     MainWindow discarded; // starts with the sweep list the settings remembered, as saved work
-    discarded.setCloseConfirmation(confirm);
+    discarded.setConfirmation(confirm);
     QCOMPARE(discarded.findChild<QuantSettingsPanel*>()->sweep().size(), std::size_t(2));
     QVERIFY(!discarded.isWindowModified());
     emit discarded.engine().runFinished(run); // only in the autosave: unsaved

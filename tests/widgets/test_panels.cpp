@@ -193,6 +193,7 @@ void TestPanels::jobsPanelShowsProgressAndCancels() {
     QSignalSpy cancel(&panel, &JobsPanel::cancelRequested);
     panel.addJob(7, "Sweep of 3 runs");
     panel.addJob(8, "Export");
+    panel.updateJob(7, 0.0, "starting");
     panel.updateJob(7, 0.25, "run 1/3, block 2 q_proj");
     QTreeWidgetItem* item = panel.jobs()->topLevelItem(0);
     QCOMPARE(item->text(2), QString("run 1/3, block 2 q_proj"));
@@ -216,10 +217,16 @@ void TestPanels::jobsPanelShowsProgressAndCancels() {
 }
 
 void TestPanels::etaFromElapsedAndFraction() {
-    QCOMPARE(etaText(1000, 0.0), QString("estimating…"));
-    QCOMPARE(etaText(30'000, 0.25), QString("1:30 left"));
-    QCOMPARE(etaText(5'000, 0.5), QString("0:05 left"));
-    QCOMPARE(etaText(9'000, 1.0), QString("0:00 left"));
+    quantlens::TimeLeft fresh;
+    QCOMPARE(etaText(fresh.update(0.0, 1.0)), QString("estimating…"));
+    QCOMPARE(etaText(fresh.update(0.25, 31.0)), QString("1:30 left"));
+    QCOMPARE(etaText(fresh.update(1.0, 41.0)), QString("0:00 left"));
+    // A quantization resumed at 60% of the model: 20% done in 10 s leaves 10 s for the last 20%,
+    // not the 2.5 s that crediting this run with the earlier run's 60% would give.
+    quantlens::TimeLeft resumed;
+    QCOMPARE(etaText(resumed.update(0.6, 0.0)), QString("estimating…"));
+    QCOMPARE(etaText(resumed.update(0.605, 1.0)), QString("estimating…"));
+    QCOMPARE(etaText(resumed.update(0.8, 10.0)), QString("0:10 left"));
 }
 
 void TestPanels::exportDialogNeedsADirectory() {

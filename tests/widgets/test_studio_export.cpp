@@ -112,7 +112,7 @@ void TestStudioExport::initTestCase() {
     calibration_ = randomTokens(256, 128);
     const QString reference = scratch_.filePath("reference");
     exportModel(*source_, calibration_, kGptq, {4, 32}, "dense-f32", reference,
-                quantlens::JobContext{});
+                quantlens::Interruption::Restart, quantlens::JobContext{});
     const auto dense = quantlens::loadModel(reference.toStdString());
     for (const quantlens::BlockWeights& block : dense->blocks)
         reference_.push_back(quantlens::FloatTensor(block.wq).matrix());
@@ -189,7 +189,8 @@ void TestStudioExport::writesTheChosenFormat_data() {
 void TestStudioExport::writesTheChosenFormat() {
     QFETCH(QString, format);
     const QString directory = scratch_.filePath(format);
-    exportModel(*source_, calibration_, kGptq, {4, 32}, format, directory, quantlens::JobContext{});
+    exportModel(*source_, calibration_, kGptq, {4, 32}, format, directory,
+                quantlens::Interruption::Restart, quantlens::JobContext{});
     const fs::path path = directory.toStdString();
 
     if (format == "gptq") {
@@ -243,7 +244,7 @@ void TestStudioExport::refusesGptqForOtherMethods() {
     const QString directory = scratch_.filePath("spqr-gptq");
     try {
         exportModel(*source_, calibration_, quantlens::SpqrConfig{}, {4, 32}, "gptq", directory,
-                    quantlens::JobContext{});
+                    quantlens::Interruption::Restart, quantlens::JobContext{});
         QFAIL("an SpQR run was written in the GPTQ layout");
     } catch (const quantlens::Error& error) {
         QCOMPARE(QString(error.what()),
@@ -252,7 +253,7 @@ void TestStudioExport::refusesGptqForOtherMethods() {
     QVERIFY(!QFileInfo::exists(directory));
     try {
         exportModel(*source_, calibration_, kGptq, {4, 32}, "gguf", directory,
-                    quantlens::JobContext{});
+                    quantlens::Interruption::Restart, quantlens::JobContext{});
         QFAIL("an unknown format was written");
     } catch (const quantlens::Error& error) {
         QVERIFY2(QString(error.what()).startsWith(directory + ": unknown export format 'gguf'"),
@@ -286,7 +287,8 @@ void TestStudioExport::cancelHalfwayLeavesNothing() {
     running = &job;
     bool cancelled = false;
     try {
-        exportModel(*source_, calibration_, kGptq, {4, 32}, format, scratch_.filePath(stem), job);
+        exportModel(*source_, calibration_, kGptq, {4, 32}, format, scratch_.filePath(stem),
+                    quantlens::Interruption::Restart, job);
     } catch (const quantlens::Cancelled&) {
         cancelled = true;
     }
@@ -303,7 +305,7 @@ void TestStudioExport::fullDiskLeavesNothing() {
         quantlens::setThreadCount(1); // no OpenMP pool in a forked child
         return quantlens::test::errorOf([&] {
                    exportModel(*source_, calibration_, kGptq, {4, 32}, "dense-f32", directory,
-                               quantlens::JobContext{});
+                               quantlens::Interruption::Restart, quantlens::JobContext{});
                })
             .toStdString();
     });

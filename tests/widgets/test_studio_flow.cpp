@@ -18,6 +18,7 @@
 #include <QDoubleSpinBox>
 #include <QElapsedTimer>
 #include <QMap>
+#include <QMessageBox>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSlider>
@@ -286,10 +287,42 @@ void TestStudioFlow::wholeFlow() {
         }
     screenshot(window, "studio_reopened_export.png");
 
+    // An export to a directory with an interrupted export's journal asks first: Cancel starts
+    // nothing, Start Over discards the journal and exports afresh.
+    const QString interrupted = scratch.filePath("interrupted");
+    QDir().mkpath(interrupted + ".resume");
+    for (const auto& [file, text] :
+         {std::pair<QString, QByteArray>{"run.json", R"({"model": {"blocks": 5}})"},
+          {"block-00000.safetensors", ""},
+          {"block-00001.safetensors", ""}}) {
+        QFile journal(interrupted + ".resume/" + file);
+        QVERIFY(journal.open(QIODevice::WriteOnly));
+        journal.write(text);
+    }
+    QStringList asked;
+    auto answer = QMessageBox::Cancel;
+    window.setConfirmation([&](QMessageBox& box) {
+        asked << box.text() << box.button(QMessageBox::Yes)->text()
+              << box.button(QMessageBox::Discard)->text();
+        return answer;
+    });
+    window.exportRun({0, "dense-f32", interrupted});
+    QCOMPARE(asked, QStringList({"An export to " + QDir::toNativeSeparators(interrupted) +
+                                     " was interrupted after 2 of 5 blocks.",
+                                 "Resume", "Start Over"}));
+    QTest::qWait(200);
+    QCOMPARE(exported.size(), 1);
+    QVERIFY(QFileInfo::exists(interrupted + ".resume"));
+    answer = QMessageBox::Discard;
+    window.exportRun({0, "dense-f32", interrupted});
+    QVERIFY(waitFor(exported, failed, 2, 60'000));
+    QVERIFY(!QFileInfo::exists(interrupted + ".resume"));
+    QVERIFY(QFileInfo::exists(interrupted + "/model.safetensors"));
+
     // The SpQR run as a compressed quantlens checkpoint opens too.
     const QString compressed = scratch.filePath("spqr-w3");
     window.exportRun({1, "quantlens", compressed});
-    QVERIFY(waitFor(exported, failed, 2, 60'000));
+    QVERIFY(waitFor(exported, failed, 3, 60'000));
     shown.clear();
     window.openModel(compressed);
     QVERIFY(waitFor(shown, failed, 1, 20'000));

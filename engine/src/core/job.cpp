@@ -16,7 +16,7 @@ void cancelAllJobs() {
 }
 
 bool JobContext::cancelRequested() const {
-    return cancelled_.load() || allJobsCancelled.load();
+    return cancelled_.load() || allJobsCancelled.load() || (parent_ && parent_->cancelRequested());
 }
 
 void JobContext::checkpoint() const {
@@ -24,6 +24,7 @@ void JobContext::checkpoint() const {
 }
 
 void JobContext::report(double fraction, const std::string& stage) const {
+    if (parent_) parent_->report(begin_ + fraction * (end_ - begin_), stage);
     if (progress_) progress_(fraction, stage);
 }
 

@@ -5,6 +5,7 @@
 #include "quantlens/formats/gptq_checkpoint.h"
 #include "quantlens/formats/model_loading.h"
 #include "quantlens/formats/quantlens_checkpoint.h"
+#include "quantlens/formats/run_journal.h"
 #include "quantlens/io/atomic_directory.h"
 #include "quantlens/model/model.h"
 #include "quantlens/runtime/compressed_linear.h"
@@ -102,13 +103,17 @@ QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int3
                                    const QuantConfig& method, const CalibrationConfig& config,
                                    ExportFormat format, const std::filesystem::path& output,
                                    const std::map<std::string, std::string>& metadata,
-                                   const JobContext& job) {
+                                   const JobContext& job, Interruption interruption) {
     if (!formatHolds(format, method))
         throw Error(output.string(), "the GPTQ layout holds only rtn and gptq layers; a " +
                                          methodName(method) +
                                          " run is written as quantlens or dense");
+    std::optional<RunJournal> journal;
+    if (interruption == Interruption::Resume)
+        journal.emplace(output, model, calibration, method, config, exportFormatName(format));
     const auto quantize = [&](const QuantizedLayerSink& sink) {
-        return quantizeModel(model, calibration, method, config, sink, job);
+        return quantizeModel(model, calibration, method, config, sink, job,
+                             journal ? &*journal : nullptr);
     };
     const auto writeQuantlens = [&](const std::filesystem::path& directory) {
         QuantlensWriter writer(model, directory, metadata);
@@ -119,19 +124,20 @@ QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int3
         writer.commit(); // atomic itself
         return result;
     };
+    QuantizeResult result;
     switch (format) {
     case ExportFormat::Quantlens:
-        return writeQuantlens(output);
+        result = writeQuantlens(output);
+        break;
     case ExportFormat::Gptq: {
         // The GPTQ writer reads the compressed layers back from a quantlens checkpoint, staged
         // beside the output and never committed.
         const AtomicDirectory staging(output.string() + ".quantlens");
-        const QuantizeResult result = writeQuantlens(staging.path() / "quantlens");
+        result = writeQuantlens(staging.path() / "quantlens");
         exportModel(staging.path() / "quantlens", format, output, job);
-        return result;
+        break;
     }
-    default: {
-        QuantizeResult result;
+    default:
         intoAtomicDirectory(output, job, [&](const std::filesystem::path& staging) {
             DenseCheckpointWriter writer(model, staging, denseDType(format), metadata);
             result = quantize(
@@ -139,9 +145,9 @@ QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int3
                     const RowMatrix& weights) { writer.writeLayer(block, name, weights); });
             writer.commit();
         });
-        return result;
     }
-    }
+    if (journal) journal->remove();
+    return result;
 }
 
 ExportResult exportModel(const std::filesystem::path& input, ExportFormat format,
@@ -174,10 +180,10 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
     return result;
 }
 
-} // namespace quantlens
 GgufResult exportGguf(const std::filesystem::path& input, const std::filesystem::path& output,
                       const GgufOptions& options, const JobContext& job) {
     const auto model = loadModel(input, CompressedLayers::Keep);
     return writeGguf(*model, output, options, job);
 }
 
+} // namespace quantlens

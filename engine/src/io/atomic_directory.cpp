@@ -1,8 +1,8 @@
 #include "quantlens/io/atomic_directory.h"
 
+#include "io/staging_names.h"
 #include "quantlens/core/error.h"
 
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -51,16 +51,9 @@ AtomicDirectory::AtomicDirectory(const fs::path& target) : target_(target) {
     if (error)
         throw Error(parent.string(),
                     "cannot create the output's parent directory: " + error.message());
-    static std::atomic<unsigned> counter{0};
+    removeAbandonedStaging(target_);
     for (int attempt = 0; attempt < 100; ++attempt) {
-        // Built by appending: GCC 12 warns falsely (-Wrestrict) on "." + std::string.
-        std::string name = ".";
-        name += target_.filename().string();
-        name += ".tmp.";
-        name += std::to_string(::getpid());
-        name += '.';
-        name += std::to_string(counter++);
-        staging_ = parent / name;
+        staging_ = stagingPath(target_);
         if (::mkdir(staging_.c_str(), 0777) == 0) return;
         if (errno != EEXIST) break;
     }

@@ -1,8 +1,8 @@
 #include "quantlens/io/atomic_file.h"
 
+#include "io/staging_names.h"
 #include "quantlens/core/error.h"
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -18,17 +18,11 @@ std::string errnoText() {
 } // namespace
 
 AtomicFile::AtomicFile(const std::filesystem::path& target) : target_(target) {
-    static std::atomic<unsigned> counter{0};
     const std::filesystem::path directory =
         target.parent_path().empty() ? std::filesystem::path(".") : target.parent_path();
+    removeAbandonedStaging(target);
     for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
-        std::string name = ".";
-        name += target.filename().string();
-        name += ".tmp.";
-        name += std::to_string(::getpid());
-        name += '.';
-        name += std::to_string(counter++);
-        temporary_ = directory / name;
+        temporary_ = stagingPath(target);
         fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd_ < 0 && errno != EEXIST) break;
     }

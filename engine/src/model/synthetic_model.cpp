@@ -2,6 +2,7 @@
 
 #include "quantlens/core/dtype.h"
 #include "quantlens/core/error.h"
+#include "quantlens/core/hash.h"
 #include "quantlens/core/parallel.h"
 #include "quantlens/io/atomic_file.h"
 #include "quantlens/io/safetensors_writer.h"
@@ -35,13 +36,6 @@ std::uint64_t splitmix64(std::uint64_t x) {
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
     x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
     return x ^ (x >> 31);
-}
-
-std::uint64_t fnv1a(const std::string& text) {
-    std::uint64_t hash = 0xcbf29ce484222325ull;
-    for (const char c : text)
-        hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
-    return hash;
 }
 
 // A tensor's stream depends on the seed and its name only, so a model with fewer layers is a

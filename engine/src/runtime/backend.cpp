@@ -79,6 +79,7 @@ public:
             transformer_.runBlock(block, weights, x, cache, 0);
         }
     }
+    std::vector<RowMatrix> hiddenStates() const override { return hidden_; }
 
 private:
     const Transformer& transformer_;

@@ -14,6 +14,10 @@ public:
 
     JobContext() = default;
     explicit JobContext(ProgressFn progress) : progress_(std::move(progress)) {}
+    // A part of `parent`'s work: fractions 0…1 reported here are [begin, end] of the parent's, and
+    // cancelling the parent stops it. `parent` must outlive it.
+    JobContext(const JobContext& parent, double begin, double end)
+        : parent_(&parent), begin_(begin), end_(end) {}
 
     void requestCancel() { cancelled_.store(true); }
     bool cancelRequested() const;
@@ -24,6 +28,8 @@ public:
 private:
     ProgressFn progress_;
     std::atomic<bool> cancelled_{false};
+    const JobContext* parent_ = nullptr;
+    double begin_ = 0.0, end_ = 1.0;
 };
 
 // Cancels every job of the process, now and later: for a SIGINT/SIGTERM handler (async-signal-safe,

@@ -38,17 +38,26 @@ struct ExportResult {
 // layers only.
 bool formatHolds(ExportFormat format, const QuantConfig& method);
 
+// What an interrupted quantization leaves for the next run: nothing (Restart), or a journal
+// beside the output from which a run of the same quantization continues after the last complete
+// block (Resume; formats/run_journal.h).
+enum class Interruption { Restart, Resume };
+
 // The one job behind every quantized output (`quantlens-cli quantize`, the studio's export):
 // quantizes `model` with `method` (quantizeModel) and writes it into `output` in `format`, each
 // layer streamed as it is final (GPTQ: through a staged quantlens checkpoint, as `export` converts
 // it). `metadata` goes into the safetensors header. The directory appears whole or not at all: a
-// failure, a cancel or a full disk leaves no trace and an existing output untouched. Throws Error
-// naming `output` for a format that cannot hold `method`, before quantizing.
+// failure, a cancel or a full disk leaves no trace and an existing output untouched. With
+// Interruption::Resume the journal of an interrupted run is continued (or one is started) and
+// removed once the output is committed; the output is byte for byte what an uninterrupted run
+// writes. Throws Error naming `output` for a format that cannot hold `method`, before quantizing,
+// and naming the journal when it belongs to another run.
 QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int32_t> calibration,
                                    const QuantConfig& method, const CalibrationConfig& config,
                                    ExportFormat format, const std::filesystem::path& output,
                                    const std::map<std::string, std::string>& metadata,
-                                   const JobContext& job);
+                                   const JobContext& job,
+                                   Interruption interruption = Interruption::Restart);
 
 // Reads the quantlens checkpoint `input` (every array validated) and writes `output` in `format`.
 // The output directory appears whole or not at all: a failure, a cancel or a full disk leaves no
@@ -56,7 +65,6 @@ QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int3
 ExportResult exportModel(const std::filesystem::path& input, ExportFormat format,
                          const std::filesystem::path& output, const JobContext& job);
 
-} // namespace quantlens
 // `export --format gguf`: GGUF is one file, not a directory, so it has its own entry point. Loads
 // `input` (a quantlens checkpoint, kept compressed so that its grids can be moved exactly, or any
 // model loadModel reads) and writes the GGUF file `output` (writeGguf, docs/GGUF.md), which
@@ -64,3 +72,4 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
 GgufResult exportGguf(const std::filesystem::path& input, const std::filesystem::path& output,
                       const GgufOptions& options, const JobContext& job);
 
+} // namespace quantlens

@@ -13,6 +13,8 @@
 
 namespace quantlens {
 
+class QuantizeJournal;
+
 struct LayerReport {
     int block = 0;
     std::string name; // "q_proj", …
@@ -48,9 +50,13 @@ using QuantizedLayerSink =
 // Memory: one block in fp32 plus the calibration activations. SqueezeLLM first accumulates the
 // diagonal Fisher of the unquantized model over the calibration sequences (file-backed, see
 // fisher.h) and quantizes each layer from it. RTN needs no calibration; an empty stream skips it
-// (and the output errors).
+// (and the output errors). With a `journal`, each finished block and the calibration states
+// after it are recorded there, and a run continues after the blocks the journal already holds,
+// handing their recorded layers to `sink` first (quantize_journal.h). Progress is reported for
+// the whole run, each layer weighted by its parameters.
 QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> calibrationStream,
                              const QuantConfig& method, const CalibrationConfig& calibration,
-                             const QuantizedLayerSink& sink, const JobContext& job);
+                             const QuantizedLayerSink& sink, const JobContext& job,
+                             QuantizeJournal* journal = nullptr);
 
 } // namespace quantlens

@@ -57,6 +57,9 @@ public:
                                       const JobContext& job) = 0;
     // Every sequence's hidden state ← block `block` of it, on `weights`.
     virtual void advance(int block, const BlockView& weights, const JobContext& job) = 0;
+    // Every sequence's hidden state now [tokens, hidden], in the host's memory: what a resumed
+    // quantization starts its walk from (quantize_journal.h).
+    virtual std::vector<RowMatrix> hiddenStates() const = 0;
 };
 
 // Where the engine's heavy numeric work runs (docs/DESIGN.md): the CPU with Eigen, or a CUDA device
