@@ -7,7 +7,9 @@
 #include "quantlens/core/float_tensor.h"
 #include "quantlens/formats/model_export.h"
 #include "quantlens/formats/model_loading.h"
+#include "quantlens/io/safetensors.h"
 #include "quantlens/io/text_file.h"
+#include "quantlens/model/synthetic_model.h"
 #include "quantlens/model/token_streams.h"
 #include "quantlens/quantization/layer_calibration.h"
 #include "quantlens/quantization/sensitivity.h"
@@ -168,6 +170,53 @@ private slots:
             const RowMatrix reconstructed = Transformer(*dense).forward(calibration, b);
             QVERIFY((fused - reconstructed).cwiseAbs().maxCoeff() < 1e-4f);
         }
+    }
+
+    // The GPTQ layout keeps Qwen2's biases as `bias` tensors and Qwen3's q/k norms beside the
+    // packed layers, byte for byte the source's, on synthetic checkpoints of widths the layout
+    // packs (multiples of 32); the synthetic checkpoints themselves load with their features.
+    void gptqExportKeepsBiasesAndNorms_data() {
+        QTest::addColumn<int>("architecture");
+        QTest::addColumn<QString>("features");
+        QTest::newRow("qwen2") << int(Architecture::Qwen2) << "q/k/v biases";
+        QTest::newRow("qwen3") << int(Architecture::Qwen3) << "q/k norm, head_dim 96 (q 384 wide)";
+    }
+    void gptqExportKeepsBiasesAndNorms() {
+        QFETCH(int, architecture);
+        QFETCH(QString, features);
+        QTemporaryDir dir;
+        const std::filesystem::path root = dir.path().toStdString();
+        SyntheticModelSpec spec = syntheticModelPreset("tiny");
+        spec.architecture = Architecture(architecture);
+        spec.layers = 2;
+        spec.intermediateSize = 512;
+        spec.kvHeads = 2;
+        if (spec.architecture == Architecture::Qwen3) spec.headDim = 96;
+        writeSyntheticModel(spec, root / "source", JobContext{});
+        const auto model = loadModel(root / "source");
+        QCOMPARE(QString::fromStdString(model->config.features()), features);
+        std::vector<std::int32_t> calibration(256);
+        for (std::size_t i = 0; i < calibration.size(); ++i)
+            calibration[i] = std::int32_t(1 + (i * 97) % 500);
+        quantizeToDirectory(*model, calibration, GptqConfig{}, {2, 128}, ExportFormat::Gptq,
+                            root / "gptq", {}, JobContext{});
+        const SafetensorsFile written(root / "gptq/model.safetensors",
+                                      SafetensorsFile::DTypes::Any);
+        int kept = 0;
+        for (std::size_t b = 0; b < model->blocks.size(); ++b)
+            for (const BlockTensorSpec& tensor : kBlockTensors) {
+                if (tensor.kind == BlockTensorKind::Weight ||
+                    !hasBlockTensor(tensor, model->config))
+                    continue;
+                const TensorView& source = model->blocks[b].*tensor.weights;
+                const TensorView* copy = written.find(blockPrefix(int(b)) + tensor.name);
+                QVERIFY2(copy, tensor.name);
+                QCOMPARE(copy->shape, source.shape);
+                QVERIFY(std::equal(copy->data, copy->data + copy->byteSize(), source.data));
+                kept += tensor.kind != BlockTensorKind::Norm;
+            }
+        QCOMPARE(kept, spec.architecture == Architecture::Qwen2 ? 6 : 4);
+        QVERIFY(written.findRaw("model.layers.1.self_attn.q_proj.qweight"));
     }
 
     // The single-layer analysis splits Qwen3's 128-row q_proj and 128-column o_proj into its four

@@ -125,12 +125,16 @@ void matrixRow(std::uint64_t key, const MatrixFactors& f, std::int64_t r, float*
 
 ModelConfig configOf(const SyntheticModelSpec& s) {
     ModelConfig c;
+    c.architecture = s.architecture;
+    c.attentionBias = s.architecture == Architecture::Qwen2;
+    c.qkNorm = s.architecture == Architecture::Qwen3;
+    if (s.architecture == Architecture::Mistral) c.slidingWindow = 4096;
     c.hiddenSize = s.hiddenSize;
     c.intermediateSize = s.intermediateSize;
     c.layerCount = s.layers;
     c.headCount = s.heads;
     c.kvHeadCount = s.kvHeads;
-    c.headDim = defaultHeadDim(s.hiddenSize, s.heads, kSource);
+    c.headDim = s.headDim > 0 ? s.headDim : defaultHeadDim(s.hiddenSize, s.heads, kSource);
     c.vocabSize = s.vocab;
     c.maxPositions = s.maxPositions;
     c.rmsNormEps = 1e-5f;
@@ -138,7 +142,7 @@ ModelConfig configOf(const SyntheticModelSpec& s) {
     return c;
 }
 
-enum class Kind { Matrix, Norm };
+enum class Kind { Matrix, Norm, Bias };
 
 struct PlannedTensor {
     SafetensorsWriter::TensorSpec spec;
@@ -148,19 +152,21 @@ struct PlannedTensor {
 std::vector<PlannedTensor> plan(const SyntheticModelSpec& s) {
     const std::int64_t dim = s.hiddenSize;
     std::vector<PlannedTensor> tensors;
-    const auto add = [&](std::string name, std::vector<std::int64_t> shape) {
-        const Kind kind = shape.size() == 1 ? Kind::Norm : Kind::Matrix;
+    const auto add = [&](std::string name, std::vector<std::int64_t> shape, Kind kind) {
         tensors.push_back({{std::move(name), s.dtype, std::move(shape)}, kind});
     };
     // The order the loader and a block-by-block job read them in.
     const ModelConfig config = configOf(s);
-    add(kEmbeddingTensor, {s.vocab, dim});
+    add(kEmbeddingTensor, {s.vocab, dim}, Kind::Matrix);
     for (int i = 0; i < s.layers; ++i)
         for (const BlockTensorSpec& spec : kBlockTensors)
             if (hasBlockTensor(spec, config))
-                add(blockPrefix(i) + spec.name, blockTensorShape(spec, config));
-    add(kFinalNormTensor, {dim});
-    add(kLmHeadTensor, {s.vocab, dim});
+                add(blockPrefix(i) + spec.name, blockTensorShape(spec, config),
+                    spec.kind == BlockTensorKind::Weight ? Kind::Matrix
+                    : spec.kind == BlockTensorKind::Bias ? Kind::Bias
+                                                         : Kind::Norm);
+    add(kFinalNormTensor, {dim}, Kind::Norm);
+    add(kLmHeadTensor, {s.vocab, dim}, Kind::Matrix);
     return tensors;
 }
 
@@ -175,7 +181,7 @@ void writeConfig(const SyntheticModelSpec& s, const fs::path& file) {
 void generate(const PlannedTensor& t, std::uint64_t seed, std::vector<std::byte>& out,
               const JobContext& job) {
     const std::uint64_t key = tensorKey(seed, t.spec.name);
-    const std::int64_t rows = t.kind == Kind::Norm ? 1 : t.spec.shape[0];
+    const std::int64_t rows = t.kind == Kind::Matrix ? t.spec.shape[0] : 1;
     const std::int64_t cols = t.spec.shape.back();
     const MatrixFactors factors =
         t.kind == Kind::Matrix ? matrixFactors(key, rows, cols) : MatrixFactors{};
@@ -190,6 +196,10 @@ void generate(const PlannedTensor& t, std::uint64_t seed, std::vector<std::byte>
         for (std::int64_t r = task * rowsPerTask; r < end; ++r) {
             if (t.kind == Kind::Matrix) {
                 matrixRow(key, factors, r, values.data());
+            } else if (t.kind == Kind::Bias) {
+                std::mt19937_64 rng(rowSeed(key, r));
+                for (std::int64_t c = 0; c < cols; ++c)
+                    values[c] = static_cast<float>(heavyTailed(rng) * kWeightScale);
             } else {
                 std::mt19937_64 rng(rowSeed(key, r));
                 for (std::int64_t c = 0; c < cols; ++c) // 1 + noise of std ≈ 0.018; exact

@@ -2,6 +2,7 @@
 
 #include "quantlens/core/float_tensor.h"
 #include "quantlens/core/job.h"
+#include "quantlens/model/model_config.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -14,11 +15,14 @@ namespace quantlens {
 // real multi-billion-parameter model can be fetched. Its weights carry no knowledge; quality claims
 // are made on real models only.
 struct SyntheticModelSpec {
+    // Mistral gets a 4096-key window, Qwen2 q/k/v biases, Qwen3 q/k norms (and `headDim`).
+    Architecture architecture = Architecture::Llama;
     int hiddenSize = 4096;
     int intermediateSize = 11008;
     int layers = 32;
     int heads = 32;
     int kvHeads = 32;
+    int headDim = 0; // 0: hiddenSize / heads
     int vocab = 32000;
     int maxPositions = 4096;
     std::string dtype = "F16"; // F16, BF16 or F32
@@ -28,13 +32,13 @@ struct SyntheticModelSpec {
 // "7b" (the LLaMA-7B shape) or "tiny" (dim 256, FFN 688, 4 layers, vocabulary 512, for tests).
 SyntheticModelSpec syntheticModelPreset(std::string_view name);
 
-// Writes `directory`/config.json (LlamaForCausalLM, untied lm_head) and model.safetensors, one
+// Writes `directory`/config.json (the spec's class, untied lm_head) and model.safetensors, one
 // tensor at a time so memory holds at most one tensor. Weights are heavy-tailed (tails like
 // Student-t with 4 degrees of freedom, std ≈ 0.02) with a few outlier input columns (×10–20) and
-// output rows (×4–8), as real LLMs have; norm weights are ≈ 1. The bytes depend only on the spec,
-// identical on every platform and thread count; a tensor depends only on its name, shape and the
-// seed, so a smaller layer count gives a prefix of the same model. Cancelled or failed, it leaves
-// no file.
+// output rows (×4–8), as real LLMs have; norm weights are ≈ 1, biases heavy-tailed with std 0.02.
+// The bytes depend only on the spec, identical on every platform and thread count; a tensor depends
+// only on its name, shape and the seed, so a smaller layer count gives a prefix of the same model.
+// Cancelled or failed, it leaves no file.
 void writeSyntheticModel(const SyntheticModelSpec& spec, const std::filesystem::path& directory,
                          const JobContext& job);
 
