@@ -232,14 +232,6 @@ bool isString(const GgufValue& v, const std::string& expected) {
     return v.type == GgufValueType::String && v.s == expected;
 }
 
-std::vector<std::string> entries(const fs::path& directory) {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(directory))
-        names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 // llama2.c's tok*.bin: int32 max_token_length, then per token a float32 score, an int32 length
 // and the piece's bytes (spaces written as ' ', BOS and EOS as "\n<s>\n" and "\n</s>\n").
 struct Llama2cVocabulary {
@@ -562,7 +554,7 @@ private slots:
                                   "exactly"),
                  qPrintable(message));
         QCOMPARE(test::readBytes(out), std::string("an earlier file"));
-        QCOMPARE(entries(root), (std::vector<std::string>{"q", "q4.gguf"}));
+        QCOMPARE(test::entries(root), (std::vector<std::string>{"q", "q4.gguf"}));
     }
 
     void exactRefusals_data() {
@@ -594,7 +586,7 @@ private slots:
                                ": model.layers.0.self_attn.q_proj.weight does not map exactly to "
                                "Q4_1: ";
         QVERIFY2(message.startsWith(prefix + reason), qPrintable(message));
-        QCOMPARE(entries(root), (std::vector<std::string>{"q"}));
+        QCOMPARE(test::entries(root), (std::vector<std::string>{"q"}));
     }
 
     // Asked-for block types: exact from the grid where the layer's grid is that type, else
@@ -775,7 +767,7 @@ private slots:
         const std::string expected =
             (root / "full.gguf").string() + ": write failed: File too large";
         QVERIFY2(message.compare(0, expected.size(), expected) == 0, message.c_str());
-        QCOMPARE(entries(root), (std::vector<std::string>{"m.gguf"}));
+        QCOMPARE(test::entries(root), (std::vector<std::string>{"m.gguf"}));
     }
 };
 

@@ -129,14 +129,6 @@ Quantized writeQuantlens(const fs::path& model, const QuantConfig& config, const
     return q;
 }
 
-std::vector<std::string> entries(const fs::path& directory) {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(directory))
-        names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 fs::path gptqShapedModel(const fs::path& root) {
     const fs::path dir = root / "synthetic";
     test::writeGptqShapedModel(dir, 5);
@@ -166,8 +158,9 @@ private slots:
         for (const char* format : {"dense-f32", "dense-f16", "dense-bf16"}) {
             const fs::path out = root / format;
             exportModel(root / "q", parseExportFormat(format), out, JobContext{});
-            QCOMPARE(entries(out), (std::vector<std::string>{"config.json", "model.safetensors",
-                                                             "tokenizer.model"}));
+            QCOMPARE(
+                test::entries(out),
+                (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.model"}));
             const std::string dtype = std::string(format) == "dense-f32"   ? "F32"
                                       : std::string(format) == "dense-f16" ? "F16"
                                                                            : "BF16";
@@ -247,7 +240,7 @@ private slots:
         const Quantized q = writeQuantlens(model, config, root / "q", randomTokens(256, 128));
         exportModel(root / "q", ExportFormat::Gptq, root / "gptq", JobContext{});
         QCOMPARE(
-            entries(root / "gptq"),
+            test::entries(root / "gptq"),
             (std::vector<std::string>{"config.json", "model.safetensors", "quantize_config.json"}));
         const int bits = weightBits(config);
         const auto quantization = nlohmann::json::parse(
@@ -361,7 +354,7 @@ private slots:
                  QString("model.layers.0.mlp.gate_proj: is 172×64; the GPTQ layout packs 32 codes "
                          "into 4 words along both dimensions, so in and out features must be "
                          "multiples of 32"));
-        QCOMPARE(entries(root), (std::vector<std::string>{"gptq", "spqr"}));
+        QCOMPARE(test::entries(root), (std::vector<std::string>{"gptq", "spqr"}));
         QCOMPARE(errorOf([&] {
                      exportModel(test::dataPath("stories260K-hf"), ExportFormat::DenseF16,
                                  root / "out", {});
@@ -390,7 +383,7 @@ private slots:
                  QString("model.layers.0.self_attn.q_proj: is quantized with squeezellm; the GPTQ "
                          "layout holds only rtn and gptq layers (export squeezellm as quantlens "
                          "or dense)"));
-        QCOMPARE(entries(root), (std::vector<std::string>{"out", "q"}));
+        QCOMPARE(test::entries(root), (std::vector<std::string>{"out", "q"}));
         QVERIFY(test::readBytes(root / "out/model.safetensors") == before);
 
         // A full disk: the child may write 64 KiB per file; the export fails part-way.
@@ -403,7 +396,7 @@ private slots:
         const std::string expected = (root / "full/model.safetensors").string() +
                                      ": write failed: File too large (while writing tensor '";
         QVERIFY2(message.compare(0, expected.size(), expected) == 0, message.c_str());
-        QCOMPARE(entries(root), (std::vector<std::string>{"out", "q"}));
+        QCOMPARE(test::entries(root), (std::vector<std::string>{"out", "q"}));
     }
 
     // Re-writing a quantlens checkpoint keeps every array.

@@ -56,14 +56,6 @@ Written writeQuantlens(const Model& model, const QuantConfig& config, const fs::
     return written;
 }
 
-std::vector<std::string> entries(const fs::path& directory) {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(directory))
-        names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 std::size_t denseBytes(const Model& model) {
     std::size_t bytes = model.embedding.byteSize() + model.finalNorm.byteSize();
     if (!model.config.tiedEmbeddings) bytes += model.lmHead.byteSize();
@@ -120,8 +112,8 @@ private slots:
         const Written written = writeQuantlens(*model, config, out);
 
         // Nothing but the checkpoint, and no staging or spill files anywhere.
-        QCOMPARE(entries(dir.path().toStdString()), std::vector<std::string>{"model-q"});
-        QCOMPARE(entries(out),
+        QCOMPARE(test::entries(dir.path().toStdString()), std::vector<std::string>{"model-q"});
+        QCOMPARE(test::entries(out),
                  (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.model"}));
         QCOMPARE(test::readBytes(out / "config.json"),
                  test::readBytes(test::dataPath("stories260K-hf/config.json")));
@@ -411,12 +403,12 @@ private slots:
                          ": checkpoint incomplete: layer model.layers.0.self_attn.k_proj was never "
                          "written");
         }
-        QCOMPARE(entries(root), std::vector<std::string>{"out"});
+        QCOMPARE(test::entries(root), std::vector<std::string>{"out"});
         QVERIFY(test::readBytes(out / "model.safetensors") == firstBytes);
 
         // A complete write replaces the old checkpoint in one swap.
         writeQuantlens(*model, RtnConfig{3, 16}, out);
-        QCOMPARE(entries(root), std::vector<std::string>{"out"});
+        QCOMPARE(test::entries(root), std::vector<std::string>{"out"});
         QCOMPARE(metadataOf(out / "model.safetensors", "quantlens.settings"),
                  QString::fromStdString(describe(RtnConfig{3, 16})));
 

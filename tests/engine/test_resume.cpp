@@ -49,14 +49,6 @@ struct RecordingJob {
     JobContext job;
 };
 
-std::vector<std::string> entries(const fs::path& directory) {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(directory))
-        names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 // A pid no process has: a child that has exited and been reaped.
 pid_t deadPid() {
     const pid_t child = ::fork();
@@ -144,7 +136,7 @@ private slots:
         }
         QCOMPARE(resumed.paperBitsPerParameter, uninterrupted.paperBitsPerParameter);
         // The journal has served its purpose; nothing else is left beside the outputs.
-        QCOMPARE(entries(root), (std::vector<std::string>{"full", "out"}));
+        QCOMPARE(test::entries(root), (std::vector<std::string>{"full", "out"}));
     }
 
     // A journal is continued only by the same quantization; anything else is refused, says why,
@@ -231,8 +223,8 @@ private slots:
         AtomicFile file(root / "out");
         file.write("x", 1);
         file.commit();
-        QCOMPARE(entries(root), (std::vector<std::string>{".other.tmp." + dead + ".1",
-                                                          ".out.tmp." + live + ".7", "out"}));
+        QCOMPARE(test::entries(root), (std::vector<std::string>{".other.tmp." + dead + ".1",
+                                                                ".out.tmp." + live + ".7", "out"}));
     }
 };
 

@@ -26,14 +26,6 @@ std::string bytes(std::size_t count, unsigned char start) {
     return data;
 }
 
-std::vector<std::string> filesIn(const fs::path& directory) {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(directory))
-        names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 // The what() of the Error that `action` throws, or "" when it throws none.
 template <typename Action> QString errorOf(Action&& action) {
     try {
@@ -151,7 +143,7 @@ private slots:
         QVERIFY(errorOf([&] {
                     SafetensorsWriter(file, {{"__metadata__", "F32", {1}}});
                 }).contains("reserves for the metadata"));
-        QVERIFY(filesIn(dir.path().toStdString()).empty());
+        QVERIFY(test::entries(dir.path().toStdString()).empty());
     }
 
     void outOfOrderAndWrongSizeWritesThrow() {
@@ -194,15 +186,17 @@ private slots:
             SafetensorsWriter writer(file, {{"a", "F32", {4}}, {"b", "F32", {4}}});
             const std::string data = bytes(16, 0);
             writer.write("a", data.data(), data.size());
-            QCOMPARE(filesIn(dir.path().toStdString()).size(), std::size_t(1)); // the temp file
+            QCOMPARE(test::entries(dir.path().toStdString()).size(),
+                     std::size_t(1)); // the temp file
         }
-        QVERIFY(filesIn(dir.path().toStdString()).empty());
+        QVERIFY(test::entries(dir.path().toStdString()).empty());
 
         // An existing file is left as it was.
         { std::ofstream(file, std::ios::binary) << "old contents"; }
         { SafetensorsWriter writer(file, {{"a", "F32", {4}}}); }
         QCOMPARE(readBytes(file), std::string("old contents"));
-        QCOMPARE(filesIn(dir.path().toStdString()), std::vector<std::string>{"gone.safetensors"});
+        QCOMPARE(test::entries(dir.path().toStdString()),
+                 std::vector<std::string>{"gone.safetensors"});
     }
 
     // A full disk, simulated with a file-size limit: write() fails with EFBIG part-way through
@@ -228,7 +222,8 @@ private slots:
                  QString::fromStdString(file.string() + ": write failed: " + std::strerror(EFBIG) +
                                         " (while writing tensor 'big')"));
         QCOMPARE(readBytes(file), std::string("old contents"));
-        QCOMPARE(filesIn(dir.path().toStdString()), std::vector<std::string>{"full.safetensors"});
+        QCOMPARE(test::entries(dir.path().toStdString()),
+                 std::vector<std::string>{"full.safetensors"});
     }
 
     // After a failed write the file cannot be completed: later writes and commit refuse.
@@ -253,7 +248,7 @@ private slots:
                      " (while writing tensor 'big')\n" + prefix +
                      "cannot write tensor 'big': an earlier write to this file failed\n" + prefix +
                      "cannot commit: an earlier write to this file failed"));
-        QVERIFY(filesIn(dir.path().toStdString()).empty());
+        QVERIFY(test::entries(dir.path().toStdString()).empty());
     }
 };
 

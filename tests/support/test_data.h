@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace quantlens::test {
 
@@ -20,6 +21,9 @@ QString artifactPath(const QString& name);
 // A whole file's bytes, and writing them back (replacing the file); both throw on failure.
 std::string readBytes(const std::filesystem::path& file);
 void writeBytes(const std::filesystem::path& file, const std::string& bytes);
+
+// The names in a directory (hidden ones included), sorted: what a job left behind.
+std::vector<std::string> entries(const std::filesystem::path& directory);
 
 } // namespace quantlens::test
 
