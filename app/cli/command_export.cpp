@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -84,6 +85,52 @@ void runGguf(const ExportOptions& options) {
                         tensor.note.c_str());
 }
 
+nlohmann::json hfSpqrJson(const quantlens::HfSpqrResult& result) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const auto& layer : result.layers)
+        layers.push_back({{"name", layer.name},
+                          {"converted", layer.converted},
+                          {"reason", layer.reason},
+                          {"rows", layer.rows},
+                          {"cols", layer.cols},
+                          {"outliers", layer.outliers},
+                          {"bytes", layer.exportBytes},
+                          {"bits_per_param", layer.bitsPerParameter()},
+                          {"source_bytes", layer.sourceBytes},
+                          {"max_error", layer.maxError}});
+    return {{"converted_layers", result.convertedLayers()},
+            {"dense_layers", int(result.layers.size()) - result.convertedLayers()},
+            {"dense_parameters", result.denseParameters},
+            {"parameters", result.parameters},
+            {"bits_per_param", result.bitsPerParameter},
+            {"source_bits_per_param", result.sourceBitsPerParameter},
+            {"modules_to_not_convert", result.modulesToNotConvert},
+            {"layers", layers}};
+}
+
+// Which layers transformers' SpQR kernels run, which stay fp16 and why, and what that costs.
+void printHfSpqr(const quantlens::HfSpqrResult& result) {
+    const int converted = result.convertedLayers();
+    const int dense = int(result.layers.size()) - converted;
+    double maxError = 0.0;
+    for (const auto& layer : result.layers)
+        maxError = std::max(maxError, layer.maxError);
+    std::printf("transformers' SpQR kernels run %d of %zu linear layers (decoded in fp16 within "
+                "%.3g of the checkpoint's weights)",
+                converted, result.layers.size(), maxError);
+    if (dense == 0) {
+        std::printf("\n");
+    } else {
+        std::printf("; %d stay fp16 in modules_to_not_convert (%.1f%% of the parameters):\n", dense,
+                    100.0 * double(result.denseParameters) / double(result.parameters));
+        for (const auto& layer : result.layers)
+            if (!layer.converted)
+                std::printf("  %-36s %s\n", layer.name.c_str(), layer.reason.c_str());
+    }
+    std::printf("linear layers: %.3f bits per parameter exported, %.3f in the checkpoint\n",
+                result.bitsPerParameter, result.sourceBitsPerParameter);
+}
+
 void run(const ExportOptions& options) {
     if (options.format == "gguf") return runGguf(options);
     if (!options.ggufType.empty() || !options.tokenizer.empty())
@@ -94,20 +141,19 @@ void run(const ExportOptions& options) {
         quantlens::exportModel(options.input, format, options.out, quantlens::JobContext{});
     const double seconds = secondsSince(started);
     if (options.json) {
-        std::cout << nlohmann::json{{"input", options.input},
-                                    {"format", options.format},
-                                    {"out", options.out},
-                                    {"layers", result.layers},
-                                    {"bytes", result.fileBytes},
-                                    {"gptq_checkpoint_format", result.gptqFormat},
-                                    {"seconds", seconds}}
-                         .dump()
-                  << '\n';
+        auto out = nlohmann::json{
+            {"input", options.input},    {"format", options.format},
+            {"out", options.out},        {"layers", result.layers},
+            {"bytes", result.fileBytes}, {"gptq_checkpoint_format", result.gptqFormat},
+            {"seconds", seconds}};
+        if (result.hfSpqr) out["hf_spqr"] = hfSpqrJson(*result.hfSpqr);
+        std::cout << out.dump() << '\n';
         return;
     }
     std::printf("wrote %s (%s, %lld linear layers, model.safetensors %llu bytes, %.2f s)\n",
                 options.out.c_str(), options.format.c_str(), static_cast<long long>(result.layers),
                 static_cast<unsigned long long>(result.fileBytes), seconds);
+    if (result.hfSpqr) printHfSpqr(*result.hfSpqr);
     if (result.gptqFormat == "gptq_v2")
         std::printf("note: some group has zero point 0 next to its largest code, which AutoGPTQ's "
                     "v1 qzeros (zero − 1) cannot hold; wrote checkpoint_format \"gptq_v2\" "
@@ -120,18 +166,19 @@ Command addExportCommand(CLI::App& app) {
     auto options = std::make_shared<ExportOptions>();
     CLI::App* sub = app.add_subcommand(
         "export", "Convert a quantlens checkpoint: re-write it, dequantize it to a dense "
-                  "checkpoint, write the GPTQ layout (rtn/gptq models) or a GGUF file for "
-                  "llama.cpp (any Llama model; see docs/GGUF.md)");
+                  "checkpoint, write the GPTQ layout (rtn/gptq models), transformers' SpQR "
+                  "format (spqr w3 g16 qq3 b2=16 models; see docs/HF_SPQR.md) or a GGUF file "
+                  "for llama.cpp (any Llama model; see docs/GGUF.md)");
     sub->add_option("input", options->input,
                     "quantlens checkpoint directory (gguf: also a Hugging Face directory or a "
                     "llama2.c .bin)")
         ->required()
         ->check(CLI::ExistingPath);
     sub->add_option("--format", options->format,
-                    "quantlens, dense-f32, dense-f16, dense-bf16, gptq or gguf")
+                    "quantlens, dense-f32, dense-f16, dense-bf16, gptq, hf-spqr or gguf")
         ->required()
-        ->check(
-            CLI::IsMember({"quantlens", "dense-f32", "dense-f16", "dense-bf16", "gptq", "gguf"}));
+        ->check(CLI::IsMember(
+            {"quantlens", "dense-f32", "dense-f16", "dense-bf16", "gptq", "hf-spqr", "gguf"}));
     sub->add_option("--out", options->out,
                     "Output directory, or for gguf the .gguf file (replaced atomically)")
         ->required();

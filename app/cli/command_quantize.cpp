@@ -53,6 +53,7 @@ std::string outputDescription(const QuantizeOptions& options) {
     if (options.format == "quantlens")
         return "quantlens, runs compressed with `quantlens-cli eval`";
     if (options.format == "gptq") return "gptq, loads in AutoGPTQ and transformers";
+    if (options.format == "hf-spqr") return "hf-spqr, loads in transformers with spqr_quant";
     return "dense " + options.dtype + ", loads with `quantlens-cli eval`";
 }
 
@@ -131,9 +132,9 @@ Command addQuantizeCommand(CLI::App& app) {
                     "Tokens per calibration sequence (0: min(2048, model context))")
         ->capture_default_str();
     sub->add_option("--format", options->format,
-                    "dense (dequantized weights in --dtype), quantlens (compressed) or gptq "
-                    "(AutoGPTQ layout; rtn and gptq)")
-        ->check(CLI::IsMember({"dense", "quantlens", "gptq"}))
+                    "dense (dequantized weights in --dtype), quantlens (compressed), gptq "
+                    "(AutoGPTQ layout; rtn and gptq) or hf-spqr (transformers; spqr w3 β1=β2=16)")
+        ->check(CLI::IsMember({"dense", "quantlens", "gptq", "hf-spqr"}))
         ->capture_default_str();
     sub->add_option("--dtype", options->dtype, "Output dtype")
         ->check(CLI::IsMember({"F32", "F16", "BF16"}))

@@ -28,6 +28,9 @@ QList<ExportFormat> exportFormats() {
         {keyOf(EngineFormat::DenseF32), QObject::tr("Dense safetensors, F32 (dequantized)")},
         {keyOf(EngineFormat::Gptq),
          QObject::tr("GPTQ checkpoint (AutoGPTQ/transformers layout; RTN and GPTQ runs)")},
+        {keyOf(EngineFormat::HfSpqr),
+         QObject::tr("Hugging Face SpQR (transformers' spqr_quant kernels; SpQR w3, β1 = β2 = 16, "
+                     "3-bit statistics)")},
     };
 }
 
@@ -36,6 +39,18 @@ QString exportUnavailable(const quantlens::QuantConfig& method, const QString& f
         return QObject::tr("The GPTQ checkpoint layout holds RTN and GPTQ runs only; this run is "
                            "%1. Export it as a Quantlens checkpoint or as dense safetensors.")
             .arg(methodLabel(method));
+    if (format == keyOf(EngineFormat::HfSpqr) &&
+        !quantlens::formatHolds(EngineFormat::HfSpqr, method)) {
+        if (!std::holds_alternative<quantlens::SpqrConfig>(method))
+            return QObject::tr("The Hugging Face SpQR format holds SpQR runs only (3-bit weights "
+                               "and statistics, β1 = β2 = 16); this run is %1. Export it as a "
+                               "Quantlens checkpoint or as dense safetensors.")
+                .arg(methodLabel(method));
+        return QObject::tr("The Hugging Face SpQR format holds SpQR runs with 3-bit weights and "
+                           "statistics and β1 = β2 = 16 only: %1. Export it as a Quantlens "
+                           "checkpoint or as dense safetensors.")
+            .arg(QString::fromStdString(quantlens::hfSpqrSettingMismatch(method)));
+    }
     return {};
 }
 

@@ -15,11 +15,12 @@
 
 // Every format the engine exports to (quantlens::ExportFormat), keyed by the engine's names: the
 // compressed `quantlens` checkpoint, dense safetensors (F16/BF16/F32) of the dequantized weights,
-// and the GPTQ checkpoint layout.
+// the GPTQ checkpoint layout and Hugging Face's SpQR format.
 QList<ExportFormat> exportFormats();
 
 // Why a run quantized with `method` cannot be exported as `format`, as a sentence for the user, or
-// empty when it can: the GPTQ layout holds only RTN and GPTQ layers.
+// empty when it can: the GPTQ layout holds only RTN and GPTQ layers, Hugging Face's SpQR format
+// only SpQR w3 with β1 = β2 = 16 and 3-bit statistics.
 QString exportUnavailable(const quantlens::QuantConfig& method, const QString& format);
 
 // Quantizes `model` with `method` into a new directory in `format` through the engine's one export

@@ -25,6 +25,7 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <algorithm>
 #include <cstring>
 
 namespace {
@@ -129,7 +130,8 @@ void TestStudioExport::offersEveryEngineFormat() {
                  format.key);
         QVERIFY(!format.label.isEmpty());
     }
-    QCOMPARE(keys, QStringList({"quantlens", "dense-f16", "dense-bf16", "dense-f32", "gptq"}));
+    QCOMPARE(keys,
+             QStringList({"quantlens", "dense-f16", "dense-bf16", "dense-f32", "gptq", "hf-spqr"}));
 }
 
 void TestStudioExport::dialogOffersGptqOnlyForRtnAndGptqRuns() {
@@ -148,7 +150,10 @@ void TestStudioExport::dialogOffersGptqOnlyForRtnAndGptqRuns() {
     auto* problem = dialog.findChild<QLabel*>("exportProblem");
     QVERIFY(formats && problem);
     dialog.setDirectory("/tmp/out");
-    const int gptq = int(exportFormats().size()) - 1;
+    const QList<ExportFormat> listed = exportFormats();
+    const int gptq = int(std::find_if(listed.begin(), listed.end(),
+                                      [](const ExportFormat& f) { return f.key == "gptq"; }) -
+                         listed.begin());
 
     dialog.setRun(0);
     dialog.setFormat("gptq");

@@ -3,6 +3,7 @@
 #include "quantlens/core/error.h"
 #include "quantlens/formats/dense_checkpoint_writer.h"
 #include "quantlens/formats/gptq_checkpoint.h"
+#include "quantlens/formats/hf_spqr_writer.h"
 #include "quantlens/formats/model_loading.h"
 #include "quantlens/formats/quantlens_checkpoint.h"
 #include "quantlens/formats/run_journal.h"
@@ -48,7 +49,7 @@ QuantizedLayer layerOf(const Model& model, int block, int layer) {
         ->quantizedLayer();
 }
 
-// A dense or GPTQ checkpoint of `model` written into `directory`.
+// A dense, GPTQ or Hugging Face SpQR checkpoint of `model` written into `directory`.
 void writeConverted(const Model& model, ExportFormat format, const std::filesystem::path& directory,
                     const std::map<std::string, std::string>& metadata, const JobContext& job,
                     ExportResult& result) {
@@ -56,6 +57,10 @@ void writeConverted(const Model& model, ExportFormat format, const std::filesyst
     if (format == ExportFormat::Gptq) {
         result.gptqFormat =
             writeGptqCheckpoint(model, directory, job) == GptqZeros::V1 ? "gptq" : "gptq_v2";
+        return;
+    }
+    if (format == ExportFormat::HfSpqr) {
+        result.hfSpqr = writeHfSpqrCheckpoint(model, directory, job);
         return;
     }
     DenseCheckpointWriter writer(model, directory, denseDType(format), metadata);
@@ -72,10 +77,10 @@ void writeConverted(const Model& model, ExportFormat format, const std::filesyst
 ExportFormat parseExportFormat(std::string_view name) {
     for (const ExportFormat format :
          {ExportFormat::Quantlens, ExportFormat::DenseF32, ExportFormat::DenseF16,
-          ExportFormat::DenseBf16, ExportFormat::Gptq})
+          ExportFormat::DenseBf16, ExportFormat::Gptq, ExportFormat::HfSpqr})
         if (exportFormatName(format) == name) return format;
     throw Error("", "unknown export format '" + std::string(name) +
-                        "' (quantlens, dense-f32, dense-f16, dense-bf16 or gptq)");
+                        "' (quantlens, dense-f32, dense-f16, dense-bf16, gptq or hf-spqr)");
 }
 
 std::string exportFormatName(ExportFormat format) {
@@ -90,13 +95,25 @@ std::string exportFormatName(ExportFormat format) {
         return "dense-bf16";
     case ExportFormat::Gptq:
         return "gptq";
+    case ExportFormat::HfSpqr:
+        return "hf-spqr";
     }
     return "?";
 }
 
+std::string formatUnavailable(ExportFormat format, const QuantConfig& method) {
+    if (format == ExportFormat::Gptq && !std::holds_alternative<RtnConfig>(method) &&
+        !std::holds_alternative<GptqConfig>(method))
+        return "the GPTQ layout holds only rtn and gptq layers; a " + methodName(method) +
+               " run is written as quantlens or dense";
+    if (format == ExportFormat::HfSpqr)
+        if (const std::string why = hfSpqrSettingMismatch(method); !why.empty())
+            return "the Hugging Face SpQR format cannot hold this run: " + why;
+    return "";
+}
+
 bool formatHolds(ExportFormat format, const QuantConfig& method) {
-    return format != ExportFormat::Gptq || std::holds_alternative<RtnConfig>(method) ||
-           std::holds_alternative<GptqConfig>(method);
+    return formatUnavailable(format, method).empty();
 }
 
 QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int32_t> calibration,
@@ -104,10 +121,8 @@ QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int3
                                    ExportFormat format, const std::filesystem::path& output,
                                    const std::map<std::string, std::string>& metadata,
                                    const JobContext& job, Interruption interruption) {
-    if (!formatHolds(format, method))
-        throw Error(output.string(), "the GPTQ layout holds only rtn and gptq layers; a " +
-                                         methodName(method) +
-                                         " run is written as quantlens or dense");
+    if (const std::string why = formatUnavailable(format, method); !why.empty())
+        throw Error(output.string(), why);
     std::optional<RunJournal> journal;
     if (interruption == Interruption::Resume)
         journal.emplace(output, model, calibration, method, config, exportFormatName(format));
@@ -129,9 +144,10 @@ QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int3
     case ExportFormat::Quantlens:
         result = writeQuantlens(output);
         break;
-    case ExportFormat::Gptq: {
-        // The GPTQ writer reads the compressed layers back from a quantlens checkpoint, staged
-        // beside the output and never committed.
+    case ExportFormat::Gptq:
+    case ExportFormat::HfSpqr: {
+        // The GPTQ and Hugging Face SpQR writers read the compressed layers back from a quantlens
+        // checkpoint, staged beside the output and never committed.
         const AtomicDirectory staging(output.string() + ".quantlens");
         result = writeQuantlens(staging.path() / "quantlens");
         exportModel(staging.path() / "quantlens", format, output, job);

@@ -2,11 +2,13 @@
 
 #include "quantlens/core/job.h"
 #include "quantlens/formats/gguf_writer.h"
+#include "quantlens/formats/hf_spqr_writer.h"
 #include "quantlens/quantization/model_quantizer.h"
 
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -19,10 +21,12 @@ enum class ExportFormat {
     DenseF32,  // the dequantized weights, for any Hugging Face runtime
     DenseF16,
     DenseBf16,
-    Gptq, // AutoGPTQ / transformers' GPTQ checkpoint layout (rtn and gptq layers)
+    Gptq,   // AutoGPTQ / transformers' GPTQ checkpoint layout (rtn and gptq layers)
+    HfSpqr, // transformers' SpQR format (spqr w3, β1 = β2 = 16, qq 3; docs/HF_SPQR.md)
 };
 
-// "quantlens", "dense-f32", "dense-f16", "dense-bf16", "gptq"; throws Error for anything else.
+// "quantlens", "dense-f32", "dense-f16", "dense-bf16", "gptq", "hf-spqr"; throws Error for
+// anything else.
 ExportFormat parseExportFormat(std::string_view name);
 std::string exportFormatName(ExportFormat format);
 
@@ -32,10 +36,14 @@ struct ExportResult {
     // GPTQ exports: the checkpoint_format written, "gptq" (zero − 1 in qzeros, AutoGPTQ's v1) or
     // "gptq_v2" (the zero itself) when some group has a zero point of 0 next to its largest code.
     std::string gptqFormat;
+    // hf-spqr exports: which linear layers the kernels run and which stay fp16, and the bits.
+    std::optional<HfSpqrResult> hfSpqr;
 };
 
-// Whether `format` can hold layers quantized with `method`: the GPTQ layout holds RTN and GPTQ
-// layers only.
+// Why `format` cannot hold layers quantized with `method`, as a sentence naming the method or the
+// setting, or "" when it can: the GPTQ layout holds RTN and GPTQ layers only, the Hugging Face
+// SpQR format SpQR with wbits 3, groupsize 16, qq_bits 3 and stats_groupsize 16 only.
+std::string formatUnavailable(ExportFormat format, const QuantConfig& method);
 bool formatHolds(ExportFormat format, const QuantConfig& method);
 
 // What an interrupted quantization leaves for the next run: nothing (Restart), or a journal
@@ -45,13 +53,13 @@ enum class Interruption { Restart, Resume };
 
 // The one job behind every quantized output (`quantlens-cli quantize`, the studio's export):
 // quantizes `model` with `method` (quantizeModel) and writes it into `output` in `format`, each
-// layer streamed as it is final (GPTQ: through a staged quantlens checkpoint, as `export` converts
-// it). `metadata` goes into the safetensors header. The directory appears whole or not at all: a
-// failure, a cancel or a full disk leaves no trace and an existing output untouched. With
-// Interruption::Resume the journal of an interrupted run is continued (or one is started) and
-// removed once the output is committed; the output is byte for byte what an uninterrupted run
-// writes. Throws Error naming `output` for a format that cannot hold `method`, before quantizing,
-// and naming the journal when it belongs to another run.
+// layer streamed as it is final (GPTQ and hf-spqr: through a staged quantlens checkpoint, as
+// `export` converts it). `metadata` goes into the safetensors header. The directory appears whole
+// or not at all: a failure, a cancel or a full disk leaves no trace and an existing output
+// untouched. With Interruption::Resume the journal of an interrupted run is continued (or one is
+// started) and removed once the output is committed; the output is byte for byte what an
+// uninterrupted run writes. Throws Error naming `output` for a format that cannot hold `method`
+// (formatUnavailable), before quantizing, and naming the journal when it belongs to another run.
 QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int32_t> calibration,
                                    const QuantConfig& method, const CalibrationConfig& config,
                                    ExportFormat format, const std::filesystem::path& output,
