@@ -7,6 +7,9 @@
 
 #include <QObject>
 
+#include <cstring>
+#include <optional>
+
 namespace {
 
 // The engine's formats; ExportFormat is the dialog's key and label.
@@ -14,6 +17,23 @@ using EngineFormat = quantlens::ExportFormat;
 
 QString keyOf(EngineFormat format) {
     return QString::fromStdString(quantlens::exportFormatName(format));
+}
+
+// GGUF is a file, not a directory, so it is no EngineFormat: "gguf" is the exact export,
+// "gguf-q8_0" and the like ask for that type (an approximation with its error measured).
+constexpr const char* kGgufKey = "gguf";
+
+std::optional<quantlens::GgufOptions> ggufOptions(const QString& format) {
+    if (format == kGgufKey) return quantlens::GgufOptions{};
+    if (!format.startsWith(QString(kGgufKey) + "-")) return std::nullopt;
+    quantlens::GgufOptions options;
+    options.type =
+        quantlens::parseGgufType(format.mid(int(std::strlen(kGgufKey)) + 1).toStdString());
+    return options;
+}
+
+QString ggufKey(quantlens::GgufType type) {
+    return QString(kGgufKey) + "-" + QString::fromStdString(quantlens::ggufTypeName(type));
 }
 
 } // namespace
@@ -31,6 +51,13 @@ QList<ExportFormat> exportFormats() {
         {keyOf(EngineFormat::HfSpqr),
          QObject::tr("Hugging Face SpQR (transformers' spqr_quant kernels; SpQR w3, β1 = β2 = 16, "
                      "3-bit statistics)")},
+        {kGgufKey, QObject::tr("GGUF file for llama.cpp, exact (RTN/GPTQ grids as Q4_1/Q5_1/Q8_0 "
+                               "blocks; refused where a grid is no block type)")},
+        {ggufKey(quantlens::GgufType::Q8_0),
+         QObject::tr(
+             "GGUF file for llama.cpp, Q8_0 (requantized where not exact; error reported)")},
+        {ggufKey(quantlens::GgufType::F16),
+         QObject::tr("GGUF file for llama.cpp, F16 (dequantized weights)")},
     };
 }
 
@@ -51,6 +78,11 @@ QString exportUnavailable(const quantlens::QuantConfig& method, const QString& f
                            "checkpoint or as dense safetensors.")
             .arg(QString::fromStdString(quantlens::hfSpqrSettingMismatch(method)));
     }
+    if (format == kGgufKey && !std::holds_alternative<quantlens::RtnConfig>(method) &&
+        !std::holds_alternative<quantlens::GptqConfig>(method))
+        return QObject::tr("An exact GGUF holds RTN and GPTQ grids only; this run is %1. Export "
+                           "it as GGUF Q8_0 or F16 (an approximation, its error reported).")
+            .arg(methodLabel(method));
     return {};
 }
 
@@ -59,6 +91,15 @@ void exportModel(const quantlens::Model& model, std::span<const std::int32_t> ca
                  const QString& format, const QString& directory,
                  quantlens::Interruption interruption, const quantlens::JobContext& job) {
     const std::string path = directory.toStdString();
+    const std::map<std::string, std::string> metadata = {
+        {"quantlens.method", quantlens::describe(method)},
+        {"quantlens.source", model.path.string()}};
+    if (const auto gguf = ggufOptions(format)) {
+        if (const QString why = exportUnavailable(method, format); !why.isEmpty())
+            throw quantlens::Error(path, why.toStdString());
+        quantlens::quantizeToGguf(model, calibration, method, config, path, *gguf, metadata, job);
+        return;
+    }
     const EngineFormat kind = [&] {
         try {
             return quantlens::parseExportFormat(format.toStdString());
@@ -68,8 +109,6 @@ void exportModel(const quantlens::Model& model, std::span<const std::int32_t> ca
     }();
     if (const QString why = exportUnavailable(method, format); !why.isEmpty())
         throw quantlens::Error(path, why.toStdString());
-    quantlens::quantizeToDirectory(model, calibration, method, config, kind, path,
-                                   {{"quantlens.method", quantlens::describe(method)},
-                                    {"quantlens.source", model.path.string()}},
-                                   job, interruption);
+    quantlens::quantizeToDirectory(model, calibration, method, config, kind, path, metadata, job,
+                                   interruption);
 }

@@ -1,6 +1,7 @@
 #include "error_text.h"
 #include "export_dialog.h"
 #include "file_size_limit.h"
+#include "gguf_reader.h"
 #include "model_export.h"
 #include "synthetic_fixtures.h"
 #include "test_data.h"
@@ -92,6 +93,7 @@ private slots:
     void writesTheChosenFormat_data();
     void writesTheChosenFormat();
     void refusesGptqForOtherMethods();
+    void writesGguf();
     void cancelHalfwayLeavesNothing_data();
     void cancelHalfwayLeavesNothing();
     void fullDiskLeavesNothing();
@@ -125,13 +127,15 @@ void TestStudioExport::offersEveryEngineFormat() {
     QStringList keys;
     for (const ExportFormat& format : exportFormats()) {
         keys << format.key;
-        QCOMPARE(QString::fromStdString(quantlens::exportFormatName(
-                     quantlens::parseExportFormat(format.key.toStdString()))),
-                 format.key);
+        if (!format.key.startsWith("gguf"))
+            QCOMPARE(QString::fromStdString(quantlens::exportFormatName(
+                         quantlens::parseExportFormat(format.key.toStdString()))),
+                     format.key);
         QVERIFY(!format.label.isEmpty());
     }
-    QCOMPARE(keys,
-             QStringList({"quantlens", "dense-f16", "dense-bf16", "dense-f32", "gptq", "hf-spqr"}));
+    // GGUF is a file: exact, or a type the engine's GGUF writer names (ggml's names).
+    QCOMPARE(keys, QStringList({"quantlens", "dense-f16", "dense-bf16", "dense-f32", "gptq",
+                                "hf-spqr", "gguf", "gguf-q8_0", "gguf-f16"}));
 }
 
 void TestStudioExport::dialogOffersGptqOnlyForRtnAndGptqRuns() {
@@ -257,11 +261,11 @@ void TestStudioExport::refusesGptqForOtherMethods() {
     }
     QVERIFY(!QFileInfo::exists(directory));
     try {
-        exportModel(*source_, calibration_, kGptq, {4, 32}, "gguf", directory,
+        exportModel(*source_, calibration_, kGptq, {4, 32}, "exl2", directory,
                     quantlens::Interruption::Restart, quantlens::JobContext{});
         QFAIL("an unknown format was written");
     } catch (const quantlens::Error& error) {
-        QVERIFY2(QString(error.what()).startsWith(directory + ": unknown export format 'gguf'"),
+        QVERIFY2(QString(error.what()).startsWith(directory + ": unknown export format 'exl2'"),
                  error.what());
     }
 }
@@ -318,6 +322,32 @@ void TestStudioExport::fullDiskLeavesNothing() {
         directory.toStdString() + "/model.safetensors: write failed: File too large";
     QVERIFY2(message.compare(0, expected.size(), expected) == 0, message.c_str());
     QCOMPARE(traces(scratch_.path(), "full-disk"), QStringList{});
+}
+
+// GGUF from the studio: one file for llama.cpp. An exact GGUF is greyed out for runs whose
+// layers are no block type; GGUF Q8_0 is offered for any run and holds the run's weights within
+// Q8_0's rounding (rows of 172, not whole blocks, fall back to F16 as llama.cpp's do).
+void TestStudioExport::writesGguf() {
+    QUANTLENS_REQUIRE_DATA("stories260K-hf");
+    QVERIFY(exportUnavailable(quantlens::SpqrConfig{}, "gguf")
+                .startsWith("An exact GGUF holds RTN and GPTQ grids only; this run is SpQR"));
+    QVERIFY(exportUnavailable(quantlens::SpqrConfig{}, "gguf-q8_0").isEmpty());
+    const auto model = quantlens::loadModel(quantlens::test::dataPath("stories260K-hf"));
+    const QString file = scratch_.filePath("stories.gguf");
+    const quantlens::RtnConfig rtn{8, 32};
+    exportModel(*model, {}, rtn, {4, 32}, "gguf-q8_0", file, quantlens::Interruption::Restart,
+                quantlens::JobContext{});
+    const quantlens::test::GgufFile gguf(file.toStdString());
+    QCOMPARE(gguf.tensor("blk.0.attn_v.weight").type,
+             std::uint32_t(quantlens::test::GgmlType::Q8_0));
+    QCOMPARE(gguf.tensor("blk.0.ffn_down.weight").type,
+             std::uint32_t(quantlens::test::GgmlType::F16));
+    const std::vector<float> written = gguf.values("blk.0.attn_v.weight");
+    const quantlens::RowMatrix original = quantlens::FloatTensor(model->blocks[0].wv).matrix();
+    const float scale = original.cwiseAbs().maxCoeff();
+    for (Eigen::Index i = 0; i < original.size(); ++i)
+        QVERIFY(std::abs(written[std::size_t(i)] - original.data()[i]) <= scale / 64);
+    QCOMPARE(traces(scratch_.path(), "stories.gguf"), QStringList{"stories.gguf"});
 }
 
 QTEST_MAIN(TestStudioExport)

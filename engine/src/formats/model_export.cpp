@@ -202,4 +202,16 @@ GgufResult exportGguf(const std::filesystem::path& input, const std::filesystem:
     return writeGguf(*model, output, options, job);
 }
 
+GgufResult quantizeToGguf(const Model& model, std::span<const std::int32_t> calibration,
+                          const QuantConfig& method, const CalibrationConfig& config,
+                          const std::filesystem::path& file, const GgufOptions& options,
+                          const std::map<std::string, std::string>& metadata,
+                          const JobContext& job) {
+    const AtomicDirectory staging(file.string() + ".quantlens");
+    const std::filesystem::path checkpoint = staging.path() / "quantlens";
+    quantizeToDirectory(model, calibration, method, config, ExportFormat::Quantlens, checkpoint,
+                        metadata, JobContext(job, 0.0, 0.95));
+    return exportGguf(checkpoint, file, options, JobContext(job, 0.95, 1.0));
+}
+
 } // namespace quantlens

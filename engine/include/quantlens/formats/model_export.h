@@ -80,4 +80,14 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
 GgufResult exportGguf(const std::filesystem::path& input, const std::filesystem::path& output,
                       const GgufOptions& options, const JobContext& job);
 
+// Quantizes `model` with `method` and writes the GGUF file `file` (the studio's GGUF export):
+// through a quantlens checkpoint staged beside the file and never committed, as exportGguf reads
+// one. The file appears whole or not at all; an exact export whose grids are no GGUF block type
+// is refused after quantizing, with the layer and the reason.
+GgufResult quantizeToGguf(const Model& model, std::span<const std::int32_t> calibration,
+                          const QuantConfig& method, const CalibrationConfig& config,
+                          const std::filesystem::path& file, const GgufOptions& options,
+                          const std::map<std::string, std::string>& metadata,
+                          const JobContext& job);
+
 } // namespace quantlens
