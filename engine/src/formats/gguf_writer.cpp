@@ -1,5 +1,6 @@
 #include "quantlens/formats/gguf_writer.h"
 
+#include "formats/gguf_blocks.h"
 #include "formats/original_order.h"
 #include "formats/rope_rows.h"
 #include "quantlens/core/dtype.h"
@@ -33,12 +34,6 @@ static_assert(std::endian::native == std::endian::little,
 constexpr std::uint32_t kGgufVersion = 3;
 constexpr std::uint32_t kAlignment = 32;   // general.alignment, ggml's GGUF_DEFAULT_ALIGNMENT
 constexpr std::uint32_t kQuantVersion = 2; // general.quantization_version, GGML_QNT_VERSION
-constexpr int kBlock = 32;                 // QK8_0 = QK4_1 = QK5_1
-
-// llama.cpp's names for a block's linear layers (src/llama-arch.cpp, LLM_ARCH_LLAMA), in
-// kLinearLayers order: q, k, v, o, gate, up, down.
-constexpr std::array<const char*, kLinearLayerCount> kGgufLinearNames{
-    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
 std::string format(const char* pattern, double value) {
     char text[64];
@@ -161,7 +156,7 @@ private:
 // block_q8_0: fp16 d, then 32 int8 codes; weight j = d·q[j].
 void packQ8_0(std::uint16_t d, const std::int8_t* q, std::uint8_t* out) {
     std::memcpy(out, &d, 2);
-    std::memcpy(out + 2, q, kBlock);
+    std::memcpy(out + 2, q, gguf::kBlock);
 }
 
 // block_q4_1: fp16 d, fp16 m, 16 bytes whose low nibble is code j and high nibble code j + 16;
@@ -169,8 +164,8 @@ void packQ8_0(std::uint16_t d, const std::int8_t* q, std::uint8_t* out) {
 void packQ4_1(std::uint16_t d, std::uint16_t m, const std::uint8_t* q, std::uint8_t* out) {
     std::memcpy(out, &d, 2);
     std::memcpy(out + 2, &m, 2);
-    for (int j = 0; j < kBlock / 2; ++j)
-        out[4 + j] = static_cast<std::uint8_t>((q[j] & 0x0f) | (q[j + kBlock / 2] << 4));
+    for (int j = 0; j < gguf::kBlock / 2; ++j)
+        out[4 + j] = static_cast<std::uint8_t>((q[j] & 0x0f) | (q[j + gguf::kBlock / 2] << 4));
 }
 
 // block_q5_1: fp16 d, fp16 m, a uint32 whose bit j is bit 4 of code j, then the low nibbles as
@@ -179,11 +174,12 @@ void packQ5_1(std::uint16_t d, std::uint16_t m, const std::uint8_t* q, std::uint
     std::memcpy(out, &d, 2);
     std::memcpy(out + 2, &m, 2);
     std::uint32_t high = 0;
-    for (int j = 0; j < kBlock; ++j)
+    for (int j = 0; j < gguf::kBlock; ++j)
         high |= static_cast<std::uint32_t>((q[j] >> 4) & 1) << j;
     std::memcpy(out + 4, &high, 4);
-    for (int j = 0; j < kBlock / 2; ++j)
-        out[8 + j] = static_cast<std::uint8_t>((q[j] & 0x0f) | ((q[j + kBlock / 2] & 0x0f) << 4));
+    for (int j = 0; j < gguf::kBlock / 2; ++j)
+        out[8 + j] =
+            static_cast<std::uint8_t>((q[j] & 0x0f) | ((q[j + gguf::kBlock / 2] & 0x0f) << 4));
 }
 
 void packAffine(GgufType type, std::uint16_t d, std::uint16_t m, const std::uint8_t* q,
@@ -194,55 +190,29 @@ void packAffine(GgufType type, std::uint16_t d, std::uint16_t m, const std::uint
         packQ5_1(d, m, q, out);
 }
 
-// The 32 weights of a block, as ggml's dequantize_row_* computes them.
-void decodeBlock(GgufType type, const std::uint8_t* in, float* out) {
-    std::uint16_t dBits = 0, mBits = 0;
-    std::memcpy(&dBits, in, 2);
-    const float d = f16ToFloat(dBits);
-    if (type == GgufType::Q8_0) {
-        for (int j = 0; j < kBlock; ++j)
-            out[j] = static_cast<float>(static_cast<std::int8_t>(in[2 + j])) * d;
-        return;
-    }
-    std::memcpy(&mBits, in + 2, 2);
-    const float m = f16ToFloat(mBits);
-    std::uint32_t high = 0;
-    const std::uint8_t* low = in + 4;
-    if (type == GgufType::Q5_1) {
-        std::memcpy(&high, in + 4, 4);
-        low = in + 8;
-    }
-    for (int j = 0; j < kBlock / 2; ++j) {
-        const int q0 = (low[j] & 0x0f) | static_cast<int>(((high >> j) & 1) << 4);
-        const int q1 = (low[j] >> 4) | static_cast<int>(((high >> (j + 16)) & 1) << 4);
-        out[j] = static_cast<float>(q0) * d + m;
-        out[j + kBlock / 2] = static_cast<float>(q1) * d + m;
-    }
-}
-
 // ggml's reference quantizers (quantize_row_q8_0_ref, _q4_1_ref, _q5_1_ref): what llama.cpp's
 // own quantize writes for these weights.
 void requantizeBlock(GgufType type, const float* x, std::uint8_t* out) {
     if (type == GgufType::Q8_0) {
         float amax = 0.0f;
-        for (int j = 0; j < kBlock; ++j)
+        for (int j = 0; j < gguf::kBlock; ++j)
             amax = std::max(amax, std::abs(x[j]));
         const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        std::int8_t q[kBlock];
-        for (int j = 0; j < kBlock; ++j)
+        std::int8_t q[gguf::kBlock];
+        for (int j = 0; j < gguf::kBlock; ++j)
             q[j] = static_cast<std::int8_t>(std::round(x[j] * id));
         packQ8_0(floatToF16(d), q, out);
         return;
     }
     const int maxCode = type == GgufType::Q4_1 ? 15 : 31;
     float low = FLT_MAX, high = -FLT_MAX;
-    for (int j = 0; j < kBlock; ++j) {
+    for (int j = 0; j < gguf::kBlock; ++j) {
         low = std::min(low, x[j]);
         high = std::max(high, x[j]);
     }
     const float d = (high - low) / static_cast<float>(maxCode), id = d != 0.0f ? 1.0f / d : 0.0f;
-    std::uint8_t q[kBlock];
-    for (int j = 0; j < kBlock; ++j)
+    std::uint8_t q[gguf::kBlock];
+    for (int j = 0; j < gguf::kBlock; ++j)
         q[j] = static_cast<std::uint8_t>(
             std::min(maxCode, static_cast<int>((x[j] - low) * id + 0.5f)));
     packAffine(type, floatToF16(d), floatToF16(low), q, out);
@@ -284,8 +254,8 @@ std::string gridMismatch(const QuantizedLayer& layer, const CompressedMatrix& m,
     if (bits > codeBitsOf(type))
         return "its " + std::to_string(bits) + "-bit codes do not fit the " +
                std::to_string(codeBitsOf(type)) + "-bit codes of " + upper(type);
-    for (int c0 = 0; c0 + kBlock <= cols; c0 += kBlock)
-        for (int c = c0 + 1; c < c0 + kBlock; ++c) {
+    for (int c0 = 0; c0 + gguf::kBlock <= cols; c0 += gguf::kBlock)
+        for (int c = c0 + 1; c < c0 + gguf::kBlock; ++c) {
             const int g0 = order.group[static_cast<std::size_t>(c0)],
                       g = order.group[static_cast<std::size_t>(c)];
             if (g == g0) continue;
@@ -339,7 +309,7 @@ std::string gridMismatch(const QuantizedLayer& layer, const CompressedMatrix& m,
 std::vector<std::uint8_t> gridBlocks(const QuantizedLayer& layer, const CompressedMatrix& m,
                                      const OriginalOrder& order, GgufType type,
                                      const std::vector<int>& rowOf) {
-    const int rows = layer.rows, cols = layer.cols, blocks = cols / kBlock;
+    const int rows = layer.rows, cols = layer.cols, blocks = cols / gguf::kBlock;
     const std::size_t blockBytes = ggufBlockBytes(type);
     std::vector<std::uint8_t> out(static_cast<std::size_t>(rows) * blocks * blockBytes);
     const StoredTensor& scales = layer.tensors.at("scales");
@@ -349,20 +319,21 @@ std::vector<std::uint8_t> gridBlocks(const QuantizedLayer& layer, const Compress
         const std::uint16_t* codes = order.codes.data() + static_cast<std::size_t>(r) * cols;
         for (int b = 0; b < blocks; ++b) {
             const std::size_t i = static_cast<std::size_t>(r) * m.groups +
-                                  order.group[static_cast<std::size_t>(b * kBlock)];
+                                  order.group[static_cast<std::size_t>(b * gguf::kBlock)];
             const std::uint16_t d = scales.at<std::uint16_t>(i);
             const float zero = zeros.f16At(i);
             std::uint8_t* block =
                 out.data() + (static_cast<std::size_t>(to) * blocks + b) * blockBytes;
             if (type == GgufType::Q8_0) {
-                std::int8_t q[kBlock];
-                for (int j = 0; j < kBlock; ++j)
-                    q[j] = static_cast<std::int8_t>(codes[b * kBlock + j] - static_cast<int>(zero));
+                std::int8_t q[gguf::kBlock];
+                for (int j = 0; j < gguf::kBlock; ++j)
+                    q[j] = static_cast<std::int8_t>(codes[b * gguf::kBlock + j] -
+                                                    static_cast<int>(zero));
                 packQ8_0(d, q, block);
             } else {
-                std::uint8_t q[kBlock];
-                for (int j = 0; j < kBlock; ++j)
-                    q[j] = static_cast<std::uint8_t>(codes[b * kBlock + j]);
+                std::uint8_t q[gguf::kBlock];
+                for (int j = 0; j < gguf::kBlock; ++j)
+                    q[j] = static_cast<std::uint8_t>(codes[b * gguf::kBlock + j]);
                 packAffine(type, d, floatToF16(blockMinimum(scales.f16At(i), zero)), q, block);
             }
         }
@@ -389,8 +360,8 @@ std::vector<std::uint8_t> encode(GgufType type, const RowMatrix& values) {
         }
         break;
     default:
-        for (std::size_t b = 0; b < n / kBlock; ++b)
-            requantizeBlock(type, x + b * kBlock, out.data() + b * ggufBlockBytes(type));
+        for (std::size_t b = 0; b < n / gguf::kBlock; ++b)
+            requantizeBlock(type, x + b * gguf::kBlock, out.data() + b * ggufBlockBytes(type));
     }
     return out;
 }
@@ -410,8 +381,9 @@ std::vector<float> decode(GgufType type, const std::vector<std::uint8_t>& bytes,
         }
         break;
     default:
-        for (std::size_t b = 0; b < n / kBlock; ++b)
-            decodeBlock(type, bytes.data() + b * ggufBlockBytes(type), out.data() + b * kBlock);
+        for (std::size_t b = 0; b < n / gguf::kBlock; ++b)
+            gguf::decodeBlock(type, bytes.data() + b * ggufBlockBytes(type),
+                              out.data() + b * gguf::kBlock);
     }
     return out;
 }
@@ -596,7 +568,7 @@ std::vector<PlannedTensor> planTensors(const Model& model, const GgufOptions& op
         const GgufType stored = ggufTypeOf(view.dtype);
         if (norm || !requested) {
             t.type = norm ? GgufType::F32 : stored;
-        } else if (isBlockType(*requested) && t.cols % kBlock != 0) {
+        } else if (isBlockType(*requested) && t.cols % gguf::kBlock != 0) {
             t.type = GgufType::F16;
             t.note = fallbackNote(t.cols, *requested, t.type);
         } else {
@@ -609,7 +581,7 @@ std::vector<PlannedTensor> planTensors(const Model& model, const GgufOptions& op
     const auto linear = [&](int block, int layer) {
         const LinearLayerSpec& spec = kLinearLayers[static_cast<std::size_t>(layer)];
         const std::string name = "blk." + std::to_string(block) + "." +
-                                 kGgufLinearNames[static_cast<std::size_t>(layer)] + ".weight";
+                                 gguf::kLinearNames[static_cast<std::size_t>(layer)] + ".weight";
         const bool rope = spec.rotary && c.ropeLayout == RopeLayout::RotateHalf;
         if (!compressed) {
             dense(name, model.blocks[static_cast<std::size_t>(block)].*spec.weights, false, rope);
@@ -629,7 +601,7 @@ std::vector<PlannedTensor> planTensors(const Model& model, const GgufOptions& op
         if (!isBlockType(wanted)) {
             t.type = wanted;
             t.method = wanted == GgufType::F32 ? "dequantized" : "rounded";
-        } else if (t.cols % kBlock != 0) {
+        } else if (t.cols % gguf::kBlock != 0) {
             t.type = requested ? GgufType::F16 : GgufType::F32;
             t.method = requested ? "rounded" : "dequantized";
             t.note = fallbackNote(t.cols, wanted, t.type);
@@ -673,10 +645,10 @@ std::vector<PlannedTensor> planTensors(const Model& model, const GgufOptions& op
     for (int b = 0; b < c.layerCount; ++b) {
         const BlockWeights& w = model.blocks[static_cast<std::size_t>(b)];
         const std::string prefix = "blk." + std::to_string(b) + ".";
-        dense(prefix + "attn_norm.weight", w.attnNorm, true, false);
+        dense(prefix + gguf::kAttentionNorm + ".weight", w.attnNorm, true, false);
         for (int i = 0; i < 4; ++i)
             linear(b, i);
-        dense(prefix + "ffn_norm.weight", w.ffnNorm, true, false);
+        dense(prefix + gguf::kMlpNorm + ".weight", w.ffnNorm, true, false);
         for (int i = 4; i < kLinearLayerCount; ++i)
             linear(b, i);
     }
@@ -752,7 +724,7 @@ GgufType parseGgufType(std::string_view name) {
 }
 
 int ggufBlockSize(GgufType type) {
-    return isBlockType(type) ? kBlock : 1;
+    return isBlockType(type) ? gguf::kBlock : 1;
 }
 
 std::size_t ggufBlockBytes(GgufType type) {
@@ -857,5 +829,34 @@ GgufResult writeGguf(const Model& model, const fs::path& file, const GgufOptions
     result.fileBytes = fs::file_size(file);
     return result;
 }
+
+namespace gguf {
+
+void decodeBlock(GgufType type, const std::uint8_t* in, float* out) {
+    std::uint16_t dBits = 0, mBits = 0;
+    std::memcpy(&dBits, in, 2);
+    const float d = f16ToFloat(dBits);
+    if (type == GgufType::Q8_0) {
+        for (int j = 0; j < kBlock; ++j)
+            out[j] = static_cast<float>(static_cast<std::int8_t>(in[2 + j])) * d;
+        return;
+    }
+    std::memcpy(&mBits, in + 2, 2);
+    const float m = f16ToFloat(mBits);
+    std::uint32_t high = 0;
+    const std::uint8_t* low = in + 4;
+    if (type == GgufType::Q5_1) {
+        std::memcpy(&high, in + 4, 4);
+        low = in + 8;
+    }
+    for (int j = 0; j < kBlock / 2; ++j) {
+        const int q0 = (low[j] & 0x0f) | static_cast<int>(((high >> j) & 1) << 4);
+        const int q1 = (low[j] >> 4) | static_cast<int>(((high >> (j + 16)) & 1) << 4);
+        out[j] = static_cast<float>(q0) * d + m;
+        out[j + kBlock / 2] = static_cast<float>(q1) * d + m;
+    }
+}
+
+} // namespace gguf
 
 } // namespace quantlens

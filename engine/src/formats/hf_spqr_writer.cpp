@@ -1,5 +1,6 @@
 #include "quantlens/formats/hf_spqr_writer.h"
 
+#include "formats/hf_spqr_layout.h"
 #include "formats/rope_rows.h"
 #include "quantlens/core/dtype.h"
 #include "quantlens/core/error.h"
@@ -28,17 +29,6 @@ static_assert(std::endian::native == std::endian::little,
               "the format's words are little-endian and are written from memory as is");
 
 constexpr int kTile = kHfSpqrTile;
-// A tile row's word: scale code, zero code, 16 codes (3 bits each), then 8 bits of the tile's
-// second-level statistics (docs/HF_SPQR.md).
-constexpr int kSecondOrderShift = kHfSpqrBits * (kTile + 2);
-constexpr int kMaxColumns = 1 << 16; // columns and in_perm entries are 16-bit
-
-// One fp16 operation as the kernels compute it: the fp32 result rounded to fp16. fp32 has
-// 24 ≥ 2·11 + 2 significand bits, so the two roundings give the correctly rounded fp16 result
-// of +, −, × on fp16 operands (Figueroa 1995).
-float h(float x) {
-    return f16ToFloat(floatToF16(x));
-}
 
 std::string format(const char* pattern, double value) {
     char text[64];
@@ -121,7 +111,7 @@ std::string shapeMismatch(int rows, int cols) {
     if (rows % kTile != 0 || cols % kTile != 0)
         return "it is " + shape + ", and the kernels walk whole 16×16 tiles: rows and columns " +
                "must be multiples of 16";
-    if (cols > kMaxColumns)
+    if (cols > kHfSpqrMaxColumns)
         return "it has " + std::to_string(cols) + " columns, and col_vals and in_perm hold " +
                "16-bit column indices";
     return "";
@@ -135,7 +125,7 @@ struct FirstLevel {
 };
 
 float kernelWeight(const FirstLevel& grid, int code) {
-    return h(grid.scale * h(static_cast<float>(code) - grid.zero));
+    return hfSpqrDecode(grid.scale, grid.zero, code);
 }
 
 // The bound of docs/HF_SPQR.md on the difference between a weight the kernels decode from `code`
@@ -243,8 +233,8 @@ HfSpqrLayer toHfSpqrLayer(const QuantizedLayer& layer, const std::string& name,
         const float sz = f16ToFloat(arrays.scaleStat(tj, ti, 1));
         const float zs = f16ToFloat(arrays.zeroStat(tj, ti, 0));
         const float zz = f16ToFloat(arrays.zeroStat(tj, ti, 1));
-        return FirstLevel{h(ss * h(static_cast<float>(arrays.scaleCode(tj, r)) - sz)),
-                          h(zs * h(static_cast<float>(arrays.zeroCode(tj, r)) - zz)), ss, zs};
+        return FirstLevel{hfSpqrDecode(ss, sz, arrays.scaleCode(tj, r)),
+                          hfSpqrDecode(zs, zz, arrays.zeroCode(tj, r)), ss, zs};
     };
     const auto measure = [&](int to, int j, double effective, double bound) {
         const int r = rowOf[static_cast<std::size_t>(to)], c = perm[static_cast<std::size_t>(j)];
@@ -295,7 +285,7 @@ HfSpqrLayer toHfSpqrLayer(const QuantizedLayer& layer, const std::string& name,
                 const int to = ti * kTile + k, r = rowOf[static_cast<std::size_t>(to)];
                 std::uint64_t word = std::uint64_t(arrays.scaleCode(tj, r)) |
                                      std::uint64_t(arrays.zeroCode(tj, r)) << kHfSpqrBits;
-                word |= ((second >> (8 * (k / 2))) & 0xffu) << kSecondOrderShift;
+                word |= ((second >> (8 * (k / 2))) & 0xffu) << kHfSpqrSecondOrderShift;
                 const FirstLevel grid = firstLevel(to, tj);
                 for (int i = 0; i < kTile; ++i) {
                     const int j = tj * kTile + i, q = arrays.code(r, j);
