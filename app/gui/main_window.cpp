@@ -54,19 +54,22 @@ QString startDirectory() {
     return recent.isEmpty() ? QDir::homePath() : QFileInfo(recent.first()).absolutePath();
 }
 
-// The one local folder or .bin file being dragged, or empty when the drop is not a model.
+// The one local folder, .bin or .gguf file being dragged, or empty when the drop is not a model.
 QString droppedModelPath(const QMimeData* mime) {
     if (!mime->hasUrls() || mime->urls().size() != 1) return {};
     const QString path = mime->urls().first().toLocalFile();
     const QFileInfo info(path);
-    return info.isDir() || (info.isFile() && info.suffix() == "bin") ? path : QString();
+    return info.isDir() || (info.isFile() && (info.suffix() == "bin" || info.suffix() == "gguf"))
+               ? path
+               : QString();
 }
 
 QString welcomeText() {
     return MainWindow::tr("<h2>Quantlens</h2>"
                           "<p>Open a Hugging Face model directory (<b>File ▸ Open Model "
-                          "Directory…</b>, Ctrl+O) or a llama2.c checkpoint (Ctrl+Shift+O), "
-                          "or drop a model folder or <tt>.bin</tt> file onto this window.</p>");
+                          "Directory…</b>, Ctrl+O) or a llama2.c checkpoint or GGUF file "
+                          "(Ctrl+Shift+O), or drop a model folder, <tt>.bin</tt> or "
+                          "<tt>.gguf</tt> file onto this window.</p>");
 }
 
 QString overviewText(const quantlens::Model& model) {
@@ -205,7 +208,7 @@ void MainWindow::createMenus() {
     openDirectory->setShortcut(QKeySequence::Open);
     connect(openDirectory, &QAction::triggered, this, &MainWindow::chooseModelDirectory);
 
-    QAction* openCheckpoint = file->addAction(tr("Open llama2.c &Checkpoint…"));
+    QAction* openCheckpoint = file->addAction(tr("Open Model &File (llama2.c, GGUF)…"));
     openCheckpoint->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
     connect(openCheckpoint, &QAction::triggered, this, &MainWindow::chooseCheckpoint);
 
@@ -260,8 +263,9 @@ void MainWindow::chooseModelDirectory() {
 
 void MainWindow::chooseCheckpoint() {
     const QString file =
-        QFileDialog::getOpenFileName(this, tr("Open llama2.c Checkpoint"), startDirectory(),
-                                     tr("llama2.c checkpoints (*.bin);;All files (*)"));
+        QFileDialog::getOpenFileName(this, tr("Open Model File"), startDirectory(),
+                                     tr("Model files (*.bin *.gguf);;llama2.c checkpoints "
+                                        "(*.bin);;GGUF files (*.gguf);;All files (*)"));
     if (!file.isEmpty()) openModel(file);
 }
 

@@ -5,6 +5,8 @@
 #include "quant_settings_panel.h"
 #include "test_data.h"
 
+#include "quantlens/formats/model_export.h"
+
 #include <QDir>
 #include <QDropEvent>
 #include <QFileInfo>
@@ -71,6 +73,7 @@ private slots:
     void hasApplicationIcon();
     void showsHfModel();
     void showsDroppedCheckpoint();
+    void showsDroppedGguf();
     void reportsMissingModel();
     void controllerRunsJobsInOrder();
     void asksToSaveUnsavedWorkOnClose();
@@ -180,6 +183,29 @@ void TestMainWindow::showsDroppedCheckpoint() {
     const auto* tree = window.findChild<ModelSummaryView*>();
     QCOMPARE(blockItems(*tree).size(), 5);
     QCOMPARE(blockItems(*tree).first()->childCount(), 9);
+    QCOMPARE(window.findChild<QLabel*>("modelStatus")->text(),
+             QString("%1 — 260,032 parameters").arg(QDir::toNativeSeparators(path)));
+}
+
+// A GGUF export dropped onto the window opens dequantized, to be compared with its run.
+void TestMainWindow::showsDroppedGguf() {
+    QUANTLENS_REQUIRE_DATA("stories260K-hf");
+    QTemporaryDir scratch;
+    const QString path = scratch.filePath("stories.gguf");
+    quantlens::exportGguf(quantlens::test::dataPath("stories260K-hf"), path.toStdString(), {},
+                          quantlens::JobContext{});
+    MainWindow window;
+    QSignalSpy shown(&window, &MainWindow::modelShown);
+    QSignalSpy failed(&window, &MainWindow::errorShown);
+    QMimeData gguf;
+    gguf.setUrls({QUrl::fromLocalFile(path)});
+    QDragEnterEvent enter(QPoint(10, 10), Qt::CopyAction, &gguf, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&window, &enter);
+    QVERIFY(enter.isAccepted());
+    QDropEvent drop(QPointF(10, 10), Qt::CopyAction, &gguf, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(&window, &drop);
+    QVERIFY(waitForModel(shown, failed));
+    QCOMPARE(blockItems(*window.findChild<ModelSummaryView*>()).size(), 5);
     QCOMPARE(window.findChild<QLabel*>("modelStatus")->text(),
              QString("%1 — 260,032 parameters").arg(QDir::toNativeSeparators(path)));
 }
