@@ -39,7 +39,7 @@ QString ggufKey(quantlens::GgufType type) {
 } // namespace
 
 QList<ExportFormat> exportFormats() {
-    return {
+    QList<ExportFormat> formats{
         {keyOf(EngineFormat::Quantlens),
          QObject::tr("Quantlens checkpoint (compressed, as quantized)")},
         {keyOf(EngineFormat::DenseF16),
@@ -53,12 +53,18 @@ QList<ExportFormat> exportFormats() {
                      "3-bit statistics)")},
         {kGgufKey, QObject::tr("GGUF file for llama.cpp, exact (RTN/GPTQ grids as Q4_1/Q5_1/Q8_0 "
                                "blocks; refused where a grid is no block type)")},
-        {ggufKey(quantlens::GgufType::Q8_0),
-         QObject::tr(
-             "GGUF file for llama.cpp, Q8_0 (requantized where not exact; error reported)")},
-        {ggufKey(quantlens::GgufType::F16),
-         QObject::tr("GGUF file for llama.cpp, F16 (dequantized weights)")},
     };
+    // Every type `export --gguf-type` takes, as approximations whose error is reported.
+    for (const quantlens::GgufType type :
+         {quantlens::GgufType::Q8_0, quantlens::GgufType::Q5_1, quantlens::GgufType::Q4_1,
+          quantlens::GgufType::F16, quantlens::GgufType::BF16, quantlens::GgufType::F32})
+        formats.push_back(
+            {ggufKey(type),
+             QObject::tr("GGUF file for llama.cpp, %1 (from the run's weights; exact "
+                         "where a layer's grid is that type, else its error is "
+                         "reported)")
+                 .arg(QString::fromStdString(quantlens::ggufTypeName(type)).toUpper())});
+    return formats;
 }
 
 QString exportUnavailable(const quantlens::QuantConfig& method, const QString& format) {

@@ -135,7 +135,8 @@ void TestStudioExport::offersEveryEngineFormat() {
     }
     // GGUF is a file: exact, or a type the engine's GGUF writer names (ggml's names).
     QCOMPARE(keys, QStringList({"quantlens", "dense-f16", "dense-bf16", "dense-f32", "gptq",
-                                "hf-spqr", "gguf", "gguf-q8_0", "gguf-f16"}));
+                                "hf-spqr", "gguf", "gguf-q8_0", "gguf-q5_1", "gguf-q4_1",
+                                "gguf-f16", "gguf-bf16", "gguf-f32"}));
 }
 
 void TestStudioExport::dialogOffersGptqOnlyForRtnAndGptqRuns() {
