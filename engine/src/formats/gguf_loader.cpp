@@ -30,22 +30,7 @@ constexpr std::uint32_t kDefaultAlignment = 32;
 constexpr std::uint32_t kMaxDims = 4; // GGML_MAX_DIMS
 constexpr int kMaxArrayNesting = 8;   // arrays of arrays: deeper is a corrupt file, not a model
 
-// gguf_metadata_value_type (ggml's docs/gguf.md).
-enum class ValueType : std::uint32_t {
-    UInt8 = 0,
-    Int8 = 1,
-    UInt16 = 2,
-    Int16 = 3,
-    UInt32 = 4,
-    Int32 = 5,
-    Float32 = 6,
-    Bool = 7,
-    String = 8,
-    Array = 9,
-    UInt64 = 10,
-    Int64 = 11,
-    Float64 = 12,
-};
+using gguf::ValueType;
 
 const char* valueTypeName(ValueType type) {
     static constexpr const char* kNames[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",

@@ -72,14 +72,7 @@ GgufType ggufTypeOf(DType dtype) {
 
 // ---- metadata: typed key-value pairs (ggml's docs/gguf.md, gguf_metadata_kv_t) ----
 
-enum class ValueType : std::uint32_t {
-    UInt32 = 4,
-    Int32 = 5,
-    Float32 = 6,
-    Bool = 7,
-    String = 8,
-    Array = 9,
-};
+using gguf::ValueType;
 
 class Bytes {
 public:
