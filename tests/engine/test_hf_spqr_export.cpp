@@ -79,35 +79,6 @@ std::uint16_t halfBits(float x) {
     return std::bit_cast<std::uint16_t>(static_cast<_Float16>(x));
 }
 
-std::vector<std::string> directoryEntries(const fs::path& directory) {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(directory))
-        names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
-// A safetensors file as raw parts, with tensors fetched by name.
-struct RawFile {
-    test::SafetensorsParts parts;
-    explicit RawFile(const fs::path& file) : parts(test::readSafetensorsParts(file)) {}
-    bool has(const std::string& name) const { return parts.header.contains(name); }
-    std::string dtype(const std::string& name) const { return parts.header[name]["dtype"]; }
-    std::vector<std::int64_t> shape(const std::string& name) const {
-        return parts.header[name]["shape"].get<std::vector<std::int64_t>>();
-    }
-    std::size_t bytes(const std::string& name) const {
-        const auto& offsets = parts.header[name]["data_offsets"];
-        return offsets[1].get<std::size_t>() - offsets[0].get<std::size_t>();
-    }
-    template <typename T> std::vector<T> values(const std::string& name) const {
-        const auto begin = parts.header[name]["data_offsets"][0].get<std::size_t>();
-        std::vector<T> out(bytes(name) / sizeof(T));
-        if (!out.empty()) std::memcpy(out.data(), parts.data.data() + begin, bytes(name));
-        return out;
-    }
-};
-
 // Code i of a row of `bits`-bit codes packed LSB-first into 32-bit words (docs/FORMAT.md), read
 // from a quantlens array: row `row` starts on word row·ceil(length·bits/32).
 int packedCode(const StoredTensor& t, std::size_t length, int bits, std::size_t row,
@@ -137,7 +108,7 @@ struct Decoded {
     std::vector<std::string> problems;
 };
 
-Decoded decode(const RawFile& file, const std::string& prefix, int rows, int cols) {
+Decoded decode(const test::RawFile& file, const std::string& prefix, int rows, int cols) {
     Decoded d;
     d.rows = rows;
     d.cols = cols;
@@ -224,8 +195,8 @@ struct Comparison {
 
 // Checks a converted layer against the checkpoint's: every field equal to the stored arrays (rows
 // through `rowOf`, identity when empty), every weight within its bound of dequantize().
-Comparison compareLayer(const RawFile& file, const std::string& prefix, const QuantizedLayer& layer,
-                        const std::vector<int>& rowOf) {
+Comparison compareLayer(const test::RawFile& file, const std::string& prefix,
+                        const QuantizedLayer& layer, const std::vector<int>& rowOf) {
     const int rows = layer.rows, cols = layer.cols, tileCols = cols / 16;
     const Decoded d = decode(file, prefix, rows, cols);
     Comparison result;
@@ -360,15 +331,15 @@ private slots:
         const ExportResult result = exportModel(checkpoint_, ExportFormat::HfSpqr, out, {});
         QVERIFY(result.hfSpqr.has_value());
         const HfSpqrResult& report = *result.hfSpqr;
-        QCOMPARE(directoryEntries(out),
+        QCOMPARE(test::entries(out),
                  (std::vector<std::string>{"config.json", "model.safetensors", "tokenizer.model"}));
         QCOMPARE(result.fileBytes, fs::file_size(out / "model.safetensors"));
         QCOMPARE(test::readBytes(out / "tokenizer.model"),
                  test::readBytes(test::dataPath("stories260K-hf/tokenizer.model")));
 
         const auto model = loadModel(checkpoint_, CompressedLayers::Keep);
-        const RawFile file(out / "model.safetensors");
-        const RawFile source(test::dataPath("stories260K-hf/model.safetensors"));
+        const test::RawFile file(out / "model.safetensors");
+        const test::RawFile source(test::dataPath("stories260K-hf/model.safetensors"));
         QCOMPARE(file.parts.header["__metadata__"]["format"].get<std::string>(), std::string("pt"));
 
         // config.json: the source's, fp16, with the SpQR quantization_config.
@@ -503,7 +474,7 @@ private slots:
         const ExportResult result = exportModel(checkpoint, ExportFormat::HfSpqr, out, {});
         const auto model = loadModel(checkpoint, CompressedLayers::Keep);
         QVERIFY(model->config.ropeLayout == RopeLayout::Interleaved);
-        const RawFile file(out / "model.safetensors");
+        const test::RawFile file(out / "model.safetensors");
         for (int b = 0; b < kBlocks; ++b)
             for (int i = 0; i < 4; ++i) {
                 const QuantizedLayer layer =
@@ -516,7 +487,7 @@ private slots:
         // The fp16 FFN layers need no row order; the dense export of the same checkpoint agrees
         // on q_proj's rows (both in Hugging Face's order).
         exportModel(checkpoint, ExportFormat::DenseF32, root_ / "dense-llama2c", {});
-        const RawFile dense(root_ / "dense-llama2c/model.safetensors");
+        const test::RawFile dense(root_ / "dense-llama2c/model.safetensors");
         const auto q = dense.values<float>(layerName(0, 0) + ".weight");
         const RowMatrix w = model->compressedLayers[0][0]->quantizedLayer().dequantize();
         const std::vector<int> from = hfRowOf(64, kHeadDim);
@@ -532,7 +503,7 @@ private slots:
         const fs::path checkpoint = root_ / "spqr-qwen2", out = root_ / "hf-qwen2";
         quantize(test::dataPath("archs/qwen2"), holdable(), ExportFormat::Quantlens, checkpoint);
         const ExportResult result = exportModel(checkpoint, ExportFormat::HfSpqr, out, {});
-        const RawFile file(out / "model.safetensors");
+        const test::RawFile file(out / "model.safetensors");
         for (int i = 0; i < 3; ++i) {
             const HfSpqrLayerReport& r = reportOf(*result.hfSpqr, layerName(0, i));
             QVERIFY(!r.converted);
@@ -557,8 +528,7 @@ private slots:
                  test::readBytes(exported / "model.safetensors"));
         QCOMPARE(test::readBytes(direct / "config.json"),
                  test::readBytes(exported / "config.json"));
-        QCOMPARE(directoryEntries(direct.parent_path()),
-                 (std::vector<std::string>{"exported", "hf"}));
+        QCOMPARE(test::entries(direct.parent_path()), (std::vector<std::string>{"exported", "hf"}));
     }
 
     // Runs the kernels cannot hold are refused with the layer and the setting, leaving nothing.
@@ -604,7 +574,7 @@ private slots:
                  QString::fromStdString((here / "direct").string()) +
                      ": the Hugging Face SpQR format cannot hold this run: " + reason);
         QVERIFY(!formatHolds(ExportFormat::HfSpqr, config));
-        QCOMPARE(directoryEntries(here), (std::vector<std::string>{"q"}));
+        QCOMPARE(test::entries(here), (std::vector<std::string>{"q"}));
     }
 
     void formatHoldsOnlyTheKernelsSettings() {
@@ -644,7 +614,7 @@ private slots:
         QCOMPARE(errorOf([&] { exportModel(checkpoint_, ExportFormat::HfSpqr, out, job); }),
                  QString("cancelled"));
         QCOMPARE(test::readBytes(out / "model.safetensors"), before);
-        for (const std::string& name : directoryEntries(root_))
+        for (const std::string& name : test::entries(root_))
             QVERIFY2(name.find(".tmp.") == std::string::npos, name.c_str());
     }
 };

@@ -34,24 +34,6 @@ Q_DECLARE_METATYPE(quantlens::QuantConfig)
 
 namespace {
 
-// A safetensors file as raw parts, with tensors fetched by name.
-struct RawFile {
-    test::SafetensorsParts parts;
-    explicit RawFile(const fs::path& file) : parts(test::readSafetensorsParts(file)) {}
-    bool has(const std::string& name) const { return parts.header.contains(name); }
-    std::string dtype(const std::string& name) const { return parts.header[name]["dtype"]; }
-    std::vector<std::int64_t> shape(const std::string& name) const {
-        return parts.header[name]["shape"].get<std::vector<std::int64_t>>();
-    }
-    template <typename T> std::vector<T> values(const std::string& name) const {
-        const auto& offsets = parts.header[name]["data_offsets"];
-        const auto begin = offsets[0].get<std::size_t>(), end = offsets[1].get<std::size_t>();
-        std::vector<T> out((end - begin) / sizeof(T));
-        std::memcpy(out.data(), parts.data.data() + begin, end - begin);
-        return out;
-    }
-};
-
 float fromHalf(std::uint16_t bits) {
     return static_cast<float>(std::bit_cast<_Float16>(bits));
 }
@@ -151,7 +133,7 @@ private slots:
         const fs::path root = dir.path().toStdString();
         const Quantized q = writeQuantlens(test::dataPath("stories260K-hf"), SpqrConfig{},
                                            root / "q", randomTokens(512, 512));
-        const RawFile source(test::dataPath("stories260K-hf/model.safetensors"));
+        const test::RawFile source(test::dataPath("stories260K-hf/model.safetensors"));
         const char* linear[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                 "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                 "mlp.down_proj"};
@@ -169,7 +151,7 @@ private slots:
                      std::string(dtype == "F32"   ? "float32"
                                  : dtype == "F16" ? "float16"
                                                   : "bfloat16"));
-            const RawFile written(out / "model.safetensors");
+            const test::RawFile written(out / "model.safetensors");
             // Every tensor of the source, in the dtype, holding the expected values.
             const auto expect = [&](const std::string& name, const float* values, std::size_t n) {
                 QCOMPARE(written.dtype(name), dtype);
@@ -256,8 +238,8 @@ private slots:
         QCOMPARE(nlohmann::json::parse(test::readBytes(root / "gptq/quantize_config.json")),
                  quantization);
 
-        const RawFile written(root / "gptq/model.safetensors");
-        const RawFile source(model / "model.safetensors");
+        const test::RawFile written(root / "gptq/model.safetensors");
+        const test::RawFile source(model / "model.safetensors");
         QVERIFY(written.values<float>("model.embed_tokens.weight") ==
                 source.values<float>("model.embed_tokens.weight"));
         const char* linear[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",

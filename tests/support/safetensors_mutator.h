@@ -3,11 +3,13 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace quantlens::test {
 
@@ -19,6 +21,28 @@ struct SafetensorsParts {
 };
 
 SafetensorsParts readSafetensorsParts(const std::filesystem::path& file);
+
+// A safetensors file as raw parts, with tensors fetched by name: read by hand, independently of
+// the engine's reader, to check what a writer wrote.
+struct RawFile {
+    SafetensorsParts parts;
+    explicit RawFile(const std::filesystem::path& file) : parts(readSafetensorsParts(file)) {}
+    bool has(const std::string& name) const { return parts.header.contains(name); }
+    std::string dtype(const std::string& name) const { return parts.header[name]["dtype"]; }
+    std::vector<std::int64_t> shape(const std::string& name) const {
+        return parts.header[name]["shape"].get<std::vector<std::int64_t>>();
+    }
+    std::size_t bytes(const std::string& name) const {
+        const auto& offsets = parts.header[name]["data_offsets"];
+        return offsets[1].get<std::size_t>() - offsets[0].get<std::size_t>();
+    }
+    template <typename T> std::vector<T> values(const std::string& name) const {
+        const auto begin = parts.header[name]["data_offsets"][0].get<std::size_t>();
+        std::vector<T> out(bytes(name) / sizeof(T));
+        if (!out.empty()) std::memcpy(out.data(), parts.data.data() + begin, bytes(name));
+        return out;
+    }
+};
 void writeSafetensorsParts(const std::filesystem::path& file, const SafetensorsParts& parts,
                            std::optional<std::uint64_t> claimedHeaderLength = std::nullopt);
 

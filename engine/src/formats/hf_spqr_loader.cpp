@@ -335,16 +335,9 @@ std::unique_ptr<Model> loadHfSpqrModel(const fs::path& directory) {
 
     std::set<std::string> used;
     const auto denseTensor = [&](const std::string& name, const std::vector<std::int64_t>& shape) {
-        const TensorView* view = file->find(name);
-        if (!view) {
-            if (const RawTensorView* raw = file->findRaw(name))
-                throw Error(source, "tensor '" + name + "' has dtype " + raw->dtype +
-                                        " but must be F16, F32 or BF16");
-            throw Error(source, "missing tensor '" + name + "'");
-        }
-        requireShape(*view, shape, configSource);
+        const TensorView& view = requireDenseTensor(*file, name, shape, configSource);
         used.insert(name);
-        return *view;
+        return view;
     };
     const LayerReader reader(*file, settings, configSource, used);
 

@@ -341,15 +341,7 @@ std::unique_ptr<Model> loadQuantlensModel(const fs::path& directory, CompressedL
         arraysByLayer[t.name.substr(0, dot)][t.name.substr(dot + 1)] = t;
     }
     const auto denseTensor = [&](const std::string& name, std::vector<std::int64_t> shape) {
-        const TensorView* view = file->find(name);
-        if (!view) {
-            if (const RawTensorView* raw = file->findRaw(name))
-                throw Error(source, "tensor '" + name + "' has dtype " + raw->dtype +
-                                        " but must be F32, F16 or BF16");
-            throw Error(source, "missing tensor '" + name + "'");
-        }
-        requireShape(*view, shape, configSource);
-        return *view;
+        return requireDenseTensor(*file, name, shape, configSource);
     };
 
     const std::int64_t dim = c.hiddenSize;
