@@ -155,7 +155,7 @@ QString ParetoView::csv() const {
                    .arg(r.paperBitsPerParameter, 0, 'g', 9)
                    .arg(r.outlierFraction, 0, 'g', 9)
                    .arg(r.perplexity, 0, 'g', 9)
-                   .arg(r.meanKlDivergence, 0, 'g', 9)
+                   .arg(r.comparison.klMean, 0, 'g', 9)
                    .arg(r.seconds, 0, 'g', 6)
                    .arg(onFront[i] ? 1 : 0);
     }

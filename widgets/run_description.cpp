@@ -45,6 +45,7 @@ QString runSummary(const quantlens::RunRecord& run) {
         .arg(QString::fromStdString(quantlens::describe(run.config)),
              locale.toString(run.bitsPerParameter, 'f', 3),
              locale.toString(run.paperBitsPerParameter, 'f', 3),
-             locale.toString(run.perplexity, 'f', 4), locale.toString(run.meanKlDivergence, 'g', 3),
+             locale.toString(run.perplexity, 'f', 4),
+             locale.toString(run.comparison.klMean, 'g', 3),
              locale.toString(100.0 * run.outlierFraction, 'f', 3));
 }

@@ -12,11 +12,22 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 namespace {
 
+// Positions are compared token for token, so both models must share one vocabulary.
+void requireSameVocabulary(const quantlens::Model& model, const quantlens::Model& base,
+                           const std::string& basePath) {
+    if (base.config.vocabSize != model.config.vocabSize)
+        throw quantlens::Error(
+            basePath, "the base has a vocabulary of " + std::to_string(base.config.vocabSize) +
+                          " tokens, the model " + std::to_string(model.config.vocabSize));
+}
+
 struct EvalOptions {
     std::string model;
+    std::string base;
     std::string textFile;
     std::string tokenFile;
     std::string tokenizer;
@@ -37,26 +48,39 @@ void run(const EvalOptions& options) {
         quantlens::readTokenStream(options.tokenFile.empty() ? options.textFile : options.tokenFile,
                                    *model, options.tokenizer, config.protocol);
     const quantlens::Transformer transformer(*model);
+    // The base (e.g. the unquantized model) runs beside the model on each window, so neither
+    // model's logits are ever held for the whole text.
+    const auto baseModel =
+        options.base.empty()
+            ? nullptr
+            : quantlens::loadModel(options.base, quantlens::CompressedLayers::Keep);
+    if (baseModel) requireSameVocabulary(*model, *baseModel, options.base);
+    const std::optional<quantlens::Transformer> base =
+        baseModel ? std::optional<quantlens::Transformer>(std::in_place, *baseModel) : std::nullopt;
     ProgressBar progress;
     const quantlens::JobContext job(
         [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
     const quantlens::PerplexityResult result =
-        quantlens::evaluatePerplexity(transformer, stream, config, job);
+        quantlens::evaluatePerplexity(transformer, stream, config, job, base ? &*base : nullptr);
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
     if (options.json) {
-        std::cout << nlohmann::json{{"model", options.model},
-                                    {"protocol", quantlens::protocolName(config.protocol)},
-                                    {"ctx", config.context},
-                                    {"tokens", result.tokens},
-                                    {"scored", result.scoredTokens},
-                                    {"windows", result.windows},
-                                    {"nll", result.meanNll},
-                                    {"ppl", result.perplexity},
-                                    {"seconds", seconds}}
-                         .dump()
-                  << '\n';
+        nlohmann::json out{{"model", options.model},
+                           {"protocol", quantlens::protocolName(config.protocol)},
+                           {"ctx", config.context},
+                           {"tokens", result.tokens},
+                           {"scored", result.scoredTokens},
+                           {"windows", result.windows},
+                           {"nll", result.meanNll},
+                           {"ppl", result.perplexity},
+                           {"seconds", seconds}};
+        if (result.comparison) {
+            out["base"] = options.base;
+            for (const quantlens::ComparisonFigure& figure : quantlens::kComparisonFigures)
+                out[figure.key] = result.comparison.value().*figure.value;
+        }
+        std::cout << out.dump() << '\n';
         return;
     }
     std::printf("model    %s\n", options.model.c_str());
@@ -67,6 +91,16 @@ void run(const EvalOptions& options) {
                 static_cast<long long>(result.windows));
     std::printf("nll      %.6f\n", result.meanNll);
     std::printf("ppl      %.6f\n", result.perplexity);
+    if (result.comparison) {
+        const quantlens::BaseComparison& c = *result.comparison;
+        std::printf("base     %s (ppl %.6f)\n", options.base.c_str(), c.basePerplexity);
+        std::printf("ppl ratio %.6f ± %.6f\n", c.perplexityRatio, c.perplexityRatioError);
+        std::printf("KL       mean %.6f, median %.6f, p99 %.6f, max %.6f\n", c.klMean, c.klMedian,
+                    c.klP99, c.klMax);
+        std::printf("top-1    %.4f%% agree\n", 100.0 * c.top1Agreement);
+        std::printf("Δp       mean %+.6f, p1 %+.6f, p99 %+.6f\n", c.deltaPMean, c.deltaPP1,
+                    c.deltaPP99);
+    }
     std::printf("seconds  %.2f\n", seconds);
 }
 
@@ -90,6 +124,10 @@ Command addEvalCommand(CLI::App& app) {
                     "documents (per-line windows) or gptq (papers')")
         ->check(CLI::IsMember({"documents", "gptq"}))
         ->capture_default_str();
+    sub->add_option("--base", options->base,
+                    "Base model (e.g. the unquantized one) to compare with: perplexity ratio, KL, "
+                    "top-1 agreement and Δp, as llama.cpp's --kl-divergence")
+        ->check(CLI::ExistingPath);
     sub->add_flag("--json", options->json, "Print one JSON object");
     sub->callback([text, tokens] {
         if (text->count() + tokens->count() != 1) throw CLI::RequiredError("--text or --tokens");

@@ -125,7 +125,7 @@ void run(const SweepOptions& options) {
         finish({quantlens::methodName(method), quantlens::describe(method),
                 quantlens::weightBits(method), result.bitsPerParameter,
                 result.paperBitsPerParameter, result.outlierFraction, scored.perplexity,
-                scored.meanKlDivergence, 0.0, static_cast<int>(runs[i]) + 1},
+                scored.comparison->klMean, 0.0, static_cast<int>(runs[i]) + 1},
                runStarted);
     }
     if (options.json) {

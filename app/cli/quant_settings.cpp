@@ -1,6 +1,7 @@
 #include "quant_settings.h"
 
 #include "quantlens/core/error.h"
+#include "quantlens/quantization/bit_budget.h"
 
 #include <algorithm>
 #include <set>
@@ -91,6 +92,18 @@ QuantSettings QuantSettingFlags::collect() const {
         if (option->count() > 0) settings[name] = values_.at(name);
     if (actOrderOption_->count() > 0) settings["act-order"] = actOrder_ ? "true" : "false";
     return settings;
+}
+
+std::vector<quantlens::QuantConfig> budgetCandidatesFor(const std::string& method,
+                                                        const QuantSettings& settings,
+                                                        const std::string& grid) {
+    if (grid.empty()) return quantlens::budgetCandidates(makeQuantConfig(method, settings));
+    std::vector<quantlens::QuantConfig> candidates;
+    for (auto& [name, varied] : expandGrid(method + ":" + grid)) {
+        varied.insert(settings.begin(), settings.end()); // the grid's values win
+        candidates.push_back(makeQuantConfig(name, varied));
+    }
+    return candidates;
 }
 
 std::vector<std::pair<std::string, QuantSettings>> expandGrid(const std::string& spec) {

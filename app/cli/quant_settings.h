@@ -31,3 +31,10 @@ private:
 
 // "spqr:wbits=3,4:outlier-threshold=0.1,0.2" → every combination, as (method, settings).
 std::vector<std::pair<std::string, QuantSettings>> expandGrid(const std::string& spec);
+
+// The settings a bit budget chooses from: `grid` ("wbits=2,3,4:groupsize=32,128", the settings
+// of a sweep grid entry without its method) over `settings`, or the engine's budgetCandidates()
+// around them when `grid` is empty.
+std::vector<quantlens::QuantConfig> budgetCandidatesFor(const std::string& method,
+                                                        const QuantSettings& settings,
+                                                        const std::string& grid);

@@ -56,7 +56,7 @@ QJsonObject runJson(const quantlens::RunRecord& run) {
             {"paper_bits_per_param", number(run.paperBitsPerParameter)},
             {"outlier_fraction", number(run.outlierFraction)},
             {"ppl", number(run.perplexity)},
-            {"kl", number(run.meanKlDivergence)},
+            {"kl", number(run.comparison.klMean)},
             {"seconds", number(run.seconds)},
             {"layers", layers}};
 }
@@ -67,9 +67,10 @@ quantlens::RunRecord runFrom(const QJsonObject& json, const QString& path) {
                              numberFrom(json["paper_bits_per_param"]),
                              numberFrom(json["outlier_fraction"]),
                              numberFrom(json["ppl"]),
-                             numberFrom(json["kl"]),
+                             {},
                              numberFrom(json["seconds"]),
                              {}};
+    run.comparison.klMean = numberFrom(json["kl"]);
     for (const QJsonValue& value : json["layers"].toArray()) {
         const QJsonObject l = value.toObject();
         run.layers.push_back(

@@ -7,11 +7,13 @@
 
 #include "quantlens/io/text_file.h"
 #include "quantlens/io/token_file.h"
+#include "quantlens/runtime/base_comparison.h"
 #include "quantlens/runtime/perplexity.h"
 
 #include <QTemporaryDir>
 
 #include <algorithm>
+#include <cmath>
 
 using namespace quantlens;
 
@@ -228,6 +230,85 @@ private slots:
                 QString(e.what()).contains("the text has 15 tokens, fewer than one window of 16"),
                 e.what());
         }
+    }
+
+    // The ratio of two reference figures (shared/data/README.md, both from the independent
+    // implementation) is what comparing the BF16 model with its F32 base must give.
+    void comparisonWithTheBaseMatchesTheReferenceRatio() {
+        const auto model = loadModel(test::dataPath("stories260K-hf-bf16"));
+        const auto base = loadModel(test::dataPath("stories260K-hf"));
+        const auto tokenizer = loadTokenizer(test::dataPath("stories260K-hf/tokenizer.model"));
+        const auto stream = tokenizeForProtocol(
+            *tokenizer, readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+            PerplexityProtocol::Documents, model->config.bosToken, "excerpt");
+        const Transformer baseTransformer(*base);
+        const PerplexityResult result =
+            evaluatePerplexity(Transformer(*model), stream, {256, PerplexityProtocol::Documents},
+                               JobContext{}, &baseTransformer);
+        QVERIFY(result.comparison.has_value());
+        const BaseComparison& c = *result.comparison;
+        compareRelative(result.perplexity, 5.465639);
+        compareRelative(c.basePerplexity, 5.461168);
+        compareRelative(c.perplexityRatio, 5.465639 / 5.461168);
+        QCOMPARE(c.positions, std::int64_t{6851});
+        // BF16 rounding moves the distributions a little: small, ordered figures.
+        QVERIFY(c.perplexityRatioError > 0.0 && c.perplexityRatioError < 1e-3);
+        QVERIFY(c.klMean > 0.0 && c.klMean < 1e-2);
+        QVERIFY(c.klMedian <= c.klP99 && c.klP99 <= c.klMax);
+        QVERIFY(c.top1Agreement > 0.95 && c.top1Agreement < 1.0);
+        QVERIFY(c.deltaPP1 <= c.deltaPMean && c.deltaPMean <= c.deltaPP99);
+    }
+
+    void comparisonWithItselfIsExact() {
+        const auto model = loadModel(test::dataPath("stories260K/stories260K.bin"));
+        const auto tokenizer = loadTokenizer(test::dataPath("stories260K/tok512.bin"));
+        const auto stream = tokenizeForProtocol(
+            *tokenizer, readTextFile(test::dataPath("text/tinystories-valid-excerpt.txt")),
+            PerplexityProtocol::Gptq, model->config.bosToken, "excerpt");
+        const Transformer transformer(*model);
+        const PerplexityResult result = evaluatePerplexity(
+            transformer, stream, {128, PerplexityProtocol::Gptq}, JobContext{}, &transformer);
+        const BaseComparison& c = result.comparison.value();
+        QCOMPARE(c.basePerplexity, result.perplexity);
+        QCOMPARE(c.perplexityRatio, 1.0);
+        QCOMPARE(c.perplexityRatioError, 0.0);
+        QVERIFY(std::abs(c.klMax) < 1e-12);
+        QCOMPARE(c.top1Agreement, 1.0);
+        QCOMPARE(c.deltaPP1, 0.0);
+        QCOMPARE(c.deltaPP99, 0.0);
+        QVERIFY(!evaluatePerplexity(transformer, stream, {128, PerplexityProtocol::Gptq}, {})
+                     .comparison);
+    }
+
+    // Figures worked out by hand from four positions in two windows.
+    void summaryFiguresByHand() {
+        const double ln2 = std::log(2.0), ln4 = std::log(4.0);
+        const std::vector<TokenComparison> tokens{{ln2, ln2, 0.0, true},
+                                                  {ln4, ln2, 0.4, false},
+                                                  {ln2, ln4, 0.1, true},
+                                                  {ln4, ln4, 0.2, true}};
+        const std::vector<std::int64_t> windows{2, 4};
+        const BaseComparison documents =
+            summariseComparison(tokens, windows, PerplexityProtocol::Documents);
+        // NLL differences 0, ln2, −ln2, 0: mean 0, sample variance 2·ln²2/3.
+        QCOMPARE(documents.perplexityRatio, 1.0);
+        QVERIFY(std::abs(documents.perplexityRatioError - std::sqrt(2.0 * ln2 * ln2 / 3.0 / 4.0)) <
+                1e-15);
+        QVERIFY(std::abs(documents.basePerplexity - std::exp((2 * ln2 + 2 * ln4) / 4)) < 1e-12);
+        QVERIFY(std::abs(documents.klMean - 0.175) < 1e-15);
+        QVERIFY(std::abs(documents.klMedian - 0.15) < 1e-15); // between 0.1 and 0.2
+        QVERIFY(std::abs(documents.klP99 - (0.2 + 0.97 * 0.2)) < 1e-12);
+        QCOMPARE(documents.klMax, 0.4);
+        QCOMPARE(documents.top1Agreement, 0.75);
+        // Δp: 0, 1/4 − 1/2, 1/2 − 1/4, 0.
+        QVERIFY(std::abs(documents.deltaPMean) < 1e-15);
+        QVERIFY(std::abs(documents.deltaPP1 - (-0.25 + 0.03 * 0.25)) < 1e-12);
+        // Per window: mean differences ln2/2 and −ln2/2.
+        const BaseComparison gptq = summariseComparison(tokens, windows, PerplexityProtocol::Gptq);
+        QCOMPARE(gptq.perplexityRatio, 1.0);
+        QVERIFY(std::abs(gptq.perplexityRatioError - ln2 / 2.0) < 1e-15);
+        QVERIFY_THROWS_EXCEPTION(Error, summariseComparison(tokens, std::vector<std::int64_t>{3},
+                                                            PerplexityProtocol::Documents));
     }
 };
 

@@ -257,7 +257,7 @@ void TestPanels::projectRoundTrips() {
     run.bitsPerParameter = 4.5;
     run.paperBitsPerParameter = 4.25;
     run.perplexity = 5.9;
-    run.meanKlDivergence = 0.01;
+    run.comparison.klMean = 0.01;
     run.seconds = 1.5;
     run.layers.push_back({0, "q_proj", 64, 64, 2304, 4.5, 4.25, 3, 0.0012});
     run.layers.push_back(

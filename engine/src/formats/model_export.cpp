@@ -101,33 +101,42 @@ std::string exportFormatName(ExportFormat format) {
     return "?";
 }
 
-std::string formatUnavailable(ExportFormat format, const QuantConfig& method) {
+std::string formatUnavailable(ExportFormat format, const QuantPlan& plan) {
+    const QuantConfig& method = plan.method();
     if (format == ExportFormat::Gptq && !std::holds_alternative<RtnConfig>(method) &&
         !std::holds_alternative<GptqConfig>(method))
         return "the GPTQ layout holds only rtn and gptq layers; a " + methodName(method) +
                " run is written as quantlens or dense";
-    if (format == ExportFormat::HfSpqr)
-        if (const std::string why = hfSpqrSettingMismatch(method); !why.empty())
-            return "the Hugging Face SpQR format cannot hold this run: " + why;
+    // Its quantization_config has one bits and group size for the whole model.
+    if (format == ExportFormat::Gptq && !plan.isUniform())
+        return "the GPTQ layout has one setting for every layer; a run with per-layer settings "
+               "is written as quantlens, gguf or dense";
+    if (format == ExportFormat::HfSpqr) {
+        std::vector<QuantConfig> layers = plan.layers();
+        layers.push_back(method);
+        for (const QuantConfig& layer : layers)
+            if (const std::string why = hfSpqrSettingMismatch(layer); !why.empty())
+                return "the Hugging Face SpQR format cannot hold this run: " + why;
+    }
     return "";
 }
 
-bool formatHolds(ExportFormat format, const QuantConfig& method) {
-    return formatUnavailable(format, method).empty();
+bool formatHolds(ExportFormat format, const QuantPlan& plan) {
+    return formatUnavailable(format, plan).empty();
 }
 
 QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int32_t> calibration,
-                                   const QuantConfig& method, const CalibrationConfig& config,
+                                   const QuantPlan& plan, const CalibrationConfig& config,
                                    ExportFormat format, const std::filesystem::path& output,
                                    const std::map<std::string, std::string>& metadata,
                                    const JobContext& job, Interruption interruption) {
-    if (const std::string why = formatUnavailable(format, method); !why.empty())
+    if (const std::string why = formatUnavailable(format, plan); !why.empty())
         throw Error(output.string(), why);
     std::optional<RunJournal> journal;
     if (interruption == Interruption::Resume)
-        journal.emplace(output, model, calibration, method, config, exportFormatName(format));
+        journal.emplace(output, model, calibration, plan, config, exportFormatName(format));
     const auto quantize = [&](const QuantizedLayerSink& sink) {
-        return quantizeModel(model, calibration, method, config, sink, job,
+        return quantizeModel(model, calibration, plan, config, sink, job,
                              journal ? &*journal : nullptr);
     };
     const auto writeQuantlens = [&](const std::filesystem::path& directory) {
@@ -203,13 +212,13 @@ GgufResult exportGguf(const std::filesystem::path& input, const std::filesystem:
 }
 
 GgufResult quantizeToGguf(const Model& model, std::span<const std::int32_t> calibration,
-                          const QuantConfig& method, const CalibrationConfig& config,
+                          const QuantPlan& plan, const CalibrationConfig& config,
                           const std::filesystem::path& file, const GgufOptions& options,
                           const std::map<std::string, std::string>& metadata,
                           const JobContext& job) {
     const AtomicDirectory staging(file.string() + ".quantlens");
     const std::filesystem::path checkpoint = staging.path() / "quantlens";
-    quantizeToDirectory(model, calibration, method, config, ExportFormat::Quantlens, checkpoint,
+    quantizeToDirectory(model, calibration, plan, config, ExportFormat::Quantlens, checkpoint,
                         metadata, JobContext(job, 0.0, 0.95));
     return exportGguf(checkpoint, file, options, JobContext(job, 0.95, 1.0));
 }

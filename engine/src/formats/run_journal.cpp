@@ -67,10 +67,17 @@ ordered_json modelFiles(const Model& model) {
 
 // What the run is; a journal continues only a run whose identity is the same, key for key.
 ordered_json runIdentity(const Model& model, std::span<const std::int32_t> calibration,
-                         const QuantConfig& method, const CalibrationConfig& calibrationConfig,
+                         const QuantPlan& plan, const CalibrationConfig& calibrationConfig,
                          const std::string& format) {
+    // A per-layer plan is part of what the run is: its settings, layer by layer.
+    ordered_json method = ordered_json::parse(quantConfigJson(plan.method()));
+    if (!plan.isUniform()) {
+        method["layers"] = ordered_json::array();
+        for (const QuantConfig& layer : plan.layers())
+            method["layers"].push_back(ordered_json::parse(quantConfigJson(layer)));
+    }
     return {{"format", format},
-            {"method", json::parse(quantConfigJson(method))},
+            {"method", method},
             {"calibration",
              {{"sequences", calibrationConfig.sequences},
               {"sequence_length", calibrationConfig.sequenceLength},
@@ -135,11 +142,10 @@ std::optional<RunJournal::Interrupted> RunJournal::interruptedRun(const fs::path
 }
 
 RunJournal::RunJournal(const fs::path& output, const Model& model,
-                       std::span<const std::int32_t> calibration, const QuantConfig& method,
+                       std::span<const std::int32_t> calibration, const QuantPlan& plan,
                        const CalibrationConfig& calibrationConfig, const std::string& format)
     : output_(output), directory_(directoryFor(output)), model_(model) {
-    const ordered_json identity =
-        runIdentity(model, calibration, method, calibrationConfig, format);
+    const ordered_json identity = runIdentity(model, calibration, plan, calibrationConfig, format);
     const fs::path runFile = directory_ / kRunFile;
     if (!fs::exists(runFile)) {
         std::error_code error;

@@ -81,6 +81,38 @@ BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t
     return result;
 }
 
+void calibrateEveryBlock(
+    const Model& model, std::span<const std::int32_t> stream, const CalibrationConfig& calibration,
+    const JobContext& job,
+    const std::function<void(const BlockCalibration&, const JobContext& blockJob)>& visit) {
+    const ModelConfig& config = model.config;
+    const auto sequences = calibrationSequences(stream, calibration, config, model.path.string());
+    const Transformer transformer(model, Transformer::WeightConversion::PerUse);
+    std::vector<RowMatrix> hidden;
+    std::int64_t tokens = 0;
+    for (const auto& sequence : sequences) {
+        hidden.push_back(transformer.embed(sequence));
+        tokens += static_cast<std::int64_t>(sequence.size());
+    }
+    const std::unique_ptr<CalibrationWalk> walk =
+        activeBackend().calibrationWalk(transformer, std::move(hidden));
+    const double blocks = config.layerCount;
+    for (int b = 0; b < config.layerCount; ++b) {
+        const JobContext blockJob(job, b / blocks, (b + 1) / blocks);
+        blockJob.report(0.0, "calibrating block " + std::to_string(b));
+        const Transformer::FloatBlockWeights weights = transformer.blockWeights(b);
+        const BlockView view = weights.view();
+        BlockCalibration calibrated;
+        calibrated.block = b;
+        calibrated.tokens = tokens;
+        for (const LinearStage stage : kLinearStages)
+            calibrated.hessians[static_cast<std::size_t>(stage)] =
+                walk->stageGram(b, view, stage, blockJob) * (2.0f / static_cast<float>(tokens));
+        visit(calibrated, blockJob);
+        walk->advance(b, view, blockJob);
+    }
+}
+
 LayerAnalysis analyseLayer(const Model& model, const BlockCalibration& calibration,
                            std::string_view layerName, const SpqrConfig& config) {
     const TensorView& tensor = linearTensor(model, calibration.block, linearLayerIndex(layerName));

@@ -113,11 +113,12 @@ private:
 } // namespace
 
 QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> calibrationStream,
-                             const QuantConfig& method, const CalibrationConfig& calibration,
+                             const QuantPlan& plan, const CalibrationConfig& calibration,
                              const QuantizedLayerSink& sink, const JobContext& job,
                              QuantizeJournal* journal) {
-    validate(method);
     const ModelConfig& config = model.config;
+    plan.validateFor(config.layerCount, model.path.string());
+    const QuantConfig& method = plan.method();
     const std::vector<std::vector<std::int32_t>> sequences =
         calibrationStream.empty()
             ? std::vector<std::vector<std::int32_t>>{}
@@ -172,6 +173,7 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
         report.paperBitsPerParameter = quantized.paperBitsPerParameter();
         report.outliers = quantized.outlierCount;
         report.relativeOutputError = relativeError;
+        report.config = quantized.config;
         result.layers.push_back(report);
         const std::int64_t parameters = std::int64_t(quantized.rows) * quantized.cols;
         result.parameters += parameters;
@@ -207,11 +209,11 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
                 const TensorView& tensor = *stored.linearLayers()[layer];
                 const RowMatrix layerFisher =
                     fisher ? RowMatrix(fisher->layer(b, static_cast<int>(layer))) : RowMatrix();
-                QuantizedLayer quantized =
-                    quantizeLayer(work.linear[layer],
-                                  {.hessian = sequences.empty() ? nullptr : &hessian,
-                                   .fisher = fisher ? &layerFisher : nullptr},
-                                  method, job, tensor.file + ": " + tensor.name);
+                QuantizedLayer quantized = quantizeLayer(
+                    work.linear[layer],
+                    {.hessian = sequences.empty() ? nullptr : &hessian,
+                     .fisher = fisher ? &layerFisher : nullptr},
+                    plan.layer(b, static_cast<int>(layer)), job, tensor.file + ": " + tensor.name);
                 RowMatrix reconstruction = quantized.dequantize();
                 const double relativeError =
                     sequences.empty()

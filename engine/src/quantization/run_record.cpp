@@ -6,11 +6,11 @@
 namespace quantlens {
 
 QuantizedModel quantizeInMemory(const Model& source, std::span<const std::int32_t> calibration,
-                                const QuantConfig& method, const CalibrationConfig& config,
+                                const QuantPlan& plan, const CalibrationConfig& config,
                                 const JobContext& job) {
     std::vector<std::array<RowMatrix, 7>> layers(source.blocks.size());
     QuantizeResult result = quantizeModel(
-        source, calibration, method, config,
+        source, calibration, plan, config,
         [&](int block, const std::string& name, const QuantizedLayer&,
             const RowMatrix& reconstruction) {
             for (std::size_t l = 0; l < 7; ++l)
@@ -28,7 +28,7 @@ RunRecord makeRunRecord(const QuantConfig& method, const QuantizeResult& quantiz
             quantized.paperBitsPerParameter,
             quantized.outlierFraction,
             scored.perplexity,
-            scored.meanKlDivergence,
+            scored.comparison.value_or(BaseComparison{}),
             seconds,
             quantized.layers};
 }

@@ -74,7 +74,8 @@ AttentionGradients attentionBackward(const ModelConfig& c, const RowMatrix& quer
 } // namespace
 
 double lossAndLinearGradients(const Transformer& transformer, std::span<const std::int32_t> tokens,
-                              const LinearGradientSink& sink, const JobContext* job) {
+                              const LinearGradientSink& sink, const JobContext* job,
+                              const OutputGradientSink& outputs) {
     const Model& model = transformer.model();
     const ModelConfig& c = model.config;
     const std::string source = model.path.string();
@@ -160,6 +161,7 @@ double lossAndLinearGradients(const Transformer& transformer, std::span<const st
         // ∂L/∂W = (∂L/∂Y)ᵀ·X for Y = X·Wᵀ.
         const auto emit = [&](LinearLayer layer, const RowMatrix& outputGradient,
                               const RowMatrix& layerInput) {
+            if (outputs) outputs(b, layer, outputGradient);
             if (!sink) return;
             RowMatrix gradient;
             gradient.noalias() = outputGradient.transpose() * layerInput;

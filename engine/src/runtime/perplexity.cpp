@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <mutex>
 
 namespace quantlens {
@@ -19,8 +18,8 @@ struct Window {
 
 struct WindowScore {
     double nllSum = 0.0;
-    double klSum = 0.0;
     std::int64_t count = 0;
+    std::vector<TokenComparison> compared; // one per position, with a reference only
 };
 
 // log-softmax of one row of logits, in double.
@@ -50,11 +49,17 @@ WindowScore scoreWindow(const SequenceForward& forward, const SequenceForward* r
     const RowMatrix referenceLogits = reference ? reference->logits(inputs, job) : RowMatrix();
     WindowScore score;
     for (Eigen::Index i = 0; i < logits.rows(); ++i) {
+        const std::int32_t target = window[static_cast<std::size_t>(i) + 1];
         const Eigen::VectorXd logP = logProbabilities(logits.row(i));
-        score.nllSum -= logP(window[static_cast<std::size_t>(i) + 1]);
+        score.nllSum -= logP(target);
         if (reference) {
             const Eigen::VectorXd logQ = logProbabilities(referenceLogits.row(i));
-            score.klSum += (logQ.array().exp() * (logQ - logP).array()).sum();
+            Eigen::Index top = 0, referenceTop = 0;
+            logP.maxCoeff(&top);
+            logQ.maxCoeff(&referenceTop);
+            score.compared.push_back({-logP(target), -logQ(target),
+                                      (logQ.array().exp() * (logQ - logP).array()).sum(),
+                                      top == referenceTop});
         }
         ++score.count;
     }
@@ -109,17 +114,20 @@ PerplexityResult evaluatePerplexity(const Transformer& transformer,
 
     PerplexityResult result;
     result.windows = static_cast<std::int64_t>(windows.size());
-    double total = 0.0, klTotal = 0.0;
-    for (const WindowScore& s : scores) {
+    double total = 0.0;
+    std::vector<TokenComparison> compared;
+    std::vector<std::int64_t> windowEnds;
+    for (WindowScore& s : scores) {
         result.scoredTokens += s.count;
-        klTotal += s.klSum;
         total += documents ? s.nllSum : s.nllSum / static_cast<double>(s.count);
+        compared.insert(compared.end(), s.compared.begin(), s.compared.end());
+        windowEnds.push_back(result.scoredTokens);
+        s.compared = {};
     }
     result.meanNll = total / static_cast<double>(documents ? result.scoredTokens : result.windows);
     result.tokens = documents ? result.scoredTokens : length;
     result.perplexity = std::exp(result.meanNll);
-    result.meanKlDivergence = reference ? klTotal / static_cast<double>(result.scoredTokens)
-                                        : std::numeric_limits<double>::quiet_NaN();
+    if (reference) result.comparison = summariseComparison(compared, windowEnds, config.protocol);
     return result;
 }
 

@@ -40,11 +40,12 @@ struct ExportResult {
     std::optional<HfSpqrResult> hfSpqr;
 };
 
-// Why `format` cannot hold layers quantized with `method`, as a sentence naming the method or the
-// setting, or "" when it can: the GPTQ layout holds RTN and GPTQ layers only, the Hugging Face
-// SpQR format SpQR with wbits 3, groupsize 16, qq_bits 3 and stats_groupsize 16 only.
-std::string formatUnavailable(ExportFormat format, const QuantConfig& method);
-bool formatHolds(ExportFormat format, const QuantConfig& method);
+// Why `format` cannot hold layers quantized with `plan`, as a sentence naming the method or the
+// setting, or "" when it can: the GPTQ layout holds RTN and GPTQ layers with one setting for all,
+// the Hugging Face SpQR format SpQR with wbits 3, groupsize 16, qq_bits 3 and stats_groupsize 16
+// only.
+std::string formatUnavailable(ExportFormat format, const QuantPlan& plan);
+bool formatHolds(ExportFormat format, const QuantPlan& plan);
 
 // What an interrupted quantization leaves for the next run: nothing (Restart), or a journal
 // beside the output from which a run of the same quantization continues after the last complete
@@ -52,7 +53,7 @@ bool formatHolds(ExportFormat format, const QuantConfig& method);
 enum class Interruption { Restart, Resume };
 
 // The one job behind every quantized output (`quantlens-cli quantize`, the studio's export):
-// quantizes `model` with `method` (quantizeModel) and writes it into `output` in `format`, each
+// quantizes `model` with `plan` (quantizeModel) and writes it into `output` in `format`, each
 // layer streamed as it is final (GPTQ and hf-spqr: through a staged quantlens checkpoint, as
 // `export` converts it). `metadata` goes into the safetensors header. The directory appears whole
 // or not at all: a failure, a cancel or a full disk leaves no trace and an existing output
@@ -61,7 +62,7 @@ enum class Interruption { Restart, Resume };
 // uninterrupted run writes. Throws Error naming `output` for a format that cannot hold `method`
 // (formatUnavailable), before quantizing, and naming the journal when it belongs to another run.
 QuantizeResult quantizeToDirectory(const Model& model, std::span<const std::int32_t> calibration,
-                                   const QuantConfig& method, const CalibrationConfig& config,
+                                   const QuantPlan& plan, const CalibrationConfig& config,
                                    ExportFormat format, const std::filesystem::path& output,
                                    const std::map<std::string, std::string>& metadata,
                                    const JobContext& job,
@@ -80,12 +81,12 @@ ExportResult exportModel(const std::filesystem::path& input, ExportFormat format
 GgufResult exportGguf(const std::filesystem::path& input, const std::filesystem::path& output,
                       const GgufOptions& options, const JobContext& job);
 
-// Quantizes `model` with `method` and writes the GGUF file `file` (the studio's GGUF export):
+// Quantizes `model` with `plan` and writes the GGUF file `file` (the studio's GGUF export):
 // through a quantlens checkpoint staged beside the file and never committed, as exportGguf reads
 // one. The file appears whole or not at all; an exact export whose grids are no GGUF block type
 // is refused after quantizing, with the layer and the reason.
 GgufResult quantizeToGguf(const Model& model, std::span<const std::int32_t> calibration,
-                          const QuantConfig& method, const CalibrationConfig& config,
+                          const QuantPlan& plan, const CalibrationConfig& config,
                           const std::filesystem::path& file, const GgufOptions& options,
                           const std::map<std::string, std::string>& metadata,
                           const JobContext& job);

@@ -2,6 +2,7 @@
 
 #include "quantlens/model/model.h"
 #include "quantlens/model/token_streams.h"
+#include "quantlens/quantization/quant_plan.h"
 #include "quantlens/quantization/quantize_journal.h"
 
 #include <filesystem>
@@ -25,7 +26,7 @@ public:
     // (other settings, other calibration text, a changed model), and when a journal file is
     // damaged.
     RunJournal(const std::filesystem::path& output, const Model& model,
-               std::span<const std::int32_t> calibration, const QuantConfig& method,
+               std::span<const std::int32_t> calibration, const QuantPlan& plan,
                const CalibrationConfig& calibrationConfig, const std::string& format);
 
     // Where the journal of `output` lives.

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +40,15 @@ LinearStage stageOf(std::string_view layerName);
 BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t> stream,
                                 const CalibrationConfig& calibration, int block,
                                 const JobContext& job);
+
+// calibrateBlock's statistics for every block in one walk of the unquantized model (each block's
+// inputs computed once, not once per later block): `visit` gets each block's Hessians in block
+// order with that block's share of `job`, and may work on them before the walk moves on. Throws
+// Error for too little calibration text.
+void calibrateEveryBlock(
+    const Model& model, std::span<const std::int32_t> stream, const CalibrationConfig& calibration,
+    const JobContext& job,
+    const std::function<void(const BlockCalibration&, const JobContext& blockJob)>& visit);
 
 // One layer ready for the studio's heatmap and threshold slider: its fp32 weights and the
 // sensitivity preview of one form, as `config` says: SpqrConfig for the OBS form of SpQR's base

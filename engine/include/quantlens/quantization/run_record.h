@@ -4,10 +4,12 @@
 #include "quantlens/encoding/quant_config.h"
 #include "quantlens/model/model.h"
 #include "quantlens/quantization/model_quantizer.h"
+#include "quantlens/runtime/base_comparison.h"
 #include "quantlens/runtime/perplexity.h"
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -21,9 +23,12 @@ struct RunRecord {
     double paperBitsPerParameter = 0.0; // the papers' accounting
     double outlierFraction = 0.0;
     double perplexity = 0.0;
-    double meanKlDivergence = 0.0; // to the unquantized model, nats per token
+    BaseComparison comparison; // to the unquantized model on the evaluation text
     double seconds = 0.0;
     std::vector<LayerReport> layers;
+    // A bit-budget run's target in paper bits per parameter (each layer's own settings are in
+    // `layers`); nullopt for a run with one setting for every layer.
+    std::optional<double> targetBits;
 };
 
 // A model whose linear layers are a quantization's reconstruction, held in memory for evaluation.
@@ -34,7 +39,7 @@ struct QuantizedModel {
 
 // quantizeModel() keeping every layer's reconstruction, as withLinearLayers() takes them.
 QuantizedModel quantizeInMemory(const Model& source, std::span<const std::int32_t> calibration,
-                                const QuantConfig& method, const CalibrationConfig& config,
+                                const QuantPlan& plan, const CalibrationConfig& config,
                                 const JobContext& job);
 
 RunRecord makeRunRecord(const QuantConfig& method, const QuantizeResult& quantized,
