@@ -1,5 +1,6 @@
 // quantlens-cli end to end: the commands a user types, their output and their exit codes.
 #include "cli_run.h"
+#include "synthetic_fixtures.h"
 #include "test_data.h"
 
 #include <QDeadlineTimer>
@@ -14,7 +15,10 @@
 
 #include <sys/resource.h>
 
+#include <cmath>
 #include <csignal>
+#include <filesystem>
+#include <set>
 
 namespace {
 
@@ -114,6 +118,65 @@ private slots:
         QCOMPARE(text.exitCode, 0);
         QVERIFY(text.out.contains("parameters   260032"));
         QVERIFY(text.out.contains("model.layers.4.mlp.down_proj.weight"));
+    }
+
+    // The BF16 model against its F32 base: the ratio of the two reference perplexities
+    // (shared/data/README.md), every figure present, and a base of another vocabulary refused.
+    void evalAgainstABase() {
+        const CliRun run =
+            runCli({"eval", data("stories260K-hf-bf16"), "--base", data("stories260K-hf"), "--text",
+                    data("text/tinystories-valid-excerpt.txt"), "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const auto result = parseJson(run.out);
+        QVERIFY(std::abs(result["base_ppl"].get<double>() - 5.461168) < 1e-5 * 5.461168);
+        QVERIFY(std::abs(result["ppl_ratio"].get<double>() - 5.465639 / 5.461168) < 1e-5);
+        for (const char* key : {"ppl_ratio_err", "kl_mean", "kl_median", "kl_p99", "kl_max",
+                                "top1_agreement", "dp_mean", "dp_p1", "dp_p99"})
+            QVERIFY2(result.contains(key) && std::isfinite(result[key].get<double>()), key);
+        QVERIFY(result["kl_median"].get<double>() <= result["kl_p99"].get<double>());
+        QVERIFY(result["top1_agreement"].get<double>() > 0.95);
+        const CliRun text =
+            runCli({"eval", data("stories260K-hf-bf16"), "--base", data("stories260K-hf"), "--text",
+                    data("text/tinystories-valid-excerpt.txt")});
+        QVERIFY2(text.out.contains("ppl ratio 1.000") && text.out.contains("top-1"),
+                 qPrintable(text.out));
+        QTemporaryDir dir;
+        quantlens::test::writeGptqShapedModel(dir.filePath("other").toStdString(), 1); // 128 ids
+        const CliRun mismatched =
+            runCli({"eval", data("stories260K-hf"), "--base", dir.filePath("other"), "--text",
+                    data("text/tinystories-valid-excerpt.txt")});
+        QVERIFY(mismatched.exitCode != 0);
+        QVERIFY2(mismatched.err.contains("vocabulary"), qPrintable(mismatched.err));
+    }
+
+    // A budget run: within its target, settings per layer in the output and the checkpoint's
+    // metadata; a target below every candidate is refused by name.
+    void quantizeToATargetBits() {
+        QTemporaryDir dir;
+        const QString out = dir.filePath("budget");
+        CliRun run = runCli({"quantize", data("stories260K-hf"), "--method", "gptq",
+                             "--target-bits", "3.5", "--budget-grid", "wbits=2,3,4:groupsize=32,64",
+                             "--calib", data("text/wikitext2-test.txt"), "--nsamples", "4",
+                             "--seqlen", "128", "--format", "quantlens", "--out", out, "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const auto result = parseJson(run.out);
+        QCOMPARE(result["target_bits"].get<double>(), 3.5);
+        QVERIFY(result["paper_bits_per_param"].get<double>() <= 3.5);
+        std::set<std::string> settings;
+        for (const auto& layer : result["layers"])
+            settings.insert(layer["settings"].get<std::string>());
+        QVERIFY(settings.size() > 1);
+        const std::string header =
+            quantlens::test::readBytes(std::filesystem::path(out.toStdString()) /
+                                       "model.safetensors")
+                .substr(0, 1 << 16);
+        QVERIFY(header.find("quantlens.target_bits") != std::string::npos);
+        run = runCli({"quantize", data("stories260K-hf"), "--method", "gptq", "--target-bits",
+                      "1.0", "--calib", data("text/wikitext2-test.txt"), "--nsamples", "4",
+                      "--seqlen", "128", "--out", dir.filePath("none")});
+        QVERIFY(run.exitCode != 0);
+        QVERIFY2(run.err.contains("below the cheapest"), qPrintable(run.err));
+        QVERIFY(!std::filesystem::exists(dir.filePath("none").toStdString()));
     }
 
     void quantizeWritesAnEvaluableModel() {
