@@ -5,6 +5,7 @@
 
 #include "quantlens/formats/model_loading.h"
 #include "quantlens/model/token_streams.h"
+#include "quantlens/quantization/bit_budget.h"
 #include "quantlens/quantization/model_quantizer.h"
 #include "quantlens/runtime/perplexity.h"
 
@@ -14,6 +15,8 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <sstream>
 
 namespace {
@@ -29,7 +32,15 @@ struct SweepOptions {
     int context = 256;
     std::string protocol = "documents";
     std::string shard = "1/1";
+    std::vector<double> targetBits;
     bool json = false;
+};
+
+// One run of the sweep: a grid combination, or a bit budget over the grid's settings of a method.
+struct PlannedRun {
+    std::string method;
+    QuantSettings settings;
+    std::optional<double> targetBits;
 };
 
 nlohmann::json rowJson(const SweepRow& r) {
@@ -49,13 +60,22 @@ void run(const SweepOptions& options) {
     const auto [shard, shards] = parseShard(options.shard);
     // The grid in its stable order; this shard runs every shards-th combination from its own,
     // so each part gets a share of every method, and shard 1 also scores the baseline.
-    std::vector<std::pair<std::string, QuantSettings>> grid;
+    std::vector<PlannedRun> grid;
     for (const std::string& entry : options.grid) {
         std::istringstream words(entry); // entries may also be separated by spaces
         for (std::string spec; words >> spec;)
-            for (auto& expanded : expandGrid(spec))
-                grid.push_back(std::move(expanded));
+            for (auto& [method, settings] : expandGrid(spec))
+                grid.push_back({method, std::move(settings), std::nullopt});
     }
+    // Budget runs follow the grid: per method (in the grid's order) and target, each choosing
+    // among that method's grid settings, so it competes with exactly the uniform runs beside it.
+    std::vector<std::string> methods;
+    for (const PlannedRun& run : grid)
+        if (std::find(methods.begin(), methods.end(), run.method) == methods.end())
+            methods.push_back(run.method);
+    for (const std::string& method : methods)
+        for (const double target : options.targetBits)
+            grid.push_back({method, {}, target});
     std::vector<std::size_t> runs; // indices into grid
     for (std::size_t i = static_cast<std::size_t>(shard - 1); i < grid.size();
          i += static_cast<std::size_t>(shards))
@@ -98,10 +118,28 @@ void run(const SweepOptions& options) {
                started);
     }
 
+    // Each method's measurement, made once for all its targets.
+    std::map<std::string, quantlens::BudgetMeasurement> measured;
+    const auto planFor = [&](const PlannedRun& run, const quantlens::JobContext& job) {
+        if (!run.targetBits) return quantlens::QuantPlan(makeQuantConfig(run.method, run.settings));
+        auto found = measured.find(run.method);
+        if (found == measured.end()) {
+            std::vector<quantlens::QuantConfig> candidates;
+            for (const PlannedRun& other : grid)
+                if (other.method == run.method && !other.targetBits)
+                    candidates.push_back(makeQuantConfig(other.method, other.settings));
+            found = measured
+                        .emplace(run.method, quantlens::measureLayerCurves(
+                                                 *model, calibration, options.calibrationConfig,
+                                                 candidates.front(), candidates, job))
+                        .first;
+        }
+        return quantlens::allocateBits(found->second, *run.targetBits).plan;
+    };
+
     for (std::size_t i = 0; i < runs.size(); ++i) {
         const auto runStarted = std::chrono::steady_clock::now();
-        const auto& [methodName, settings] = grid[runs[i]];
-        const quantlens::QuantConfig method = makeQuantConfig(methodName, settings);
+        const PlannedRun& planned = grid[runs[i]];
         const std::string stage =
             "run " + std::to_string(i + 1) + "/" + std::to_string(runs.size());
         // The bar and its time left are for the whole sweep.
@@ -109,21 +147,32 @@ void run(const SweepOptions& options) {
             progress.update((static_cast<double>(i) + fraction) / static_cast<double>(runs.size()),
                             stage);
         });
+        // A budget's measurement (the first of its method's runs only) is most of its work.
+        const double planShare = planned.targetBits ? 0.8 : 0.0;
+        const quantlens::QuantPlan plan =
+            planFor(planned, quantlens::JobContext(job, 0.0, planShare));
+        const quantlens::QuantConfig& method = plan.method();
         std::vector<std::array<quantlens::RowMatrix, 7>> layers(model->blocks.size());
         const quantlens::QuantizeResult result = quantlens::quantizeModel(
-            *model, calibration, method, options.calibrationConfig,
+            *model, calibration, plan, options.calibrationConfig,
             [&](int block, const std::string& name, const quantlens::QuantizedLayer&,
                 const quantlens::RowMatrix& weights) {
                 for (std::size_t l = 0; l < 7; ++l)
                     if (name == quantlens::kLinearLayers[l].name)
                         layers[static_cast<std::size_t>(block)][l] = weights;
             },
-            job);
+            quantlens::JobContext(job, planShare, 1.0));
         const auto quantized = quantlens::withLinearLayers(*model, std::move(layers));
         const quantlens::PerplexityResult scored = quantlens::evaluatePerplexity(
             quantlens::Transformer(*quantized), evaluation, evalConfig, job, &reference);
-        finish({quantlens::methodName(method), quantlens::describe(method),
-                quantlens::weightBits(method), result.bitsPerParameter,
+        // A budget row's settings say its target; its wbits vary by layer (0).
+        const std::string settings =
+            planned.targetBits
+                ? "budget " + std::to_string(*planned.targetBits).substr(0, 4) + " bits over " +
+                      std::to_string(measured.at(planned.method).settings.size()) + " settings"
+                : quantlens::describe(method);
+        finish({quantlens::methodName(method), settings,
+                planned.targetBits ? 0 : quantlens::weightBits(method), result.bitsPerParameter,
                 result.paperBitsPerParameter, result.outlierFraction, scored.perplexity,
                 scored.comparison->klMean, 0.0, static_cast<int>(runs[i]) + 1},
                runStarted);
@@ -173,6 +222,11 @@ Command addSweepCommand(CLI::App& app) {
                     "Run only part K of N of the grid (K/N; every N-th combination from the K-th, "
                     "the baseline in part 1); merge the parts' CSVs with sweep-merge")
         ->capture_default_str();
+    sub->add_option("--target-bits", options->targetBits,
+                    "Also a bit-budget run per method of the grid and target (comma-separated), "
+                    "each choosing per layer among that method's grid settings")
+        ->delimiter(',')
+        ->check(CLI::PositiveNumber);
     sub->add_flag("--json", options->json, "Print the rows as one JSON array");
     return {sub, [options] { run(*options); }};
 }

@@ -208,6 +208,40 @@ private slots:
                  qPrintable(QString::number(ppl))); // worse than fp32, still sane
     }
 
+    // The measure of a bit budget: on the sweep, each budget run spends no more than its
+    // target and beats every uniform run of the method that spends no more.
+    void sweepBudgetsBeatUniformRunsWithinTheirBits() {
+        QTemporaryDir dir;
+        // Eight runs and a measurement: more than runCli's two minutes on a loaded machine.
+        const CliRun run = quantlens::test::runCli(
+            {"sweep", data("stories260K-hf"), "--calib", data("text/wikitext2-test.txt"), "--eval",
+             data("text/tinystories-valid-excerpt.txt"), "--nsamples", "8", "--seqlen", "128",
+             "--grid", "gptq:wbits=2,3,4:groupsize=32,128", "--target-bits", "3.5,4.0", "--out",
+             dir.filePath("s.csv"), "--json"},
+            600000);
+        QCOMPARE(run.exitCode, 0);
+        const auto rows = parseJson(run.out);
+        QCOMPARE(rows.size(), std::size_t(1 + 6 + 2));
+        for (const double target : {3.5, 4.0}) {
+            const std::string name =
+                "budget " + std::to_string(target).substr(0, 4) + " bits over 6 settings";
+            const auto budget = std::find_if(rows.begin(), rows.end(), [&](const auto& r) {
+                return r["settings"].template get<std::string>() == name;
+            });
+            QVERIFY2(budget != rows.end(), name.c_str());
+            QVERIFY((*budget)["paper_bits_per_param"].get<double>() <= target);
+            int rivals = 0;
+            for (const auto& r : rows)
+                if (r["method"] == "gptq" && r["wbits"].get<int>() > 0 &&
+                    r["paper_bits_per_param"].get<double>() <= target) {
+                    ++rivals;
+                    QVERIFY2((*budget)["ppl"].get<double>() < r["ppl"].get<double>(),
+                             r["settings"].get<std::string>().c_str());
+                }
+            QVERIFY(rivals > 0);
+        }
+    }
+
     void quantizeSqueezeLlmCountsLutsAndSparseValues() {
         QTemporaryDir dir;
         const QString out = dir.filePath("squeezellm");
