@@ -1,5 +1,6 @@
 // The bit budget: the allocation against an exhaustive search, the measured error curves and their
 // predicted loss against the loss actually measured on stories260K, and a budget run end to end.
+#include "calibration_text.h"
 #include "test_data.h"
 
 #include "quantlens/core/error.h"
@@ -27,14 +28,6 @@ using namespace quantlens;
 namespace {
 
 const CalibrationConfig kCalibration{8, 128};
-
-std::vector<std::int32_t> calibrationStream(const Model& model) {
-    std::string text = readTextFile(test::dataPath("text/wikitext2-test.txt"));
-    text.resize(text.rfind('\n', 20000));
-    const auto tokenizer = loadTokenizer(model.defaultTokenizer);
-    return tokenizeForProtocol(*tokenizer, text, PerplexityProtocol::Documents,
-                               model.config.bosToken, "wikitext");
-}
 
 std::vector<QuantConfig> gptqCandidates() {
     std::vector<QuantConfig> candidates;
@@ -156,7 +149,7 @@ private slots:
     // the calibration loss it actually adds, measured by running the quantized model.
     void predictedLossTracksTheMeasuredLoss() {
         const auto model = loadModel(test::dataPath("stories260K-hf"));
-        const auto stream = calibrationStream(*model);
+        const auto stream = test::wikitextStream(*model);
         const std::vector<QuantConfig> candidates = gptqCandidates();
         const BudgetMeasurement m =
             measureLayerCurves(*model, stream, kCalibration, GptqConfig{}, candidates, {});
@@ -204,7 +197,7 @@ private slots:
     // kept by the quantlens checkpoint.
     void budgetRunKeepsItsPlan() {
         const auto model = loadModel(test::dataPath("stories260K-hf"));
-        const auto stream = calibrationStream(*model);
+        const auto stream = test::wikitextStream(*model);
         const BudgetMeasurement m =
             measureLayerCurves(*model, stream, kCalibration, GptqConfig{}, gptqCandidates(), {});
         const BitAllocation a = allocateBits(m, 3.25);
@@ -237,7 +230,7 @@ private slots:
 
     void candidatesOfAnotherMethodAreRefused() {
         const auto model = loadModel(test::dataPath("stories260K-hf"));
-        const auto stream = calibrationStream(*model);
+        const auto stream = test::wikitextStream(*model);
         QVERIFY_THROWS_EXCEPTION(Error, measureLayerCurves(*model, stream, kCalibration,
                                                            GptqConfig{}, {SpqrConfig{}}, {}));
         QVERIFY_THROWS_EXCEPTION(

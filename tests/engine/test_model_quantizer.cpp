@@ -1,5 +1,6 @@
 // quantizeModel end to end on stories260K: the reports, the sink, calibration errors, cancel, and
 // the dense checkpoint it streams into (HF and llama2.c sources).
+#include "calibration_text.h"
 #include "error_text.h"
 #include "test_data.h"
 
@@ -31,16 +32,6 @@ constexpr int kSequences = 8;
 constexpr int kSequenceLength = 128;
 
 const CalibrationConfig kCalibration{kSequences, kSequenceLength};
-
-// The start of WikiText-2 test (enough for the calibration sequences) as the model's tokenizer cuts
-// it (Documents protocol: BOS + each line's ids).
-std::vector<std::int32_t> wikitextStream(const Model& model) {
-    std::string text = readTextFile(test::dataPath("text/wikitext2-test.txt"));
-    text.resize(text.rfind('\n', 20000));
-    const auto tokenizer = loadTokenizer(model.defaultTokenizer);
-    return tokenizeForProtocol(*tokenizer, text, PerplexityProtocol::Documents,
-                               model.config.bosToken, "wikitext");
-}
 
 int layerIndex(const std::string& name) {
     for (int i = 0; i < 7; ++i)
@@ -200,7 +191,7 @@ private slots:
     // output errors match ones computed here from the calibration inputs.
     void gptqReportsEveryLayer() {
         const auto model = loadModel(test::dataPath("stories260K-hf"));
-        const auto stream = wikitextStream(*model);
+        const auto stream = test::wikitextStream(*model);
         QVERIFY(stream.size() >= std::size_t(kSequences * kSequenceLength));
         GptqConfig gptq;
         gptq.wbits = 3;
@@ -342,7 +333,7 @@ private slots:
     // bit for bit, everything else is the source's.
     void denseCheckpointFromHf() {
         const auto model = loadModel(test::dataPath("stories260K-hf"));
-        const auto stream = wikitextStream(*model);
+        const auto stream = test::wikitextStream(*model);
         QTemporaryDir dir;
         const fs::path out = fs::path(dir.path().toStdString()) / "gptq";
         GptqConfig gptq;
@@ -389,7 +380,7 @@ private slots:
     void denseCheckpointFromLlama2c() {
         const auto model = loadModel(test::dataPath("stories260K/stories260K.bin"));
         QCOMPARE(model->format, ModelFormat::Llama2c);
-        const auto stream = wikitextStream(*model);
+        const auto stream = test::wikitextStream(*model);
         QTemporaryDir dir;
         const fs::path out = fs::path(dir.path().toStdString()) / "from-bin";
         GptqConfig gptq;
@@ -449,7 +440,7 @@ private slots:
     void cancelLeavesNothing() {
         QFETCH(bool, calibrated);
         const auto model = loadModel(test::dataPath("stories260K-hf"));
-        const auto stream = calibrated ? wikitextStream(*model) : std::vector<std::int32_t>{};
+        const auto stream = calibrated ? test::wikitextStream(*model) : std::vector<std::int32_t>{};
         const QuantConfig method = calibrated ? QuantConfig(GptqConfig{}) : RtnConfig{};
         QTemporaryDir dir;
         const fs::path out = fs::path(dir.path().toStdString()) / "cancelled";
@@ -486,7 +477,7 @@ private slots:
     // SpQR with its defaults (act-order, outliers) through the whole model.
     void spqrReportsEveryLayer() {
         const auto model = loadModel(test::dataPath("stories260K-hf"));
-        const auto stream = wikitextStream(*model);
+        const auto stream = test::wikitextStream(*model);
         const Run run = quantizeWithSink(*model, stream, SpqrConfig{});
         checkReports(*model, run, true);
         QVERIFY(run.result.outlierFraction > 0.0);
@@ -497,7 +488,7 @@ private slots:
     // equals quantizing that layer alone with an independently accumulated Fisher.
     void squeezeLlmUsesTheModelsFisher() {
         const auto model = loadModel(test::dataPath("stories260K-hf"));
-        const auto stream = wikitextStream(*model);
+        const auto stream = test::wikitextStream(*model);
         const SqueezeConfig config{.wbits = 3, .sparsePercent = 0.40, .sensitivePercent = 0.05};
         const Run run = quantizeWithSink(*model, stream, config);
         checkReports(*model, run, true);
