@@ -153,10 +153,11 @@ void ModelSummaryView::showRun(const quantlens::RunRecord& run) {
             for (const quantlens::LayerReport& layer : run.layers) {
                 if (layer.block != index || QString::fromStdString(layer.name) != item->text(0))
                     continue;
-                item->setText(MethodColumn, methodLabel(run.config));
+                // A bit budget's layers each have their own settings: the column shows them.
+                const QString settings = QString::fromStdString(quantlens::describe(layer.config));
+                item->setText(MethodColumn, run.targetBits ? settings : methodLabel(run.config));
                 item->setData(MethodColumn, Qt::DecorationRole, methodColour(run.config));
-                item->setToolTip(MethodColumn,
-                                 QString::fromStdString(quantlens::describe(run.config)));
+                item->setToolTip(MethodColumn, settings);
                 item->setText(BitsColumn, locale.toString(layer.bitsPerParameter, 'f', 3));
                 item->setText(OutliersColumn, locale.toString(qlonglong(layer.outliers)));
                 item->setText(ErrorColumn, locale.toString(layer.relativeOutputError, 'e', 2));

@@ -4,11 +4,14 @@
 #include "plot_legend.h"
 #include "run_description.h"
 
+#include <QComboBox>
+#include <QHBoxLayout>
 #include <QLabel>
 #include <QToolTip>
 #include <QVBoxLayout>
 #include <qcustomplot.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -16,6 +19,29 @@
 namespace {
 
 constexpr double kPickRadius = 8.0; // pixels
+
+// The one table of the chart's quality axes: what each plots and which way is better.
+struct QualityAxis {
+    RunQuality quality;
+    const char* label;
+    double (*value)(const quantlens::RunRecord&);
+    bool higherIsBetter;
+};
+constexpr QualityAxis kQualityAxes[] = {
+    {RunQuality::Perplexity, QT_TRANSLATE_NOOP("ParetoView", "perplexity"),
+     [](const quantlens::RunRecord& r) { return r.perplexity; }, false},
+    {RunQuality::KlMean,
+     QT_TRANSLATE_NOOP("ParetoView", "KL divergence to the unquantized model (mean, nats)"),
+     [](const quantlens::RunRecord& r) { return r.comparison.klMean; }, false},
+    {RunQuality::Top1Agreement,
+     QT_TRANSLATE_NOOP("ParetoView", "top-1 agreement with the unquantized model"),
+     [](const quantlens::RunRecord& r) { return r.comparison.top1Agreement; }, true},
+};
+
+const QualityAxis& axisOf(RunQuality quality) {
+    return *std::find_if(std::begin(kQualityAxes), std::end(kQualityAxes),
+                         [&](const QualityAxis& axis) { return axis.quality == quality; });
+}
 
 } // namespace
 
@@ -25,20 +51,30 @@ ParetoView::ParetoView(QWidget* parent)
       readout_(new QLabel) {
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(0, 0, 0, 0);
+    qualityChoice_ = new QComboBox;
+    qualityChoice_->setObjectName("qualityAxis");
+    for (const QualityAxis& axis : kQualityAxes)
+        qualityChoice_->addItem(tr(axis.label), int(axis.quality));
+    auto* choiceRow = new QHBoxLayout;
+    choiceRow->addWidget(new QLabel(tr("Quality axis:")));
+    choiceRow->addWidget(qualityChoice_);
+    choiceRow->addStretch(1);
+    layout->addLayout(choiceRow);
+    connect(qualityChoice_, &QComboBox::currentIndexChanged, this,
+            [this](int index) { setQuality(RunQuality(qualityChoice_->itemData(index).toInt())); });
     layout->addWidget(plot_, 1);
     layout->addWidget(readout_);
     readout_->setObjectName("paretoReadout");
     readout_->setMinimumHeight(readout_->fontMetrics().height() * 2);
     readout_->setWordWrap(true);
     plot_->xAxis->setLabel(tr("bits per parameter (stored)"));
-    plot_->yAxis->setLabel(tr("perplexity"));
     placeLegendBelow(*plot_);
     plot_->setInteractions(QCP::iRangeZoom);
     plot_->setMouseTracking(true); // hover details without a pressed button
     baselineLine_->setPen(QPen(Qt::darkGray, 1.0, Qt::DashLine));
     baselineLabel_->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
     baselineLabel_->setColor(Qt::darkGray);
-    setBaseline(baseline_);
+    plotRuns();
     connect(plot_, &QCustomPlot::mouseMove, this,
             [this](QMouseEvent* event) { describeRunAt(event->position()); });
     connect(plot_, &QCustomPlot::mousePress, this, [this](QMouseEvent* event) {
@@ -48,40 +84,63 @@ ParetoView::ParetoView(QWidget* parent)
 
 void ParetoView::setRuns(const std::vector<quantlens::RunRecord>& runs) {
     runs_ = runs;
+    plotRuns();
+}
+
+void ParetoView::setQuality(RunQuality quality) {
+    if (quality == quality_) return;
+    quality_ = quality;
+    qualityChoice_->setCurrentIndex(qualityChoice_->findData(int(quality)));
+    plotRuns();
+}
+
+double ParetoView::qualityOf(const quantlens::RunRecord& run) const {
+    return axisOf(quality_).value(run);
+}
+
+void ParetoView::plotRuns() {
+    const QualityAxis& axis = axisOf(quality_);
+    plot_->yAxis->setLabel(tr(axis.label));
     plot_->clearGraphs();
     std::vector<ParetoPoint> points;
-    std::map<QString, QCPGraph*> byMethod;
+    // One graph per method, and one more per method for its bit-budget runs.
+    std::map<std::pair<int, bool>, QCPGraph*> graphs;
     for (const quantlens::RunRecord& run : runs_) {
-        points.push_back({run.bitsPerParameter, run.perplexity});
-        const QString method = methodLabel(run.config);
-        QCPGraph*& graph = byMethod[method];
+        const double quality = qualityOf(run);
+        points.push_back({run.bitsPerParameter, axis.higherIsBetter ? -quality : quality});
+        const bool budget = run.targetBits.has_value();
+        QCPGraph*& graph = graphs[{int(run.config.index()), budget}];
         if (!graph) {
             graph = plot_->addGraph();
-            graph->setName(method);
+            graph->setName(budget ? tr("%1 bit budget").arg(methodLabel(run.config))
+                                  : methodLabel(run.config));
             graph->setLineStyle(QCPGraph::lsNone);
             graph->setScatterStyle(
-                QCPScatterStyle(QCPScatterStyle::ssDisc, methodColour(run.config), 9));
+                QCPScatterStyle(budget ? QCPScatterStyle::ssDiamond : QCPScatterStyle::ssDisc,
+                                methodColour(run.config), budget ? 12 : 9));
         }
-        graph->addData(run.bitsPerParameter, run.perplexity);
+        graph->addData(run.bitsPerParameter, quality);
     }
     front_ = paretoFront(points);
     QCPGraph* front = plot_->addGraph();
     front->setName(tr("Pareto front"));
     front->setPen(QPen(QColor(60, 60, 60), 1.5));
     front->setLineStyle(QCPGraph::lsLine);
-    QVector<double> bits, perplexity;
+    QVector<double> bits, quality;
     for (const std::size_t i : front_) {
         bits << runs_[i].bitsPerParameter;
-        perplexity << runs_[i].perplexity;
+        quality << qualityOf(runs_[i]);
     }
-    front->setData(bits, perplexity, true);
+    front->setData(bits, quality, true);
     front->setLayer("background"); // under the points
-    rescale();
+    setBaseline(baseline_);
 }
 
 void ParetoView::setBaseline(double perplexity) {
     baseline_ = perplexity;
-    const bool shown = !std::isnan(perplexity);
+    // The unquantized model's KL is 0 and its agreement 1 by definition: only perplexity has a
+    // line worth drawing.
+    const bool shown = !std::isnan(perplexity) && quality_ == RunQuality::Perplexity;
     baselineLine_->setVisible(shown);
     baselineLabel_->setVisible(shown);
     if (shown) {
@@ -98,7 +157,7 @@ void ParetoView::setBaseline(double perplexity) {
 void ParetoView::rescale() {
     plot_->rescaleAxes();
     QCPRange x = plot_->xAxis->range(), y = plot_->yAxis->range();
-    if (!std::isnan(baseline_)) y.expand(baseline_);
+    if (baselineLine_->visible()) y.expand(baseline_);
     // Room around the points, and a sensible range for a single point.
     const double dx = std::max(x.size() * 0.08, 0.1), dy = std::max(y.size() * 0.08, 0.05);
     plot_->xAxis->setRange(x.lower - dx, x.upper + dx);
@@ -109,7 +168,7 @@ void ParetoView::rescale() {
 QPointF ParetoView::pixelOf(std::size_t index) const {
     const quantlens::RunRecord& run = runs_.at(index);
     return {plot_->xAxis->coordToPixel(run.bitsPerParameter),
-            plot_->yAxis->coordToPixel(run.perplexity)};
+            plot_->yAxis->coordToPixel(qualityOf(run))};
 }
 
 int ParetoView::runAt(const QPointF& pixel) const {
@@ -141,25 +200,34 @@ QString ParetoView::readout() const {
 }
 
 QString ParetoView::csv() const {
-    QString out = "method,settings,bits_per_param,paper_bits_per_param,outlier_fraction,ppl,kl,"
-                  "seconds,on_front\n";
+    QString out = "method,settings,bits_per_param,paper_bits_per_param,outlier_fraction,ppl";
+    for (const quantlens::ComparisonFigure& figure : quantlens::kComparisonFigures)
+        out += QString(",") + figure.key;
+    out += ",target_bits,seconds,on_front\n";
     std::vector<bool> onFront(runs_.size());
     for (const std::size_t i : front_)
         onFront[i] = true;
+    // Unmeasured figures are empty fields.
+    const auto field = [](double value, int precision = 9) {
+        return std::isfinite(value) ? QString::number(value, 'g', precision) : QString();
+    };
     for (std::size_t i = 0; i < runs_.size(); ++i) {
         const quantlens::RunRecord& r = runs_[i];
-        out += QString("%1,\"%2\",%3,%4,%5,%6,%7,%8,%9\n")
-                   .arg(QString::fromStdString(quantlens::methodName(r.config)),
-                        QString::fromStdString(quantlens::describe(r.config)))
-                   .arg(r.bitsPerParameter, 0, 'g', 9)
-                   .arg(r.paperBitsPerParameter, 0, 'g', 9)
-                   .arg(r.outlierFraction, 0, 'g', 9)
-                   .arg(r.perplexity, 0, 'g', 9)
-                   .arg(r.comparison.klMean, 0, 'g', 9)
-                   .arg(r.seconds, 0, 'g', 6)
+        out += QString("%1,\"%2\",%3,%4,%5,%6")
+                   .arg(QString::fromStdString(quantlens::methodName(r.config)), runSettings(r),
+                        field(r.bitsPerParameter), field(r.paperBitsPerParameter),
+                        field(r.outlierFraction), field(r.perplexity));
+        for (const quantlens::ComparisonFigure& figure : quantlens::kComparisonFigures)
+            out += "," + field(r.comparison.*figure.value);
+        out += QString(",%1,%2,%3\n")
+                   .arg(r.targetBits ? field(*r.targetBits) : QString(), field(r.seconds, 6))
                    .arg(onFront[i] ? 1 : 0);
     }
-    if (!std::isnan(baseline_))
-        out += QString("none,\"unquantized\",,,,%1,0,,0\n").arg(baseline_, 0, 'g', 9);
+    if (!std::isnan(baseline_)) {
+        out += QString("none,\"unquantized\",,,,%1").arg(field(baseline_));
+        for (std::size_t k = 0; k < std::size(quantlens::kComparisonFigures); ++k)
+            out += ",";
+        out += ",,0\n";
+    }
     return out;
 }

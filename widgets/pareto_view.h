@@ -9,12 +9,17 @@
 
 class QCPItemStraightLine;
 class QCPItemText;
+class QComboBox;
 class QCustomPlot;
 class QLabel;
 
-// Bits per parameter against perplexity, one point per run, coloured by method, with the Pareto
-// front of all runs drawn through them and the unquantized model's perplexity as a line. Hovering
-// a point describes its run; clicking it emits runClicked().
+// What the chart's vertical axis shows of each run, as measured against the unquantized model.
+enum class RunQuality { Perplexity, KlMean, Top1Agreement };
+
+// Bits per parameter against a run's quality (perplexity, mean KL or top-1 agreement, chosen in
+// the view), one point per run, coloured by method (bit-budget runs as diamonds), with the Pareto
+// front of all runs drawn through them and, for perplexity, the unquantized model's as a line.
+// Hovering a point describes its run; clicking it emits runClicked().
 class ParetoView : public QWidget {
     Q_OBJECT
 
@@ -24,6 +29,8 @@ public:
     void setRuns(const std::vector<quantlens::RunRecord>& runs);
     // NaN hides the line.
     void setBaseline(double perplexity);
+    void setQuality(RunQuality quality);
+    RunQuality quality() const { return quality_; }
 
     // Indices into the runs, in front order (by bits).
     const std::vector<std::size_t>& front() const { return front_; }
@@ -41,8 +48,12 @@ private:
     int runAt(const QPointF& pixel) const;
     void describeRunAt(const QPointF& pixel);
     void rescale();
+    void plotRuns();
+    double qualityOf(const quantlens::RunRecord& run) const;
 
     std::vector<quantlens::RunRecord> runs_;
+    RunQuality quality_ = RunQuality::Perplexity;
+    QComboBox* qualityChoice_;
     std::vector<std::size_t> front_;
     double baseline_;
     QCustomPlot* plot_;

@@ -92,7 +92,8 @@ QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
       tuner_(new ThresholdTuner), sparseTuner_(new SparseTuner), calibrationFile_(new QLineEdit),
       sequences_(spinBox("sequences", 1, 4096, {})),
       sequenceLength_(spinBox("sequenceLength", 2, 32768, {})), evaluationFile_(new QLineEdit),
-      context_(spinBox("context", 2, 32768, {})), sweepList_(new QListWidget),
+      context_(spinBox("context", 2, 32768, {})), budgetOn_(new QCheckBox(tr("Bit budget"))),
+      targetBits_(new QDoubleSpinBox), sweepList_(new QListWidget),
       analyse_(new QPushButton(tr("&Analyse Selected Layer"))) {
     method_->setObjectName("method");
     for (const quantlens::QuantConfig& config : base_)
@@ -121,6 +122,24 @@ QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
     form_->addRow(tr("Evaluation text"),
                   fileRow(evaluationFile_, tr("Evaluation Text or Token File")));
     form_->addRow(tr("Context"), context_);
+    // The budget chooses each layer's settings from the method's grid (docs/DESIGN.md, Bit
+    // budget) to the least predicted loss within the target.
+    budgetOn_->setObjectName("budgetOn");
+    budgetOn_->setToolTip(tr("Quantize and Evaluate measures every layer with the method's grid "
+                             "of settings and gives each layer its own, within this many paper "
+                             "bits per parameter in all"));
+    targetBits_->setObjectName("targetBits");
+    targetBits_->setRange(1.0, 16.0);
+    targetBits_->setSingleStep(0.25);
+    targetBits_->setDecimals(2);
+    targetBits_->setSuffix(tr(" bits"));
+    targetBits_->setValue(4.0);
+    targetBits_->setEnabled(false);
+    connect(budgetOn_, &QCheckBox::toggled, targetBits_, &QWidget::setEnabled);
+    auto* budgetRow = new QHBoxLayout;
+    budgetRow->addWidget(budgetOn_);
+    budgetRow->addWidget(targetBits_, 1);
+    form_->addRow(tr("Budget"), budgetRow);
 
     auto* run = new QPushButton(tr("&Quantize and Evaluate"));
     run->setObjectName("quantize");
@@ -159,7 +178,12 @@ QuantSettingsPanel::QuantSettingsPanel(QWidget* parent)
         if (fisherLayer_) emit overlayThresholdChanged(tau);
     });
     connect(analyse_, &QPushButton::clicked, this, &QuantSettingsPanel::analyseRequested);
-    connect(run, &QPushButton::clicked, this, [this] { emit runRequested({config()}); });
+    connect(run, &QPushButton::clicked, this, [this] {
+        if (const auto bits = targetBits())
+            emit budgetRequested(config(), *bits);
+        else
+            emit runRequested({config()});
+    });
     connect(add, &QPushButton::clicked, this, &QuantSettingsPanel::addToSweep);
     connect(remove, &QPushButton::clicked, this, [this] {
         const int row = sweepList_->currentRow();
@@ -333,6 +357,15 @@ void QuantSettingsPanel::chooseFile(QLineEdit* edit, const QString& title) {
         QFileDialog::getOpenFileName(this, title, QFileInfo(edit->text()).absolutePath(),
                                      tr("Text or tokens (*.txt *.u16 *.u32);;All files (*)"));
     if (!file.isEmpty()) edit->setText(file);
+}
+
+std::optional<double> QuantSettingsPanel::targetBits() const {
+    return budgetOn_->isChecked() ? std::optional(targetBits_->value()) : std::nullopt;
+}
+
+void QuantSettingsPanel::setTargetBits(std::optional<double> bits) {
+    budgetOn_->setChecked(bits.has_value());
+    if (bits) targetBits_->setValue(*bits);
 }
 
 void QuantSettingsPanel::save(QSettings& settings) const {

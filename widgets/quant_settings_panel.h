@@ -7,6 +7,7 @@
 #include <array>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,6 +52,10 @@ public:
     void setConfig(const quantlens::QuantConfig& config);
     DataSettings data() const;
     void setData(const DataSettings& data);
+    // The bit budget "Quantize and Evaluate" runs at, in paper bits per parameter; nullopt when
+    // the budget is off (one setting for every layer).
+    std::optional<double> targetBits() const;
+    void setTargetBits(std::optional<double> bits);
     std::vector<quantlens::QuantConfig> sweep() const { return sweep_; }
     void setSweep(const std::vector<quantlens::QuantConfig>& configs);
     ThresholdTuner* tuner() const { return tuner_; }
@@ -74,6 +79,8 @@ public slots:
 signals:
     void analyseRequested();
     void runRequested(const std::vector<quantlens::QuantConfig>& configs);
+    // "Quantize and Evaluate" with the budget on: the method's bit budget at `targetBits`.
+    void budgetRequested(const quantlens::QuantConfig& method, double targetBits);
     // The preview of the analysed layer's form changed its threshold (overlayThreshold()).
     void overlayThresholdChanged(double tau);
     void sweepChanged();
@@ -107,6 +114,8 @@ private:
     QSpinBox* sequenceLength_;
     QLineEdit* evaluationFile_;
     QSpinBox* context_;
+    QCheckBox* budgetOn_;
+    QDoubleSpinBox* targetBits_;
     QListWidget* sweepList_;
     QPushButton* analyse_;
 };

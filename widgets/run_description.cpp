@@ -4,6 +4,8 @@
 
 #include <QLocale>
 
+#include <cmath>
+
 std::array<quantlens::QuantConfig, std::variant_size_v<quantlens::QuantConfig>> defaultMethods() {
     return {quantlens::RtnConfig{}, quantlens::GptqConfig{}, quantlens::SpqrConfig{},
             quantlens::SqueezeConfig{}};
@@ -38,14 +40,26 @@ QString sensitivityFormula(const quantlens::LayerAnalysis& analysis) {
                                       : QObject::tr("(w − q(w))² / [H⁻¹]ⱼⱼ");
 }
 
+QString runSettings(const quantlens::RunRecord& run) {
+    if (run.targetBits)
+        return QObject::tr("%1 budget %2 bits")
+            .arg(methodLabel(run.config), QLocale().toString(*run.targetBits, 'f', 2));
+    return QString::fromStdString(quantlens::describe(run.config));
+}
+
 QString runSummary(const quantlens::RunRecord& run) {
     const QLocale locale;
-    return QObject::tr("%1 · %2 bits per parameter (paper %3) · perplexity %4 · KL %5 · "
-                       "outliers %6%")
-        .arg(QString::fromStdString(quantlens::describe(run.config)),
-             locale.toString(run.bitsPerParameter, 'f', 3),
-             locale.toString(run.paperBitsPerParameter, 'f', 3),
-             locale.toString(run.perplexity, 'f', 4),
-             locale.toString(run.comparison.klMean, 'g', 3),
-             locale.toString(100.0 * run.outlierFraction, 'f', 3));
+    // A figure the run did not measure (a project saved before it existed) reads "–".
+    const auto figure = [&](double value, char format, int precision) {
+        return std::isfinite(value) ? locale.toString(value, format, precision) : QString("–");
+    };
+    const quantlens::BaseComparison& c = run.comparison;
+    return QObject::tr("%1 · %2 bits per parameter (paper %3) · perplexity %4 (×%5 ± %6) · "
+                       "KL %7, p99 %8 · top-1 %9% · outliers %10%")
+        .arg(runSettings(run), figure(run.bitsPerParameter, 'f', 3),
+             figure(run.paperBitsPerParameter, 'f', 3), figure(run.perplexity, 'f', 4),
+             figure(c.perplexityRatio, 'f', 4), figure(c.perplexityRatioError, 'f', 4),
+             figure(c.klMean, 'g', 3), figure(c.klP99, 'g', 3),
+             figure(100.0 * c.top1Agreement, 'f', 2))
+        .arg(figure(100.0 * run.outlierFraction, 'f', 3));
 }

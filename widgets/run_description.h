@@ -24,5 +24,8 @@ QString methodColourKey();
 // of what it holds: "F·(w − q(w))²" or "(w − q(w))² / [H⁻¹]ⱼⱼ".
 bool isFisherAnalysis(const quantlens::LayerAnalysis& analysis);
 QString sensitivityFormula(const quantlens::LayerAnalysis& analysis);
-// Settings, bits, perplexity and KL on one line.
+// A run's settings in words: describe() of them, or "SpQR budget 3.50 bits" for a bit budget.
+QString runSettings(const quantlens::RunRecord& run);
+// Settings, bits, perplexity with its ratio to the unquantized model, KL (mean and p99), top-1
+// agreement and outliers on one line.
 QString runSummary(const quantlens::RunRecord& run);

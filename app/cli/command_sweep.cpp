@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -43,17 +44,31 @@ struct PlannedRun {
     std::optional<double> targetBits;
 };
 
+// The CSV's columns as JSON, null for what was not measured.
 nlohmann::json rowJson(const SweepRow& r) {
-    return {{"method", r.method},
-            {"settings", r.settings},
-            {"wbits", r.wbits},
-            {"bits_per_param", r.bitsPerParameter},
-            {"paper_bits_per_param", r.paperBitsPerParameter},
-            {"outlier_fraction", r.outlierFraction},
-            {"ppl", r.perplexity},
-            {"kl", r.meanKl},
-            {"seconds", r.seconds},
-            {"run", r.run}};
+    nlohmann::json row{{"method", r.method},
+                       {"settings", r.settings},
+                       {"wbits", r.wbits},
+                       {"bits_per_param", r.bitsPerParameter},
+                       {"paper_bits_per_param", r.paperBitsPerParameter},
+                       {"outlier_fraction", r.outlierFraction},
+                       {"ppl", r.perplexity}};
+    for (const quantlens::ComparisonFigure& figure : quantlens::kComparisonFigures) {
+        const double value = r.comparison.*figure.value;
+        row[figure.key] = std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
+    }
+    row["target_bits"] = r.targetBits ? nlohmann::json(*r.targetBits) : nlohmann::json(nullptr);
+    row["seconds"] = r.seconds;
+    row["run"] = r.run;
+    return row;
+}
+
+// A comparison figure for the table: "–" where it was not measured (the baseline).
+std::string figure(double value, int decimals) {
+    if (!std::isfinite(value)) return "–";
+    char text[32];
+    std::snprintf(text, sizeof text, "%.*f", decimals, value);
+    return text;
 }
 
 void run(const SweepOptions& options) {
@@ -96,16 +111,19 @@ void run(const SweepOptions& options) {
         row.seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
         if (!options.json)
-            std::printf("%-6s %-46s %8.4f %8.4f %9.6f %10.5f %9.6f %7.1f\n", row.method.c_str(),
-                        row.settings.c_str(), row.bitsPerParameter, row.paperBitsPerParameter,
-                        row.outlierFraction, row.perplexity, row.meanKl, row.seconds);
+            std::printf("%-6s %-46s %8.4f %8.4f %9.6f %10.5f %9s %9s %7s %7.1f\n",
+                        row.method.c_str(), row.settings.c_str(), row.bitsPerParameter,
+                        row.paperBitsPerParameter, row.outlierFraction, row.perplexity,
+                        figure(row.comparison.klMean, 6).c_str(),
+                        figure(row.comparison.klP99, 6).c_str(),
+                        figure(row.comparison.top1Agreement, 4).c_str(), row.seconds);
         rows.push_back(std::move(row));
         // After every run, so a long sweep keeps what it has done.
         writeFileAtomically(options.out, sweepCsv(rows));
     };
     if (!options.json)
-        std::printf("%-6s %-46s %8s %8s %9s %10s %9s %7s\n", "method", "settings", "bits", "paper",
-                    "outliers", "ppl", "kl", "seconds");
+        std::printf("%-6s %-46s %8s %8s %9s %10s %9s %9s %7s %7s\n", "method", "settings", "bits",
+                    "paper", "outliers", "ppl", "kl", "kl p99", "top-1", "seconds");
 
     if (shard == 1) {
         const quantlens::JobContext baselineJob;
@@ -113,8 +131,17 @@ void run(const SweepOptions& options) {
             quantlens::evaluatePerplexity(reference, evaluation, evalConfig, baselineJob);
         const double storedBits = 8.0 * static_cast<double>(model->storedBytes()) /
                                   static_cast<double>(model->parameterCount());
-        finish({"none", "unquantized", 0, storedBits, storedBits, 0.0, baseline.perplexity, 0.0,
-                0.0, 0},
+        finish({"none",
+                "unquantized",
+                0,
+                storedBits,
+                storedBits,
+                0.0,
+                baseline.perplexity,
+                {},
+                std::nullopt,
+                0.0,
+                0},
                started);
     }
 
@@ -174,7 +201,7 @@ void run(const SweepOptions& options) {
         finish({quantlens::methodName(method), settings,
                 planned.targetBits ? 0 : quantlens::weightBits(method), result.bitsPerParameter,
                 result.paperBitsPerParameter, result.outlierFraction, scored.perplexity,
-                scored.comparison->klMean, 0.0, static_cast<int>(runs[i]) + 1},
+                *scored.comparison, planned.targetBits, 0.0, static_cast<int>(runs[i]) + 1},
                runStarted);
     }
     if (options.json) {

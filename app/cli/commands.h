@@ -17,6 +17,7 @@ Command addGenerateCommand(CLI::App& app);
 Command addTokenizeCommand(CLI::App& app);
 Command addDevicesCommand(CLI::App& app);
 Command addQuantizeCommand(CLI::App& app);
+Command addAnalyseCommand(CLI::App& app);
 Command addSweepCommand(CLI::App& app);
 Command addSweepMergeCommand(CLI::App& app);
 Command addSynthCommand(CLI::App& app);

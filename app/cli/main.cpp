@@ -33,10 +33,10 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
         ->capture_default_str();
     const Command commands[] = {
-        addInspectCommand(app),  addEvalCommand(app),      addGenerateCommand(app),
-        addTokenizeCommand(app), addDevicesCommand(app),   addQuantizeCommand(app),
-        addSweepCommand(app),    addSynthCommand(app),     addBenchCommand(app),
-        addExportCommand(app),   addSweepMergeCommand(app)};
+        addInspectCommand(app),  addEvalCommand(app),       addGenerateCommand(app),
+        addTokenizeCommand(app), addDevicesCommand(app),    addQuantizeCommand(app),
+        addSweepCommand(app),    addSynthCommand(app),      addBenchCommand(app),
+        addExportCommand(app),   addSweepMergeCommand(app), addAnalyseCommand(app)};
     try {
         app.parse(argc, argv);
         quantlens::setThreadCount(threads);

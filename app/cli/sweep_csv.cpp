@@ -4,13 +4,30 @@
 #include "quantlens/io/atomic_file.h"
 #include "quantlens/io/text_file.h"
 
+#include <cmath>
 #include <map>
 #include <sstream>
 
 namespace {
 
-constexpr const char* kHeader = "method,settings,wbits,bits_per_param,paper_bits_per_param,"
-                                "outlier_fraction,ppl,kl,seconds,run";
+// method,settings,wbits,bits_per_param,paper_bits_per_param,outlier_fraction,ppl, then each
+// comparison figure's key, target_bits,seconds,run.
+std::string header() {
+    std::string text = "method,settings,wbits,bits_per_param,paper_bits_per_param,"
+                       "outlier_fraction,ppl";
+    for (const quantlens::ComparisonFigure& figure : quantlens::kComparisonFigures)
+        text += std::string(",") + figure.key;
+    return text + ",target_bits,seconds,run";
+}
+
+// A number, or nothing for a figure that was not measured.
+std::string field(double value) {
+    if (!std::isfinite(value)) return "";
+    std::ostringstream text;
+    text.precision(8);
+    text << value;
+    return text.str();
+}
 
 // The run index of a data line: its last field.
 int runOf(const std::string& line, const std::string& source, int lineNumber) {
@@ -30,12 +47,16 @@ int runOf(const std::string& line, const std::string& source, int lineNumber) {
 
 std::string sweepCsv(const std::vector<SweepRow>& rows) {
     std::ostringstream csv;
-    csv << kHeader << '\n';
-    csv.precision(8);
-    for (const SweepRow& r : rows)
-        csv << r.method << ",\"" << r.settings << "\"," << r.wbits << ',' << r.bitsPerParameter
-            << ',' << r.paperBitsPerParameter << ',' << r.outlierFraction << ',' << r.perplexity
-            << ',' << r.meanKl << ',' << r.seconds << ',' << r.run << '\n';
+    csv << header() << '\n';
+    for (const SweepRow& r : rows) {
+        csv << r.method << ",\"" << r.settings << "\"," << r.wbits << ','
+            << field(r.bitsPerParameter) << ',' << field(r.paperBitsPerParameter) << ','
+            << field(r.outlierFraction) << ',' << field(r.perplexity);
+        for (const quantlens::ComparisonFigure& figure : quantlens::kComparisonFigures)
+            csv << ',' << field(r.comparison.*figure.value);
+        csv << ',' << (r.targetBits ? field(*r.targetBits) : "") << ',' << field(r.seconds) << ','
+            << r.run << '\n';
+    }
     return csv.str();
 }
 
@@ -50,9 +71,9 @@ std::string mergeSweepCsvs(const std::vector<std::string>& paths) {
     for (const std::string& path : paths) {
         std::istringstream text(quantlens::readTextFile(path));
         std::string line;
-        if (!std::getline(text, line) || line != kHeader)
-            throw quantlens::Error(path, "is not a sweep CSV (its header is not \"" +
-                                             std::string(kHeader) + "\")");
+        if (!std::getline(text, line) || line != header())
+            throw quantlens::Error(path,
+                                   "is not a sweep CSV (its header is not \"" + header() + "\")");
         for (int number = 2; std::getline(text, line); ++number) {
             if (line.empty()) continue;
             const int run = runOf(line, path, number);
@@ -63,7 +84,7 @@ std::string mergeSweepCsvs(const std::vector<std::string>& paths) {
                                                  " (the same shard given twice?)");
         }
     }
-    std::string merged = std::string(kHeader) + "\n";
+    std::string merged = header() + "\n";
     int expected = 0;
     for (const auto& [run, entry] : rows) {
         if (run != expected)

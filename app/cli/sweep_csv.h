@@ -2,6 +2,9 @@
 
 // The CSV a sweep writes, one row per run, and the merge of a sharded sweep's parts into it.
 
+#include "quantlens/runtime/base_comparison.h"
+
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,12 +18,14 @@ struct SweepRow {
     double paperBitsPerParameter = 0.0;
     double outlierFraction = 0.0;
     double perplexity = 0.0;
-    double meanKl = 0.0;
+    quantlens::BaseComparison comparison; // to the unquantized model; unmeasured for the baseline
+    std::optional<double> targetBits;     // a bit-budget run's target
     double seconds = 0.0;
     int run = 0;
 };
 
-// The CSV text of `rows` (header first), as `sweep --out` writes it.
+// The CSV text of `rows` (header first), as `sweep --out` writes it: the comparison's figures in
+// kComparisonFigures' columns, an empty field for what was not measured.
 std::string sweepCsv(const std::vector<SweepRow>& rows);
 
 // Writes `text` to `path` atomically: a reader never sees half a file.

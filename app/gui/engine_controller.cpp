@@ -5,15 +5,21 @@
 
 #include "quantlens/core/error.h"
 #include "quantlens/formats/model_loading.h"
+#include "quantlens/formats/model_map_file.h"
 #include "quantlens/model/token_streams.h"
+#include "quantlens/quantization/bit_budget.h"
 #include "quantlens/runtime/perplexity.h"
 
+#include <QDir>
 #include <QMetaObject>
+#include <QStandardPaths>
 
 #include <chrono>
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <map>
+#include <string>
 #include <utility>
 
 namespace {
@@ -34,16 +40,23 @@ quantlens::CalibrationConfig calibrationOf(const DataSettings& data) {
     return {data.sequences, data.sequenceLength};
 }
 
-// The OBS analysis uses SpQR's base quantizer; RTN and GPTQ lend it their bits and groups.
-quantlens::SpqrConfig obsAnalysisConfig(const quantlens::QuantConfig& config) {
-    if (const auto* spqr = std::get_if<quantlens::SpqrConfig>(&config)) return *spqr;
-    quantlens::SpqrConfig spqr;
-    spqr.wbits = quantlens::weightBits(config);
-    if (const auto* gptq = std::get_if<quantlens::GptqConfig>(&config))
-        spqr.groupsize = gptq->groupsize;
-    if (const auto* rtn = std::get_if<quantlens::RtnConfig>(&config))
-        spqr.groupsize = rtn->groupsize;
-    return spqr;
+// The plan of `method`'s bit budget at `targetBits`, from its measurement in `measured` (made
+// here the first time, over budgetCandidates(method)).
+quantlens::QuantPlan budgetPlan(const quantlens::Model& model,
+                                std::span<const std::int32_t> calibration,
+                                const quantlens::QuantConfig& method,
+                                const quantlens::CalibrationConfig& config, double targetBits,
+                                std::map<std::string, quantlens::BudgetMeasurement>& measured,
+                                const quantlens::JobContext& job) {
+    auto found = measured.find(quantlens::describe(method));
+    if (found == measured.end())
+        found =
+            measured
+                .emplace(quantlens::describe(method),
+                         quantlens::measureLayerCurves(model, calibration, config, method,
+                                                       quantlens::budgetCandidates(method), job))
+                .first;
+    return quantlens::allocateBits(found->second, targetBits).plan;
 }
 
 double secondsSince(std::chrono::steady_clock::time_point start) {
@@ -66,11 +79,19 @@ struct EngineController::WorkerCache {
     std::weak_ptr<const quantlens::Model> scoredModel;
     DataSettings scoredData;
     double baseline = std::numeric_limits<double>::quiet_NaN();
+
+    // Bit-budget measurements by method settings (describe()), for budgetModel and budgetData.
+    std::weak_ptr<const quantlens::Model> budgetModel;
+    DataSettings budgetData;
+    std::map<std::string, quantlens::BudgetMeasurement> budgets;
 };
 
 EngineController::EngineController(QObject* parent)
-    : QObject(parent), worker_(new QObject), cache_(std::make_shared<WorkerCache>()) {
+    : QObject(parent), worker_(new QObject), cache_(std::make_shared<WorkerCache>()),
+      mapCacheDirectory_(
+          QDir(QStandardPaths::writableLocation(QStandardPaths::CacheLocation)).filePath("maps")) {
     qRegisterMetaType<std::shared_ptr<const quantlens::Model>>();
+    qRegisterMetaType<quantlens::ModelMap>();
     qRegisterMetaType<std::shared_ptr<const quantlens::LayerAnalysis>>();
     qRegisterMetaType<quantlens::RunRecord>();
     qRegisterMetaType<JobOutcome>();
@@ -199,7 +220,7 @@ int EngineController::analyseLayer(ModelPtr model, const DataSettings& data,
             supersedeAnalysis());
     return runJob(
         tr("Analyse block %1 %2").arg(block).arg(layer),
-        [model, data, spqr = obsAnalysisConfig(config), block, layer,
+        [model, data, spqr = quantlens::obsAnalysisConfig(config), block, layer,
          cache = cache_](const quantlens::JobContext& job, ProgressRelay&) {
             if (!cache->calibration || cache->calibratedModel.lock() != model ||
                 !(cache->calibratedData == data) || cache->calibration->block != block) {
@@ -217,17 +238,54 @@ int EngineController::analyseLayer(ModelPtr model, const DataSettings& data,
         [this](const AnalysisPtr& analysis) { emit layerAnalysed(analysis); }, supersedeAnalysis());
 }
 
+int EngineController::mapModel(ModelPtr model, const DataSettings& data,
+                               const quantlens::QuantConfig& config, quantlens::MapMetric metric) {
+    const auto& info = quantlens::mapMetricInfo(metric);
+    return runJob(
+        tr("Map %1 (%2)")
+            .arg(QString::fromUtf8(info.key.data(), qsizetype(info.key.size())),
+                 QString::fromStdString(quantlens::describe(config))),
+        [model, data, config, metric,
+         directory = mapCacheDirectory_](const quantlens::JobContext& job, ProgressRelay&) {
+            const quantlens::ModelMapRequest request{
+                metric, config, calibrationOf(data), {data.context, PerplexityProtocol::Documents}};
+            const auto calibration =
+                tokenStream(*model, data.calibrationFile, tr("calibration text"));
+            const auto evaluation =
+                metric == quantlens::MapMetric::SoloKl
+                    ? tokenStream(*model, data.evaluationFile, tr("evaluation text"))
+                    : std::vector<std::int32_t>{};
+            const quantlens::ModelMapCache cache(directory.toStdString());
+            const std::string identity =
+                quantlens::modelMapIdentity(*model, request, calibration, evaluation);
+            if (auto cached = cache.find(identity)) return *cached;
+            quantlens::ModelMap map =
+                quantlens::computeModelMap(*model, request, calibration, evaluation, job);
+            cache.store(identity, map);
+            return map;
+        },
+        [this](const quantlens::ModelMap& map) { emit modelMapped(map); });
+}
+
 int EngineController::runQuantizations(ModelPtr model, const DataSettings& data,
-                                       const std::vector<quantlens::QuantConfig>& configs) {
+                                       const std::vector<quantlens::QuantConfig>& configs,
+                                       std::optional<double> targetBits) {
+    const QString what = targetBits ? tr("budget %1 bits, ").arg(*targetBits, 0, 'f', 2) : "";
     const QString title =
         configs.size() == 1
-            ? tr("Quantize %1").arg(QString::fromStdString(quantlens::describe(configs.front())))
+            ? tr("Quantize %1%2")
+                  .arg(what, QString::fromStdString(quantlens::describe(configs.front())))
             : tr("Sweep of %1 runs").arg(configs.size());
     return runJob(
         title,
-        [this, model, data, configs, cache = cache_](const quantlens::JobContext& job,
-                                                     ProgressRelay& relay) {
-            bool calibrated = false;
+        [this, model, data, configs, targetBits, cache = cache_](const quantlens::JobContext& job,
+                                                                 ProgressRelay& relay) {
+            bool calibrated = targetBits.has_value(); // a budget measures on calibration text
+            if (cache->budgetModel.lock() != model || !(cache->budgetData == data)) {
+                cache->budgets.clear();
+                cache->budgetModel = model;
+                cache->budgetData = data;
+            }
             for (const quantlens::QuantConfig& config : configs)
                 calibrated |= quantlens::needsHessian(config) || quantlens::needsFisher(config);
             const auto calibration =
@@ -253,13 +311,20 @@ int EngineController::runQuantizations(ModelPtr model, const DataSettings& data,
                 const auto started = std::chrono::steady_clock::now();
                 const QString run = tr("run %1/%2, ").arg(i + 1).arg(configs.size());
                 relay.setPhase(double(i + 1) * part, 0.7 * part, run);
+                const quantlens::QuantPlan plan =
+                    targetBits ? budgetPlan(*model, calibration, configs[i], calibrationOf(data),
+                                            *targetBits, cache->budgets,
+                                            quantlens::JobContext(job, 0.0, 0.8))
+                               : quantlens::QuantPlan(configs[i]);
                 const quantlens::QuantizedModel quantized = quantlens::quantizeInMemory(
-                    *model, calibration, configs[i], calibrationOf(data), job);
+                    *model, calibration, plan, calibrationOf(data),
+                    quantlens::JobContext(job, targetBits ? 0.8 : 0.0, 1.0));
                 relay.setPhase((double(i + 1) + 0.7) * part, 0.3 * part, run);
                 const quantlens::PerplexityResult scored = quantlens::evaluatePerplexity(
                     quantlens::Transformer(*quantized.model), evaluation, scoring, job, &reference);
-                const quantlens::RunRecord record = quantlens::makeRunRecord(
+                quantlens::RunRecord record = quantlens::makeRunRecord(
                     configs[i], quantized.result, scored, secondsSince(started));
+                record.targetBits = targetBits;
                 QMetaObject::invokeMethod(
                     this, [this, record] { emit runFinished(record); }, Qt::QueuedConnection);
             }
@@ -269,20 +334,19 @@ int EngineController::runQuantizations(ModelPtr model, const DataSettings& data,
 }
 
 int EngineController::exportModel(ModelPtr model, const DataSettings& data,
-                                  const quantlens::QuantConfig& config,
-                                  const ExportRequest& request) {
+                                  const quantlens::QuantPlan& plan, const ExportRequest& request) {
     return runJob(
         tr("Export to %1").arg(request.directory),
-        [model, data, config, request](const quantlens::JobContext& job, ProgressRelay&) {
+        [model, data, plan, request](const quantlens::JobContext& job, ProgressRelay&) {
             const bool calibrated =
-                quantlens::needsHessian(config) || quantlens::needsFisher(config);
+                quantlens::needsHessian(plan.method()) || quantlens::needsFisher(plan.method());
             const auto calibration =
                 calibrated || !data.calibrationFile.isEmpty()
                     ? tokenStream(*model, data.calibrationFile, tr("calibration text"))
                     : std::vector<std::int32_t>{};
             // Resumable: a cancelled or failed export keeps its journal, and exporting the same
             // run to the same directory again continues it (MainWindow asks first).
-            ::exportModel(*model, calibration, config, calibrationOf(data), request.format,
+            ::exportModel(*model, calibration, plan, calibrationOf(data), request.format,
                           request.directory, quantlens::Interruption::Resume, job);
             return request.directory;
         },

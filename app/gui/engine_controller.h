@@ -6,6 +6,7 @@
 
 #include "quantlens/model/model.h"
 #include "quantlens/quantization/layer_calibration.h"
+#include "quantlens/quantization/model_map.h"
 #include "quantlens/quantization/run_record.h"
 
 #include <QHash>
@@ -15,6 +16,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace quantlens {
@@ -48,14 +50,27 @@ public:
     // analysis"), so clicking through layers never builds a queue; a running one finishes.
     int analyseLayer(ModelPtr model, const DataSettings& data, const quantlens::QuantConfig& config,
                      int block, const QString& layer);
+    // The whole-model map of `metric` (computeModelMap) with `config`'s quantizer on the data's
+    // calibration text (and evaluation text for SoloKl). A map computed before for the same
+    // model, settings and text is read from the map cache (mapCacheDirectory()) instead, and a new
+    // one stored there.
+    int mapModel(ModelPtr model, const DataSettings& data, const quantlens::QuantConfig& config,
+                 quantlens::MapMetric metric);
     // Scores the unquantized model (baselineEvaluated), then quantizes and scores each config in
-    // turn (runFinished after each, so a cancelled sweep keeps the runs it finished).
+    // turn (runFinished after each, so a cancelled sweep keeps the runs it finished). With
+    // `targetBits`, each config is a method whose bit budget is run instead: its layers measured
+    // with budgetCandidates() (once per model, data and method, kept for later targets) and each
+    // given the settings allocateBits() chooses.
     int runQuantizations(ModelPtr model, const DataSettings& data,
-                         const std::vector<quantlens::QuantConfig>& configs);
-    // Quantizes with `config` and writes the result as request.format (a key of exportFormats())
+                         const std::vector<quantlens::QuantConfig>& configs,
+                         std::optional<double> targetBits = std::nullopt);
+    // Quantizes with `plan` and writes the result as request.format (a key of exportFormats())
     // into request.directory.
-    int exportModel(ModelPtr model, const DataSettings& data, const quantlens::QuantConfig& config,
+    int exportModel(ModelPtr model, const DataSettings& data, const quantlens::QuantPlan& plan,
                     const ExportRequest& request);
+
+    // Where computed model maps are kept: the user's cache location, maps/.
+    QString mapCacheDirectory() const { return mapCacheDirectory_; }
 
 public slots:
     void cancel(int job);
@@ -64,6 +79,7 @@ public slots:
 signals:
     void modelOpened(std::shared_ptr<const quantlens::Model> model);
     void layerAnalysed(std::shared_ptr<const quantlens::LayerAnalysis> analysis);
+    void modelMapped(const quantlens::ModelMap& map);
     void baselineEvaluated(double perplexity);
     void runFinished(const quantlens::RunRecord& run);
     void exportFinished(const QString& directory);
@@ -89,9 +105,11 @@ private:
     std::shared_ptr<WorkerCache> cache_; // touched only by jobs, on thread_
     QHash<int, std::shared_ptr<quantlens::JobContext>> jobs_;
     Superseded waitingAnalysis_; // the newest analysis request's flag
+    QString mapCacheDirectory_;
     int nextJob_ = 1;
     int pendingJobs_ = 0;
 };
 
 Q_DECLARE_METATYPE(std::shared_ptr<const quantlens::LayerAnalysis>)
 Q_DECLARE_METATYPE(quantlens::RunRecord)
+Q_DECLARE_METATYPE(quantlens::ModelMap)

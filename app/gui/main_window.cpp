@@ -4,6 +4,7 @@
 #include "jobs_panel.h"
 #include "layer_summary_view.h"
 #include "model_export.h"
+#include "model_map_view.h"
 #include "model_summary_view.h"
 #include "outlier_pattern_view.h"
 #include "pareto_view.h"
@@ -98,8 +99,8 @@ MainWindow::MainWindow(QWidget* parent)
     : QMainWindow(parent), summary_(new ModelSummaryView), settings_(new QuantSettingsPanel),
       jobs_(new JobsPanel), tabs_(new QTabWidget), overview_(new QLabel(welcomeText())),
       heatmap_(new HeatmapView), patterns_(new OutlierPatternView), pareto_(new ParetoView),
-      layerSummary_(new LayerSummaryView), modelStatus_(new QLabel(tr("No model loaded"))),
-      busyIndicator_(new QProgressBar) {
+      modelMap_(new ModelMapView), layerSummary_(new LayerSummaryView),
+      modelStatus_(new QLabel(tr("No model loaded"))), busyIndicator_(new QProgressBar) {
     setWindowTitle("Quantlens[*]"); // [*]: marked while the session has unsaved work
     // Sized before the docks are added: they take their first width from the window's.
     QSettings settings;
@@ -112,9 +113,10 @@ MainWindow::MainWindow(QWidget* parent)
     tabs_->setObjectName("views");
     tabs_->setDocumentMode(true);
     tabs_->addTab(overview_, tr("Overview"));
+    tabs_->addTab(modelMap_, tr("Model Map"));
     tabs_->addTab(heatmap_, tr("Sensitivity"));
     tabs_->addTab(patterns_, tr("Outlier Patterns"));
-    tabs_->addTab(pareto_, tr("Bits vs Perplexity"));
+    tabs_->addTab(pareto_, tr("Bits vs Quality"));
     tabs_->addTab(layerSummary_, tr("Layers"));
     setCentralWidget(tabs_);
 
@@ -164,6 +166,18 @@ void MainWindow::createDocks() {
     connect(settings_, &QuantSettingsPanel::analyseRequested, this,
             &MainWindow::analyseSelectedLayer);
     connect(settings_, &QuantSettingsPanel::runRequested, this, &MainWindow::runConfigs);
+    connect(settings_, &QuantSettingsPanel::budgetRequested, this,
+            [this](const quantlens::QuantConfig& method, double targetBits) {
+                if (!model_) return showError(tr("Open a model first."));
+                engine_.runQuantizations(model_, settings_->data(), {method}, targetBits);
+            });
+    connect(modelMap_, &ModelMapView::mapRequested, this, &MainWindow::mapModel);
+    connect(modelMap_, &ModelMapView::layerClicked, this, [this](int block, const QString& layer) {
+        selectedBlock_ = block;
+        selectedLayer_ = layer;
+        settings_->setAnalysisEnabled(true);
+        analyseSelectedLayer();
+    });
     connect(settings_, &QuantSettingsPanel::sweepChanged, this,
             [this] { setWindowModified(true); });
     connect(settings_, &QuantSettingsPanel::overlayThresholdChanged, heatmap_,
@@ -177,6 +191,11 @@ void MainWindow::createDocks() {
 void MainWindow::connectEngine() {
     connect(&engine_, &EngineController::modelOpened, this, &MainWindow::showModel);
     connect(&engine_, &EngineController::layerAnalysed, this, &MainWindow::showAnalysis);
+    connect(&engine_, &EngineController::modelMapped, this, [this](const quantlens::ModelMap& map) {
+        modelMap_->setMap(map);
+        tabs_->setCurrentWidget(modelMap_);
+        emit modelMapShown();
+    });
     connect(&engine_, &EngineController::baselineEvaluated, this, [this](double perplexity) {
         baseline_ = perplexity;
         pareto_->setBaseline(perplexity);
@@ -344,7 +363,8 @@ void MainWindow::exportRun(const ExportRequest& request) {
             return;
         }
     }
-    engine_.exportModel(model_, settings_->data(), runs_[std::size_t(request.run)].config, request);
+    engine_.exportModel(model_, settings_->data(),
+                        quantlens::planOf(runs_[std::size_t(request.run)]), request);
 }
 
 bool MainWindow::exportCurrentPlot(const QString& path) {
@@ -355,6 +375,8 @@ bool MainWindow::exportCurrentPlot(const QString& path) {
         error = exportPlot(*patterns_->plot(), patterns_->csv(), path);
     else if (tabs_->currentWidget() == pareto_)
         error = exportPlot(*pareto_->plot(), pareto_->csv(), path);
+    else if (tabs_->currentWidget() == modelMap_)
+        error = exportPlot(*modelMap_->plot(), modelMap_->csv(), path);
     else if (tabs_->currentWidget() == layerSummary_)
         error = exportPlot(*layerSummary_->plot(), layerSummary_->csv(), path);
     else
@@ -372,6 +394,7 @@ void MainWindow::showModel(const std::shared_ptr<const quantlens::Model>& model)
     statusBar()->clearMessage();
     summary_->showModel(*model);
     if (!runs_.empty()) summary_->showRun(runs_.back());
+    modelMap_->setMappingEnabled(true);
     overview_->setText(overviewText(*model));
     modelStatus_->setText(tr("%1 — %2 parameters")
                               .arg(QDir::toNativeSeparators(path),
@@ -388,6 +411,22 @@ void MainWindow::analyseSelectedLayer() {
     }
     engine_.analyseLayer(model_, settings_->data(), settings_->config(), selectedBlock_,
                          selectedLayer_);
+}
+
+void MainWindow::mapModel(quantlens::MapMetric metric) {
+    if (!model_) return showError(tr("Open a model first."));
+    if (metric != quantlens::MapMetric::RunError) {
+        engine_.mapModel(model_, settings_->data(), settings_->config(), metric);
+        return;
+    }
+    // A run's errors are in its record: nothing to compute.
+    if (selectedRun_ < 0)
+        return showError(tr("Quantize the model first: this map shows a run's output errors."));
+    const DataSettings data = settings_->data();
+    modelMap_->setMap(quantlens::modelMapOfRun(runs_[std::size_t(selectedRun_)],
+                                               model_->config.layerCount,
+                                               {data.sequences, data.sequenceLength}));
+    emit modelMapShown();
 }
 
 void MainWindow::showAnalysis(const std::shared_ptr<const quantlens::LayerAnalysis>& analysis) {
@@ -410,6 +449,7 @@ void MainWindow::runConfigs(const std::vector<quantlens::QuantConfig>& configs) 
 
 void MainWindow::addRun(const quantlens::RunRecord& run) {
     runs_.push_back(run);
+    selectedRun_ = int(runs_.size()) - 1;
     setWindowModified(true);
     pareto_->setRuns(runs_);
     pareto_->setBaseline(baseline_);
@@ -422,7 +462,9 @@ void MainWindow::addRun(const quantlens::RunRecord& run) {
 
 void MainWindow::selectRun(int index) {
     const quantlens::RunRecord& run = runs_.at(std::size_t(index));
+    selectedRun_ = index;
     settings_->setConfig(run.config);
+    settings_->setTargetBits(run.targetBits);
     layerSummary_->setRun(run);
     summary_->showRun(run);
     statusBar()->showMessage(
@@ -464,6 +506,7 @@ bool MainWindow::openProject(const QString& path) {
     settings_->setConfig(project.settings);
     settings_->setSweep(project.sweep);
     runs_ = project.runs;
+    selectedRun_ = int(runs_.size()) - 1;
     baseline_ = project.baselinePerplexity;
     pareto_->setRuns(runs_);
     pareto_->setBaseline(baseline_);

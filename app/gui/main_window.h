@@ -13,6 +13,7 @@
 class HeatmapView;
 class JobsPanel;
 class LayerSummaryView;
+class ModelMapView;
 class ModelSummaryView;
 class OutlierPatternView;
 class ParetoView;
@@ -24,10 +25,10 @@ class QTabWidget;
 struct Project;
 
 // The studio's frame: docks for the model's outline ("Model"), the method settings ("Settings")
-// and the engine's jobs ("Jobs"); a central tab area with an overview, the selected layer's
-// sensitivity heatmap and outlier patterns, the runs' bits-vs-perplexity chart and the per-layer
-// summary of the selected run; a status line naming the loaded model. All work goes through
-// EngineController; the window keeps only what it shows.
+// and the engine's jobs ("Jobs"); a central tab area with an overview, the whole-model map, the
+// selected layer's sensitivity heatmap and outlier patterns, the runs' bits-vs-quality chart and
+// the per-layer summary of the selected run; a status line naming the loaded model. All work goes
+// through EngineController; the window keeps only what it shows.
 class MainWindow : public QMainWindow {
     Q_OBJECT
 
@@ -63,6 +64,8 @@ signals:
     void layerShown();
     // After a finished run is on the chart and in the session.
     void runShown();
+    // After the Model Map tab shows a new map.
+    void modelMapShown();
     void exportFinished(const QString& directory);
     // After an error has been put in front of the user (without blocking).
     void errorShown(const QString& message);
@@ -82,6 +85,8 @@ private:
     void selectRun(int index);
     void showError(const QString& message);
     void analyseSelectedLayer();
+    // Has the engine compute the whole-model map of `metric`, or draws a run's output errors.
+    void mapModel(quantlens::MapMetric metric);
     void runConfigs(const std::vector<quantlens::QuantConfig>& configs);
     void chooseModelDirectory();
     void chooseCheckpoint();
@@ -104,6 +109,7 @@ private:
     std::vector<quantlens::RunRecord> runs_;
     double baseline_ = std::numeric_limits<double>::quiet_NaN();
     int selectedBlock_ = -1;
+    int selectedRun_ = -1; // the run the Layers view and the tree show
     QString selectedLayer_;
     QString projectPath_;
     Confirmation confirm_ = [](QMessageBox& box) {
@@ -118,6 +124,7 @@ private:
     HeatmapView* heatmap_;
     OutlierPatternView* patterns_;
     ParetoView* pareto_;
+    ModelMapView* modelMap_;
     LayerSummaryView* layerSummary_;
     QLabel* modelStatus_;
     QProgressBar* busyIndicator_;

@@ -93,17 +93,18 @@ QString exportUnavailable(const quantlens::QuantConfig& method, const QString& f
 }
 
 void exportModel(const quantlens::Model& model, std::span<const std::int32_t> calibration,
-                 const quantlens::QuantConfig& method, const quantlens::CalibrationConfig& config,
+                 const quantlens::QuantPlan& plan, const quantlens::CalibrationConfig& config,
                  const QString& format, const QString& directory,
                  quantlens::Interruption interruption, const quantlens::JobContext& job) {
     const std::string path = directory.toStdString();
+    const quantlens::QuantConfig& method = plan.method();
     const std::map<std::string, std::string> metadata = {
         {"quantlens.method", quantlens::describe(method)},
         {"quantlens.source", model.path.string()}};
     if (const auto gguf = ggufOptions(format)) {
         if (const QString why = exportUnavailable(method, format); !why.isEmpty())
             throw quantlens::Error(path, why.toStdString());
-        quantlens::quantizeToGguf(model, calibration, method, config, path, *gguf, metadata, job);
+        quantlens::quantizeToGguf(model, calibration, plan, config, path, *gguf, metadata, job);
         return;
     }
     const EngineFormat kind = [&] {
@@ -115,6 +116,6 @@ void exportModel(const quantlens::Model& model, std::span<const std::int32_t> ca
     }();
     if (const QString why = exportUnavailable(method, format); !why.isEmpty())
         throw quantlens::Error(path, why.toStdString());
-    quantlens::quantizeToDirectory(model, calibration, method, config, kind, path, metadata, job,
+    quantlens::quantizeToDirectory(model, calibration, plan, config, kind, path, metadata, job,
                                    interruption);
 }

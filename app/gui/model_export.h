@@ -23,12 +23,13 @@ QList<ExportFormat> exportFormats();
 // only SpQR w3 with β1 = β2 = 16 and 3-bit statistics.
 QString exportUnavailable(const quantlens::QuantConfig& method, const QString& format);
 
-// Quantizes `model` with `method` into a new directory in `format` through the engine's one export
-// job (quantlens::quantizeToDirectory), which `quantlens-cli quantize` runs too: the directory
-// appears whole or not at all; with Interruption::Resume an interrupted export's journal is kept
-// and continued. Throws quantlens::Error for an unknown format or one the method cannot be
-// written in (before quantizing), with the dialog's sentence.
+// Quantizes `model` with `plan` (one setting, or a bit budget's per layer) into a new directory in
+// `format` through the engine's one export job (quantlens::quantizeToDirectory), which
+// `quantlens-cli quantize` runs too: the directory appears whole or not at all; with
+// Interruption::Resume an interrupted export's journal is kept and continued. Throws
+// quantlens::Error for an unknown format or one the method cannot be written in (before
+// quantizing), with the dialog's sentence.
 void exportModel(const quantlens::Model& model, std::span<const std::int32_t> calibration,
-                 const quantlens::QuantConfig& method, const quantlens::CalibrationConfig& config,
+                 const quantlens::QuantPlan& plan, const quantlens::CalibrationConfig& config,
                  const QString& format, const QString& directory,
                  quantlens::Interruption interruption, const quantlens::JobContext& job);

@@ -50,15 +50,21 @@ QJsonObject runJson(const quantlens::RunRecord& run) {
                                   {"bits_per_param", number(l.bitsPerParameter)},
                                   {"paper_bits_per_param", number(l.paperBitsPerParameter)},
                                   {"outliers", qint64(l.outliers)},
-                                  {"relative_output_error", number(l.relativeOutputError)}});
-    return {{"config", toJson(run.config)},
-            {"bits_per_param", number(run.bitsPerParameter)},
-            {"paper_bits_per_param", number(run.paperBitsPerParameter)},
-            {"outlier_fraction", number(run.outlierFraction)},
-            {"ppl", number(run.perplexity)},
-            {"kl", number(run.comparison.klMean)},
-            {"seconds", number(run.seconds)},
-            {"layers", layers}};
+                                  {"relative_output_error", number(l.relativeOutputError)},
+                                  {"config", toJson(l.config)}});
+    QJsonObject comparison;
+    for (const quantlens::ComparisonFigure& figure : quantlens::kComparisonFigures)
+        comparison[figure.key] = number(run.comparison.*figure.value);
+    QJsonObject json{{"config", toJson(run.config)},
+                     {"bits_per_param", number(run.bitsPerParameter)},
+                     {"paper_bits_per_param", number(run.paperBitsPerParameter)},
+                     {"outlier_fraction", number(run.outlierFraction)},
+                     {"ppl", number(run.perplexity)},
+                     {"comparison", comparison},
+                     {"seconds", number(run.seconds)},
+                     {"layers", layers}};
+    if (run.targetBits) json["target_bits"] = *run.targetBits;
+    return json;
 }
 
 quantlens::RunRecord runFrom(const QJsonObject& json, const QString& path) {
@@ -69,15 +75,23 @@ quantlens::RunRecord runFrom(const QJsonObject& json, const QString& path) {
                              numberFrom(json["ppl"]),
                              {},
                              numberFrom(json["seconds"]),
-                             {}};
-    run.comparison.klMean = numberFrom(json["kl"]);
+                             {},
+                             std::nullopt};
+    const QJsonObject comparison = json["comparison"].toObject();
+    for (const quantlens::ComparisonFigure& figure : quantlens::kComparisonFigures)
+        run.comparison.*figure.value = numberFrom(comparison[figure.key]);
+    if (!json.contains("comparison"))
+        run.comparison.klMean = numberFrom(json["kl"]); // older projects
+    if (json["target_bits"].isDouble()) run.targetBits = json["target_bits"].toDouble();
     for (const QJsonValue& value : json["layers"].toArray()) {
         const QJsonObject l = value.toObject();
+        // Layers saved before per-layer settings were quantized with the run's.
         run.layers.push_back(
             {l["block"].toInt(), l["name"].toString().toStdString(), l["rows"].toInt(),
              l["cols"].toInt(), std::size_t(l["stored_bytes"].toInteger()),
              numberFrom(l["bits_per_param"]), numberFrom(l["paper_bits_per_param"]),
-             l["outliers"].toInteger(), numberFrom(l["relative_output_error"])});
+             l["outliers"].toInteger(), numberFrom(l["relative_output_error"]),
+             l.contains("config") ? configFrom(l["config"], path) : run.config});
     }
     return run;
 }

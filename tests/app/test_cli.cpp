@@ -149,6 +149,52 @@ private slots:
         QVERIFY2(mismatched.err.contains("vocabulary"), qPrintable(mismatched.err));
     }
 
+    // The whole-model map: a row of seven cells per block, the same map again from the cache
+    // (without computing it), and a metric that needs evaluation text refused without it.
+    void analyseMapsEveryLayer() {
+        QTemporaryDir dir;
+        const QStringList arguments = {"analyse",    data("stories260K-hf"),
+                                       "--calib",    data("text/wikitext2-test.txt"),
+                                       "--nsamples", "4",
+                                       "--seqlen",   "128",
+                                       "--wbits",    "3",
+                                       "--cache",    dir.filePath("maps"),
+                                       "--json"};
+        const CliRun first = runCli(arguments);
+        QCOMPARE(first.exitCode, 0);
+        const auto map = parseJson(first.out);
+        QCOMPARE(map["metric"].get<std::string>(), std::string("obs"));
+        QCOMPARE(map["settings"]["wbits"].get<int>(), 3);
+        QCOMPARE(map["layers"].size(), std::size_t(7));
+        QCOMPARE(map["values"].size(), std::size_t(map["blocks"].get<int>()));
+        for (const auto& row : map["values"]) {
+            QCOMPARE(row.size(), std::size_t(7));
+            for (const auto& cell : row)
+                QVERIFY(cell.get<double>() > 0.0);
+        }
+        // The second run reads the cached file: a cell changed there shows in its output.
+        const QStringList cached = QDir(dir.filePath("maps")).entryList(QDir::Files);
+        QCOMPARE(cached.size(), 1);
+        const std::string file = dir.filePath("maps/" + cached[0]).toStdString();
+        auto stored = nlohmann::json::parse(quantlens::test::readBytes(file));
+        stored["map"]["values"][0][0] = 12345.0;
+        quantlens::test::writeBytes(file, stored.dump());
+        const CliRun again = runCli(arguments);
+        QCOMPARE(again.exitCode, 0);
+        QCOMPARE(parseJson(again.out)["values"][0][0].get<double>(), 12345.0);
+        QCOMPARE(parseJson(again.out)["values"][1], map["values"][1]);
+        const CliRun table =
+            runCli({"analyse", data("stories260K-hf"), "--calib", data("text/wikitext2-test.txt"),
+                    "--nsamples", "4", "--seqlen", "128", "--cache", dir.filePath("maps")});
+        QCOMPARE(table.exitCode, 0);
+        QVERIFY2(table.out.contains("down_proj") && table.out.contains("most sensitive"),
+                 qPrintable(table.out));
+        const CliRun noText = runCli({"analyse", data("stories260K-hf"), "--calib",
+                                      data("text/wikitext2-test.txt"), "--metric", "solo-kl"});
+        QVERIFY(noText.exitCode != 0);
+        QVERIFY2(noText.err.contains("--text"), qPrintable(noText.err));
+    }
+
     // A budget run: within its target, settings per layer in the output and the checkpoint's
     // metadata; a target below every candidate is refused by name.
     void quantizeToATargetBits() {
@@ -230,6 +276,7 @@ private slots:
             });
             QVERIFY2(budget != rows.end(), name.c_str());
             QVERIFY((*budget)["paper_bits_per_param"].get<double>() <= target);
+            QCOMPARE((*budget)["target_bits"].get<double>(), target);
             int rivals = 0;
             for (const auto& r : rows)
                 if (r["method"] == "gptq" && r["wbits"].get<int>() > 0 &&
@@ -316,14 +363,30 @@ private slots:
         QVERIFY(rows[1]["ppl"].get<double>() >
                 rows[2]["ppl"].get<double>()); // 3-bit RTN worse than 4-bit
         QVERIFY(rows[3]["outlier_fraction"].get<double>() > 0.0);
-        for (std::size_t i = 1; i < rows.size(); ++i)
-            QVERIFY(rows[i]["kl"].get<double>() > 0.0);
+        // The baseline is not compared with itself; every run is, with llama.cpp's figures.
+        QVERIFY(rows[0]["kl_mean"].is_null() && rows[0]["target_bits"].is_null());
+        for (std::size_t i = 1; i < rows.size(); ++i) {
+            QVERIFY(rows[i]["kl_mean"].get<double>() > 0.0);
+            QVERIFY(rows[i]["kl_p99"].get<double>() > rows[i]["kl_median"].get<double>());
+            QVERIFY(rows[i]["top1_agreement"].get<double>() > 0.3 &&
+                    rows[i]["top1_agreement"].get<double>() < 1.0);
+            QVERIFY(std::abs(rows[i]["base_ppl"].get<double>() - rows[0]["ppl"].get<double>()) <
+                    1e-9);
+        }
+        // 4-bit RTN agrees with the unquantized model more often than 3-bit, and moves less.
+        QVERIFY(rows[2]["top1_agreement"].get<double>() > rows[1]["top1_agreement"].get<double>());
+        QVERIFY(rows[2]["kl_p99"].get<double>() < rows[1]["kl_p99"].get<double>());
         QFile file(csv);
         QVERIFY(file.open(QIODevice::ReadOnly));
         const QStringList lines = QString::fromUtf8(file.readAll()).trimmed().split('\n');
         QCOMPARE(lines.size(), 5);
-        QVERIFY(lines[0].startsWith(
-            "method,settings,wbits,bits_per_param,paper_bits_per_param,outlier_fraction,ppl,kl"));
+        QCOMPARE(lines[0], QString("method,settings,wbits,bits_per_param,paper_bits_per_param,"
+                                   "outlier_fraction,ppl,base_ppl,ppl_ratio,ppl_ratio_err,kl_mean,"
+                                   "kl_median,kl_p99,kl_max,top1_agreement,dp_mean,dp_p1,dp_p99,"
+                                   "target_bits,seconds,run"));
+        // Unmeasured figures are empty fields, not "nan".
+        QVERIFY(lines[1].startsWith("none,\"unquantized\",0,"));
+        QVERIFY(!lines[1].contains("nan") && lines[1].contains(",,,,"));
     }
 
     // A sweep in two shards, merged: the rows of the whole sweep in its order, each as the whole
@@ -473,7 +536,7 @@ private slots:
         const QStringList lines = QString::fromUtf8(file.readAll()).trimmed().split('\n');
         QVERIFY(lines.size() >= 2 && lines.size() < 18); // header, baseline, finished runs
         for (const QString& line : lines.mid(1))
-            QCOMPARE(line.count(QChar(',')), 9);
+            QCOMPARE(line.count(QChar(',')), lines[0].count(QChar(',')));
         QCOMPARE(QDir(dir.path()).entryList(QDir::Files | QDir::Hidden), QStringList{"runs.csv"});
     }
 

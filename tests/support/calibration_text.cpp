@@ -16,4 +16,11 @@ std::vector<std::int32_t> wikitextStream(const Model& model) {
                                model.config.bosToken, "wikitext");
 }
 
+std::vector<std::int32_t> tinystoriesStream(const Model& model) {
+    const auto tokenizer = loadTokenizer(model.defaultTokenizer);
+    return tokenizeForProtocol(*tokenizer,
+                               readTextFile(dataPath("text/tinystories-valid-excerpt.txt")),
+                               PerplexityProtocol::Documents, model.config.bosToken, "excerpt");
+}
+
 } // namespace quantlens::test

@@ -11,4 +11,7 @@ namespace quantlens::test {
 // cuts it (Documents protocol: BOS + each line's ids).
 std::vector<std::int32_t> wikitextStream(const Model& model);
 
+// The TinyStories validation excerpt, the shared evaluation text, cut the same way.
+std::vector<std::int32_t> tinystoriesStream(const Model& model);
+
 } // namespace quantlens::test

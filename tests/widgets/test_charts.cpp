@@ -1,4 +1,5 @@
 #include "layer_summary_view.h"
+#include "model_map_view.h"
 #include "outlier_counts.h"
 #include "outlier_pattern_view.h"
 #include "pareto_front.h"
@@ -7,6 +8,7 @@
 #include "synthetic_layer.h"
 #include "test_data.h"
 
+#include <QComboBox>
 #include <QSignalSpy>
 #include <QtTest>
 #include <qcustomplot.h>
@@ -20,11 +22,10 @@ namespace {
 std::vector<std::size_t> bruteForceFront(const std::vector<ParetoPoint>& points) {
     std::vector<std::size_t> front;
     for (std::size_t i = 0; i < points.size(); ++i) {
-        bool dominated = std::isnan(points[i].bits) || std::isnan(points[i].perplexity);
+        bool dominated = std::isnan(points[i].bits) || std::isnan(points[i].cost);
         for (std::size_t j = 0; j < points.size() && !dominated; ++j)
-            dominated =
-                points[j].bits <= points[i].bits && points[j].perplexity <= points[i].perplexity &&
-                (points[j].bits < points[i].bits || points[j].perplexity < points[i].perplexity);
+            dominated = points[j].bits <= points[i].bits && points[j].cost <= points[i].cost &&
+                        (points[j].bits < points[i].bits || points[j].cost < points[i].cost);
         if (!dominated) front.push_back(i);
     }
     return front;
@@ -49,6 +50,8 @@ private slots:
     void paretoFrontMatchesBruteForce();
     void paretoFrontKeepsTiesAndSkipsNaN();
     void paretoViewHoversAndClicks();
+    void paretoViewPlotsKlOrAgreementAndMarksBudgets();
+    void modelMapIsReadableAtEightyBlocks();
     void outlierCountsMatchMask();
     void outlierPatternViewShowsCounts();
     void layerSummaryShowsEveryLayer();
@@ -115,6 +118,92 @@ void TestCharts::paretoViewHoversAndClicks() {
     QVERIFY(view.plot()->grab().save(quantlens::test::artifactPath("pareto_synthetic.png")));
 }
 
+// The same runs on the KL and the agreement axes: each axis has its own front (higher agreement
+// is better), budget runs get their own diamond series, and the CSV carries every figure.
+void TestCharts::paretoViewPlotsKlOrAgreementAndMarksBudgets() {
+    ParetoView view;
+    view.resize(800, 560);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    std::vector<quantlens::RunRecord> runs{run(quantlens::GptqConfig{3, 128}, 3.3, 9.0),
+                                           run(quantlens::GptqConfig{4, 128}, 4.3, 6.0),
+                                           run(quantlens::GptqConfig{}, 4.0, 7.0)};
+    runs[0].comparison.klMean = 0.30;
+    runs[1].comparison.klMean = 0.05;
+    runs[2].comparison.klMean = 0.02; // the budget: best KL at fewer bits
+    runs[0].comparison.top1Agreement = 0.70;
+    runs[1].comparison.top1Agreement = 0.90;
+    runs[2].comparison.top1Agreement = 0.80;
+    runs[2].targetBits = 4.0;
+    view.setRuns(runs);
+    QCOMPARE(view.front(), (std::vector<std::size_t>{0, 2, 1})); // perplexity: all on the front
+    QCOMPARE(view.plot()->graphCount(), 3);                      // GPTQ, GPTQ bit budget, the front
+    QCOMPARE(view.plot()->graph(1)->name(), QString("GPTQ bit budget"));
+    QCOMPARE(view.plot()->graph(1)->scatterStyle().shape(), QCPScatterStyle::ssDiamond);
+
+    auto* choice = view.findChild<QComboBox*>("qualityAxis");
+    QVERIFY(choice);
+    choice->setCurrentIndex(choice->findData(int(RunQuality::KlMean)));
+    QCOMPARE(view.quality(), RunQuality::KlMean);
+    QCOMPARE(view.front(), (std::vector<std::size_t>{0, 2})); // 4.3 bits buy no better KL
+    QVERIFY(view.plot()->yAxis->label().startsWith("KL"));
+    view.plot()->replot();
+    QTest::mouseMove(view.plot(), view.pixelOf(2).toPoint());
+    QVERIFY2(view.readout().startsWith("GPTQ budget 4.00 bits"), qPrintable(view.readout()));
+
+    view.setQuality(RunQuality::Top1Agreement);
+    QCOMPARE(choice->currentData().toInt(), int(RunQuality::Top1Agreement));
+    QCOMPARE(view.front(), (std::vector<std::size_t>{0, 2, 1}));
+    view.plot()->replot();
+    QVERIFY(view.pixelOf(1).y() < view.pixelOf(0).y()); // higher agreement drawn higher
+
+    const QStringList csv = view.csv().split('\n', Qt::SkipEmptyParts);
+    QVERIFY(csv[0].contains(",kl_mean,") && csv[0].contains(",top1_agreement,") &&
+            csv[0].contains(",target_bits,"));
+    QVERIFY2(csv[3].contains(",0.02,") && csv[3].contains(",4,"), qPrintable(csv[3]));
+    QVERIFY(view.plot()->grab().save(quantlens::test::artifactPath("pareto_agreement.png")));
+}
+
+// A 70B-deep map (80 blocks) in an ordinary window: every cell a few pixels tall, block labels
+// thinned so they do not overlap, hover and click still exact at the last block, blank cells for
+// what was not measured.
+void TestCharts::modelMapIsReadableAtEightyBlocks() {
+    ModelMapView view;
+    view.resize(900, 800);
+    view.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    quantlens::ModelMap map;
+    map.request.metric = quantlens::MapMetric::FisherSensitivity;
+    map.request.config = quantlens::SqueezeConfig{};
+    map.blocks = 80;
+    for (int b = 0; b < 80; ++b)
+        for (int l = 0; l < quantlens::kLinearLayerCount; ++l)
+            map.values.push_back(std::exp(0.1 * b - 0.5 * l)); // five decades
+    map.values[5] = std::numeric_limits<double>::quiet_NaN();
+    view.setMap(map);
+    view.plot()->replot();
+    const double cellHeight = std::abs(view.pixelOf(1, 0).y() - view.pixelOf(0, 0).y());
+    QVERIFY2(cellHeight >= 6.0, qPrintable(QString::number(cellHeight)));
+    const QVector<double> ticks = view.plot()->yAxis->tickVector();
+    qInfo("cell %.1f px, %lld block labels", cellHeight, qlonglong(ticks.size()));
+    QVERIFY(ticks.size() >= 8 && ticks.size() <= 20);
+    QVERIFY((ticks.size() - 1) * cellHeight * (ticks[1] - ticks[0]) >=
+            (ticks.size() - 1) * view.fontMetrics().height()); // labels apart
+    QSignalSpy clicked(&view, &ModelMapView::layerClicked);
+    QTest::mouseMove(view.plot(), view.pixelOf(79, 0).toPoint());
+    QVERIFY2(view.readout().startsWith("block 79 · q_proj: ") &&
+                 view.readout().contains("rank 1 of 559"),
+             qPrintable(view.readout()));
+    QTest::mouseMove(view.plot(), view.pixelOf(0, 5).toPoint());
+    QVERIFY2(view.readout().contains("not measured"), qPrintable(view.readout()));
+    QTest::mouseClick(view.plot(), Qt::LeftButton, {}, view.pixelOf(40, 2).toPoint());
+    QCOMPARE(clicked.size(), 1);
+    QCOMPARE(clicked.first()[0].toInt(), 40);
+    QCOMPARE(clicked.first()[1].toString(), QString("v_proj"));
+    QCOMPARE(view.csv().split('\n', Qt::SkipEmptyParts).size(), 1 + 80 * 7);
+    QVERIFY(view.grab().save(quantlens::test::artifactPath("model_map_80_blocks.png")));
+}
+
 void TestCharts::outlierCountsMatchMask() {
     const auto layer =
         quantlens::test::syntheticLayer(48, 64, 5, {quantlens::HeadAxis::Columns, 16});
@@ -172,8 +261,8 @@ void TestCharts::layerSummaryShowsEveryLayer() {
     for (int b = 0; b < 2; ++b)
         for (const char* name :
              {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
-            r.layers.push_back(
-                {b, name, 64, 64, 0, 4.25, 4.25, 0, 1e-3 * (1 + b) * (1 + std::strlen(name))});
+            r.layers.push_back({b, name, 64, 64, 0, 4.25, 4.25, 0,
+                                1e-3 * (1 + b) * (1 + std::strlen(name)), quantlens::GptqConfig{}});
     r.layers[3].relativeOutputError = std::numeric_limits<double>::quiet_NaN(); // not drawable
     LayerSummaryView view;
     view.resize(800, 500);

@@ -258,10 +258,14 @@ void TestPanels::projectRoundTrips() {
     run.paperBitsPerParameter = 4.25;
     run.perplexity = 5.9;
     run.comparison.klMean = 0.01;
+    run.comparison.klP99 = 0.2;
+    run.comparison.top1Agreement = 0.93;
+    run.targetBits = 4.0;
     run.seconds = 1.5;
-    run.layers.push_back({0, "q_proj", 64, 64, 2304, 4.5, 4.25, 3, 0.0012});
     run.layers.push_back(
-        {0, "k_proj", 32, 64, 1152, 4.5, 4.25, 0, std::numeric_limits<double>::quiet_NaN()});
+        {0, "q_proj", 64, 64, 2304, 4.5, 4.25, 3, 0.0012, quantlens::GptqConfig{3, 32}});
+    run.layers.push_back({0, "k_proj", 32, 64, 1152, 4.5, 4.25, 0,
+                          std::numeric_limits<double>::quiet_NaN(), quantlens::GptqConfig{}});
     project.runs = {run};
     const QString path = scratch.filePath("session.quantlens");
     saveProject(project, path);
@@ -280,6 +284,14 @@ void TestPanels::projectRoundTrips() {
     QCOMPARE(r.layers[0].outliers, std::int64_t(3));
     QCOMPARE(r.layers[0].relativeOutputError, 0.0012);
     QVERIFY(std::isnan(r.layers[1].relativeOutputError)); // written as null
+    // A bit-budget run keeps its target, each layer's settings and every comparison figure.
+    QCOMPARE(r.targetBits, std::optional<double>(4.0));
+    QVERIFY(sameConfig(r.layers[0].config, quantlens::GptqConfig{3, 32}));
+    QVERIFY(sameConfig(r.layers[1].config, quantlens::GptqConfig{}));
+    QCOMPARE(r.comparison.klMean, 0.01);
+    QCOMPARE(r.comparison.klP99, 0.2);
+    QCOMPARE(r.comparison.top1Agreement, 0.93);
+    QVERIFY(std::isnan(r.comparison.klMax));
 }
 
 void TestPanels::projectErrorsNameTheFile() {

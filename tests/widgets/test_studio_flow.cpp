@@ -2,6 +2,7 @@
 #include "heatmap_view.h"
 #include "layer_summary_view.h"
 #include "main_window.h"
+#include "model_map_view.h"
 #include "model_summary_view.h"
 #include "outlier_pattern_view.h"
 #include "pareto_view.h"
@@ -14,6 +15,8 @@
 #include "quantlens/core/float_tensor.h"
 #include "quantlens/formats/model_loading.h"
 
+#include <QCheckBox>
+#include <QComboBox>
 #include <QDialogButtonBox>
 #include <QDoubleSpinBox>
 #include <QElapsedTimer>
@@ -88,6 +91,7 @@ class TestStudioFlow : public QObject {
 private slots:
     void initTestCase();
     void wholeFlow();
+    void mapAndBudgetFlow();
     void cancelStopsWithinASecond();
     void analysesAreCoalesced();
     void engineErrorsAreMessages();
@@ -99,6 +103,102 @@ void TestStudioFlow::initTestCase() {
     QCoreApplication::setApplicationName("test_studio_flow");
     QSettings().clear();
     QLocale::setDefault(QLocale(QLocale::English, QLocale::UnitedStates));
+}
+
+// Map the whole model, hover and click a cell to open its layer, map it again from the cache; run
+// a bit budget and see it in the tree, on the chart and as a run-error map.
+void TestStudioFlow::mapAndBudgetFlow() {
+    QUANTLENS_REQUIRE_DATA("stories260K-hf");
+    QUANTLENS_REQUIRE_DATA("text/tinystories-valid-excerpt.txt");
+    MainWindow window;
+    window.resize(1400, 900);
+    window.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&window));
+    QDir(window.engine().mapCacheDirectory()).removeRecursively();
+    QSignalSpy shown(&window, &MainWindow::modelShown);
+    QSignalSpy failed(&window, &MainWindow::errorShown);
+    window.openModel(dataDir("stories260K-hf"));
+    QVERIFY(waitFor(shown, failed, 1, 20'000));
+    auto* settings = window.findChild<QuantSettingsPanel*>();
+    auto* tree = window.findChild<ModelSummaryView*>();
+    auto* tabs = window.findChild<QTabWidget*>("views");
+    auto* map = window.findChild<ModelMapView*>();
+    auto* heatmap = window.findChild<HeatmapView*>();
+    auto* pareto = window.findChild<ParetoView*>();
+    QVERIFY(settings && tree && tabs && map && heatmap && pareto);
+    settings->setData(excerptSettings());
+    settings->setConfig(quantlens::SpqrConfig{});
+
+    tabs->setCurrentWidget(map);
+    QSignalSpy mapped(&window, &MainWindow::modelMapShown);
+    QTest::mouseClick(map->findChild<QPushButton*>("mapButton"), Qt::LeftButton);
+    QVERIFY(waitFor(mapped, failed, 1, 60'000));
+    QVERIFY(map->map().has_value());
+    QCOMPARE(map->map()->request.metric, quantlens::MapMetric::ObsSensitivity);
+    QCOMPARE(map->map()->blocks, 5);
+    for (const double value : map->map()->values)
+        QVERIFY(value > 0.0);
+    QVERIFY2(map->title().startsWith("OBS sensitivity"), qPrintable(map->title()));
+    QCOMPARE(QDir(window.engine().mapCacheDirectory()).entryList(QDir::Files).size(), 1);
+    map->plot()->replot();
+    QTest::mouseMove(map->plot(), map->pixelOf(3, 6).toPoint());
+    QVERIFY2(map->readout().startsWith("block 3 · down_proj: ") && map->readout().contains("rank"),
+             qPrintable(map->readout()));
+    screenshot(window, "studio_model_map.png");
+
+    // A click opens that layer's heatmap.
+    QSignalSpy layerShown(&window, &MainWindow::layerShown);
+    QTest::mouseClick(map->plot(), Qt::LeftButton, {}, map->pixelOf(2, 4).toPoint());
+    QVERIFY(waitFor(layerShown, failed, 1, 30'000));
+    QCOMPARE(heatmap->layer()->block, 2);
+    QCOMPARE(heatmap->layer()->layer, std::string("gate_proj"));
+    QCOMPARE(tabs->currentWidget(), heatmap);
+    // The map's cell is the sum of the heatmap's sensitivities.
+    QVERIFY(std::abs(map->map()->at(2, 4) - heatmap->layer()->preview.map().total()) <=
+            1e-6 * map->map()->at(2, 4));
+
+    // The same map again comes from the cache, and is the same.
+    const std::vector<double> first = map->map()->values;
+    QTest::mouseClick(map->findChild<QPushButton*>("mapButton"), Qt::LeftButton);
+    QVERIFY(waitFor(mapped, failed, 2, 60'000));
+    QCOMPARE(map->map()->values, first);
+
+    // A GPTQ bit budget of 3.5 bits: within it, each layer its own settings in the tree.
+    settings->setConfig(quantlens::GptqConfig{});
+    settings->findChild<QCheckBox*>("budgetOn")->setChecked(true);
+    settings->findChild<QDoubleSpinBox*>("targetBits")->setValue(3.5);
+    QCOMPARE(settings->targetBits(), std::optional<double>(3.5));
+    QSignalSpy runShown(&window, &MainWindow::runShown);
+    QTest::mouseClick(settings->findChild<QPushButton*>("quantize"), Qt::LeftButton);
+    QVERIFY(waitFor(runShown, failed, 1, 180'000));
+    const quantlens::RunRecord& budget = window.runs().back();
+    QCOMPARE(budget.targetBits, std::optional<double>(3.5));
+    QVERIFY(budget.paperBitsPerParameter <= 3.5);
+    QVERIFY(std::isfinite(budget.comparison.klP99) && budget.comparison.top1Agreement > 0.5);
+    std::set<QString> layerSettings;
+    for (int b = 0; b < 5; ++b)
+        for (const char* name : {"q_proj", "down_proj"}) {
+            QTreeWidgetItem* item = linearLayer(*tree, b, name);
+            QVERIFY(item);
+            QVERIFY2(item->text(ModelSummaryView::MethodColumn).startsWith("gptq w"),
+                     qPrintable(item->text(ModelSummaryView::MethodColumn)));
+            layerSettings.insert(item->text(ModelSummaryView::MethodColumn));
+        }
+    QVERIFY(layerSettings.size() > 1);
+    bool marked = false;
+    for (int g = 0; g < pareto->plot()->graphCount(); ++g)
+        marked |= pareto->plot()->graph(g)->name() == "GPTQ bit budget";
+    QVERIFY(marked);
+
+    // The run's errors as a map, without a job.
+    auto* metric = map->findChild<QComboBox*>("mapMetric");
+    metric->setCurrentIndex(metric->findData(int(quantlens::MapMetric::RunError)));
+    QTest::mouseClick(map->findChild<QPushButton*>("mapButton"), Qt::LeftButton);
+    QCOMPARE(mapped.size(), 3);
+    for (const quantlens::LayerReport& layer : budget.layers)
+        QCOMPARE(map->map()->at(layer.block, quantlens::linearLayerIndex(layer.name)),
+                 layer.relativeOutputError);
+    QVERIFY(failed.isEmpty());
 }
 
 // Open, analyse a layer and drag τ, analyse it for SqueezeLLM and set its sparse shares, sweep

@@ -1,7 +1,8 @@
 #include "quantlens/formats/run_journal.h"
 
+#include "input_identity.h"
+
 #include "quantlens/core/error.h"
-#include "quantlens/core/hash.h"
 #include "quantlens/formats/quantlens_checkpoint.h"
 #include "quantlens/io/atomic_file.h"
 #include "quantlens/io/safetensors.h"
@@ -40,31 +41,6 @@ void writeText(const fs::path& path, const std::string& text) {
     file.commit();
 }
 
-std::string hex(std::uint64_t value) {
-    char text[17];
-    std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(value));
-    return text;
-}
-
-// The files a model was read from, with their sizes and modification times: a model rewritten
-// in place (another download, a converted checkpoint) no longer matches.
-ordered_json modelFiles(const Model& model) {
-    std::vector<fs::path> files;
-    if (fs::is_directory(model.path)) {
-        for (const fs::directory_entry& entry : fs::directory_iterator(model.path))
-            if (entry.is_regular_file()) files.push_back(entry.path());
-    } else {
-        files.push_back(model.path);
-    }
-    std::sort(files.begin(), files.end());
-    ordered_json list = ordered_json::array();
-    for (const fs::path& file : files)
-        list.push_back({{"name", file.filename().string()},
-                        {"bytes", fs::file_size(file)},
-                        {"modified", fs::last_write_time(file).time_since_epoch().count()}});
-    return list;
-}
-
 // What the run is; a journal continues only a run whose identity is the same, key for key.
 ordered_json runIdentity(const Model& model, std::span<const std::int32_t> calibration,
                          const QuantPlan& plan, const CalibrationConfig& calibrationConfig,
@@ -76,17 +52,13 @@ ordered_json runIdentity(const Model& model, std::span<const std::int32_t> calib
         for (const QuantConfig& layer : plan.layers())
             method["layers"].push_back(ordered_json::parse(quantConfigJson(layer)));
     }
+    ordered_json calibrated{{"sequences", calibrationConfig.sequences},
+                            {"sequence_length", calibrationConfig.sequenceLength}};
+    calibrated.update(tokenStreamIdentity(calibration));
     return {{"format", format},
             {"method", method},
-            {"calibration",
-             {{"sequences", calibrationConfig.sequences},
-              {"sequence_length", calibrationConfig.sequenceLength},
-              {"tokens", calibration.size()},
-              {"hash", hex(fnv1a(calibration.data(), calibration.size_bytes()))}}},
-            {"model",
-             {{"path", fs::absolute(model.path).lexically_normal().string()},
-              {"blocks", model.config.layerCount},
-              {"files", modelFiles(model)}}}};
+            {"calibration", calibrated},
+            {"model", modelIdentity(model)}};
 }
 
 json readJson(const fs::path& path) {

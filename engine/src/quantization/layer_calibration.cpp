@@ -113,6 +113,15 @@ void calibrateEveryBlock(
     }
 }
 
+SpqrConfig obsAnalysisConfig(const QuantConfig& config) {
+    if (const auto* spqr = std::get_if<SpqrConfig>(&config)) return *spqr;
+    SpqrConfig spqr;
+    spqr.wbits = weightBits(config);
+    if (const auto* gptq = std::get_if<GptqConfig>(&config)) spqr.groupsize = gptq->groupsize;
+    if (const auto* rtn = std::get_if<RtnConfig>(&config)) spqr.groupsize = rtn->groupsize;
+    return spqr;
+}
+
 LayerAnalysis analyseLayer(const Model& model, const BlockCalibration& calibration,
                            std::string_view layerName, const SpqrConfig& config) {
     const TensorView& tensor = linearTensor(model, calibration.block, linearLayerIndex(layerName));

@@ -30,7 +30,16 @@ RunRecord makeRunRecord(const QuantConfig& method, const QuantizeResult& quantiz
             scored.perplexity,
             scored.comparison.value_or(BaseComparison{}),
             seconds,
-            quantized.layers};
+            quantized.layers,
+            std::nullopt};
+}
+
+QuantPlan planOf(const RunRecord& run) {
+    if (!run.targetBits) return run.config;
+    std::vector<QuantConfig> layers;
+    for (const LayerReport& layer : run.layers)
+        layers.push_back(layer.config);
+    return {run.config, std::move(layers)};
 }
 
 } // namespace quantlens

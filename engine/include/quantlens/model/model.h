@@ -76,5 +76,9 @@ std::unique_ptr<Model> loadLlama2cModel(const std::filesystem::path& binFile);
 // quantized model's reconstruction; every other tensor still views the source's storage.
 std::unique_ptr<Model> withLinearLayers(const Model& source,
                                         std::vector<std::array<RowMatrix, 7>> layers);
+// A copy of `source` with one linear layer replaced (`layer` a kLinearLayers index), e.g. to see
+// what quantizing that layer alone does.
+std::unique_ptr<Model> withLinearLayer(const Model& source, int block, int layer,
+                                       RowMatrix weights);
 
 } // namespace quantlens

@@ -61,6 +61,10 @@ struct LayerAnalysis {
     QuantConfig config = SpqrConfig{};
 };
 
+// The settings of the OBS form for any method: SpQR's own, else SpQR's base quantizer with the
+// method's bits and groups (SqueezeLLM's LUT has none: SpQR's β1).
+SpqrConfig obsAnalysisConfig(const QuantConfig& config);
+
 // The OBS form for SpQR's base quantizer (wbits, β1, percdamp), with SpQR's bit accounting.
 LayerAnalysis analyseLayer(const Model& model, const BlockCalibration& calibration,
                            std::string_view layerName, const SpqrConfig& config);

@@ -45,4 +45,8 @@ QuantizedModel quantizeInMemory(const Model& source, std::span<const std::int32_
 RunRecord makeRunRecord(const QuantConfig& method, const QuantizeResult& quantized,
                         const PerplexityResult& scored, double seconds);
 
+// The plan that quantizes as `run` did (to export it): its one setting, or for a bit-budget run
+// each layer's from its reports (block-major, kLinearLayers order, as quantizeModel gives them).
+QuantPlan planOf(const RunRecord& run);
+
 } // namespace quantlens
