@@ -1,5 +1,6 @@
 #include "heatmap_view.h"
 
+#include "plot_layout.h"
 #include "run_description.h"
 
 #include "quantlens/quantization/layer_calibration.h"
@@ -53,17 +54,7 @@ HeatmapView::HeatmapView(QWidget* parent)
     readout_->setMinimumHeight(readout_->fontMetrics().height() * 2);
     readout_->setWordWrap(true);
 
-    plot_->plotLayout()->insertRow(0);
-    plot_->plotLayout()->addElement(0, 0, title_);
-    plot_->plotLayout()->addElement(1, 1, scale_);
-    auto* margins = new QCPMarginGroup(plot_);
-    plot_->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
-    scale_->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
-    scale_->setType(QCPAxis::atRight);
-    scale_->setDataScaleType(QCPAxis::stLogarithmic);
-    scale_->axis()->setTicker(QSharedPointer<QCPAxisTickerLog>::create());
-    scale_->axis()->setNumberFormat("eb");
-    scale_->axis()->setNumberPrecision(0);
+    placeTitleAndLogScale(*plot_, title_, scale_);
     scale_->axis()->setLabel(tr("sensitivity (log)"));
 
     map_->setColorScale(scale_);

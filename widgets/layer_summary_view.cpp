@@ -1,6 +1,6 @@
 #include "layer_summary_view.h"
 
-#include "plot_legend.h"
+#include "plot_layout.h"
 #include "run_description.h"
 
 #include <QVBoxLayout>

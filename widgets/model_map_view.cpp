@@ -1,5 +1,7 @@
 #include "model_map_view.h"
 
+#include "plot_layout.h"
+
 #include <QComboBox>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -41,18 +43,8 @@ ModelMapView::ModelMapView(QWidget* parent)
     readout_->setWordWrap(true);
     connect(mapButton_, &QPushButton::clicked, this, [this] { emit mapRequested(metric()); });
 
-    plot_->plotLayout()->insertRow(0);
-    plot_->plotLayout()->addElement(0, 0, title_);
-    plot_->plotLayout()->addElement(1, 1, scale_);
-    auto* margins = new QCPMarginGroup(plot_);
-    plot_->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
-    scale_->setMarginGroup(QCP::msBottom | QCP::msTop, margins);
-    scale_->setType(QCPAxis::atRight);
     // Sensitivities span decades from layer to layer: a linear scale would show one hot cell.
-    scale_->setDataScaleType(QCPAxis::stLogarithmic);
-    scale_->axis()->setTicker(QSharedPointer<QCPAxisTickerLog>::create());
-    scale_->axis()->setNumberFormat("eb");
-    scale_->axis()->setNumberPrecision(0);
+    placeTitleAndLogScale(*plot_, title_, scale_);
     cells_->setColorScale(scale_);
     QCPColorGradient gradient(QCPColorGradient::gpThermal);
     gradient.setNanHandling(QCPColorGradient::nhTransparent); // unmeasured cells stay blank

@@ -1,7 +1,7 @@
 #include "pareto_view.h"
 
 #include "pareto_front.h"
-#include "plot_legend.h"
+#include "plot_layout.h"
 #include "run_description.h"
 
 #include <QComboBox>

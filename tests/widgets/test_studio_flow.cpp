@@ -59,6 +59,15 @@ bool waitFor(QSignalSpy& done, QSignalSpy& failed, int count, int timeoutMs) {
     return ended && failed.isEmpty();
 }
 
+// Shows `window` and opens stories260K in it; false (the error shown) when it did not open.
+bool showWithStories(MainWindow& window, QSignalSpy& shown, QSignalSpy& failed) {
+    window.resize(1400, 900);
+    window.show();
+    if (!QTest::qWaitForWindowExposed(&window)) return false;
+    window.openModel(dataDir("stories260K-hf"));
+    return waitFor(shown, failed, 1, 20'000);
+}
+
 QTreeWidgetItem* linearLayer(ModelSummaryView& tree, int block, const QString& name) {
     for (int i = 0; i < tree.topLevelItemCount(); ++i) {
         QTreeWidgetItem* item = tree.topLevelItem(i);
@@ -111,14 +120,10 @@ void TestStudioFlow::mapAndBudgetFlow() {
     QUANTLENS_REQUIRE_DATA("stories260K-hf");
     QUANTLENS_REQUIRE_DATA("text/tinystories-valid-excerpt.txt");
     MainWindow window;
-    window.resize(1400, 900);
-    window.show();
-    QVERIFY(QTest::qWaitForWindowExposed(&window));
     QDir(window.engine().mapCacheDirectory()).removeRecursively();
     QSignalSpy shown(&window, &MainWindow::modelShown);
     QSignalSpy failed(&window, &MainWindow::errorShown);
-    window.openModel(dataDir("stories260K-hf"));
-    QVERIFY(waitFor(shown, failed, 1, 20'000));
+    QVERIFY(showWithStories(window, shown, failed));
     auto* settings = window.findChild<QuantSettingsPanel*>();
     auto* tree = window.findChild<ModelSummaryView*>();
     auto* tabs = window.findChild<QTabWidget*>("views");
@@ -209,13 +214,9 @@ void TestStudioFlow::wholeFlow() {
     QUANTLENS_REQUIRE_DATA("text/tinystories-valid-excerpt.txt");
     QTemporaryDir scratch;
     MainWindow window;
-    window.resize(1400, 900);
-    window.show();
-    QVERIFY(QTest::qWaitForWindowExposed(&window));
     QSignalSpy shown(&window, &MainWindow::modelShown);
     QSignalSpy failed(&window, &MainWindow::errorShown);
-    window.openModel(dataDir("stories260K-hf"));
-    QVERIFY(waitFor(shown, failed, 1, 20'000));
+    QVERIFY(showWithStories(window, shown, failed));
 
     auto* settings = window.findChild<QuantSettingsPanel*>();
     auto* tree = window.findChild<ModelSummaryView*>();
