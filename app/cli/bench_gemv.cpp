@@ -15,16 +15,23 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <numeric>
 #include <random>
 
 // `quantlens-cli bench gemv`: batch-1 products y = W·x with the fused compressed kernels against
-// Eigen fp32, in GB/s of bytes read and as speed-up (docs/DESIGN.md §Targets). Prints a table;
-// never asserts a time.
+// Eigen fp32, in GB/s of bytes read, against the read bandwidth measured in the same run, and as
+// speed-up (docs/DESIGN.md §Targets). As decoding runs them, each timed run streams a stack of
+// distinct copies of the matrix several times the last-level cache, so that the figures are those
+// of memory, not of the cache (`--cached` times one matrix again and again instead). Prints a
+// table; never asserts a time.
 
 namespace {
 
@@ -37,7 +44,59 @@ struct GemvOptions {
     std::uint64_t seed = 1;
     bool json = false;
     std::string isa = "auto";
+    double stackMib = 0.0; // 0: four times the last-level cache
+    bool cached = false;
 };
+
+// The last-level cache the first core sees, from sysfs (the C library may report a whole
+// socket's, 256 MiB on a virtual machine's EPYC whose cores share 32 MiB); 32 MiB when neither
+// says.
+std::size_t lastLevelCacheBytes() {
+    for (const char* index : {"index3", "index2"}) {
+        std::ifstream file(std::string("/sys/devices/system/cpu/cpu0/cache/") + index + "/size");
+        std::size_t kib = 0;
+        if (file >> kib) return kib << 10;
+    }
+    for (const int name : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE})
+        if (const long bytes = sysconf(name); bytes > 0) return static_cast<std::size_t>(bytes);
+    return std::size_t{32} << 20;
+}
+
+// The bytes each timed run streams per matrix stack.
+std::size_t stackBytes(const GemvOptions& o) {
+    return o.stackMib > 0 ? static_cast<std::size_t>(o.stackMib * (1 << 20))
+                          : 4 * lastLevelCacheBytes();
+}
+
+// How many distinct copies of a `bytes`-byte matrix fill the stack (one with --cached).
+int stackCount(const GemvOptions& o, double bytes) {
+    if (o.cached) return 1;
+    return std::max(1, static_cast<int>(std::ceil(static_cast<double>(stackBytes(o)) / bytes)));
+}
+
+// GB/s of summing a buffer of the stack's size on the engine's threads: the best of several
+// rounds, the ceiling a kernel that reads each byte once could reach.
+double readBandwidth(const GemvOptions& o) {
+    const auto floats =
+        static_cast<Eigen::Index>(std::max<std::size_t>(stackBytes(o), 1 << 20) / 4);
+    const Eigen::VectorXf buffer = Eigen::VectorXf::Constant(floats, 1.0f);
+    constexpr int kParts = 64;
+    std::vector<double> sums(kParts);
+    double best = 0.0;
+    for (int round = 0; round < 10; ++round) {
+        const auto start = Clock::now();
+        parallelFor(kParts, [&](std::int64_t part) {
+            const Eigen::Index first = floats * part / kParts;
+            sums[std::size_t(part)] =
+                buffer.segment(first, floats * (part + 1) / kParts - first).sum();
+        });
+        const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        best = std::max(best, 4.0 * static_cast<double>(floats) / seconds / 1e9);
+    }
+    if (std::accumulate(sums.begin(), sums.end(), 0.0) != static_cast<double>(floats))
+        throw Error("bench gemv", "the read-bandwidth sum is wrong");
+    return best;
+}
 
 struct Method {
     std::string label;
@@ -148,14 +207,26 @@ Timing timeRuns(int repeat, const std::function<void()>& body) {
 
 struct Row {
     std::string shape, method;
-    double bits = 0, bytes = 0;
-    Timing time;
+    double bits = 0, bytes = 0; // bytes read per product
+    Timing time;                // per product
     // Arrays the kernels derive at load beside the stored ones (kernelLayoutBytes, or the device
     // layout's extra bytes), per parameter.
     double layoutBits = 0;
     bool baseline = false; // a dense product the speed-ups are taken against
+    int stack = 1;         // distinct copies streamed per timed run
     double seconds() const { return time.median; }
 };
+
+// The product of each of `count` distinct copies in turn, timed per product.
+Timing timeStack(int repeat, int count, const std::function<void(int)>& product) {
+    Timing t = timeRuns(repeat, [&] {
+        for (int k = 0; k < count; ++k)
+            product(k);
+    });
+    t.median /= count;
+    t.best /= count;
+    return t;
+}
 
 std::vector<std::pair<int, int>> parseShapes(const std::vector<std::string>& shapes) {
     std::vector<std::pair<int, int>> parsed;
@@ -169,7 +240,9 @@ std::vector<std::pair<int, int>> parseShapes(const std::vector<std::string>& sha
 }
 
 // The table (or JSON), speed-ups from the medians against the shape's fastest baseline row.
-void printRows(const GemvOptions& o, const std::vector<Row>& rows, const std::string& device) {
+// `bandwidth` is the measured read bandwidth in GB/s (0 where none was measured).
+void printRows(const GemvOptions& o, const std::vector<Row>& rows, const std::string& device,
+               double bandwidth) {
     const auto baselineSeconds = [&](const std::string& shape) {
         double best = 1e300;
         for (const Row& row : rows)
@@ -188,10 +261,20 @@ void printRows(const GemvOptions& o, const std::vector<Row>& rows, const std::st
                  {"seconds", row.seconds()},
                  {"best_seconds", row.time.best},
                  {"gb_per_s", row.bytes / row.seconds() / 1e9},
+                 {"share_of_read_bandwidth",
+                  bandwidth > 0 ? row.bytes / row.seconds() / 1e9 / bandwidth : 0.0},
+                 {"stack", row.stack},
                  {"speedup_vs_baseline", baselineSeconds(row.shape) / row.seconds()}});
-        std::cout << nlohmann::json{{"benchmark", "gemv"},      {"device", device},
-                                    {"threads", threadCount()}, {"isa", o.isa},
-                                    {"repeat", o.repeat},       {"results", results}}
+        std::cout << nlohmann::json{{"benchmark", "gemv"},
+                                    {"device", device},
+                                    {"threads", threadCount()},
+                                    {"isa", o.isa},
+                                    {"repeat", o.repeat},
+                                    {"cached", o.cached},
+                                    {"stack_bytes", o.cached ? 0 : stackBytes(o)},
+                                    {"last_level_cache_bytes", lastLevelCacheBytes()},
+                                    {"read_gb_per_s", bandwidth},
+                                    {"results", results}}
                          .dump()
                   << '\n';
         return;
@@ -201,13 +284,28 @@ void printRows(const GemvOptions& o, const std::vector<Row>& rows, const std::st
         "GB/s and speed-up from the median, against the faster dense row; +bits: the kernels' "
         "layout derived at load, in memory beside the stored arrays\n\n",
         device.c_str(), threadCount(), o.repeat, o.isa.c_str());
-    std::printf("%-11s %-48s %6s %6s %8s %8s %8s %7s %8s\n", "shape", "method", "bits", "+bits",
-                "MB read", "ms", "(best)", "GB/s", "speed-up");
-    for (const Row& row : rows)
-        std::printf("%-11s %-48s %6.3f %6.3f %8.2f %8.4f %8.4f %7.2f %7.2f×\n", row.shape.c_str(),
-                    row.method.c_str(), row.bits, row.layoutBits, row.bytes / 1e6,
-                    row.seconds() * 1e3, row.time.best * 1e3, row.bytes / row.seconds() / 1e9,
+    // The CPU path streams stacks and measures the bandwidth they are read at.
+    if (bandwidth > 0 && o.cached)
+        std::printf("one matrix timed again and again (--cached): in cache where it fits\n");
+    else if (bandwidth > 0)
+        std::printf("each run streams a stack of distinct copies (×N) of at least %.0f MiB, %g× "
+                    "the %.0f MiB last-level cache: from memory\n",
+                    double(stackBytes(o)) / (1 << 20),
+                    double(stackBytes(o)) / double(lastLevelCacheBytes()),
+                    double(lastLevelCacheBytes()) / (1 << 20));
+    if (bandwidth > 0)
+        std::printf("read bandwidth measured in this run: %.2f GB/s (a sum over the same bytes)\n",
+                    bandwidth);
+    std::printf("\n%-11s %-48s %6s %6s %4s %8s %8s %8s %7s %5s %8s\n", "shape", "method", "bits",
+                "+bits", "×N", "MB read", "ms", "(best)", "GB/s", "% bw", "speed-up");
+    for (const Row& row : rows) {
+        const double rate = row.bytes / row.seconds() / 1e9;
+        std::printf("%-11s %-48s %6.3f %6.3f %4d %8.2f %8.4f %8.4f %7.2f %5.0f %7.2f×\n",
+                    row.shape.c_str(), row.method.c_str(), row.bits, row.layoutBits, row.stack,
+                    row.bytes / 1e6, row.seconds() * 1e3, row.time.best * 1e3, rate,
+                    bandwidth > 0 ? 100.0 * rate / bandwidth : 0.0,
                     baselineSeconds(row.shape) / row.seconds());
+    }
 }
 
 #ifdef QUANTLENS_HAVE_CUDA
@@ -223,7 +321,8 @@ void runCudaGemv(const GemvOptions& o, const std::vector<Method>& methods) {
                         2.0 * r * c + 2.0 * (r + c),
                         {cublas.median, cublas.best},
                         0.0,
-                        true});
+                        true,
+                        1});
         for (const Method& method : methods) {
             const auto layer =
                 std::make_shared<const QuantizedLayer>(syntheticLayer(method, r, c, o.seed));
@@ -239,10 +338,12 @@ void runCudaGemv(const GemvOptions& o, const std::vector<Method>& methods) {
                             8.0 *
                                 (static_cast<double>(deviceBytes) -
                                  static_cast<double>(layer->storedBytes())) /
-                                (double(r) * c)});
+                                (double(r) * c),
+                            false,
+                            1});
         }
     }
-    printRows(o, rows, activeBackend().name());
+    printRows(o, rows, activeBackend().name(), 0.0);
 }
 #endif
 
@@ -272,41 +373,50 @@ void runGemv(const GemvOptions& o) {
             x[j] = normal(engine);
         const double vectors = 4.0 * (r + c);
         {
-            RowMatrix w = RowMatrix::Random(r, c) * 0.02f;
             const double bytes = 4.0 * r * c + vectors;
-            rows.push_back({shape, "fp32 eigen, one call", 32.0, bytes,
-                            timeRuns(o.repeat, [&] { y.noalias() = w * x; }), 0.0, true});
+            const int count = stackCount(o, bytes);
+            std::vector<RowMatrix> w(std::size_t(count), RowMatrix::Random(r, c) * 0.02f);
+            rows.push_back(
+                {shape, "fp32 eigen, one call", 32.0, bytes,
+                 timeStack(o.repeat, count, [&](int k) { y.noalias() = w[std::size_t(k)] * x; }),
+                 0.0, true, count});
             // Eigen runs a matrix-vector product on one thread; split the rows across the
             // engine's threads as the compressed kernels do.
             constexpr int kBlock = 64;
             rows.push_back(
                 {shape, "fp32 eigen, rows split over threads", 32.0, bytes,
-                 timeRuns(o.repeat,
-                          [&] {
-                              parallelFor((r + kBlock - 1) / kBlock, [&](std::int64_t task) {
-                                  const Eigen::Index first = task * kBlock;
-                                  const Eigen::Index n = std::min<Eigen::Index>(kBlock, r - first);
-                                  y.segment(first, n).noalias() = w.middleRows(first, n) * x;
-                              });
-                          }),
-                 0.0, true});
+                 timeStack(o.repeat, count,
+                           [&](int k) {
+                               parallelFor((r + kBlock - 1) / kBlock, [&](std::int64_t task) {
+                                   const Eigen::Index first = task * kBlock;
+                                   const Eigen::Index n = std::min<Eigen::Index>(kBlock, r - first);
+                                   y.segment(first, n).noalias() =
+                                       w[std::size_t(k)].middleRows(first, n) * x;
+                               });
+                           }),
+                 0.0, true, count});
         }
         for (const Method& method : methods) {
-            const auto layer =
-                std::make_shared<const QuantizedLayer>(syntheticLayer(method, r, c, o.seed));
-            const auto op = CompressedLinear::fromLayer(layer, "bench");
-            rows.push_back(
-                {shape, method.label, layer->bitsPerParameter(),
-                 static_cast<double>(layer->storedBytes()) + vectors,
-                 timeRuns(o.repeat,
-                          [&] {
-                              multiplyCompressed(op->matrix(), x.data(), c, 1, y.data(), r, false,
-                                                 isa);
-                          }),
-                 8.0 * static_cast<double>(kernelLayoutBytes(op->matrix())) / (double(r) * c)});
+            const QuantizedLayer layer = syntheticLayer(method, r, c, o.seed);
+            const double bytes = static_cast<double>(layer.storedBytes()) + vectors;
+            // Copies of one layer: the bytes are distinct in memory, which is all that counts.
+            std::vector<std::shared_ptr<const CompressedLinear>> stack;
+            for (int k = 0; k < stackCount(o, bytes); ++k)
+                stack.push_back(CompressedLinear::fromLayer(
+                    std::make_shared<const QuantizedLayer>(layer), "bench"));
+            rows.push_back({shape, method.label, layer.bitsPerParameter(), bytes,
+                            timeStack(o.repeat, int(stack.size()),
+                                      [&](int k) {
+                                          multiplyCompressed(stack[std::size_t(k)]->matrix(),
+                                                             x.data(), c, 1, y.data(), r, false,
+                                                             isa);
+                                      }),
+                            8.0 * static_cast<double>(kernelLayoutBytes(stack.front()->matrix())) /
+                                (double(r) * c),
+                            false, int(stack.size())});
         }
     }
-    printRows(o, rows, "cpu");
+    printRows(o, rows, "cpu", readBandwidth(o));
 }
 
 } // namespace
@@ -321,6 +431,12 @@ Command addGemvBench(CLI::App& bench) {
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     sub->add_option("--seed", options->seed, "Generator seed")->capture_default_str();
+    sub->add_option("--stack-mib", options->stackMib,
+                    "MiB each timed run streams, in distinct copies of the matrix (default: four "
+                    "times the last-level cache)")
+        ->check(CLI::PositiveNumber);
+    sub->add_flag("--cached", options->cached,
+                  "Time one matrix again and again (in cache where it fits), not a stack");
     sub->add_flag("--json", options->json, "Print one JSON object");
     sub->add_option("--isa", options->isa, "The compressed kernels' instructions")
         ->check(CLI::IsMember({"auto", "avx2", "portable"}))

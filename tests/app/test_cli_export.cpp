@@ -111,15 +111,31 @@ private slots:
 
     void benchGemvPrintsItsTable() {
         const CliRun run = runCli({"--threads", "2", "--device", "cpu", "bench", "gemv", "--shape",
-                                   "64x256", "--repeat", "3"});
+                                   "64x256", "--repeat", "3", "--stack-mib", "1", "--json"});
         QCOMPARE(run.exitCode, 0);
-        const QStringList lines = run.out.split('\n', Qt::SkipEmptyParts);
-        QVERIFY2(lines.size() == 9, qPrintable(run.out)); // title, header, 7 rows
+        const auto result = nlohmann::json::parse(run.out.toStdString());
+        QCOMPARE(result["stack_bytes"].get<std::size_t>(), std::size_t(1) << 20);
+        QVERIFY(result["read_gb_per_s"].get<double>() > 0.0);
+        QCOMPARE(result["results"].size(), std::size_t(7));
+        for (const auto& row : result["results"]) {
+            // Each run streams distinct copies that together fill the stack.
+            const double streamed = row["stack"].get<double>() * row["bytes_read"].get<double>();
+            QVERIFY2(streamed >= double(1 << 20) && row["stack"].get<int>() > 1,
+                     row.dump().c_str());
+            QVERIFY(row["share_of_read_bandwidth"].get<double>() > 0.0);
+        }
+        const CliRun table = runCli({"--threads", "2", "--device", "cpu", "bench", "gemv",
+                                     "--shape", "64x256", "--repeat", "3", "--cached"});
+        QCOMPARE(table.exitCode, 0);
+        const QStringList lines = table.out.split('\n', Qt::SkipEmptyParts);
+        QVERIFY2(lines.size() == 11, qPrintable(table.out)); // 4 of title and header, 7 rows
         QVERIFY2(lines[0].startsWith("gemv on cpu: batch-1 y = W·x, 2 threads, 3 runs"),
                  qPrintable(lines[0]));
+        QVERIFY(lines[1].startsWith("one matrix timed again and again (--cached)"));
+        QVERIFY(lines[2].startsWith("read bandwidth measured in this run: "));
         for (const char* method : {"fp32 eigen, one call", "spqr w3 g32", "spqr w3 g16",
                                    "squeezellm w3", "squeezellm w4", "gptq w4 g128"})
-            QVERIFY2(run.out.contains(QString("64x256      ") + method), method);
+            QVERIFY2(table.out.contains(QString("64x256      ") + method), method);
     }
 };
 
