@@ -74,27 +74,28 @@ int stackCount(const GemvOptions& o, double bytes) {
     return std::max(1, static_cast<int>(std::ceil(static_cast<double>(stackBytes(o)) / bytes)));
 }
 
-// GB/s of summing a buffer of the stack's size on the engine's threads: the best of several
-// rounds, the ceiling a kernel that reads each byte once could reach.
+// GB/s of reading a buffer of the stack's size as the fastest dense kernel reads memory: row sums
+// of a [rows, 4096] fp32 matrix (a product with ones), 64 rows per task on the engine's threads,
+// so that every thread streams several rows at once. The best of several rounds: the ceiling a
+// kernel that reads each byte once could reach.
 double readBandwidth(const GemvOptions& o) {
-    const auto floats =
-        static_cast<Eigen::Index>(std::max<std::size_t>(stackBytes(o), 1 << 20) / 4);
-    const Eigen::VectorXf buffer = Eigen::VectorXf::Constant(floats, 1.0f);
-    constexpr int kParts = 64;
-    std::vector<double> sums(kParts);
+    constexpr Eigen::Index kCols = 4096, kBlock = 64;
+    const Eigen::Index rows = std::max<Eigen::Index>(
+        kBlock, static_cast<Eigen::Index>(stackBytes(o) / (4 * kCols)) / kBlock * kBlock);
+    const RowMatrix buffer = RowMatrix::Ones(rows, kCols);
+    const Eigen::VectorXf ones = Eigen::VectorXf::Ones(kCols);
+    Eigen::VectorXf sums(rows);
     double best = 0.0;
     for (int round = 0; round < 10; ++round) {
         const auto start = Clock::now();
-        parallelFor(kParts, [&](std::int64_t part) {
-            const Eigen::Index first = floats * part / kParts;
-            sums[std::size_t(part)] =
-                buffer.segment(first, floats * (part + 1) / kParts - first).sum();
+        parallelFor(rows / kBlock, [&](std::int64_t task) {
+            sums.segment(task * kBlock, kBlock).noalias() =
+                buffer.middleRows(task * kBlock, kBlock) * ones;
         });
         const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-        best = std::max(best, 4.0 * static_cast<double>(floats) / seconds / 1e9);
+        best = std::max(best, 4.0 * double(rows) * kCols / seconds / 1e9);
     }
-    if (std::accumulate(sums.begin(), sums.end(), 0.0) != static_cast<double>(floats))
-        throw Error("bench gemv", "the read-bandwidth sum is wrong");
+    if (sums.minCoeff() != float(kCols)) throw Error("bench gemv", "the row sums are wrong");
     return best;
 }
 
@@ -294,8 +295,9 @@ void printRows(const GemvOptions& o, const std::vector<Row>& rows, const std::st
                     double(stackBytes(o)) / double(lastLevelCacheBytes()),
                     double(lastLevelCacheBytes()) / (1 << 20));
     if (bandwidth > 0)
-        std::printf("read bandwidth measured in this run: %.2f GB/s (a sum over the same bytes)\n",
-                    bandwidth);
+        std::printf(
+            "read bandwidth measured in this run: %.2f GB/s (fp32 row sums over the same bytes)\n",
+            bandwidth);
     std::printf("\n%-11s %-48s %6s %6s %4s %8s %8s %8s %7s %5s %8s\n", "shape", "method", "bits",
                 "+bits", "×N", "MB read", "ms", "(best)", "GB/s", "% bw", "speed-up");
     for (const Row& row : rows) {
@@ -404,16 +406,24 @@ void runGemv(const GemvOptions& o) {
             for (int k = 0; k < stackCount(o, bytes); ++k)
                 stack.push_back(CompressedLinear::fromLayer(
                     std::make_shared<const QuantizedLayer>(layer), "bench"));
-            rows.push_back({shape, method.label, layer.bitsPerParameter(), bytes,
-                            timeStack(o.repeat, int(stack.size()),
-                                      [&](int k) {
-                                          multiplyCompressed(stack[std::size_t(k)]->matrix(),
-                                                             x.data(), c, 1, y.data(), r, false,
-                                                             isa);
-                                      }),
-                            8.0 * static_cast<double>(kernelLayoutBytes(stack.front()->matrix())) /
-                                (double(r) * c),
-                            false, int(stack.size())});
+            // Exact fp32 activations, then (where the layout has the kernel) int8 ones, which
+            // decoding runs.
+            for (const Activations activations : {Activations::Exact, Activations::Int8}) {
+                if (activations == Activations::Int8 &&
+                    !int8ActivationsApply(stack.front()->matrix(), isa))
+                    continue;
+                rows.push_back(
+                    {shape, method.label + (activations == Activations::Int8 ? ", int8 x" : ""),
+                     layer.bitsPerParameter(), bytes,
+                     timeStack(o.repeat, int(stack.size()),
+                               [&](int k) {
+                                   multiplyCompressed(stack[std::size_t(k)]->matrix(), x.data(), c,
+                                                      1, y.data(), r, false, isa, activations);
+                               }),
+                     8.0 * static_cast<double>(kernelLayoutBytes(stack.front()->matrix())) /
+                         (double(r) * c),
+                     false, int(stack.size())});
+            }
         }
     }
     printRows(o, rows, "cpu", readBandwidth(o));

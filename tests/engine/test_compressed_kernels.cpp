@@ -4,6 +4,7 @@
 // of compressed arrays, with exact error messages.
 #include "error_text.h"
 
+#include "quantlens/core/dtype.h"
 #include "quantlens/model/synthetic_model.h"
 #include "quantlens/quantization/layer_quantizer.h"
 #include "quantlens/runtime/compressed_kernels.h"
@@ -265,6 +266,77 @@ private slots:
                 }
             }
         }
+    }
+
+    // Batch-1 products with int8 activations (4-bit grids): within the bound the quantized x
+    // allows, Σ_j s_g·c_j·d_b/2 per output (d_b = max|x| of block b of 32 permuted columns /
+    // 127), computed here from the stored statistics; not the exact product; and only for one
+    // token.
+    void int8ActivationsStayWithinTheirBound_data() {
+        QTest::addColumn<QuantConfig>("config");
+        QTest::addColumn<int>("rows");
+        QTest::addColumn<int>("cols");
+        QTest::newRow("gptq w4 g32 act-order 100x256")
+            << QuantConfig(GptqConfig{4, 32, 128, 0.01, true}) << 100 << 256;
+        QTest::newRow("rtn w4 g128 64x384") << QuantConfig(RtnConfig{4, 128}) << 64 << 384;
+        QTest::newRow("gptq w4 per row 40x160")
+            << QuantConfig(GptqConfig{4, 0, 128, 0.01, false}) << 40 << 160;
+    }
+
+    void int8ActivationsStayWithinTheirBound() {
+        QFETCH(QuantConfig, config);
+        QFETCH(int, rows);
+        QFETCH(int, cols);
+        const QuantizedLayer layer = quantize(config, rows, cols);
+        const RowMatrix dense = layer.dequantize();
+        const auto op = CompressedLinear::fromLayer(std::make_shared<QuantizedLayer>(layer), "l");
+        const CompressedMatrix& m = op->matrix();
+        if (!int8ActivationsApply(m)) QSKIP("this build's CPU kernels have no AVX2");
+        const RowMatrix x = seededInputs(1, cols, 5);
+        std::vector<double> blockScale(std::size_t(cols / 32), 0.0); // d_b
+        for (int j = 0; j < cols; ++j) {
+            const int original = m.permuted() ? m.originalColumn(j) : j;
+            double& d = blockScale[std::size_t(j / 32)];
+            d = std::max(d, std::abs(double(x(0, original))) / 127.0);
+        }
+        RowMatrix y(1, rows), exact(1, rows);
+        multiplyCompressed(m, x.data(), cols, 1, y.data(), rows, false, KernelIsa::Auto,
+                           Activations::Int8);
+        multiplyCompressed(m, x.data(), cols, 1, exact.data(), rows, false);
+        double worstShare = 0.0;
+        for (int r = 0; r < rows; ++r) {
+            double expected = 0.0, bound = 0.0, magnitude = 0.0;
+            for (int j = 0; j < cols; ++j) {
+                const int original = m.permuted() ? m.originalColumn(j) : j;
+                const std::size_t at = std::size_t(r) * m.groups + std::size_t(j / m.groupsize);
+                const double scale = f16ToFloat(loadStored<std::uint16_t>(m.scales, at));
+                const double zero = f16ToFloat(loadStored<std::uint16_t>(m.zeros, at));
+                const double w = dense(r, original), code = w / scale + zero; // s·c = w + s·z
+                QVERIFY(std::abs(code - std::round(code)) < 1e-3 && code > -0.5 && code < 15.5);
+                expected += w * x(0, original);
+                bound += std::abs(scale * std::round(code)) * blockScale[std::size_t(j / 32)] / 2;
+                magnitude += (std::abs(w) + std::abs(scale * zero)) * std::abs(x(0, original));
+            }
+            const double error = std::abs(double(y(0, r)) - expected);
+            QVERIFY2(
+                error <= bound + 1e-5 * magnitude,
+                qPrintable(QString("row %1: error %2, bound %3").arg(r).arg(error).arg(bound)));
+            worstShare = std::max(worstShare, error / bound);
+        }
+        qInfo("worst error: %.2f of the bound", worstShare);
+        QVERIFY(y != exact); // the activations were quantized
+        // More tokens than one are always exact.
+        const RowMatrix x2 = seededInputs(2, cols, 6);
+        RowMatrix y2(2, rows), exact2(2, rows);
+        multiplyCompressed(m, x2.data(), cols, 2, y2.data(), rows, false, KernelIsa::Auto,
+                           Activations::Int8);
+        multiplyCompressed(m, x2.data(), cols, 2, exact2.data(), rows, false);
+        QVERIFY(y2 == exact2);
+        // Accumulating adds to y.
+        RowMatrix accumulated = RowMatrix::Constant(1, rows, 0.5f);
+        multiplyCompressed(m, x.data(), cols, 1, accumulated.data(), rows, true, KernelIsa::Auto,
+                           Activations::Int8);
+        QVERIFY(((accumulated.array() - 0.5f) - y.array()).abs().maxCoeff() < 1e-5f);
     }
 
     // The fused path must add outliers: a huge replaced value shows up in the product exactly.

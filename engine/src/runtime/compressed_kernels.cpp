@@ -128,13 +128,21 @@ void decodeCompressedRows(const CompressedMatrix& m, int first, int count, float
         decodeRowPortable(m, first + i, out + static_cast<std::size_t>(i) * m.cols);
 }
 
+bool int8ActivationsApply(const CompressedMatrix& m, KernelIsa isa) {
+    return isa != KernelIsa::Portable && m.kernel && int8ProductApplies(m);
+}
+
 void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride,
                         int tokens, float* y, std::ptrdiff_t yStride, bool accumulate,
-                        KernelIsa isa) {
+                        KernelIsa isa, Activations activations) {
     if (tokens <= 0 || m.rows == 0) return;
     thread_local std::vector<float> buffer;
     kernelInputs(m, x, xStride, tokens, buffer);
     const std::ptrdiff_t width = paddedWidth(m.cols);
+
+    if (tokens == 1 && activations == Activations::Int8 && int8ActivationsApply(m, isa) &&
+        productInt8Avx2(m, buffer.data(), y, accumulate))
+        return;
 
     if (tokens <= kFusedBatch) {
         // Token rows of x for the kernels; the padding tokens of a kernel for more read zeros.

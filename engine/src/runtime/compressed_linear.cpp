@@ -27,8 +27,9 @@ void CompressedLinear::apply(const RowMatrix& x, RowMatrix& out, bool accumulate
     if (!accumulate) out.resize(x.rows(), matrix_.rows);
     if (out.rows() != x.rows() || out.cols() != matrix_.rows)
         throw Error("", "output of the wrong shape for a compressed layer");
+    // Decoding (one token) is bound by the bytes of W: int8 activations where they apply.
     multiplyCompressed(matrix_, x.data(), x.cols(), static_cast<int>(x.rows()), out.data(),
-                       out.cols(), accumulate);
+                       out.cols(), accumulate, KernelIsa::Auto, Activations::Int8);
 }
 
 std::size_t CompressedLinear::storedBytes() const {

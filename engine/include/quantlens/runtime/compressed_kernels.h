@@ -12,6 +12,12 @@ namespace quantlens {
 // three; Avx2 and Auto fall back to what the build has.
 enum class KernelIsa { Auto, Avx2, Portable };
 
+// How a batch-1 product treats x: exactly (fp32, every product), or quantized to int8 in blocks
+// of 32 with integer dot products where the layout allows (4-bit RTN and GPTQ grids on AVX2), as
+// ggml's decoding kernels do. Int8's error per output is at most Σ_j s_g·c_j·d_b/2 (docs/FORMAT.md,
+// "Fused kernels"); larger batches are always exact.
+enum class Activations { Exact, Int8 };
+
 // Up to this many tokens, each row of W is decoded once, in registers, and multiplied with every
 // token (matrix-vector and small-batch products).
 inline constexpr int kFusedBatch = 8;
@@ -25,7 +31,10 @@ inline constexpr int kFusedBatch = 8;
 // the sums differs from a dense product (see docs/FORMAT.md for the tolerance).
 void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride,
                         int tokens, float* y, std::ptrdiff_t yStride, bool accumulate,
-                        KernelIsa isa = KernelIsa::Auto);
+                        KernelIsa isa = KernelIsa::Auto,
+                        Activations activations = Activations::Exact);
+// Whether a batch-1 product with Activations::Int8 takes the int8 kernel for m.
+bool int8ActivationsApply(const CompressedMatrix& m, KernelIsa isa = KernelIsa::Auto);
 
 // What the vector kernels read besides the stored arrays, derived from them once
 // (compressedMatrix() calls this): each outlier's value minus the weight decoded under it (fp32:

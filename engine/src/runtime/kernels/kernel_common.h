@@ -188,6 +188,11 @@ bool productAvx512(const CompressedMatrix& m, const float* const* x, int tokens,
 bool decodeRowsAvx2(const CompressedMatrix& m, int first, int count, float* out);
 bool productAvx2(const CompressedMatrix& m, const float* const* x, int tokens, float* y,
                  std::ptrdiff_t yStride, bool accumulate);
+// y = x·Wᵀ for one token with x quantized to int8 in blocks of 32 (int8_avx2.cpp): 4-bit min-max
+// grids only (int8ProductApplies); false where it does not apply or the build lacks AVX2. x is
+// in the kernels' column order, padded.
+bool int8ProductApplies(const CompressedMatrix& m);
+bool productInt8Avx2(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
 // The portable scalar code, which serves every matrix.
 void decodeRowPortable(const CompressedMatrix& m, int row, float* out);
 void productRowsPortable(const CompressedMatrix& m, const float* const* x, int tokens, int first,
