@@ -2,10 +2,13 @@
 
 #include "quantlens/formats/model_loading.h"
 #include "quantlens/model/token_streams.h"
+#include "quantlens/runtime/compressed_linear.h"
 #include "quantlens/runtime/generate.h"
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <cstdio>
 #include <iostream>
 
 namespace {
@@ -17,6 +20,17 @@ struct GenerateOptions {
     int count = 40;
     bool json = false;
 };
+
+// What one decoding step reads: every stored tensor once (a quantlens checkpoint's compressed
+// layers are held apart from the dense tensors), but of an untied embedding only the token's row.
+double bytesPerToken(const quantlens::Model& model) {
+    double bytes = static_cast<double>(model.storedBytes());
+    for (const auto& block : model.compressedLayers)
+        for (const auto& layer : block)
+            if (layer) bytes += static_cast<double>(layer->storedBytes());
+    if (!model.config.tiedEmbeddings) bytes -= static_cast<double>(model.embedding.byteSize());
+    return bytes;
+}
 
 void run(const GenerateOptions& options) {
     // A quantlens checkpoint runs compressed, through the fused kernels.
@@ -38,21 +52,35 @@ void run(const GenerateOptions& options) {
     };
     if (!options.json) emit();
     const quantlens::Transformer transformer(*model);
+    // Decoding speed from the first new token on (the prompt's pass is not decoding).
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point first, last;
+    int decoded = 0;
     const std::vector<std::int32_t> generated = quantlens::generateGreedy(
         transformer, prompt, options.count,
         [&](std::int32_t token) {
+            (decoded++ == 0 ? first : last) = Clock::now();
             textIds.push_back(token);
             if (!options.json) emit();
         },
         quantlens::JobContext{});
+    const double seconds = decoded > 1 ? std::chrono::duration<double>(last - first).count() : 0.0;
+    const double tokensPerSecond = seconds > 0 ? (decoded - 1) / seconds : 0.0;
+    const double bytes = bytesPerToken(*model);
     if (options.json) {
         std::cout << nlohmann::json{{"prompt", options.prompt},
                                     {"tokens", generated},
-                                    {"text", tokenizer->decode(textIds)}}
+                                    {"text", tokenizer->decode(textIds)},
+                                    {"decode_tokens_per_s", tokensPerSecond},
+                                    {"bytes_per_token", bytes},
+                                    {"decode_gb_per_s", tokensPerSecond * bytes / 1e9}}
                          .dump()
                   << '\n';
     } else {
         std::cout << '\n';
+        if (tokensPerSecond > 0)
+            std::fprintf(stderr, "%.2f tokens/s decoding, %.1f MB of weights a token: %.2f GB/s\n",
+                         tokensPerSecond, bytes / 1e6, tokensPerSecond * bytes / 1e9);
     }
 }
 

@@ -104,6 +104,14 @@ private slots:
         QCOMPARE(result["tokens"].size(), std::size_t(8));
         QVERIFY(
             result["text"].get<std::string>().starts_with("Once upon a time, there was a little"));
+        // Decoding speed against what each token reads: all 260,032 fp32 weights (the head is
+        // the tied embedding).
+        QVERIFY(result["decode_tokens_per_s"].get<double>() > 0.0);
+        QCOMPARE(result["bytes_per_token"].get<double>(), 260032.0 * 4);
+        QVERIFY(std::abs(result["decode_gb_per_s"].get<double>() -
+                         result["decode_tokens_per_s"].get<double>() * 260032.0 * 4 / 1e9) < 1e-9);
+        QVERIFY2(run.err.contains("tokens/s decoding, 1.0 MB of weights a token"),
+                 qPrintable(run.err));
     }
 
     void inspectDescribesModel() {
