@@ -21,14 +21,26 @@ struct GenerateOptions {
     bool json = false;
 };
 
-// What one decoding step reads: every stored tensor once (a quantlens checkpoint's compressed
-// layers are held apart from the dense tensors), but of an untied embedding only the token's row.
+// What one decoding step reads: every tensor once — a linear layer's compressed arrays where it is
+// kept compressed — but of an untied embedding only the token's row.
 double bytesPerToken(const quantlens::Model& model) {
-    double bytes = static_cast<double>(model.storedBytes());
-    for (const auto& block : model.compressedLayers)
-        for (const auto& layer : block)
-            if (layer) bytes += static_cast<double>(layer->storedBytes());
-    if (!model.config.tiedEmbeddings) bytes -= static_cast<double>(model.embedding.byteSize());
+    double bytes = 0.0;
+    quantlens::forEachModelTensor(
+        model,
+        [&](const std::string& name, const quantlens::TensorView& tensor) {
+            if (name != quantlens::kEmbeddingTensor || model.config.tiedEmbeddings)
+                bytes += static_cast<double>(tensor.byteSize());
+        },
+        [&](int block, int layer) {
+            const auto b = static_cast<std::size_t>(block), l = static_cast<std::size_t>(layer);
+            const auto& compressed = model.compressedLayers.empty()
+                                         ? nullptr
+                                         : model.compressedLayers[b][l];
+            bytes += compressed ? static_cast<double>(compressed->storedBytes())
+                                : static_cast<double>(
+                                      (model.blocks[b].*quantlens::kLinearLayers[l].weights)
+                                          .byteSize());
+        });
     return bytes;
 }
 

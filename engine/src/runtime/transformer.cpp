@@ -115,10 +115,7 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
     const Eigen::Index tokens = hidden.rows(), dim = c.hiddenSize, qDim = c.queryDim(),
                        kvDim = c.kvDim(), ffn = c.intermediateSize;
     const int headDim = c.headDim;
-    const auto matrix = [](const float* data, Eigen::Index rows, Eigen::Index cols) {
-        return ConstRowMatrixMap(data, rows, cols);
-    };
-    // x·Wᵀ through a compressed layer's operator (dense layers stay plain products below).
+    // x·Wᵀ through a compressed layer's operator (dense layers: ops::denseProduct).
     const auto compressed = [&](int layer, const RowMatrix& x) {
         RowMatrix y;
         w.linear[static_cast<std::size_t>(layer)]->apply(x, y, false);
@@ -136,10 +133,8 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
     const auto addBias = [](auto&& y, const float* bias) {
         if (bias) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias, y.cols());
     };
-    RowMatrix q = w.linear[0] ? compressed(0, normed)
-                              : RowMatrix(normed * matrix(w.wq, qDim, dim).transpose());
-    RowMatrix k = w.linear[1] ? compressed(1, normed)
-                              : RowMatrix(normed * matrix(w.wk, kvDim, dim).transpose());
+    RowMatrix q = w.linear[0] ? compressed(0, normed) : ops::denseProduct(normed, w.wq, qDim, dim);
+    RowMatrix k = w.linear[1] ? compressed(1, normed) : ops::denseProduct(normed, w.wk, kvDim, dim);
     addBias(q, w.qBias);
     addBias(k, w.kBias);
     if (w.qNorm) {
@@ -158,8 +153,8 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
     if (w.linear[2])
         values.middleRows(startPosition, tokens) = compressed(2, normed);
     else
-        values.middleRows(startPosition, tokens).noalias() =
-            normed * matrix(w.wv, kvDim, dim).transpose();
+        ops::denseProduct(normed, w.wv, kvDim, dim, values.middleRows(startPosition, tokens),
+                          false);
     addBias(values.middleRows(startPosition, tokens), w.vBias);
 
     const int groupSize = c.headCount / c.kvHeadCount;
@@ -182,7 +177,7 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
     if (w.linear[3])
         w.linear[3]->apply(attended, hidden, true);
     else
-        hidden.noalias() += attended * matrix(w.wo, dim, qDim).transpose();
+        ops::denseProduct(attended, w.wo, dim, qDim, hidden, true);
     if (activations) {
         activations->attentionInput = std::move(normed);
         activations->queries = std::move(q);
@@ -192,17 +187,17 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
 
     normed = ops::rmsNorm(hidden, w.ffnNorm, c.rmsNormEps);
     if (observe(LinearStage::Mlp, normed)) return;
-    RowMatrix gated = w.linear[4] ? compressed(4, normed)
-                                  : RowMatrix(normed * matrix(w.gate, ffn, dim).transpose());
-    RowMatrix upProjected = w.linear[5] ? compressed(5, normed)
-                                        : RowMatrix(normed * matrix(w.up, ffn, dim).transpose());
+    RowMatrix gated =
+        w.linear[4] ? compressed(4, normed) : ops::denseProduct(normed, w.gate, ffn, dim);
+    RowMatrix upProjected =
+        w.linear[5] ? compressed(5, normed) : ops::denseProduct(normed, w.up, ffn, dim);
     if (activations) activations->gate = gated;
     ops::swiGlu(gated, upProjected);
     if (observe(LinearStage::MlpOutput, gated)) return;
     if (w.linear[6])
         w.linear[6]->apply(gated, hidden, true);
     else
-        hidden.noalias() += gated * matrix(w.down, dim, ffn).transpose();
+        ops::denseProduct(gated, w.down, dim, ffn, hidden, true);
     if (activations) {
         activations->mlpInput = std::move(normed);
         activations->up = std::move(upProjected);
@@ -224,7 +219,8 @@ void Transformer::throwNonFinite(int block) const {
 RowMatrix Transformer::logits(const RowMatrix& hidden) const {
     const FloatTensor norm = floatWeights(model_.finalNorm), head = floatWeights(model_.lmHead);
     RowMatrix result =
-        ops::rmsNorm(hidden, norm.data(), model_.config.rmsNormEps) * head.matrix().transpose();
+        ops::denseProduct(ops::rmsNorm(hidden, norm.data(), model_.config.rmsNormEps), head.data(),
+                          head.matrix().rows(), head.matrix().cols());
     if (!result.allFinite()) {
         throwIfNonFinite({&model_.finalNorm, &model_.lmHead});
         throw Error(model_.path.string(), "logits overflowed to Inf/NaN");

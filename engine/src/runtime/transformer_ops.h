@@ -4,11 +4,44 @@
 // (gradients.cpp), with the backward of each piece next to it.
 
 #include "quantlens/core/float_tensor.h"
+#include "quantlens/core/parallel.h"
 #include "quantlens/model/model_config.h"
 
 #include <Eigen/Core>
 
+#include <algorithm>
+
 namespace quantlens::ops {
+
+// out = x·Wᵀ, or out += x·Wᵀ with `accumulate`, for a dense W [rows, cols] row-major at `w`;
+// `out` is [x.rows(), rows]. Eigen multiplies many tokens on its own threads but runs a product
+// with one token (decoding) on one thread, at a fraction of the memory's speed: up to
+// kSplitTokens tokens, W's rows are split over the engine's threads instead.
+inline constexpr Eigen::Index kSplitTokens = 8;
+template <class Out>
+void denseProduct(const RowMatrix& x, const float* w, Eigen::Index rows, Eigen::Index cols,
+                  Out&& out, bool accumulate) {
+    const ConstRowMatrixMap weights(w, rows, cols);
+    const auto multiply = [&](auto&& target, const auto& part) {
+        if (accumulate)
+            target.noalias() += x * part.transpose();
+        else
+            target.noalias() = x * part.transpose();
+    };
+    if (x.rows() > kSplitTokens || threadCount() == 1) return multiply(out, weights);
+    constexpr Eigen::Index kRows = 256; // W's rows per task
+    parallelFor((rows + kRows - 1) / kRows, [&](std::int64_t task) {
+        const Eigen::Index first = task * kRows, count = std::min(kRows, rows - first);
+        multiply(out.middleCols(first, count), weights.middleRows(first, count));
+    });
+}
+
+inline RowMatrix denseProduct(const RowMatrix& x, const float* w, Eigen::Index rows,
+                              Eigen::Index cols) {
+    RowMatrix out(x.rows(), rows);
+    denseProduct(x, w, rows, cols, out, false);
+    return out;
+}
 
 // RMSNorm, per row: x / sqrt(mean(x²) + eps) ⊙ weight.
 RowMatrix rmsNorm(const RowMatrix& x, const float* weight, float eps);
