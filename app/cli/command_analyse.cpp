@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <iostream>
 #include <numeric>
-#include <optional>
 
 namespace {
 
@@ -76,23 +75,18 @@ void run(AnalyseOptions options, const QuantSettings& settings) {
             : quantlens::readTokenStream(options.evaluation, *model, options.tokenizer,
                                          options.request.scoring.protocol);
 
-    const std::optional<quantlens::ModelMapCache> cache =
-        options.cache.empty() ? std::nullopt
-                              : std::optional(quantlens::ModelMapCache(options.cache));
-    const std::string identity =
-        quantlens::modelMapIdentity(*model, options.request, calibration, evaluation);
-    std::optional<quantlens::ModelMap> map = cache ? cache->find(identity) : std::nullopt;
-    if (!map) {
-        ProgressBar progress;
-        const quantlens::JobContext job(
-            [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
-        map = quantlens::computeModelMap(*model, options.request, calibration, evaluation, job);
-        if (cache) cache->store(identity, *map);
-    }
+    ProgressBar progress;
+    const quantlens::JobContext job(
+        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
+    const quantlens::ModelMap map =
+        options.cache.empty()
+            ? quantlens::computeModelMap(*model, options.request, calibration, evaluation, job)
+            : quantlens::ModelMapCache(options.cache)
+                  .mapOf(*model, options.request, calibration, evaluation, job);
     if (options.json)
-        std::cout << quantlens::modelMapJson(*map) << '\n';
+        std::cout << quantlens::modelMapJson(map) << '\n';
     else
-        printMap(*map);
+        printMap(map);
 }
 
 } // namespace

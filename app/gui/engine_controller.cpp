@@ -255,14 +255,8 @@ int EngineController::mapModel(ModelPtr model, const DataSettings& data,
                 metric == quantlens::MapMetric::SoloKl
                     ? tokenStream(*model, data.evaluationFile, tr("evaluation text"))
                     : std::vector<std::int32_t>{};
-            const quantlens::ModelMapCache cache(directory.toStdString());
-            const std::string identity =
-                quantlens::modelMapIdentity(*model, request, calibration, evaluation);
-            if (auto cached = cache.find(identity)) return *cached;
-            quantlens::ModelMap map =
-                quantlens::computeModelMap(*model, request, calibration, evaluation, job);
-            cache.store(identity, map);
-            return map;
+            return quantlens::ModelMapCache(directory.toStdString())
+                .mapOf(*model, request, calibration, evaluation, job);
         },
         [this](const quantlens::ModelMap& map) { emit modelMapped(map); });
 }

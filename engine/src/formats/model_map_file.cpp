@@ -156,4 +156,15 @@ void ModelMapCache::store(const std::string& identity, const ModelMap& map) cons
     file.commit();
 }
 
+ModelMap ModelMapCache::mapOf(const Model& model, const ModelMapRequest& request,
+                              std::span<const std::int32_t> calibration,
+                              std::span<const std::int32_t> evaluation,
+                              const JobContext& job) const {
+    const std::string identity = modelMapIdentity(model, request, calibration, evaluation);
+    if (std::optional<ModelMap> cached = find(identity)) return *std::move(cached);
+    ModelMap map = computeModelMap(model, request, calibration, evaluation, job);
+    store(identity, map);
+    return map;
+}
+
 } // namespace quantlens

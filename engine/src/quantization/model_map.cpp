@@ -50,6 +50,18 @@ void forEachCalibratedLayer(
         });
 }
 
+// Each report's relative output error into its cell: the RunError map of a run.
+void fillFromReports(const std::vector<LayerReport>& layers, ModelMap& map) {
+    for (const LayerReport& layer : layers) {
+        if (layer.block < 0 || layer.block >= map.blocks)
+            throw Error("run " + describe(map.request.config),
+                        "layer report for block " + std::to_string(layer.block) +
+                            " of a model with " + std::to_string(map.blocks));
+        map.values[std::size_t(layer.block * kLinearLayerCount + linearLayerIndex(layer.name))] =
+            layer.relativeOutputError;
+    }
+}
+
 } // namespace
 
 const MapMetricInfo& mapMetricInfo(MapMetric metric) {
@@ -109,14 +121,11 @@ ModelMap computeModelMap(const Model& model, const ModelMapRequest& request,
             }
         break;
     }
-    case MapMetric::RunError: {
-        const QuantizeResult run =
-            quantizeModel(model, calibration, request.config, request.calibration, {}, job);
-        for (const LayerReport& layer : run.layers)
-            map.values[std::size_t(layer.block * kLinearLayerCount +
-                                   linearLayerIndex(layer.name))] = layer.relativeOutputError;
+    case MapMetric::RunError:
+        fillFromReports(
+            quantizeModel(model, calibration, request.config, request.calibration, {}, job).layers,
+            map);
         break;
-    }
     case MapMetric::SoloKl: {
         if (evaluation.empty())
             throw Error(source, "the KL of each layer alone needs evaluation text");
@@ -155,14 +164,7 @@ ModelMap modelMapOfRun(const RunRecord& run, int blocks, const CalibrationConfig
     ModelMap map{{MapMetric::RunError, run.config, calibration, {}},
                  blocks,
                  std::vector<double>(std::size_t(blocks) * kLinearLayerCount, kUnmeasured)};
-    for (const LayerReport& layer : run.layers) {
-        if (layer.block < 0 || layer.block >= blocks)
-            throw Error("run " + describe(run.config),
-                        "layer report for block " + std::to_string(layer.block) +
-                            " of a model with " + std::to_string(blocks));
-        map.values[std::size_t(layer.block * kLinearLayerCount + linearLayerIndex(layer.name))] =
-            layer.relativeOutputError;
-    }
+    fillFromReports(run.layers, map);
     return map;
 }
 

@@ -35,6 +35,10 @@ public:
     std::optional<ModelMap> find(const std::string& identity) const;
     // Throws Error naming the file when it cannot be written (e.g. the disk is full).
     void store(const std::string& identity, const ModelMap& map) const;
+    // The map of `request` on these inputs: found here, or computed (computeModelMap) and stored.
+    ModelMap mapOf(const Model& model, const ModelMapRequest& request,
+                   std::span<const std::int32_t> calibration,
+                   std::span<const std::int32_t> evaluation, const JobContext& job) const;
 
 private:
     std::filesystem::path fileFor(const std::string& identity) const;
