@@ -1,5 +1,7 @@
 #include "jobs_panel.h"
 
+#include "device_picker.h"
+
 #include <QHeaderView>
 #include <QPlainTextEdit>
 #include <QProgressBar>
@@ -18,7 +20,8 @@ QString etaText(std::optional<double> secondsLeft) {
 }
 
 JobsPanel::JobsPanel(QWidget* parent)
-    : QWidget(parent), jobs_(new QTreeWidget), log_(new QPlainTextEdit) {
+    : QWidget(parent), devices_(new DevicePicker), jobs_(new QTreeWidget),
+      log_(new QPlainTextEdit) {
     jobs_->setObjectName("jobList");
     jobs_->setHeaderLabels({tr("Job"), tr("Progress"), tr("Stage"), tr("Time left"), QString()});
     jobs_->setRootIsDecorated(false);
@@ -32,6 +35,7 @@ JobsPanel::JobsPanel(QWidget* parent)
     splitter->addWidget(log_);
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(0, 0, 0, 0);
+    layout->addWidget(devices_);
     layout->addWidget(splitter);
 }
 
@@ -57,6 +61,11 @@ void JobsPanel::addJob(int id, const QString& title) {
     row.clock.start();
     rows_.insert(id, row);
     log(tr("%1: queued").arg(title));
+}
+
+void JobsPanel::startJob(int id, const QString& device) {
+    if (const auto it = rows_.find(id); it != rows_.end())
+        log(tr("%1: running on %2").arg(it->item->text(TitleColumn), device));
 }
 
 void JobsPanel::updateJob(int id, double fraction, const QString& stage) {

@@ -8,6 +8,7 @@
 #include <QHash>
 #include <QWidget>
 
+class DevicePicker;
 class QPlainTextEdit;
 class QProgressBar;
 class QToolButton;
@@ -17,9 +18,9 @@ class QTreeWidgetItem;
 // "2:05 left", or "estimating…" while TimeLeft has no estimate yet.
 QString etaText(std::optional<double> secondsLeft);
 
-// The "Jobs" dock: one row per engine job with its progress bar, stage, time left and a cancel
-// button, and a log of what every job did. It shows what the controller reports and asks it to
-// cancel; it runs nothing itself.
+// The "Jobs" dock: the device jobs run on, one row per engine job with its progress bar, stage,
+// time left and a cancel button, and a log of what every job did and where. It shows what the
+// controller reports and asks it to cancel; it runs nothing itself.
 class JobsPanel : public QWidget {
     Q_OBJECT
 
@@ -27,10 +28,13 @@ public:
     explicit JobsPanel(QWidget* parent = nullptr);
 
     QTreeWidget* jobs() const { return jobs_; }
+    DevicePicker* devices() const { return devices_; }
     QString logText() const;
 
 public slots:
     void addJob(int id, const QString& title);
+    // Logs where the job runs.
+    void startJob(int id, const QString& device);
     void updateJob(int id, double fraction, const QString& stage);
     void finishJob(int id, JobOutcome outcome, const QString& message);
     void log(const QString& line);
@@ -49,6 +53,7 @@ private:
     };
 
     QHash<int, Row> rows_;
+    DevicePicker* devices_;
     QTreeWidget* jobs_;
     QPlainTextEdit* log_;
 };

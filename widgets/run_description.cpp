@@ -56,10 +56,12 @@ QString runSummary(const quantlens::RunRecord& run) {
     const quantlens::BaseComparison& c = run.comparison;
     return QObject::tr("%1 · %2 bits per parameter (paper %3) · perplexity %4 (×%5 ± %6) · "
                        "KL %7, p99 %8 · top-1 %9% · outliers %10%")
-        .arg(runSettings(run), figure(run.bitsPerParameter, 'f', 3),
-             figure(run.paperBitsPerParameter, 'f', 3), figure(run.perplexity, 'f', 4),
-             figure(c.perplexityRatio, 'f', 4), figure(c.perplexityRatioError, 'f', 4),
-             figure(c.klMean, 'g', 3), figure(c.klP99, 'g', 3),
-             figure(100.0 * c.top1Agreement, 'f', 2))
-        .arg(figure(100.0 * run.outlierFraction, 'f', 3));
+               .arg(runSettings(run), figure(run.bitsPerParameter, 'f', 3),
+                    figure(run.paperBitsPerParameter, 'f', 3), figure(run.perplexity, 'f', 4),
+                    figure(c.perplexityRatio, 'f', 4), figure(c.perplexityRatioError, 'f', 4),
+                    figure(c.klMean, 'g', 3), figure(c.klP99, 'g', 3),
+                    figure(100.0 * c.top1Agreement, 'f', 2))
+               .arg(figure(100.0 * run.outlierFraction, 'f', 3)) +
+           (run.device.empty() ? QString()
+                               : QObject::tr(" · on %1").arg(QString::fromStdString(run.device)));
 }

@@ -27,5 +27,5 @@ QString sensitivityFormula(const quantlens::LayerAnalysis& analysis);
 // A run's settings in words: describe() of them, or "SpQR budget 3.50 bits" for a bit budget.
 QString runSettings(const quantlens::RunRecord& run);
 // Settings, bits, perplexity with its ratio to the unquantized model, KL (mean and p99), top-1
-// agreement and outliers on one line.
+// agreement, outliers and the device it ran on (when recorded) on one line.
 QString runSummary(const quantlens::RunRecord& run);

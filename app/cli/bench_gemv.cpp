@@ -1,5 +1,4 @@
 #include "commands.h"
-#include "device_selection.h"
 
 #include "quantlens/core/dtype.h"
 #include "quantlens/core/error.h"
@@ -311,12 +310,13 @@ void printRows(const GemvOptions& o, const std::vector<Row>& rows, const std::st
 }
 
 #ifdef QUANTLENS_HAVE_CUDA
-// The same layers on the active CUDA device, against cuBLAS fp16 (docs/DESIGN.md's GPU target).
-void runCudaGemv(const GemvOptions& o, const std::vector<Method>& methods) {
+// The same layers on CUDA device `device`, against cuBLAS fp16 (docs/DESIGN.md's GPU target).
+void runCudaGemv(const GemvOptions& o, const std::vector<Method>& methods, const Backend& backend,
+                 int device) {
     std::vector<Row> rows;
     for (const auto& [r, c] : parseShapes(o.shapes)) {
         const std::string shape = std::to_string(r) + "x" + std::to_string(c);
-        const gpu::KernelTiming cublas = gpu::timeCublasF16Gemv(r, c, o.repeat);
+        const gpu::KernelTiming cublas = gpu::timeCublasF16Gemv(device, r, c, o.repeat);
         rows.push_back({shape,
                         "fp16 cuBLAS (GemmEx n=1, fp32 accumulate)",
                         16.0,
@@ -331,7 +331,7 @@ void runCudaGemv(const GemvOptions& o, const std::vector<Method>& methods) {
             const auto op = CompressedLinear::fromLayer(layer, "bench");
             std::size_t deviceBytes = 0;
             const gpu::KernelTiming t =
-                gpu::timeCompressedGemv(op->matrix(), o.repeat, deviceBytes);
+                gpu::timeCompressedGemv(device, op->matrix(), o.repeat, deviceBytes);
             rows.push_back({shape,
                             method.label,
                             layer->bitsPerParameter(),
@@ -345,11 +345,11 @@ void runCudaGemv(const GemvOptions& o, const std::vector<Method>& methods) {
                             1});
         }
     }
-    printRows(o, rows, activeBackend().name(), 0.0);
+    printRows(o, rows, backend.name(), 0.0);
 }
 #endif
 
-void runGemv(const GemvOptions& o) {
+void runGemv(const GemvOptions& o, const Backend& backend) {
     const KernelIsa isa = o.isa == "avx2"       ? KernelIsa::Avx2
                           : o.isa == "portable" ? KernelIsa::Portable
                                                 : KernelIsa::Auto;
@@ -363,7 +363,8 @@ void runGemv(const GemvOptions& o) {
         {"gptq w4 g128 act-order", GptqConfig{4, 128, 128, 0.01, true}, 0.0},
     };
 #ifdef QUANTLENS_HAVE_CUDA
-    if (cudaSelected()) return runCudaGemv(o, methods);
+    if (const std::string id = backend.id(); id.starts_with("cuda:"))
+        return runCudaGemv(o, methods, backend, std::stoi(id.substr(5)));
 #endif
     std::vector<Row> rows;
     for (const auto& [r, c] : parseShapes(o.shapes)) {
@@ -451,5 +452,5 @@ Command addGemvBench(CLI::App& bench) {
     sub->add_option("--isa", options->isa, "The compressed kernels' instructions")
         ->check(CLI::IsMember({"auto", "avx2", "portable"}))
         ->capture_default_str();
-    return {sub, [options] { runGemv(*options); }};
+    return {sub, [options](const Session& session) { runGemv(*options, *session.backend); }};
 }

@@ -57,7 +57,7 @@ void printMap(const quantlens::ModelMap& map) {
     std::printf("\n");
 }
 
-void run(AnalyseOptions options, const QuantSettings& settings) {
+void run(AnalyseOptions options, const QuantSettings& settings, const Session& session) {
     const auto metric = quantlens::parseMapMetric(options.metric);
     if (!metric) throw quantlens::Error("--metric", "unknown metric '" + options.metric + "'");
     options.request.metric = *metric;
@@ -77,7 +77,8 @@ void run(AnalyseOptions options, const QuantSettings& settings) {
 
     ProgressBar progress;
     const quantlens::JobContext job(
-        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
+        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); },
+        session.backend);
     const quantlens::ModelMap map =
         options.cache.empty()
             ? quantlens::computeModelMap(*model, options.request, calibration, evaluation, job)
@@ -134,5 +135,6 @@ Command addAnalyseCommand(CLI::App& app) {
                     "settings and text is read from it, a new one stored");
     sub->add_flag("--json", options->json, "Print one JSON object");
     auto flags = std::make_shared<QuantSettingFlags>(*sub);
-    return {sub, [options, flags] { run(*options, flags->collect()); }};
+    return {sub,
+            [options, flags](const Session& session) { run(*options, flags->collect(), session); }};
 }

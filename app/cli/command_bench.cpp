@@ -73,7 +73,8 @@ struct BenchRow {
     std::optional<double> ratio; // SpQR / GPTQ at the same wbits and groupsize
 };
 
-void runQuantizeLayer(const LayerBenchOptions& o) {
+void runQuantizeLayer(const LayerBenchOptions& o,
+                      const std::shared_ptr<const quantlens::Backend>& backend) {
     using namespace quantlens;
     const int samples = o.samples > 0 ? o.samples : 2 * o.cols;
     const auto setupStart = Clock::now();
@@ -101,7 +102,7 @@ void runQuantizeLayer(const LayerBenchOptions& o) {
         if (o.methods.empty() || std::ranges::count(o.methods, methodName(config)))
             configs.push_back(config);
 
-    const JobContext job;
+    const JobContext job(backend);
     const auto timeIt = [&](const std::function<void()>& body) {
         std::vector<double> times;
         for (int i = 0; i < o.repeat; ++i) {
@@ -114,7 +115,7 @@ void runQuantizeLayer(const LayerBenchOptions& o) {
     // The Hessian inversion that GPTQ and SpQR both pay, on its own.
     const BenchRow prepare{"hessian",
                            "prepare (damp 0.01, act-order)",
-                           timeIt([&] { prepareHessian(hessian, 0.01, true, "bench"); }),
+                           timeIt([&] { prepareHessian(*backend, hessian, 0.01, true, "bench"); }),
                            std::nullopt,
                            std::nullopt,
                            std::nullopt};
@@ -152,7 +153,7 @@ void runQuantizeLayer(const LayerBenchOptions& o) {
             results.push_back(row);
         }
         std::cout << nlohmann::json{{"benchmark", "quantize-layer"},
-                                    {"device", activeBackend().name()},
+                                    {"device", backend->name()},
                                     {"rows", o.rows},
                                     {"cols", o.cols},
                                     {"samples", samples},
@@ -167,7 +168,7 @@ void runQuantizeLayer(const LayerBenchOptions& o) {
     }
     std::printf("quantize-layer on %s: %d×%d synthetic layer, H from %d synthetic activations, "
                 "seed %llu, %d threads, median of %d (setup %.1f s)\n\n",
-                activeBackend().name().c_str(), o.rows, o.cols, samples,
+                backend->name().c_str(), o.rows, o.cols, samples,
                 static_cast<unsigned long long>(o.seed), threadCount(), o.repeat, setupSeconds);
     std::printf("%-8s %-46s %9s %10s %10s %10s\n", "method", "settings", "seconds", "bits/param",
                 "outliers", "spqr/gptq");
@@ -218,8 +219,8 @@ Command addBenchCommand(CLI::App& app) {
     quantizeLayerCommand->add_flag("--json", layer->json, "Print one JSON object");
 
     const Command gemv = addGemvBench(*bench);
-    return {bench, [quantizeLayerCommand, layer, gemv] {
-                if (quantizeLayerCommand->parsed()) runQuantizeLayer(*layer);
-                if (gemv.parser->parsed()) gemv.run();
+    return {bench, [quantizeLayerCommand, layer, gemv](const Session& session) {
+                if (quantizeLayerCommand->parsed()) runQuantizeLayer(*layer, session.backend);
+                if (gemv.parser->parsed()) gemv.run(session);
             }};
 }

@@ -1,30 +1,24 @@
 #include "commands.h"
 
-#include "quantlens/core/parallel.h"
-#include "quantlens/runtime/backend.h"
-
-#ifdef QUANTLENS_HAVE_CUDA
-#include "quantlens/gpu/device_info.h"
-#endif
-
 #include <cstdio>
 
 namespace {
 
-void run() {
-    std::printf("cpu   %d threads\n", quantlens::threadCount());
-#ifdef QUANTLENS_HAVE_CUDA
-    const quantlens::gpu::DeviceQuery query = quantlens::gpu::queryDevices();
-    for (const auto& d : query.devices)
-        std::printf("cuda:%d %s, %.1f GiB, sm_%d%d\n", d.index, d.name.c_str(),
-                    static_cast<double>(d.totalMemoryBytes) / (1 << 30), d.computeMajor,
-                    d.computeMinor);
-    if (query.devices.empty())
-        std::printf("cuda  unavailable: %s\n", query.unavailableReason.c_str());
-#else
-    std::printf("cuda  not built (configure with a CUDA compiler and QUANTLENS_CUDA=AUTO or ON)\n");
-#endif
-    std::printf("active: %s\n", quantlens::activeBackend().name().c_str());
+double gib(std::uint64_t bytes) {
+    return static_cast<double>(bytes) / (1ull << 30);
+}
+
+void run(const Session& session) {
+    for (const quantlens::ComputeDevice& device : session.backends.devices()) {
+        std::printf("%-7s %s", device.id.c_str(), device.name.c_str());
+        if (device.totalMemoryBytes > 0)
+            std::printf(", %.1f GiB free of %.1f GiB", gib(device.freeMemoryBytes),
+                        gib(device.totalMemoryBytes));
+        std::printf("\n");
+    }
+    for (const auto& [kind, reason] : session.backends.unavailable())
+        std::printf("%-7s unavailable: %s\n", kind.c_str(), reason.c_str());
+    std::printf("--device: %s\n", session.backend->name().c_str());
 }
 
 } // namespace

@@ -36,7 +36,7 @@ struct EvalOptions {
     bool json = false;
 };
 
-void run(const EvalOptions& options) {
+void run(const EvalOptions& options, const Session& session) {
     const auto started = std::chrono::steady_clock::now();
     // A quantlens checkpoint runs compressed, through the fused kernels.
     const auto model = quantlens::loadModel(options.model, quantlens::CompressedLayers::Keep);
@@ -59,7 +59,8 @@ void run(const EvalOptions& options) {
         baseModel ? std::optional<quantlens::Transformer>(std::in_place, *baseModel) : std::nullopt;
     ProgressBar progress;
     const quantlens::JobContext job(
-        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
+        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); },
+        session.backend);
     const quantlens::PerplexityResult result =
         quantlens::evaluatePerplexity(transformer, stream, config, job, base ? &*base : nullptr);
     const double seconds =
@@ -132,5 +133,5 @@ Command addEvalCommand(CLI::App& app) {
     sub->callback([text, tokens] {
         if (text->count() + tokens->count() != 1) throw CLI::RequiredError("--text or --tokens");
     });
-    return {sub, [options] { run(*options); }};
+    return {sub, [options](const Session& session) { run(*options, session); }};
 }

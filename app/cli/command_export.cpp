@@ -27,13 +27,13 @@ double secondsSince(std::chrono::steady_clock::time_point started) {
 }
 
 // `--format gguf`: one file, exact unless --gguf-type asks for an approximation.
-void runGguf(const ExportOptions& options) {
+void runGguf(const ExportOptions& options, const Session& session) {
     const auto started = std::chrono::steady_clock::now();
     quantlens::GgufOptions gguf;
     if (!options.ggufType.empty()) gguf.type = quantlens::parseGgufType(options.ggufType);
     gguf.tokenizer = options.tokenizer;
-    const quantlens::GgufResult result =
-        quantlens::exportGguf(options.input, options.out, gguf, quantlens::JobContext{});
+    const quantlens::GgufResult result = quantlens::exportGguf(
+        options.input, options.out, gguf, quantlens::JobContext(session.backend));
     const double seconds = secondsSince(started);
     std::map<std::string, int> types;
     for (const auto& tensor : result.tensors)
@@ -131,14 +131,14 @@ void printHfSpqr(const quantlens::HfSpqrResult& result) {
                 result.bitsPerParameter, result.sourceBitsPerParameter);
 }
 
-void run(const ExportOptions& options) {
-    if (options.format == "gguf") return runGguf(options);
+void run(const ExportOptions& options, const Session& session) {
+    if (options.format == "gguf") return runGguf(options, session);
     if (!options.ggufType.empty() || !options.tokenizer.empty())
         throw quantlens::Error("", "--gguf-type and --tokenizer apply to --format gguf only");
     const auto started = std::chrono::steady_clock::now();
     const quantlens::ExportFormat format = quantlens::parseExportFormat(options.format);
-    const quantlens::ExportResult result =
-        quantlens::exportModel(options.input, format, options.out, quantlens::JobContext{});
+    const quantlens::ExportResult result = quantlens::exportModel(
+        options.input, format, options.out, quantlens::JobContext(session.backend));
     const double seconds = secondsSince(started);
     if (options.json) {
         auto out = nlohmann::json{
@@ -190,5 +190,5 @@ Command addExportCommand(CLI::App& app) {
                     "gguf: the SentencePiece tokenizer.model whose vocabulary the file carries "
                     "(default: the one beside the model)");
     sub->add_flag("--json", options->json, "Print one JSON object");
-    return {sub, [options] { run(*options); }};
+    return {sub, [options](const Session& session) { run(*options, session); }};
 }

@@ -33,18 +33,17 @@ double bytesPerToken(const quantlens::Model& model) {
         },
         [&](int block, int layer) {
             const auto b = static_cast<std::size_t>(block), l = static_cast<std::size_t>(layer);
-            const auto& compressed = model.compressedLayers.empty()
-                                         ? nullptr
-                                         : model.compressedLayers[b][l];
-            bytes += compressed ? static_cast<double>(compressed->storedBytes())
-                                : static_cast<double>(
-                                      (model.blocks[b].*quantlens::kLinearLayers[l].weights)
-                                          .byteSize());
+            const auto& compressed =
+                model.compressedLayers.empty() ? nullptr : model.compressedLayers[b][l];
+            bytes += compressed
+                         ? static_cast<double>(compressed->storedBytes())
+                         : static_cast<double>(
+                               (model.blocks[b].*quantlens::kLinearLayers[l].weights).byteSize());
         });
     return bytes;
 }
 
-void run(const GenerateOptions& options) {
+void run(const GenerateOptions& options, const Session& session) {
     // A quantlens checkpoint runs compressed, through the fused kernels.
     const auto model = quantlens::loadModel(options.model, quantlens::CompressedLayers::Keep);
     const auto tokenizer = quantlens::openTokenizer(*model, options.tokenizer);
@@ -75,7 +74,7 @@ void run(const GenerateOptions& options) {
             textIds.push_back(token);
             if (!options.json) emit();
         },
-        quantlens::JobContext{});
+        quantlens::JobContext(session.backend));
     const double seconds = decoded > 1 ? std::chrono::duration<double>(last - first).count() : 0.0;
     const double tokensPerSecond = seconds > 0 ? (decoded - 1) / seconds : 0.0;
     const double bytes = bytesPerToken(*model);
@@ -109,5 +108,5 @@ Command addGenerateCommand(CLI::App& app) {
     sub->add_option("--tokenizer", options->tokenizer,
                     "Tokenizer file (tokenizer.model or tok*.bin)");
     sub->add_flag("--json", options->json, "Print one JSON object");
-    return {sub, [options] { run(*options); }};
+    return {sub, [options](const Session& session) { run(*options, session); }};
 }

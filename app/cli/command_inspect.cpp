@@ -89,7 +89,7 @@ Command addInspectCommand(CLI::App& app) {
         "inspect", "Show a checkpoint's architecture, tensors, dtypes and sizes");
     sub->add_option("model", options->model, "HF model directory or llama2.c .bin")->required();
     sub->add_flag("--json", options->json, "Print one JSON object");
-    return {sub, [options] {
+    return {sub, [options](const Session&) {
                 const auto model = quantlens::loadModel(options->model);
                 const nlohmann::json description = describe(*model);
                 if (options->json)

@@ -88,7 +88,7 @@ std::string outputDescription(const QuantizeOptions& options) {
     return "dense " + options.dtype + ", loads with `quantlens-cli eval`";
 }
 
-void run(const QuantizeOptions& options, const QuantSettings& settings) {
+void run(const QuantizeOptions& options, const QuantSettings& settings, const Session& session) {
     const auto started = std::chrono::steady_clock::now();
     const auto model = quantlens::loadModel(options.model);
     const std::vector<std::int32_t> calibration =
@@ -99,7 +99,8 @@ void run(const QuantizeOptions& options, const QuantSettings& settings) {
 
     ProgressBar progress;
     const quantlens::JobContext job(
-        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
+        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); },
+        session.backend);
     // Measuring costs about one quantization per candidate: most of a budget run.
     const double measuredShare = options.targetBits == 0.0 ? 0.0 : 0.8;
     const ChosenPlan chosen = choosePlan(options, settings, *model, calibration,
@@ -201,5 +202,6 @@ Command addQuantizeCommand(CLI::App& app) {
                     "The settings --target-bits chooses from, e.g. wbits=2,3,4:groupsize=32,128 "
                     "(default: the method's own grid, docs/DESIGN.md)");
     auto flags = std::make_shared<QuantSettingFlags>(*sub);
-    return {sub, [options, flags] { run(*options, flags->collect()); }};
+    return {sub,
+            [options, flags](const Session& session) { run(*options, flags->collect(), session); }};
 }

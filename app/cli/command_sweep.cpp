@@ -71,7 +71,7 @@ std::string figure(double value, int decimals) {
     return text;
 }
 
-void run(const SweepOptions& options) {
+void run(const SweepOptions& options, const Session& session) {
     const auto [shard, shards] = parseShard(options.shard);
     // The grid in its stable order; this shard runs every shards-th combination from its own,
     // so each part gets a share of every method, and shard 1 also scores the baseline.
@@ -126,7 +126,7 @@ void run(const SweepOptions& options) {
                     "paper", "outliers", "ppl", "kl", "kl p99", "top-1", "seconds");
 
     if (shard == 1) {
-        const quantlens::JobContext baselineJob;
+        const quantlens::JobContext baselineJob(session.backend);
         const quantlens::PerplexityResult baseline =
             quantlens::evaluatePerplexity(reference, evaluation, evalConfig, baselineJob);
         const double storedBits = 8.0 * static_cast<double>(model->storedBytes()) /
@@ -170,10 +170,12 @@ void run(const SweepOptions& options) {
         const std::string stage =
             "run " + std::to_string(i + 1) + "/" + std::to_string(runs.size());
         // The bar and its time left are for the whole sweep.
-        const quantlens::JobContext job([&](double fraction, const std::string&) {
-            progress.update((static_cast<double>(i) + fraction) / static_cast<double>(runs.size()),
-                            stage);
-        });
+        const quantlens::JobContext job(
+            [&](double fraction, const std::string&) {
+                progress.update(
+                    (static_cast<double>(i) + fraction) / static_cast<double>(runs.size()), stage);
+            },
+            session.backend);
         // A budget's measurement (the first of its method's runs only) is most of its work.
         const double planShare = planned.targetBits ? 0.8 : 0.0;
         const quantlens::QuantPlan plan =
@@ -255,7 +257,7 @@ Command addSweepCommand(CLI::App& app) {
         ->delimiter(',')
         ->check(CLI::PositiveNumber);
     sub->add_flag("--json", options->json, "Print the rows as one JSON array");
-    return {sub, [options] { run(*options); }};
+    return {sub, [options](const Session& session) { run(*options, session); }};
 }
 
 Command addSweepMergeCommand(CLI::App& app) {
@@ -271,7 +273,7 @@ Command addSweepMergeCommand(CLI::App& app) {
         ->required()
         ->check(CLI::ExistingFile);
     sub->add_option("--out", options->out, "The merged CSV (written atomically)")->required();
-    return {sub, [options] {
+    return {sub, [options](const Session&) {
                 const std::string merged = mergeSweepCsvs(options->parts);
                 writeFileAtomically(options->out, merged);
                 std::printf("wrote %s (%lld rows)\n", options->out.c_str(),

@@ -68,5 +68,5 @@ Command addSynthCommand(CLI::App& app) {
     sub->add_option("--seed", options->seed, "Random seed; the same seed gives the same bytes")
         ->capture_default_str();
     sub->add_option("--out", options->out, "Output model directory (created)")->required();
-    return {sub, [options] { run(*options); }};
+    return {sub, [options](const Session&) { run(*options); }};
 }

@@ -44,5 +44,5 @@ Command addTokenizeCommand(CLI::App& app) {
     sub->add_option("--protocol", options->protocol, "documents or gptq")
         ->check(CLI::IsMember({"documents", "gptq"}))
         ->capture_default_str();
-    return {sub, [options] { run(*options); }};
+    return {sub, [options](const Session&) { run(*options); }};
 }

@@ -1,14 +1,24 @@
 #pragma once
 
+#include "quantlens/runtime/backend_registry.h"
+
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <memory>
+
+// What the global options chose, for the command that runs.
+struct Session {
+    const quantlens::BackendRegistry& backends;
+    // --device's backend: every job the command starts runs on it.
+    std::shared_ptr<const quantlens::Backend> backend;
+};
 
 // A subcommand: its options live in `parser`; `run` executes it once the whole command line has
-// been parsed (so global options such as --threads are applied first).
+// been parsed (so global options such as --threads and --device are applied first).
 struct Command {
     CLI::App* parser = nullptr;
-    std::function<void()> run;
+    std::function<void(const Session&)> run;
 };
 
 Command addInspectCommand(CLI::App& app);

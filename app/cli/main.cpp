@@ -1,5 +1,5 @@
+#include "backend_setup.h"
 #include "commands.h"
-#include "device_selection.h"
 
 #include "quantlens/core/error.h"
 #include "quantlens/core/job.h"
@@ -29,8 +29,8 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber);
     std::string device = "auto";
     app.add_option("--device", device,
-                   "Where heavy work runs: auto (a CUDA GPU when there is one), cpu or cuda")
-        ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+                   "Where heavy work runs: auto (the first GPU when there is one, else the CPU), "
+                   "cpu, cuda (the first CUDA device) or cuda:N; `devices` lists them")
         ->capture_default_str();
     const Command commands[] = {
         addInspectCommand(app),  addEvalCommand(app),       addGenerateCommand(app),
@@ -40,9 +40,10 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
         quantlens::setThreadCount(threads);
-        selectDevice(device);
+        const quantlens::BackendRegistry backends = quantlens::makeBackendRegistry();
+        const Session session{backends, backends.open(device)};
         for (const Command& command : commands)
-            if (command.parser->parsed()) command.run();
+            if (command.parser->parsed()) command.run(session);
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     } catch (const quantlens::Cancelled&) {

@@ -59,6 +59,18 @@ quantlens::QuantPlan budgetPlan(const quantlens::Model& model,
     return quantlens::allocateBits(found->second, targetBits).plan;
 }
 
+// A device that cannot be opened fails its job as a device: the CPU can still be offered.
+std::shared_ptr<const quantlens::Backend> openBackend(const quantlens::BackendRegistry& registry,
+                                                      const QString& device) {
+    try {
+        return registry.open(device.toStdString());
+    } catch (const quantlens::DeviceFailure&) {
+        throw;
+    } catch (const quantlens::Error& error) {
+        throw quantlens::DeviceFailure(error.source(), error.message());
+    }
+}
+
 double secondsSince(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -80,14 +92,24 @@ struct EngineController::WorkerCache {
     DataSettings scoredData;
     double baseline = std::numeric_limits<double>::quiet_NaN();
 
+    // The devices opened so far, by registry id: a GPU's backend is set up once.
+    std::map<QString, std::shared_ptr<const quantlens::Backend>> backends;
+    std::shared_ptr<const quantlens::Backend> backend(const quantlens::BackendRegistry& registry,
+                                                      const QString& device) {
+        std::shared_ptr<const quantlens::Backend>& opened = backends[device];
+        if (!opened) opened = openBackend(registry, device);
+        return opened;
+    }
+
     // Bit-budget measurements by method settings (describe()), for budgetModel and budgetData.
     std::weak_ptr<const quantlens::Model> budgetModel;
     DataSettings budgetData;
     std::map<std::string, quantlens::BudgetMeasurement> budgets;
 };
 
-EngineController::EngineController(QObject* parent)
-    : QObject(parent), worker_(new QObject), cache_(std::make_shared<WorkerCache>()),
+EngineController::EngineController(quantlens::BackendRegistry backends, QObject* parent)
+    : QObject(parent), backends_(std::move(backends)), worker_(new QObject),
+      cache_(std::make_shared<WorkerCache>()),
       mapCacheDirectory_(
           QDir(QStandardPaths::writableLocation(QStandardPaths::CacheLocation)).filePath("maps")) {
     qRegisterMetaType<std::shared_ptr<const quantlens::Model>>();
@@ -95,6 +117,8 @@ EngineController::EngineController(QObject* parent)
     qRegisterMetaType<std::shared_ptr<const quantlens::LayerAnalysis>>();
     qRegisterMetaType<quantlens::RunRecord>();
     qRegisterMetaType<JobOutcome>();
+    qRegisterMetaType<std::vector<quantlens::ComputeDevice>>();
+    qRegisterMetaType<std::vector<quantlens::BackendRegistry::Unavailable>>();
     thread_.setObjectName("quantlens engine");
     worker_->moveToThread(&thread_);
     connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
@@ -111,8 +135,13 @@ EngineController::~EngineController() {
 // Results that arrive after this object is gone are dropped with its pending events.
 template <typename Work, typename Deliver>
 int EngineController::runJob(const QString& title, Work work, Deliver deliver,
-                             Superseded superseded) {
+                             Superseded superseded, QString device) {
     const int id = nextJob_++;
+    if (device.isEmpty()) device = device_;
+    if (device != "cpu")
+        retryOnCpu_.insert(id, [this, title, work, deliver] {
+            return runJob(tr("%1 (on the CPU)").arg(title), work, deliver, {}, "cpu");
+        });
     auto relay =
         std::make_shared<ProgressRelay>(this, [this, id](double fraction, const QString& stage) {
             if (jobs_.contains(id)) emit jobProgress(id, fraction, stage);
@@ -125,17 +154,28 @@ int EngineController::runJob(const QString& title, Work work, Deliver deliver,
     QMetaObject::invokeMethod(
         worker_,
         [this, id, context, relay, work = std::move(work), deliver = std::move(deliver),
-         superseded = std::move(superseded)] {
-            const auto end = [this, id](JobOutcome outcome, const QString& message) {
+         superseded = std::move(superseded), device, cache = cache_] {
+            const auto end = [this, id](JobOutcome outcome, const QString& message,
+                                        bool onDevice = false) {
                 QMetaObject::invokeMethod(
-                    this, [this, id, outcome, message] { jobFinished(id, outcome, message); },
+                    this,
+                    [this, id, outcome, message, onDevice] {
+                        jobFinished(id, outcome, message, onDevice);
+                    },
                     Qt::QueuedConnection);
             };
             if (superseded && superseded->load())
                 return end(JobOutcome::Cancelled, tr("replaced by a newer analysis"));
             try {
                 context->checkpoint(); // cancelled while it waited
-                auto result = work(*context, *relay);
+                const quantlens::JobContext onDevice(*context, cache->backend(backends_, device));
+                QMetaObject::invokeMethod(
+                    this,
+                    [this, id, name = QString::fromStdString(onDevice.backend().name())] {
+                        emit jobStarted(id, name);
+                    },
+                    Qt::QueuedConnection);
+                auto result = work(onDevice, *relay);
                 QMetaObject::invokeMethod(
                     this,
                     [this, id, deliver, result = std::move(result)] {
@@ -145,6 +185,9 @@ int EngineController::runJob(const QString& title, Work work, Deliver deliver,
                     Qt::QueuedConnection);
             } catch (const quantlens::Cancelled&) {
                 end(JobOutcome::Cancelled, tr("cancelled"));
+            } catch (const quantlens::DeviceFailure& failure) {
+                cache->backends.erase(device); // opened afresh next time: the failure may stick
+                end(JobOutcome::Failed, QString::fromStdString(failure.what()), true);
             } catch (const quantlens::Error& error) {
                 end(JobOutcome::Failed, QString::fromStdString(error.what()));
             } catch (const std::exception& error) {
@@ -156,10 +199,13 @@ int EngineController::runJob(const QString& title, Work work, Deliver deliver,
     return id;
 }
 
-void EngineController::jobFinished(int job, JobOutcome outcome, const QString& message) {
+void EngineController::jobFinished(int job, JobOutcome outcome, const QString& message,
+                                   bool onDevice) {
     jobs_.remove(job);
-    if (outcome == JobOutcome::Failed) emit jobFailed(message);
+    if (!onDevice) retryOnCpu_.remove(job);
+    if (outcome == JobOutcome::Failed && !onDevice) emit jobFailed(message);
     emit jobEnded(job, outcome, message);
+    if (onDevice) emit deviceFailed(job, device_, message);
     if (--pendingJobs_ == 0) emit busyChanged(false);
 }
 
@@ -170,6 +216,23 @@ void EngineController::cancel(int job) {
 void EngineController::cancelAll() {
     for (const auto& context : std::as_const(jobs_))
         context->requestCancel();
+}
+
+int EngineController::listDevices() {
+    using Listing = std::pair<std::vector<quantlens::ComputeDevice>,
+                              std::vector<quantlens::BackendRegistry::Unavailable>>;
+    return runJob(
+        tr("List devices"),
+        [this](const quantlens::JobContext&, ProgressRelay&) {
+            return Listing{backends_.devices(), backends_.unavailable()};
+        },
+        [this](const Listing& listing) { emit devicesListed(listing.first, listing.second); }, {},
+        "cpu");
+}
+
+int EngineController::retryOnCpu(int job) {
+    const std::function<int()> retry = retryOnCpu_.take(job);
+    return retry ? retry() : -1;
 }
 
 int EngineController::openModel(const QString& path) {
@@ -232,8 +295,9 @@ int EngineController::analyseLayer(ModelPtr model, const DataSettings& data,
                 cache->calibratedModel = model;
                 cache->calibratedData = data;
             }
-            return AnalysisPtr(std::make_shared<const quantlens::LayerAnalysis>(
-                quantlens::analyseLayer(*model, *cache->calibration, layer.toStdString(), spqr)));
+            return AnalysisPtr(
+                std::make_shared<const quantlens::LayerAnalysis>(quantlens::analyseLayer(
+                    *model, *cache->calibration, layer.toStdString(), spqr, job)));
         },
         [this](const AnalysisPtr& analysis) { emit layerAnalysed(analysis); }, supersedeAnalysis());
 }
@@ -319,6 +383,7 @@ int EngineController::runQuantizations(ModelPtr model, const DataSettings& data,
                 quantlens::RunRecord record = quantlens::makeRunRecord(
                     configs[i], quantized.result, scored, secondsSince(started));
                 record.targetBits = targetBits;
+                record.device = job.backend().name();
                 QMetaObject::invokeMethod(
                     this, [this, record] { emit runFinished(record); }, Qt::QueuedConnection);
             }

@@ -8,6 +8,7 @@
 #include "quantlens/quantization/layer_calibration.h"
 #include "quantlens/quantization/model_map.h"
 #include "quantlens/quantization/run_record.h"
+#include "quantlens/runtime/backend_registry.h"
 
 #include <QHash>
 #include <QObject>
@@ -15,6 +16,7 @@
 #include <QThread>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -26,7 +28,9 @@ class JobContext;
 // The GUI's only way into the engine: every job runs on one worker thread, and its result or error
 // comes back as a signal emitted on the controller's (GUI) thread, so the GUI never computes and
 // never blocks. Jobs run one after another in the order they were asked for; each has an id, its
-// progress is reported as it goes, and cancel() stops it at the engine's next checkpoint.
+// progress is reported as it goes, and cancel() stops it at the engine's next checkpoint. Jobs run
+// on the device chosen with setDevice() when they were asked for; a device that fails ends its job
+// (deviceFailed) and the job can be run again on the CPU (retryOnCpu), never silently.
 class EngineController : public QObject {
     Q_OBJECT
 
@@ -34,13 +38,24 @@ public:
     using ModelPtr = std::shared_ptr<const quantlens::Model>;
     using AnalysisPtr = std::shared_ptr<const quantlens::LayerAnalysis>;
 
-    explicit EngineController(QObject* parent = nullptr);
+    // `backends`: the devices jobs may run on (makeBackendRegistry() for the studio's own).
+    explicit EngineController(quantlens::BackendRegistry backends, QObject* parent = nullptr);
     // Cancels every job, waits for the running one to stop, and stops the worker.
     ~EngineController() override;
 
     bool isBusy() const { return pendingJobs_ > 0; }
 
+    // The registry id ("cpu", "cuda:0") of the device that jobs asked for from now on run on; the
+    // CPU until set. A device that cannot be opened fails the jobs asked of it, with the reason.
+    void setDevice(const QString& id) { device_ = id; }
+    QString device() const { return device_; }
+
     // Each returns the job's id.
+    // The devices and the kinds without one (querying a GPU driver takes a moment, so on the
+    // worker): devicesListed follows.
+    int listDevices();
+    // Runs again, on the CPU, a job that ended with deviceFailed; -1 when `job` did not.
+    int retryOnCpu(int job);
     int openModel(const QString& path);
     // Previews a layer's sensitivity in the form `config`'s method uses. SqueezeLLM: the Fisher
     // form, from the diagonal Fisher of the whole model on the calibration text (kept for every
@@ -86,25 +101,39 @@ signals:
     // The engine's error text ("file: message"), readable as it is.
     void jobFailed(const QString& message);
     void busyChanged(bool busy);
+    void devicesListed(const std::vector<quantlens::ComputeDevice>& devices,
+                       const std::vector<quantlens::BackendRegistry::Unavailable>& unavailable);
+    // Job `job` failed on its device (its jobEnded carries the same message); retryOnCpu(job)
+    // runs it on the CPU.
+    void deviceFailed(int job, const QString& device, const QString& message);
 
     void jobQueued(int job, const QString& title);
+    // The job began, on `device` (Backend::name()).
+    void jobStarted(int job, const QString& device);
     void jobProgress(int job, double fraction, const QString& stage);
     void jobEnded(int job, JobOutcome outcome, const QString& message);
 
 private:
     struct WorkerCache;
     using Superseded = std::shared_ptr<std::atomic<bool>>;
-    // `superseded`, when given and set by the time the job would start, drops it unstarted.
+    // `superseded`, when given and set by the time the job would start, drops it unstarted. The
+    // job runs on `device`, else on the one set now.
     template <typename Work, typename Deliver>
-    int runJob(const QString& title, Work work, Deliver deliver, Superseded superseded = {});
+    int runJob(const QString& title, Work work, Deliver deliver, Superseded superseded = {},
+               QString device = {});
     Superseded supersedeAnalysis();
-    void jobFinished(int job, JobOutcome outcome, const QString& message);
+    // `onDevice`: the job failed because its device did (deviceFailed, not jobFailed).
+    void jobFinished(int job, JobOutcome outcome, const QString& message, bool onDevice = false);
 
     QThread thread_;
+    const quantlens::BackendRegistry backends_; // read by jobs
+    QString device_ = "cpu";
     QObject* worker_;                    // lives on thread_; jobs are queued calls on it
     std::shared_ptr<WorkerCache> cache_; // touched only by jobs, on thread_
     QHash<int, std::shared_ptr<quantlens::JobContext>> jobs_;
     Superseded waitingAnalysis_; // the newest analysis request's flag
+    // How to ask again, on the CPU, for each job that failed on its device.
+    QHash<int, std::function<int()>> retryOnCpu_;
     QString mapCacheDirectory_;
     int nextJob_ = 1;
     int pendingJobs_ = 0;
@@ -113,3 +142,5 @@ private:
 Q_DECLARE_METATYPE(std::shared_ptr<const quantlens::LayerAnalysis>)
 Q_DECLARE_METATYPE(quantlens::RunRecord)
 Q_DECLARE_METATYPE(quantlens::ModelMap)
+Q_DECLARE_METATYPE(std::vector<quantlens::ComputeDevice>)
+Q_DECLARE_METATYPE(std::vector<quantlens::BackendRegistry::Unavailable>)

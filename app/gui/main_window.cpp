@@ -1,5 +1,6 @@
 #include "main_window.h"
 
+#include "device_picker.h"
 #include "heatmap_view.h"
 #include "jobs_panel.h"
 #include "layer_summary_view.h"
@@ -42,6 +43,7 @@ namespace {
 const char* const geometryKey = "mainWindow/geometry";
 const char* const stateKey = "mainWindow/state";
 const char* const recentKey = "recentModels";
+const char* const deviceKey = "engine/device";
 const char* const projectFilter = "Quantlens projects (*.quantlens);;All files (*)";
 constexpr int maxRecent = 8;
 
@@ -95,12 +97,13 @@ QString autosavePath() {
 
 } // namespace
 
-MainWindow::MainWindow(QWidget* parent)
-    : QMainWindow(parent), summary_(new ModelSummaryView), settings_(new QuantSettingsPanel),
-      jobs_(new JobsPanel), tabs_(new QTabWidget), overview_(new QLabel(welcomeText())),
-      heatmap_(new HeatmapView), patterns_(new OutlierPatternView), pareto_(new ParetoView),
-      modelMap_(new ModelMapView), layerSummary_(new LayerSummaryView),
-      modelStatus_(new QLabel(tr("No model loaded"))), busyIndicator_(new QProgressBar) {
+MainWindow::MainWindow(quantlens::BackendRegistry backends, QWidget* parent)
+    : QMainWindow(parent), engine_(std::move(backends)), summary_(new ModelSummaryView),
+      settings_(new QuantSettingsPanel), jobs_(new JobsPanel), tabs_(new QTabWidget),
+      overview_(new QLabel(welcomeText())), heatmap_(new HeatmapView),
+      patterns_(new OutlierPatternView), pareto_(new ParetoView), modelMap_(new ModelMapView),
+      layerSummary_(new LayerSummaryView), modelStatus_(new QLabel(tr("No model loaded"))),
+      busyIndicator_(new QProgressBar) {
     setWindowTitle("Quantlens[*]"); // [*]: marked while the session has unsaved work
     // Sized before the docks are added: they take their first width from the window's.
     QSettings settings;
@@ -211,6 +214,71 @@ void MainWindow::connectEngine() {
     connect(&engine_, &EngineController::jobQueued, jobs_, &JobsPanel::addJob);
     connect(&engine_, &EngineController::jobProgress, jobs_, &JobsPanel::updateJob);
     connect(&engine_, &EngineController::jobEnded, jobs_, &JobsPanel::finishJob);
+    connect(&engine_, &EngineController::jobStarted, jobs_, &JobsPanel::startJob);
+    connect(&engine_, &EngineController::devicesListed, this, &MainWindow::showDevices);
+    connect(&engine_, &EngineController::deviceFailed, this, &MainWindow::offerCpu);
+    connect(jobs_->devices(), &DevicePicker::deviceChosen, this, &MainWindow::useDevice);
+    engine_.listDevices();
+}
+
+void MainWindow::showDevices(
+    const std::vector<quantlens::ComputeDevice>& devices,
+    const std::vector<quantlens::BackendRegistry::Unavailable>& unavailable) {
+    const auto gib = [](std::uint64_t bytes) {
+        return QString::number(static_cast<double>(bytes) / (1ull << 30), 'f', 1);
+    };
+    QList<DeviceChoice> choices;
+    for (const quantlens::ComputeDevice& device : devices) {
+        const QString id = QString::fromStdString(device.id);
+        QString label = id == "cpu" ? tr("CPU") : id;
+        label += " — " + QString::fromStdString(device.name);
+        if (device.totalMemoryBytes > 0)
+            label += tr(", %1 GiB free of %2 GiB")
+                         .arg(gib(device.freeMemoryBytes), gib(device.totalMemoryBytes));
+        choices.push_back({id, label, label, true});
+    }
+    for (const auto& [kind, reason] : unavailable) {
+        const QString why = QString::fromStdString(reason);
+        choices.push_back({QString::fromStdString(kind),
+                           tr("%1 — unavailable").arg(QString::fromStdString(kind).toUpper()), why,
+                           false});
+    }
+    DevicePicker* picker = jobs_->devices();
+    picker->setChoices(choices);
+    const QString saved = QSettings().value(deviceKey, "cpu").toString();
+    if (picker->setCurrentDevice(saved))
+        engine_.setDevice(saved);
+    else
+        jobs_->log(tr("%1, chosen before, is not available here; jobs run on the CPU.").arg(saved));
+}
+
+void MainWindow::useDevice(const QString& id) {
+    engine_.setDevice(id);
+    QSettings().setValue(deviceKey, id);
+    jobs_->log(tr("Jobs now run on %1.").arg(id));
+}
+
+void MainWindow::offerCpu(int job, const QString& device, const QString& message) {
+    QMessageBox box(QMessageBox::Warning, tr("Quantlens"),
+                    tr("A job failed on %1: %2").arg(device, message),
+                    QMessageBox::Yes | QMessageBox::YesToAll | QMessageBox::Cancel, this);
+    box.setInformativeText(tr("It can run again on the CPU, which is slower but has the host's "
+                              "memory."));
+    box.button(QMessageBox::Yes)->setText(tr("Run It on the CPU"));
+    box.button(QMessageBox::YesToAll)->setText(tr("Use the CPU from Now On"));
+    box.setDefaultButton(QMessageBox::Yes);
+    switch (confirm_(box)) {
+    case QMessageBox::YesToAll:
+        jobs_->devices()->setCurrentDevice("cpu");
+        useDevice("cpu");
+        [[fallthrough]];
+    case QMessageBox::Yes:
+        engine_.retryOnCpu(job);
+        break;
+    default:
+        jobs_->log(tr("Not run again: %1").arg(message));
+        break;
+    }
 }
 
 void MainWindow::openModel(const QString& path) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "backend_setup.h"
 #include "engine_controller.h"
 
 #include <QMainWindow>
@@ -33,7 +34,9 @@ class MainWindow : public QMainWindow {
     Q_OBJECT
 
 public:
-    explicit MainWindow(QWidget* parent = nullptr);
+    // `backends`: the devices the Jobs dock offers (the ones this build and machine have).
+    explicit MainWindow(quantlens::BackendRegistry backends = quantlens::makeBackendRegistry(),
+                        QWidget* parent = nullptr);
 
     // Loads an HF directory or a llama2.c .bin in the background; the result arrives as
     // modelShown() or errorShown().
@@ -52,8 +55,8 @@ public:
     EngineController& engine() { return engine_; }
 
     // Shows a question `box` (unsaved work when the window closes; an interrupted export to
-    // resume) and returns the button chosen; replaceable so that the questions can be answered
-    // without a person.
+    // resume; the CPU for a job whose GPU failed) and returns the button chosen; replaceable so
+    // that the questions can be answered without a person.
     using Confirmation = std::function<QMessageBox::StandardButton(QMessageBox& box)>;
     void setConfirmation(Confirmation confirm) { confirm_ = std::move(confirm); }
 
@@ -84,6 +87,12 @@ private:
     void addRun(const quantlens::RunRecord& run);
     void selectRun(int index);
     void showError(const QString& message);
+    void showDevices(const std::vector<quantlens::ComputeDevice>& devices,
+                     const std::vector<quantlens::BackendRegistry::Unavailable>& unavailable);
+    // Jobs asked for from now on run on `id`, this session and the next.
+    void useDevice(const QString& id);
+    // Offers the CPU for a job whose device failed.
+    void offerCpu(int job, const QString& device, const QString& message);
     void analyseSelectedLayer();
     // Has the engine compute the whole-model map of `metric`, or draws a run's output errors.
     void mapModel(quantlens::MapMetric metric);

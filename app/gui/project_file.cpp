@@ -62,6 +62,7 @@ QJsonObject runJson(const quantlens::RunRecord& run) {
                      {"ppl", number(run.perplexity)},
                      {"comparison", comparison},
                      {"seconds", number(run.seconds)},
+                     {"device", QString::fromStdString(run.device)},
                      {"layers", layers}};
     if (run.targetBits) json["target_bits"] = *run.targetBits;
     return json;
@@ -75,6 +76,7 @@ quantlens::RunRecord runFrom(const QJsonObject& json, const QString& path) {
                              numberFrom(json["ppl"]),
                              {},
                              numberFrom(json["seconds"]),
+                             json["device"].toString().toStdString(),
                              {},
                              std::nullopt};
     const QJsonObject comparison = json["comparison"].toObject();

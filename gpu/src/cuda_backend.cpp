@@ -97,6 +97,7 @@ public:
         checkCuda(cudaGetDeviceProperties(&properties, device_), "cudaGetDeviceProperties");
         name_ = "cuda:" + std::to_string(device_) + " " + properties.name;
     }
+    std::string id() const override { return "cuda:" + std::to_string(device_); }
     std::string name() const override { return name_; }
     std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const override {
         return std::make_unique<CudaGram>(device_, n);

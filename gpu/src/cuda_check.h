@@ -16,18 +16,19 @@ inline void checkCuda(cudaError_t status, const char* call) {
     // A failed call (e.g. out of memory) stays the thread's last error; clear it so the next
     // launch check does not report it again.
     cudaGetLastError();
-    throw Error("cuda", std::string(call) + " failed: " + cudaGetErrorString(status));
+    throw DeviceFailure("cuda", std::string(call) + " failed: " + cudaGetErrorString(status));
 }
 
 inline void checkCusolver(cusolverStatus_t status, const char* call) {
     if (status != CUSOLVER_STATUS_SUCCESS)
-        throw Error("cuda", std::string(call) + " failed: cuSOLVER status " +
-                                std::to_string(static_cast<int>(status)));
+        throw DeviceFailure("cuda", std::string(call) + " failed: cuSOLVER status " +
+                                        std::to_string(static_cast<int>(status)));
 }
 
 inline void checkCublas(cublasStatus_t status, const char* call) {
     if (status != CUBLAS_STATUS_SUCCESS)
-        throw Error("cuda", std::string(call) + " failed: " + cublasGetStatusString(status));
+        throw DeviceFailure("cuda",
+                            std::string(call) + " failed: " + cublasGetStatusString(status));
 }
 
 } // namespace quantlens::gpu

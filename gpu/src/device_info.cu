@@ -14,8 +14,15 @@ DeviceQuery queryDevices() {
     for (int i = 0; i < count; ++i) {
         cudaDeviceProp properties{};
         if (cudaGetDeviceProperties(&properties, i) != cudaSuccess) continue;
-        query.devices.push_back(
-            {i, properties.name, properties.totalGlobalMem, properties.major, properties.minor});
+        std::size_t freeBytes = 0, totalBytes = 0;
+        int previous = 0;
+        if (cudaGetDevice(&previous) == cudaSuccess && cudaSetDevice(i) == cudaSuccess) {
+            if (cudaMemGetInfo(&freeBytes, &totalBytes) != cudaSuccess) freeBytes = 0;
+            cudaSetDevice(previous);
+        }
+        cudaGetLastError(); // a failed query must not surface at the next launch
+        query.devices.push_back({i, properties.name, properties.totalGlobalMem, freeBytes,
+                                 properties.major, properties.minor});
     }
     if (query.devices.empty()) query.unavailableReason = "no CUDA device found";
     return query;

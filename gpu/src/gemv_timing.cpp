@@ -1,6 +1,7 @@
 #include "quantlens/gpu/gemv_timing.h"
 
 #include "cublas_handle.h"
+#include "device_binding.h"
 #include "device_buffer.h"
 #include "quantlens/gpu/device_compressed_matrix.h"
 
@@ -57,7 +58,9 @@ template <typename T> DeviceBuffer<T> randomBuffer(std::size_t count, float scal
 
 } // namespace
 
-KernelTiming timeCompressedGemv(const CompressedMatrix& m, int repeat, std::size_t& deviceBytes) {
+KernelTiming timeCompressedGemv(int device, const CompressedMatrix& m, int repeat,
+                                std::size_t& deviceBytes) {
+    useDevice(device);
     const DeviceCompressedMatrix matrix(m);
     deviceBytes = matrix.deviceBytes();
     const DeviceBuffer<float> x = randomBuffer<float>(static_cast<std::size_t>(m.cols), 1.0f);
@@ -65,7 +68,8 @@ KernelTiming timeCompressedGemv(const CompressedMatrix& m, int repeat, std::size
     return timeRounds(repeat, [&] { matrix.multiply(x.data(), y.data()); });
 }
 
-KernelTiming timeCublasF16Gemv(int rows, int cols, int repeat) {
+KernelTiming timeCublasF16Gemv(int device, int rows, int cols, int repeat) {
+    useDevice(device);
     const DeviceBuffer<__half> w =
         randomBuffer<__half>(static_cast<std::size_t>(rows) * cols, 0.02f);
     const DeviceBuffer<__half> x = randomBuffer<__half>(static_cast<std::size_t>(cols), 1.0f);

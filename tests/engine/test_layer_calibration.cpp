@@ -141,7 +141,8 @@ void TestLayerCalibration::analysesLayer() {
         quantlens::calibrateBlock(*model, tokenStream(200, model->config.vocabSize), kCalibration,
                                   1, quantlens::JobContext());
     const quantlens::SpqrConfig spqr;
-    const quantlens::LayerAnalysis k = quantlens::analyseLayer(*model, calibration, "k_proj", spqr);
+    const quantlens::LayerAnalysis k =
+        quantlens::analyseLayer(*model, calibration, "k_proj", spqr, {});
     QCOMPARE(k.block, 1);
     QCOMPARE(k.layer, std::string("k_proj"));
     QCOMPARE(k.weights.rows(), Eigen::Index(32));
@@ -153,7 +154,7 @@ void TestLayerCalibration::analysesLayer() {
     QCOMPARE(k.preview.baseBits(), quantlens::baseBitsPerParameter(spqr, 32, 64));
 
     const quantlens::LayerAnalysis down =
-        quantlens::analyseLayer(*model, calibration, "down_proj", spqr);
+        quantlens::analyseLayer(*model, calibration, "down_proj", spqr, {});
     QCOMPARE(down.preview.map().cols, 172);
     QVERIFY(down.preview.map().heads.axis == quantlens::HeadAxis::None);
 }

@@ -68,7 +68,7 @@ private slots:
                 calibrateBlock(*model_, calibration_, kCalibration, block, JobContext{});
             for (int l = 0; l < kLinearLayerCount; ++l) {
                 const LayerAnalysis analysis =
-                    analyseLayer(*model_, calibrated, kLinearLayers[std::size_t(l)].name, spqr);
+                    analyseLayer(*model_, calibrated, kLinearLayers[std::size_t(l)].name, spqr, {});
                 compareClose(map.at(block, l), analysis.preview.map().total(), 1e-6);
                 QVERIFY(map.at(block, l) > 0.0);
             }

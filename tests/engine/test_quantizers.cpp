@@ -11,6 +11,7 @@
 #include "quantlens/model/synthetic_model.h"
 #include "quantlens/quantization/hessian.h"
 #include "quantlens/quantization/layer_quantizer.h"
+#include "quantlens/runtime/backend.h"
 #include "quantlens/runtime/compressed_linear.h"
 #include "quantlens/runtime/perplexity.h"
 #include "quantlens/runtime/transformer.h"
@@ -993,7 +994,8 @@ private slots:
         Eigen::MatrixXf h = realLayer("block 0 q_proj").hessian;
         h.row(7).setZero();
         h.col(7).setZero();
-        const PreparedHessian prepared = prepareHessian(h, 0.01, true, "h");
+        const PreparedHessian prepared =
+            prepareHessian(*quantlens::cpuBackend(), h, 0.01, true, "h");
         QCOMPARE(prepared.deadColumns.size(), std::size_t(64));
         for (int j = 0; j < 64; ++j)
             QCOMPARE(bool(prepared.deadColumns[std::size_t(j)]), j == 7);

@@ -53,15 +53,6 @@ std::optional<std::string> noDeviceReason() {
             QSKIP(qPrintable(QString("no CUDA device: %1").arg(QString::fromStdString(*reason)))); \
     } while (false)
 
-// Runs `body` with `backend` active, restoring the CPU afterwards.
-template <typename F> auto withBackend(std::shared_ptr<const Backend> backend, F body) {
-    setActiveBackend(std::move(backend));
-    struct Restore {
-        ~Restore() { setActiveBackend(cpuBackend()); }
-    } restore;
-    return body();
-}
-
 // H = 2·XᵀX/n of seeded heavy-tailed activations with a shared low-rank part, as real ones have.
 Eigen::MatrixXf syntheticHessian(int cols, std::uint64_t seed) {
     const RowMatrix x = syntheticMatrix(2 * cols, cols, seed, "parity.activations");
@@ -219,9 +210,8 @@ private slots:
         const QuantizeResult cpu =
             quantizeModel(*model, stream, spqr, calibration, {}, JobContext());
         const auto cuda = gpu::makeCudaBackend();
-        const QuantizeResult onCuda = withBackend(cuda, [&] {
-            return quantizeModel(*model, stream, spqr, calibration, {}, JobContext());
-        });
+        const QuantizeResult onCuda =
+            quantizeModel(*model, stream, spqr, calibration, {}, JobContext(cuda));
         QCOMPARE(onCuda.layers.size(), cpu.layers.size());
         for (std::size_t i = 0; i < cpu.layers.size(); ++i) {
             const LayerReport& a = cpu.layers[i];
@@ -262,9 +252,8 @@ private slots:
             const LayerCalibration calibration{.hessian = &c.hessian};
             const QuantizedLayer onCpu =
                 quantizeLayer(c.weights, calibration, config, JobContext(), c.name);
-            const QuantizedLayer onCuda = withBackend(cuda, [&] {
-                return quantizeLayer(c.weights, calibration, config, JobContext(), c.name);
-            });
+            const QuantizedLayer onCuda =
+                quantizeLayer(c.weights, calibration, config, JobContext(cuda), c.name);
             const auto a = unpackedCodes(onCpu), b = unpackedCodes(onCuda);
             std::size_t same = 0;
             for (std::size_t i = 0; i < a.size(); ++i)
@@ -290,8 +279,7 @@ private slots:
         const SqueezeConfig config{.wbits = 3, .sparsePercent = 0.4, .sensitivePercent = 0.05};
         const LayerCalibration calibration{.fisher = &fisher};
         const QuantizedLayer onCpu = quantizeLayer(weights, calibration, config, JobContext());
-        const QuantizedLayer onCuda = withBackend(
-            cuda, [&] { return quantizeLayer(weights, calibration, config, JobContext()); });
+        const QuantizedLayer onCuda = quantizeLayer(weights, calibration, config, JobContext(cuda));
         for (const auto& [name, tensor] : onCpu.tensors)
             QVERIFY2(onCuda.tensors.at(name).bytes == tensor.bytes, name.c_str());
 
@@ -336,8 +324,8 @@ private slots:
         const PerplexityConfig config{context, PerplexityProtocol::Documents};
         const PerplexityResult cpu = evaluatePerplexity(transformer, stream, config, JobContext());
         const auto cuda = gpu::makeCudaBackend();
-        const PerplexityResult onCuda = withBackend(
-            cuda, [&] { return evaluatePerplexity(transformer, stream, config, JobContext()); });
+        const PerplexityResult onCuda =
+            evaluatePerplexity(transformer, stream, config, JobContext(cuda));
         QCOMPARE(onCuda.scoredTokens, cpu.scoredTokens);
         for (const double expected : {cpu.perplexity, referencePerplexity})
             QVERIFY2(std::abs(onCuda.perplexity - expected) <= 1e-4 * expected,
@@ -379,8 +367,8 @@ private slots:
         const PerplexityConfig config{reference["ctx"].get<int>(), PerplexityProtocol::Documents};
         const PerplexityResult cpu = evaluatePerplexity(transformer, stream, config, JobContext());
         const auto cuda = gpu::makeCudaBackend();
-        const PerplexityResult onCuda = withBackend(
-            cuda, [&] { return evaluatePerplexity(transformer, stream, config, JobContext()); });
+        const PerplexityResult onCuda =
+            evaluatePerplexity(transformer, stream, config, JobContext(cuda));
         for (const double expected : {cpu.perplexity, reference["ppl"].get<double>()})
             QVERIFY2(std::abs(onCuda.perplexity - expected) <= 1e-4 * expected,
                      qPrintable(QString("%1 on CUDA vs %2")
@@ -447,9 +435,8 @@ private slots:
         const PerplexityConfig config{300, PerplexityProtocol::Documents};
         const auto cuda = gpu::makeCudaBackend();
         const double cpu = evaluatePerplexity(transformer, stream, config, JobContext()).perplexity;
-        const double onCuda = withBackend(cuda, [&] {
-            return evaluatePerplexity(transformer, stream, config, JobContext()).perplexity;
-        });
+        const double onCuda =
+            evaluatePerplexity(transformer, stream, config, JobContext(cuda)).perplexity;
         QVERIFY2(std::abs(onCuda - cpu) <= 1e-4 * cpu,
                  qPrintable(QString("%1 on CUDA vs %2").arg(onCuda).arg(cpu)));
         const std::span<const std::int32_t> window(stream.data(), 300);

@@ -234,7 +234,7 @@ void TestMainWindow::reportsMissingModel() {
 
 void TestMainWindow::controllerRunsJobsInOrder() {
     QUANTLENS_REQUIRE_DATA("stories260K-hf");
-    EngineController engine;
+    EngineController engine{quantlens::BackendRegistry{}};
     QSignalSpy busy(&engine, &EngineController::busyChanged);
     QSignalSpy opened(&engine, &EngineController::modelOpened);
     QSignalSpy failed(&engine, &EngineController::jobFailed);

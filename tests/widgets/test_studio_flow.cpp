@@ -1,5 +1,7 @@
+#include "device_picker.h"
 #include "export_dialog.h"
 #include "heatmap_view.h"
+#include "jobs_panel.h"
 #include "layer_summary_view.h"
 #include "main_window.h"
 #include "model_map_view.h"
@@ -7,12 +9,14 @@
 #include "outlier_pattern_view.h"
 #include "pareto_view.h"
 #include "quant_settings_panel.h"
+#include "recording_backend.h"
 #include "run_description.h"
 #include "sparse_tuner.h"
 #include "test_data.h"
 #include "threshold_tuner.h"
 
 #include "quantlens/core/float_tensor.h"
+#include "quantlens/core/parallel.h"
 #include "quantlens/formats/model_loading.h"
 
 #include <QCheckBox>
@@ -25,6 +29,7 @@
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QSlider>
+#include <QStandardItemModel>
 #include <QStandardPaths>
 #include <QTabWidget>
 #include <QTemporaryDir>
@@ -101,6 +106,7 @@ private slots:
     void initTestCase();
     void wholeFlow();
     void mapAndBudgetFlow();
+    void devicesAreChosenAndAFailingOneOffersTheCpu();
     void cancelStopsWithinASecond();
     void analysesAreCoalesced();
     void engineErrorsAreMessages();
@@ -112,6 +118,76 @@ void TestStudioFlow::initTestCase() {
     QCoreApplication::setApplicationName("test_studio_flow");
     QSettings().clear();
     QLocale::setDefault(QLocale(QLocale::English, QLocale::UnitedStates));
+}
+
+// The Jobs dock lists the devices (free memory, kinds missing greyed with the reason), restores
+// the one chosen last time, and jobs run there; a device that fails ends its job with the reason,
+// the CPU is offered, and the job then runs there while the studio goes on.
+void TestStudioFlow::devicesAreChosenAndAFailingOneOffersTheCpu() {
+    QUANTLENS_REQUIRE_DATA("stories260K-hf");
+    QUANTLENS_REQUIRE_DATA("text/tinystories-valid-excerpt.txt");
+    QSettings().setValue("engine/device", "test:0");
+    quantlens::BackendRegistry backends;
+    const auto provider = std::make_shared<quantlens::test::TestDeviceProvider>(true);
+    backends.add(provider);
+    backends.addMissing("cuda", "this build has no CUDA backend");
+    MainWindow window(std::move(backends));
+    QSignalSpy shown(&window, &MainWindow::modelShown);
+    QSignalSpy failed(&window, &MainWindow::errorShown);
+    QVERIFY(showWithStories(window, shown, failed));
+    auto* settings = window.findChild<QuantSettingsPanel*>();
+    auto* jobs = window.findChild<JobsPanel*>();
+    QVERIFY(settings && jobs);
+    QComboBox* combo = jobs->devices()->combo();
+    QTRY_COMPARE(combo->count(), 4);
+    QCOMPARE(jobs->devices()->currentDevice(), QString("test:0"));
+    QCOMPARE(window.engine().device(), QString("test:0"));
+    QCOMPARE(combo->itemText(0), QString("CPU — %1 threads").arg(quantlens::threadCount()));
+    QCOMPARE(combo->itemText(1), QString("test:0 — Test device, 6.0 GiB free of 8.0 GiB"));
+    const auto* items = qobject_cast<QStandardItemModel*>(combo->model());
+    QVERIFY(items->item(2)->isEnabled());
+    QVERIFY(!items->item(3)->isEnabled());
+    QCOMPARE(combo->itemText(3), QString("CUDA — unavailable"));
+    QCOMPARE(combo->itemData(3, Qt::ToolTipRole).toString(),
+             QString("this build has no CUDA backend"));
+
+    settings->setData(excerptSettings());
+    settings->setConfig(quantlens::GptqConfig{.wbits = 4});
+    QSignalSpy runShown(&window, &MainWindow::runShown);
+    auto* quantize = settings->findChild<QPushButton*>("quantize");
+    QTest::mouseClick(quantize, Qt::LeftButton);
+    QVERIFY(waitFor(runShown, failed, 1, 120'000));
+    QCOMPARE(window.runs().back().device, std::string("test:0 test device"));
+    QVERIFY(provider->device(0)->calls() > 0);
+    QVERIFY2(jobs->logText().contains(": running on test:0 test device"),
+             qPrintable(jobs->logText()));
+
+    // The user picks test:1, which fails at its first step.
+    QTest::keyClick(combo, Qt::Key_Down);
+    QCOMPARE(jobs->devices()->currentDevice(), QString("test:1"));
+    QCOMPARE(window.engine().device(), QString("test:1"));
+    QCOMPARE(QSettings().value("engine/device").toString(), QString("test:1"));
+    QString asked;
+    window.setConfirmation([&](QMessageBox& box) {
+        asked = box.text();
+        return QMessageBox::YesToAll;
+    });
+    QTest::mouseClick(quantize, Qt::LeftButton);
+    QVERIFY(waitFor(runShown, failed, 2, 120'000));
+    QCOMPARE(asked, QString("A job failed on test:1: test:1: out of device memory (a test device "
+                            "that always fails)"));
+    QVERIFY(provider->device(1)->calls() > 0);
+    QCOMPARE(window.runs().back().device, std::string("cpu"));
+    QVERIFY(std::abs(window.runs().back().perplexity - window.runs().front().perplexity) <=
+            1e-9 * window.runs().front().perplexity);
+    QCOMPARE(jobs->devices()->currentDevice(), QString("cpu"));
+    QCOMPARE(window.engine().device(), QString("cpu"));
+    QCOMPARE(QSettings().value("engine/device").toString(), QString("cpu"));
+    QVERIFY2(jobs->logText().contains("failed: test:1: out of device memory"),
+             qPrintable(jobs->logText()));
+    QVERIFY2(jobs->logText().contains("(on the CPU): running on cpu"), qPrintable(jobs->logText()));
+    QVERIFY(!window.engine().isBusy());
+    QSettings().remove("engine/device");
 }
 
 // Map the whole model, hover and click a cell to open its layer, map it again from the cache; run
@@ -444,7 +520,7 @@ void TestStudioFlow::wholeFlow() {
 
 void TestStudioFlow::cancelStopsWithinASecond() {
     QUANTLENS_REQUIRE_DATA("stories260K-hf");
-    EngineController engine;
+    EngineController engine{quantlens::BackendRegistry{}};
     const auto model = openedModel(engine);
     QVERIFY(model);
 
@@ -472,7 +548,7 @@ void TestStudioFlow::cancelStopsWithinASecond() {
 // unstarted, and the newest is the one shown last.
 void TestStudioFlow::analysesAreCoalesced() {
     QUANTLENS_REQUIRE_DATA("stories260K-hf");
-    EngineController engine;
+    EngineController engine{quantlens::BackendRegistry{}};
     const auto model = openedModel(engine);
     QVERIFY(model);
 

@@ -8,8 +8,8 @@
 
 namespace quantlens {
 
-PreparedHessian prepareHessian(const Eigen::MatrixXf& hessian, double percdamp, bool actOrder,
-                               const std::string& source) {
+PreparedHessian prepareHessian(const Backend& backend, const Eigen::MatrixXf& hessian,
+                               double percdamp, bool actOrder, const std::string& source) {
     const Eigen::Index n = hessian.rows();
     if (hessian.cols() != n || n == 0) throw Error(source, "calibration Hessian is not square");
     if (!hessian.allFinite()) throw Error(source, "calibration Hessian contains NaN or Inf");
@@ -44,7 +44,7 @@ PreparedHessian prepareHessian(const Eigen::MatrixXf& hessian, double percdamp, 
             reversed(i, j) = hessian(sourceIndex(i), column);
         reversed(j, j) = diagonal[column] + damp;
     }
-    if (!activeBackend().inverseCholeskyFactor(reversed))
+    if (!backend.inverseCholeskyFactor(reversed))
         throw Error(source,
                     "calibration Hessian is not positive definite even after dampening by " +
                         std::to_string(percdamp) + "·mean(diag H); raise --percdamp");

@@ -49,7 +49,7 @@ BlockCalibration calibrateBlock(const Model& model, std::span<const std::int32_t
                                    config.intermediateSize};
     std::vector<std::unique_ptr<GramAccumulator>> grams;
     for (const Eigen::Index width : widths)
-        grams.push_back(activeBackend().gramAccumulator(width));
+        grams.push_back(job.backend().gramAccumulator(width));
 
     const Transformer::FloatBlockWeights weights = transformer.blockWeights(block);
     const BlockView view = weights.view();
@@ -95,7 +95,7 @@ void calibrateEveryBlock(
         tokens += static_cast<std::int64_t>(sequence.size());
     }
     const std::unique_ptr<CalibrationWalk> walk =
-        activeBackend().calibrationWalk(transformer, std::move(hidden));
+        job.backend().calibrationWalk(transformer, std::move(hidden));
     const double blocks = config.layerCount;
     for (int b = 0; b < config.layerCount; ++b) {
         const JobContext blockJob(job, b / blocks, (b + 1) / blocks);
@@ -123,12 +123,13 @@ SpqrConfig obsAnalysisConfig(const QuantConfig& config) {
 }
 
 LayerAnalysis analyseLayer(const Model& model, const BlockCalibration& calibration,
-                           std::string_view layerName, const SpqrConfig& config) {
+                           std::string_view layerName, const SpqrConfig& config,
+                           const JobContext& job) {
     const TensorView& tensor = linearTensor(model, calibration.block, linearLayerIndex(layerName));
     RowMatrix weights = FloatTensor(tensor).matrix();
     SensitivityMap map = computeSensitivity(
         weights, calibration.hessianOf(layerName), config.wbits, config.groupsize, config.percdamp,
-        headSplitOf(model.config, layerName), tensor.file + ": " + tensor.name);
+        headSplitOf(model.config, layerName), tensor.file + ": " + tensor.name, job);
     const double baseBits = baseBitsPerParameter(config, static_cast<int>(weights.rows()),
                                                  static_cast<int>(weights.cols()));
     return {calibration.block, std::string(layerName), std::move(weights),

@@ -6,6 +6,7 @@
 #include "quantization/squeeze_rows.h"
 #include "quantlens/core/error.h"
 #include "quantlens/quantization/hessian.h"
+#include "quantlens/runtime/backend.h"
 
 #include <limits>
 
@@ -80,7 +81,8 @@ QuantizedLayer quantizeLayer(const RowMatrix& weights, const LayerCalibration& c
                                 std::to_string(cols) + " inputs");
 
     if (const auto* gptq = std::get_if<GptqConfig>(&config)) {
-        const PreparedHessian h = prepareHessian(*hessian, gptq->percdamp, gptq->actOrder, source);
+        const PreparedHessian h =
+            prepareHessian(job.backend(), *hessian, gptq->percdamp, gptq->actOrder, source);
         const int groupsize = effectiveGroupsize(gptq->groupsize, static_cast<int>(cols));
         Eigen::MatrixXf w = orderedWeights(weights, h);
         AffineColumns columns(rows, cols, gptq->wbits, groupsize);
@@ -91,7 +93,8 @@ QuantizedLayer quantizeLayer(const RowMatrix& weights, const LayerCalibration& c
     }
 
     const SpqrConfig& spqr = std::get<SpqrConfig>(config);
-    const PreparedHessian h = prepareHessian(*hessian, spqr.percdamp, spqr.actOrder, source);
+    const PreparedHessian h =
+        prepareHessian(job.backend(), *hessian, spqr.percdamp, spqr.actOrder, source);
     const int groupsize = effectiveGroupsize(spqr.groupsize, static_cast<int>(cols));
     Eigen::MatrixXf w = orderedWeights(weights, h);
     const float threshold =

@@ -94,9 +94,10 @@ ModelMap computeModelMap(const Model& model, const ModelMapRequest& request,
         const SpqrConfig spqr = obsAnalysisConfig(request.config);
         forEachCalibratedLayer(
             model, calibration, request.calibration, job,
-            [&](int b, int l, const Eigen::MatrixXf& hessian, const JobContext&) {
+            [&](int b, int l, const Eigen::MatrixXf& hessian, const JobContext& blockJob) {
                 return computeSensitivity(weightsOf(b, l), hessian, spqr.wbits, spqr.groupsize,
-                                          spqr.percdamp, {}, layerSource(linearTensor(model, b, l)))
+                                          spqr.percdamp, {}, layerSource(linearTensor(model, b, l)),
+                                          blockJob)
                     .total();
             },
             map);

@@ -11,7 +11,7 @@ void obsQuantize(Eigen::MatrixXf& weights, const Eigen::MatrixXf& inverseCholesk
     const Eigen::Index rows = weights.rows(), cols = weights.cols();
     const Eigen::MatrixXf& u = inverseCholesky;
     const std::unique_ptr<ObsTrailingColumns> trailing =
-        activeBackend().obsTrailingColumns(weights, inverseCholesky);
+        job.backend().obsTrailingColumns(weights, inverseCholesky);
     Eigen::MatrixXf errors(rows, blocksize);
     Eigen::VectorXf original(rows);
     for (Eigen::Index begin = 0; begin < cols; begin += blocksize) {

@@ -30,6 +30,7 @@ RunRecord makeRunRecord(const QuantConfig& method, const QuantizeResult& quantiz
             scored.perplexity,
             scored.comparison.value_or(BaseComparison{}),
             seconds,
+            {},
             quantized.layers,
             std::nullopt};
 }

@@ -6,6 +6,7 @@
 #include "quantlens/encoding/quantized_layer.h"
 #include "quantlens/quantization/hessian.h"
 #include "quantlens/quantization/layer_quantizer.h"
+#include "quantlens/runtime/backend.h"
 
 #include <algorithm>
 #include <array>
@@ -83,7 +84,7 @@ HeadSplit headSplitOf(const ModelConfig& config, std::string_view layerName) {
 
 SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixXf& hessian,
                                   int wbits, int groupsize, double percdamp, HeadSplit heads,
-                                  const std::string& source) {
+                                  const std::string& source, const JobContext& job) {
     try { // the quantizers' own ranges for the base quantizer's settings
         validate(GptqConfig{.wbits = wbits, .groupsize = groupsize, .percdamp = percdamp});
     } catch (const Error& error) {
@@ -98,7 +99,7 @@ SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixX
                                 std::to_string(cols) + " inputs");
     checkHeadSplit(heads, rows, cols, source);
 
-    const PreparedHessian h = prepareHessian(hessian, percdamp, false, source);
+    const PreparedHessian h = prepareHessian(job.backend(), hessian, percdamp, false, source);
     // Dead inputs' weights are zeroed before any statistics, as the quantizers do.
     RowMatrix w = weights;
     for (Eigen::Index j = 0; j < cols; ++j)

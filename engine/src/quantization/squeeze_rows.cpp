@@ -89,7 +89,7 @@ void squeezeQuantize(const RowMatrix& weights, const RowMatrix& fisher, const Sq
     }
     // Codes pick the nearest stored centroid.
     job.checkpoint();
-    activeBackend().assignNearest(weights, tables, levels, codes);
+    job.backend().assignNearest(weights, tables, levels, codes);
 
     layer.tensors["codes"] = StoredTensor::of(
         "U32",

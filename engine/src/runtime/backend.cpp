@@ -88,6 +88,7 @@ private:
 
 class CpuBackend final : public Backend {
 public:
+    std::string id() const override { return "cpu"; }
     std::string name() const override { return "cpu"; }
     std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const override {
         return std::make_unique<CpuGram>(n);
@@ -126,11 +127,6 @@ public:
     }
 };
 
-std::shared_ptr<const Backend>& activeSlot() {
-    static std::shared_ptr<const Backend> active = cpuBackend();
-    return active;
-}
-
 } // namespace
 
 std::shared_ptr<const Backend> cpuBackend() {
@@ -138,12 +134,10 @@ std::shared_ptr<const Backend> cpuBackend() {
     return cpu;
 }
 
-const Backend& activeBackend() {
-    return *activeSlot();
-}
-
-void setActiveBackend(std::shared_ptr<const Backend> backend) {
-    activeSlot() = backend ? std::move(backend) : cpuBackend();
+const Backend& JobContext::backend() const {
+    if (backend_) return *backend_;
+    if (parent_) return parent_->backend();
+    return *cpuBackend();
 }
 
 } // namespace quantlens

@@ -21,6 +21,14 @@ private:
     std::string message_;
 };
 
+// A compute device that failed while working (out of its memory, a driver or kernel error): the
+// job cannot finish there, though it could on another device. Applications tell it apart to offer
+// the CPU instead.
+class DeviceFailure : public Error {
+public:
+    using Error::Error;
+};
+
 // Thrown when a job's cancel token is set; callers tell it apart from failures.
 class Cancelled : public Error {
 public:

@@ -2,22 +2,32 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace quantlens {
 
-// What every engine job receives: where to report progress and when to stop. Jobs call
-// checkpoint() at least every 100 ms of work; it throws Cancelled once cancel is requested.
+class Backend; // runtime/backend.h
+
+// What every engine job receives: where to report progress, when to stop, and where its numeric
+// work runs. Jobs call checkpoint() at least every 100 ms of work; it throws Cancelled once cancel
+// is requested.
 class JobContext {
 public:
     using ProgressFn = std::function<void(double fraction, const std::string& stage)>;
 
     JobContext() = default;
-    explicit JobContext(ProgressFn progress) : progress_(std::move(progress)) {}
+    explicit JobContext(ProgressFn progress, std::shared_ptr<const Backend> backend = nullptr)
+        : progress_(std::move(progress)), backend_(std::move(backend)) {}
+    explicit JobContext(std::shared_ptr<const Backend> backend) : backend_(std::move(backend)) {}
     // A part of `parent`'s work: fractions 0…1 reported here are [begin, end] of the parent's, and
-    // cancelling the parent stops it. `parent` must outlive it.
+    // cancelling the parent stops it. It runs where the parent runs. `parent` must outlive it.
     JobContext(const JobContext& parent, double begin, double end)
         : parent_(&parent), begin_(begin), end_(end) {}
+    // All of `parent`'s work, run on `backend` instead: cancelled with the parent, reporting to
+    // it. `parent` must outlive it.
+    JobContext(const JobContext& parent, std::shared_ptr<const Backend> backend)
+        : backend_(std::move(backend)), parent_(&parent) {}
 
     void requestCancel() { cancelled_.store(true); }
     bool cancelRequested() const;
@@ -25,8 +35,13 @@ public:
     void checkpoint() const;
     void report(double fraction, const std::string& stage) const;
 
+    // The backend this job was given (BackendRegistry::open), else its parent's, else the CPU's.
+    // Defined with the backends, in runtime/backend.cpp.
+    const Backend& backend() const;
+
 private:
     ProgressFn progress_;
+    std::shared_ptr<const Backend> backend_;
     std::atomic<bool> cancelled_{false};
     const JobContext* parent_ = nullptr;
     double begin_ = 0.0, end_ = 1.0;

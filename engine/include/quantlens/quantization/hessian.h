@@ -7,6 +7,8 @@
 
 namespace quantlens {
 
+class Backend;
+
 // What OBS-style quantizers need from a layer's calibration Hessian H = 2·XᵀX/n [in, in].
 struct PreparedHessian {
     std::vector<int> permutation; // column order (identity, or descending diag H for act-order)
@@ -19,8 +21,9 @@ struct PreparedHessian {
 };
 
 // Dampens H by percdamp·mean(diag H), marks dead inputs, inverts. Throws Error (with `source`)
-// when H is not finite or not positive definite even after dampening.
-PreparedHessian prepareHessian(const Eigen::MatrixXf& hessian, double percdamp, bool actOrder,
-                               const std::string& source);
+// when H is not finite or not positive definite even after dampening. The factorisation runs on
+// `backend`.
+PreparedHessian prepareHessian(const Backend& backend, const Eigen::MatrixXf& hessian,
+                               double percdamp, bool actOrder, const std::string& source);
 
 } // namespace quantlens

@@ -65,9 +65,11 @@ struct LayerAnalysis {
 // method's bits and groups (SqueezeLLM's LUT has none: SpQR's β1).
 SpqrConfig obsAnalysisConfig(const QuantConfig& config);
 
-// The OBS form for SpQR's base quantizer (wbits, β1, percdamp), with SpQR's bit accounting.
+// The OBS form for SpQR's base quantizer (wbits, β1, percdamp), with SpQR's bit accounting; the
+// Hessian is inverted on `job`'s backend.
 LayerAnalysis analyseLayer(const Model& model, const BlockCalibration& calibration,
-                           std::string_view layerName, const SpqrConfig& config);
+                           std::string_view layerName, const SpqrConfig& config,
+                           const JobContext& job);
 
 // The Fisher form F·(w − q(w))² for SqueezeLLM's `config.wbits`-bit LUT quantizer
 // (computeFisherSensitivity), from the diagonal Fisher that accumulateFisher summed over the

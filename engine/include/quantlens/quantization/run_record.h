@@ -25,6 +25,7 @@ struct RunRecord {
     double perplexity = 0.0;
     BaseComparison comparison; // to the unquantized model on the evaluation text
     double seconds = 0.0;
+    std::string device; // where it was quantized and scored (Backend::name())
     std::vector<LayerReport> layers;
     // A bit-budget run's target in paper bits per parameter (each layer's own settings are in
     // `layers`); nullopt for a run with one setting for every layer.

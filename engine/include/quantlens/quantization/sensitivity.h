@@ -48,10 +48,11 @@ struct SensitivityMap {
 // `hessian` is H = 2·XᵀX/n [cols, cols] over the layer's calibration inputs; groupsize 0 means one
 // group per row. Throws Error (with `source`) on bad shapes or settings, non-finite weights, or a
 // Hessian prepareHessian() rejects; with a head split, the split axis must be a multiple of
-// headDim.
+// headDim. H is inverted on `job`'s backend.
 SensitivityMap computeSensitivity(const RowMatrix& weights, const Eigen::MatrixXf& hessian,
                                   int wbits, int groupsize, double percdamp, HeadSplit heads = {},
-                                  const std::string& source = "");
+                                  const std::string& source = "",
+                                  const JobContext& job = JobContext{});
 
 // The SqueezeLLM form (Kim et al. 2023, §3.1; docs/DESIGN.md, Analyse): s_ij = F_ij·(w_ij −
 // q(w_ij))², with F the diagonal Fisher of W and q SqueezeLLM's own dense quantizer (the

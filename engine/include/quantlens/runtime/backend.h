@@ -67,7 +67,9 @@ public:
 class Backend {
 public:
     virtual ~Backend() = default;
-    // "cpu", or the device, e.g. "cuda:0 NVIDIA H100 80GB HBM3".
+    // The device's id in the registry (BackendRegistry::open): "cpu", "cuda:0".
+    virtual std::string id() const = 0;
+    // "cpu", or the device, e.g. "cuda:0 NVIDIA H100 80GB HBM3": what logs and run records say.
     virtual std::string name() const = 0;
 
     virtual std::unique_ptr<GramAccumulator> gramAccumulator(Eigen::Index n) const = 0;
@@ -101,10 +103,5 @@ public:
 
 // The Eigen implementation; always available.
 std::shared_ptr<const Backend> cpuBackend();
-
-// The backend jobs use: the CPU unless the application chose another (quantlens-cli --device).
-// Set it before starting jobs; jobs read it as they run.
-const Backend& activeBackend();
-void setActiveBackend(std::shared_ptr<const Backend> backend);
 
 } // namespace quantlens

@@ -10,6 +10,7 @@ struct DeviceInfo {
     int index = 0;
     std::string name;
     std::size_t totalMemoryBytes = 0;
+    std::size_t freeMemoryBytes = 0; // when queried; 0 when the device would not say
     int computeMajor = 0;
     int computeMinor = 0;
 };
