@@ -116,10 +116,13 @@ private slots:
         const auto result = nlohmann::json::parse(run.out.toStdString());
         QCOMPARE(result["stack_bytes"].get<std::size_t>(), std::size_t(1) << 20);
         QVERIFY(result["read_gb_per_s"].get<double>() > 0.0);
-        // Seven rows, and GPTQ w4 again with int8 activations where the build has that kernel.
-        const std::size_t rows = result["results"].size();
-        QVERIFY(rows == 7 || (rows == 8 && result["results"][7]["method"].get<std::string>() ==
-                                               "gptq w4 g128 act-order, int8 x"));
+        // Seven rows, and SqueezeLLM w4 and GPTQ w4 again with int8 activations where the build
+        // has those kernels.
+        const auto& results = result["results"];
+        QVERIFY(results.size() == 7 ||
+                (results.size() == 9 &&
+                 results[6]["method"].get<std::string>() == "squeezellm w4, 0.45% sparse, int8 x" &&
+                 results[8]["method"].get<std::string>() == "gptq w4 g128 act-order, int8 x"));
         for (const auto& row : result["results"]) {
             // Each run streams distinct copies that together fill the stack.
             const double streamed = row["stack"].get<double>() * row["bytes_read"].get<double>();
@@ -131,7 +134,8 @@ private slots:
                                      "--shape", "64x256", "--repeat", "3", "--cached"});
         QCOMPARE(table.exitCode, 0);
         const QStringList lines = table.out.split('\n', Qt::SkipEmptyParts);
-        QVERIFY2(lines.size() == 4 + qsizetype(rows), qPrintable(table.out)); // title, header
+        QVERIFY2(lines.size() == 4 + qsizetype(results.size()),
+                 qPrintable(table.out)); // title, header
         QVERIFY2(lines[0].startsWith("gemv on cpu: batch-1 y = W·x, 2 threads, 3 runs"),
                  qPrintable(lines[0]));
         QVERIFY(lines[1].startsWith("one matrix timed again and again (--cached)"));

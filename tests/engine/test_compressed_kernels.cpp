@@ -220,9 +220,12 @@ private slots:
                                KernelIsa::Portable);
             QVERIFY(viaBare == viaPortable);
         }
-        // The layout's memory: 32 bits per outlier, plus SpQR's regrouped statistics.
+        // The layout's memory: 32 bits per outlier, plus SpQR's regrouped statistics, or 4-bit
+        // LUTs' fixed-point tables (32 bytes and a unit per row).
+        const bool fixedLuts = m.grid == CompressedMatrix::Grid::Lut && m.wbits == 4;
         if (m.grid != CompressedMatrix::Grid::Spqr)
-            QCOMPARE(kernelLayoutBytes(m), std::size_t(4 * layer.outlierCount));
+            QCOMPARE(kernelLayoutBytes(m),
+                     std::size_t(4 * layer.outlierCount + (fixedLuts ? 36 * rows : 0)));
 
         // Through the operator, with a strided caller-owned output.
         const RowMatrix x = seededInputs(3, cols, 5);
@@ -332,6 +335,70 @@ private slots:
                            Activations::Int8);
         multiplyCompressed(m, x2.data(), cols, 2, exact2.data(), rows, false);
         QVERIFY(y2 == exact2);
+        // Accumulating adds to y.
+        RowMatrix accumulated = RowMatrix::Constant(1, rows, 0.5f);
+        multiplyCompressed(m, x.data(), cols, 1, accumulated.data(), rows, true, KernelIsa::Auto,
+                           Activations::Int8);
+        QVERIFY(((accumulated.array() - 0.5f) - y.array()).abs().maxCoeff() < 1e-5f);
+    }
+
+    // Batch-1 products of 4-bit LUTs with int8 activations: the row's LUT on a fixed point
+    // (u = max|LUT|/8128) and x quantized as above, so per output the error is at most
+    // Σ_j (u/2)·|x_j| + (|LUT_c_j| + u/2)·d_b/2, computed here from the stored codes and LUTs;
+    // the outliers' corrections are exact.
+    void int8LutActivationsStayWithinTheirBound_data() {
+        QTest::addColumn<QuantConfig>("config");
+        QTest::addColumn<int>("rows");
+        QTest::addColumn<int>("cols");
+        QTest::newRow("squeezellm w4 0.45% sparse 100x256")
+            << QuantConfig(SqueezeConfig{4, 0.45, 0.05, 20}) << 100 << 256;
+        QTest::newRow("squeezellm w4 5% sparse 37x192")
+            << QuantConfig(SqueezeConfig{4, 5.0, 0.0, 20}) << 37 << 192;
+        QTest::newRow("squeezellm w4 dense 40x128")
+            << QuantConfig(SqueezeConfig{4, 0.0, 0.0, 20}) << 40 << 128;
+    }
+
+    void int8LutActivationsStayWithinTheirBound() {
+        QFETCH(QuantConfig, config);
+        QFETCH(int, rows);
+        QFETCH(int, cols);
+        const QuantizedLayer layer = quantize(config, rows, cols);
+        const RowMatrix dense = layer.dequantize();
+        const auto op = CompressedLinear::fromLayer(std::make_shared<QuantizedLayer>(layer), "l");
+        const CompressedMatrix& m = op->matrix();
+        if (!int8ActivationsApply(m)) QSKIP("this build's CPU kernels have no AVX2");
+        const RowMatrix x = seededInputs(1, cols, 7);
+        std::vector<double> blockScale(std::size_t(cols / 32), 0.0); // d_b
+        for (int j = 0; j < cols; ++j)
+            blockScale[std::size_t(j / 32)] =
+                std::max(blockScale[std::size_t(j / 32)], std::abs(double(x(0, j))) / 127.0);
+        RowMatrix y(1, rows);
+        multiplyCompressed(m, x.data(), cols, 1, y.data(), rows, false, KernelIsa::Auto,
+                           Activations::Int8);
+        double worstShare = 0.0;
+        for (int r = 0; r < rows; ++r) {
+            double lut[16], peak = 0.0;
+            for (int c = 0; c < 16; ++c) {
+                lut[c] = f16ToFloat(loadStored<std::uint16_t>(m.lut, std::size_t(r) * 16 + c));
+                peak = std::max(peak, std::abs(lut[c]));
+            }
+            const double unit = peak / 8128;
+            double expected = 0.0, bound = 0.0;
+            for (int j = 0; j < cols; ++j) {
+                const auto byte =
+                    std::to_integer<int>(m.codes[std::size_t(r) * m.codeRowBytes + j / 2]);
+                const double w = lut[j % 2 ? byte >> 4 : byte & 15];
+                expected += double(dense(r, j)) * x(0, j);
+                bound += unit / 2 * std::abs(x(0, j)) +
+                         (std::abs(w) + unit / 2) * blockScale[std::size_t(j / 32)] / 2;
+            }
+            const double error = std::abs(double(y(0, r)) - expected);
+            QVERIFY2(
+                error <= bound * (1 + 1e-5),
+                qPrintable(QString("row %1: error %2, bound %3").arg(r).arg(error).arg(bound)));
+            worstShare = std::max(worstShare, error / bound);
+        }
+        qInfo("worst error: %.2f of the bound", worstShare);
         // Accumulating adds to y.
         RowMatrix accumulated = RowMatrix::Constant(1, rows, 0.5f);
         multiplyCompressed(m, x.data(), cols, 1, accumulated.data(), rows, true, KernelIsa::Auto,

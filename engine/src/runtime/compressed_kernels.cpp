@@ -4,6 +4,7 @@
 #include "quantlens/encoding/bit_packing.h"
 #include "runtime/kernels/kernel_common.h"
 
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -55,6 +56,29 @@ void buildSpqrLayout(const CompressedMatrix& m, KernelLayout& k) {
         const int first = b * kBlockRows / m.statsGroupsize;
         const int last = std::min(b * kBlockRows + kBlockRows - 1, m.rows - 1) / m.statsGroupsize;
         k.blockRowGroup[static_cast<std::size_t>(b)] = first == last ? first : -1;
+    }
+}
+
+// The 4-bit LUTs as the int8 kernel's fixed-point tables (KernelLayout::fixedLuts).
+void buildFixedLuts(const CompressedMatrix& m, KernelLayout& k) {
+    constexpr int kLevels = 16;
+    k.fixedLuts.resize(static_cast<std::size_t>(m.rows) * 2 * kLevels);
+    k.lutUnit.resize(static_cast<std::size_t>(m.rows));
+    for (int r = 0; r < m.rows; ++r) {
+        float entries[kLevels], peak = 0.0f;
+        for (int c = 0; c < kLevels; ++c) {
+            entries[c] = storedHalf(m.lut, static_cast<std::size_t>(r) * kLevels + c);
+            peak = std::max(peak, std::abs(entries[c]));
+        }
+        const float unit = peak > 0.0f ? peak / kFixedLutPeak : 1.0f;
+        std::int8_t* table = k.fixedLuts.data() + static_cast<std::size_t>(r) * 2 * kLevels;
+        for (int c = 0; c < kLevels; ++c) {
+            const int t = static_cast<int>(std::lround(entries[c] / unit));
+            const int high = t >> 6; // floor(t / 64), so the low part is in [0, 64)
+            table[c] = static_cast<std::int8_t>(t - 64 * high);
+            table[kLevels + c] = static_cast<std::int8_t>(high);
+        }
+        k.lutUnit[static_cast<std::size_t>(r)] = unit;
     }
 }
 
@@ -114,6 +138,7 @@ std::shared_ptr<const KernelLayout> kernelLayout(const CompressedMatrix& m) {
             });
     }
     if (m.grid == CompressedMatrix::Grid::Spqr) buildSpqrLayout(m, *k);
+    if (m.grid == CompressedMatrix::Grid::Lut && m.wbits == 4) buildFixedLuts(m, *k);
     return k;
 }
 
@@ -129,7 +154,7 @@ void decodeCompressedRows(const CompressedMatrix& m, int first, int count, float
 }
 
 bool int8ActivationsApply(const CompressedMatrix& m, KernelIsa isa) {
-    return isa != KernelIsa::Portable && m.kernel && int8ProductApplies(m);
+    return isa != KernelIsa::Portable && m.kernel && (int8GridApplies(m) || int8LutApplies(m));
 }
 
 void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride,
@@ -141,7 +166,8 @@ void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_
     const std::ptrdiff_t width = paddedWidth(m.cols);
 
     if (tokens == 1 && activations == Activations::Int8 && int8ActivationsApply(m, isa) &&
-        productInt8Avx2(m, buffer.data(), y, accumulate))
+        (productInt8Grid(m, buffer.data(), y, accumulate) ||
+         productInt8Lut(m, buffer.data(), y, accumulate)))
         return;
 
     if (tokens <= kFusedBatch) {

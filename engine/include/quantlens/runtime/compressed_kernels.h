@@ -13,9 +13,9 @@ namespace quantlens {
 enum class KernelIsa { Auto, Avx2, Portable };
 
 // How a batch-1 product treats x: exactly (fp32, every product), or quantized to int8 in blocks
-// of 32 with integer dot products where the layout allows (4-bit RTN and GPTQ grids on AVX2), as
-// ggml's decoding kernels do. Int8's error per output is at most Σ_j s_g·c_j·d_b/2 (docs/FORMAT.md,
-// "Fused kernels"); larger batches are always exact.
+// of 32 with integer dot products where the layout allows (on AVX2: 4-bit RTN and GPTQ grids, and
+// 4-bit SqueezeLLM LUTs on a fixed point), as ggml's decoding kernels do. Int8's error per output
+// is bounded in docs/FORMAT.md, "Fused kernels"; larger batches are always exact.
 enum class Activations { Exact, Int8 };
 
 // Up to this many tokens, each row of W is decoded once, in registers, and multiplied with every

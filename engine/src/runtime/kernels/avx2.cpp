@@ -17,12 +17,7 @@ struct Lanes8 {
     static Vec zero() { return _mm256_setzero_ps(); }
     static Vec load(const float* p) { return _mm256_loadu_ps(p); }
     static Vec fma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-    static float sum(Vec v) {
-        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        return _mm_cvtss_f32(s);
-    }
+    static float sum(Vec v) { return horizontalSum(v); }
     // The first n lanes of v to p.
     static void store(float* p, Vec v, int n) {
         if (n >= kLanes) return _mm256_storeu_ps(p, v);

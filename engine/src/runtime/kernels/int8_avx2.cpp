@@ -1,6 +1,4 @@
-#include "runtime/kernels/kernel_common.h"
-
-#include <cmath>
+#include "runtime/kernels/int8_activations.h"
 
 // Batch-1 products of 4-bit min-max grids (RTN, GPTQ) with the activations quantized to int8, as
 // ggml's q4 × q8 kernels run them: W's codes stay bytes, and each 32 of them meet 32 int8
@@ -17,50 +15,6 @@ namespace quantlens::kernels {
 
 namespace {
 
-constexpr int kBlock = 32; // columns per activation scale: one 256-bit register of int8
-
-// x as the kernel reads it, in the order of the nibbles a load of packed codes yields. One block
-// (`paired` off): its 16 even columns, then its 16 odd ones. Pairs of blocks (groups of a multiple
-// of 64 columns), read 64 codes a load: both blocks' even columns, then both blocks' odd ones.
-// Then each block's scale (paired: per pair, the first block's four times, then the second's),
-// and the exact sum of x over each group of W.
-struct Int8Activations {
-    bool paired = false;
-    std::vector<std::int8_t> values; // [blocks · 32]
-    std::vector<float> scales;       // [blocks] (paired: [blocks · 4])
-    std::vector<float> groupSums;    // [groups]
-};
-
-void quantizeActivations(const float* x, int cols, int groupsize, Int8Activations& a) {
-    const int blocks = cols / kBlock;
-    a.paired = groupsize % (2 * kBlock) == 0;
-    a.values.resize(static_cast<std::size_t>(cols));
-    a.scales.resize(static_cast<std::size_t>(blocks) * (a.paired ? 4 : 1));
-    a.groupSums.assign(static_cast<std::size_t>(cols / groupsize), 0.0f);
-    for (int b = 0; b < blocks; ++b) {
-        const float* in = x + b * kBlock;
-        float peak = 0.0f;
-        for (int j = 0; j < kBlock; ++j)
-            peak = std::max(peak, std::abs(in[j]));
-        const float scale = peak / 127.0f;
-        const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
-        // Where column j of the block goes: within its 32 bytes, or its pair's 64.
-        const int half = a.paired ? b % 2 : 0;
-        std::int8_t* out = a.values.data() + (a.paired ? b - half : b) * kBlock;
-        for (int j = 0; j < kBlock; ++j)
-            out[(j % 2) * (a.paired ? 32 : 16) + half * 16 + j / 2] =
-                static_cast<std::int8_t>(std::lround(in[j] * inverse));
-        if (a.paired)
-            std::fill_n(a.scales.begin() + (b - half) * 4 + half * 4, 4, scale);
-        else
-            a.scales[static_cast<std::size_t>(b)] = scale;
-        float sum = 0.0f;
-        for (int j = 0; j < kBlock; ++j)
-            sum += in[j];
-        a.groupSums[static_cast<std::size_t>(b * kBlock / groupsize)] += sum;
-    }
-}
-
 // Rows first…first+R−1 of y (R dividing 16; rows past the matrix are computed on its last row
 // and dropped).
 template <int R>
@@ -75,7 +29,7 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
     }
     const __m256i lowNibbles = _mm256_set1_epi8(0x0F);
     const __m256i ones = _mm256_set1_epi16(1);
-    const int blocksPerGroup = m.groupsize / kBlock;
+    const int blocksPerGroup = m.groupsize / kInt8Block;
     __m256 acc[R];
     float zeroTerms[R] = {};
     for (int i = 0; i < R; ++i)
@@ -86,15 +40,15 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
             group[i] = _mm256_setzero_ps();
         for (int b = g * blocksPerGroup; a.paired && b < (g + 1) * blocksPerGroup; b += 2) {
             // 64 codes a load: both blocks' low nibbles (even columns), then their high ones.
-            const __m256i xEven =
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.values.data() + b * kBlock));
+            const __m256i xEven = _mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(a.values.data() + b * kInt8Block));
             const __m256i xOdd = _mm256_loadu_si256(
-                reinterpret_cast<const __m256i*>(a.values.data() + b * kBlock + kBlock));
+                reinterpret_cast<const __m256i*>(a.values.data() + b * kInt8Block + kInt8Block));
             const __m256 scale = _mm256_loadu_ps(a.scales.data() + b * 4);
 #pragma GCC unroll 16
             for (int i = 0; i < R; ++i) {
                 const __m256i packed = _mm256_loadu_si256(
-                    reinterpret_cast<const __m256i*>(codes[i] + b * (kBlock / 2)));
+                    reinterpret_cast<const __m256i*>(codes[i] + b * (kInt8Block / 2)));
                 const __m256i even = _mm256_and_si256(packed, lowNibbles);
                 const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(packed, 4), lowNibbles);
                 // Two products of at most 2·15·127 each: their sum still fits 16 bits.
@@ -105,13 +59,13 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
             }
         }
         for (int b = g * blocksPerGroup; !a.paired && b < (g + 1) * blocksPerGroup; ++b) {
-            const __m256i xq =
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.values.data() + b * kBlock));
+            const __m256i xq = _mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(a.values.data() + b * kInt8Block));
             const __m256 scale = _mm256_set1_ps(a.scales[static_cast<std::size_t>(b)]);
 #pragma GCC unroll 16
             for (int i = 0; i < R; ++i) {
-                const __m128i packed =
-                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes[i] + b * (kBlock / 2)));
+                const __m128i packed = _mm_loadu_si128(
+                    reinterpret_cast<const __m128i*>(codes[i] + b * (kInt8Block / 2)));
                 // Low nibbles (even columns) in the lower half, high nibbles in the upper.
                 const __m256i c = _mm256_and_si256(
                     _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), lowNibbles);
@@ -129,26 +83,22 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
         }
     }
     for (int i = 0; i < R && first + i < last; ++i) {
-        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[i]), _mm256_extractf128_ps(acc[i], 1));
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        const float sum = _mm_cvtss_f32(s) - zeroTerms[i];
+        const float sum = horizontalSum(acc[i]) - zeroTerms[i];
         y[first + i] = accumulate ? y[first + i] + sum : sum;
     }
 }
 
 } // namespace
 
-bool int8ProductApplies(const CompressedMatrix& m) {
-    return m.grid == CompressedMatrix::Grid::Affine && m.wbits == 4 && m.cols % kBlock == 0 &&
-           m.groupsize % kBlock == 0 && m.groups * m.groupsize == m.cols && m.outliers.count == 0;
+bool int8GridApplies(const CompressedMatrix& m) {
+    return m.grid == CompressedMatrix::Grid::Affine && m.wbits == 4 && m.cols % kInt8Block == 0 &&
+           m.groupsize % kInt8Block == 0 && m.groups * m.groupsize == m.cols &&
+           m.outliers.count == 0;
 }
 
-bool productInt8Avx2(const CompressedMatrix& m, const float* x, float* y, bool accumulate) {
-    if (!int8ProductApplies(m)) return false;
-    thread_local Int8Activations buffer;
-    Int8Activations& activations = buffer; // this thread's, which the row tasks share
-    quantizeActivations(x, m.cols, m.groupsize, activations);
+bool productInt8Grid(const CompressedMatrix& m, const float* x, float* y, bool accumulate) {
+    if (!int8GridApplies(m)) return false;
+    const Int8Activations& activations = int8Activations(x, m.cols, m.groupsize);
     constexpr int kRows = 4; // four rows share each block of x
     forEachRowTask(m.rows, [&](int first, int last) {
         for (int p = first; p < last; p += kRows)
@@ -159,11 +109,11 @@ bool productInt8Avx2(const CompressedMatrix& m, const float* x, float* y, bool a
 
 #else
 
-bool int8ProductApplies(const CompressedMatrix&) {
+bool int8GridApplies(const CompressedMatrix&) {
     return false;
 }
 
-bool productInt8Avx2(const CompressedMatrix&, const float*, float*, bool) {
+bool productInt8Grid(const CompressedMatrix&, const float*, float*, bool) {
     return false;
 }
 

@@ -37,6 +37,10 @@
 
 namespace quantlens {
 
+// The largest magnitude of a fixed-point LUT entry (KernelLayout::fixedLuts): 127·64, so that the
+// high part stays within ±127, which vpsignb can negate (−128 it cannot).
+constexpr int kFixedLutPeak = 127 * 64;
+
 struct KernelLayout {
     // Each CSR outlier's value minus the weight decoded under it: the fused products add
     // (value − decoded)·x at the outlier's column.
@@ -52,10 +56,15 @@ struct KernelLayout {
     std::vector<std::uint16_t> stats;
     // SpQR: the row group of each 8-row block, or −1 where a block spans two.
     std::vector<std::int32_t> blockRowGroup;
+    // 4-bit LUTs (the int8 kernel): row r's entries as integers t_k = round(LUT_k / lutUnit[r]),
+    // |t_k| ≤ kFixedLutPeak, split t = 64·high + low (low in [0, 64)) so that both parts meet int8
+    // activations in vpmaddubsw without saturating: [rows, 32], the 16 lows, then the 16 highs.
+    std::vector<std::int8_t> fixedLuts;
+    std::vector<float> lutUnit; // [rows]
 
     std::size_t bytes() const {
         return outlierDeltas.size() * sizeof(float) + statCodes.size() * 4 + stats.size() * 2 +
-               blockRowGroup.size() * 4;
+               blockRowGroup.size() * 4 + fixedLuts.size() + lutUnit.size() * sizeof(float);
     }
 };
 
@@ -97,6 +106,16 @@ inline int codeAt(const std::byte* row, std::size_t j, int bits, const std::byte
         (windowAt(row, static_cast<std::ptrdiff_t>(bit / 8), end) >> (bit % 8)) &
         ((1u << bits) - 1u));
 }
+
+#ifdef QUANTLENS_KERNELS_AVX2
+// The sum of v's 8 lanes.
+inline float horizontalSum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
 
 // fp16 → fp32, exact either way: F16C where the build has it, else the engine's converter.
 inline float halfToFloat(std::uint16_t bits) {
@@ -188,11 +207,14 @@ bool productAvx512(const CompressedMatrix& m, const float* const* x, int tokens,
 bool decodeRowsAvx2(const CompressedMatrix& m, int first, int count, float* out);
 bool productAvx2(const CompressedMatrix& m, const float* const* x, int tokens, float* y,
                  std::ptrdiff_t yStride, bool accumulate);
-// y = x·Wᵀ for one token with x quantized to int8 in blocks of 32 (int8_avx2.cpp): 4-bit min-max
-// grids only (int8ProductApplies); false where it does not apply or the build lacks AVX2. x is
-// in the kernels' column order, padded.
-bool int8ProductApplies(const CompressedMatrix& m);
-bool productInt8Avx2(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
+// y = x·Wᵀ for one token with x quantized to int8 in blocks of 32 (int8_activations.h), x in the
+// kernels' column order, padded; false where the kernel does not apply to m (its *Applies) or the
+// build lacks AVX2. int8_avx2.cpp: 4-bit min-max grids (RTN, GPTQ); int8_lut_avx2.cpp: 4-bit
+// LUTs (SqueezeLLM) through the kernel layout's fixed-point tables.
+bool int8GridApplies(const CompressedMatrix& m);
+bool productInt8Grid(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
+bool int8LutApplies(const CompressedMatrix& m);
+bool productInt8Lut(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
 // The portable scalar code, which serves every matrix.
 void decodeRowPortable(const CompressedMatrix& m, int row, float* out);
 void productRowsPortable(const CompressedMatrix& m, const float* const* x, int tokens, int first,
