@@ -18,6 +18,7 @@ struct GenerateOptions {
     std::string prompt;
     std::string tokenizer;
     int count = 40;
+    bool exact = false;
     bool json = false;
 };
 
@@ -62,7 +63,9 @@ void run(const GenerateOptions& options, const Session& session) {
         printed = text;
     };
     if (!options.json) emit();
-    const quantlens::Transformer transformer(*model);
+    quantlens::Transformer transformer(*model);
+    transformer.setDecodeActivations(options.exact ? quantlens::Activations::Exact
+                                                   : quantlens::Activations::Int8);
     // Decoding speed from the first new token on (the prompt's pass is not decoding).
     using Clock = std::chrono::steady_clock;
     Clock::time_point first, last;
@@ -80,6 +83,7 @@ void run(const GenerateOptions& options, const Session& session) {
     const double bytes = bytesPerToken(*model);
     if (options.json) {
         std::cout << nlohmann::json{{"prompt", options.prompt},
+                                    {"activations", options.exact ? "exact" : "int8"},
                                     {"tokens", generated},
                                     {"text", tokenizer->decode(textIds)},
                                     {"decode_tokens_per_s", tokensPerSecond},
@@ -107,6 +111,9 @@ Command addGenerateCommand(CLI::App& app) {
         ->capture_default_str();
     sub->add_option("--tokenizer", options->tokenizer,
                     "Tokenizer file (tokenizer.model or tok*.bin)");
+    sub->add_flag("--exact", options->exact,
+                  "Decode compressed layers with exact fp32 activations (the dense "
+                  "reconstruction's tokens), not int8 ones (faster; docs/FORMAT.md)");
     sub->add_flag("--json", options->json, "Print one JSON object");
     return {sub, [options](const Session& session) { run(*options, session); }};
 }

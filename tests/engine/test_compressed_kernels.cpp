@@ -5,6 +5,7 @@
 #include "error_text.h"
 
 #include "quantlens/core/dtype.h"
+#include "quantlens/encoding/bit_packing.h"
 #include "quantlens/model/synthetic_model.h"
 #include "quantlens/quantization/layer_quantizer.h"
 #include "quantlens/runtime/compressed_kernels.h"
@@ -61,6 +62,27 @@ QuantizedLayer quantize(const QuantConfig& config, int rows, int cols) {
     const Eigen::MatrixXf h = seededHessian(cols, 11);
     const RowMatrix f = seededFisher(rows, cols, 13);
     return quantizeLayer(w, {&h, &f}, config, JobContext{}, "kernels");
+}
+
+// Code j (in the stored column order) of row r.
+int storedCode(const CompressedMatrix& m, int r, int j) {
+    const std::size_t bit = std::size_t(j) * m.wbits;
+    const std::byte* row = m.codes + std::size_t(r) * m.codeRowBytes;
+    std::uint32_t window = 0;
+    std::memcpy(&window, row + bit / 8, std::min<std::size_t>(4, m.codeRowBytes - bit / 8));
+    return int((window >> (bit % 8)) & ((1u << m.wbits) - 1));
+}
+
+// The layer dequantized with every code set to `code`: s_g·(code − z_g) at each weight of a
+// min-max grid (outliers keep their values).
+RowMatrix withEveryCode(QuantizedLayer layer, int code) {
+    StoredTensor& codes = layer.tensors.at("codes");
+    const std::vector<std::uint16_t> same(std::size_t(layer.rows) * layer.cols,
+                                          std::uint16_t(code));
+    const std::vector<std::uint32_t> words =
+        packRows(same, std::size_t(layer.cols), weightBits(layer.config));
+    std::memcpy(codes.bytes.data(), words.data(), codes.bytes.size());
+    return layer.dequantize();
 }
 
 // A permuted-order matrix back in original column order.
@@ -221,8 +243,9 @@ private slots:
             QVERIFY(viaBare == viaPortable);
         }
         // The layout's memory: 32 bits per outlier, plus SpQR's regrouped statistics, or 4-bit
-        // LUTs' fixed-point tables (32 bytes and a unit per row).
-        const bool fixedLuts = m.grid == CompressedMatrix::Grid::Lut && m.wbits == 4;
+        // 3- and 4-bit LUTs' fixed-point tables (32 bytes and a unit per row).
+        const bool fixedLuts =
+            m.grid == CompressedMatrix::Grid::Lut && (m.wbits == 3 || m.wbits == 4);
         if (m.grid != CompressedMatrix::Grid::Spqr)
             QCOMPARE(kernelLayoutBytes(m),
                      std::size_t(4 * layer.outlierCount + (fixedLuts ? 36 * rows : 0)));
@@ -267,15 +290,22 @@ private slots:
                                        false, isa);
                     QVERIFY(y == reference);
                 }
+                RowMatrix y(1, rows), reference(1, rows); // the int8 kernels too
+                multiplyCompressed(guarded, x.data(), cols, 1, y.data(), rows, false, isa,
+                                   Activations::Int8);
+                multiplyCompressed(op->matrix(), x.data(), cols, 1, reference.data(), rows, false,
+                                   isa, Activations::Int8);
+                QVERIFY(y == reference);
             }
         }
     }
 
-    // Batch-1 products with int8 activations (4-bit grids): within the bound the quantized x
-    // allows, Σ_j s_g·c_j·d_b/2 per output (d_b = max|x| of block b of 32 permuted columns /
-    // 127), computed here from the stored statistics; not the exact product; and only for one
-    // token.
-    void int8ActivationsStayWithinTheirBound_data() {
+    // Batch-1 products with int8 activations on min-max grids (3 and 4 bits): within the bound
+    // the quantized x allows, Σ_j s_g·c_j·d_b/2 per output (d_b = max|x| of block b of 32 permuted
+    // columns / 127; the zero point is taken on the exact x, the outliers' corrections are exact),
+    // with s_g and c_j read off the layer itself (its codes, and dequantize() with every code set
+    // to 0 and to 1); not the exact product; and only for one token.
+    void int8GridsStayWithinTheirBound_data() {
         QTest::addColumn<QuantConfig>("config");
         QTest::addColumn<int>("rows");
         QTest::addColumn<int>("cols");
@@ -284,23 +314,31 @@ private slots:
         QTest::newRow("rtn w4 g128 64x384") << QuantConfig(RtnConfig{4, 128}) << 64 << 384;
         QTest::newRow("gptq w4 per row 40x160")
             << QuantConfig(GptqConfig{4, 0, 128, 0.01, false}) << 40 << 160;
+        QTest::newRow("spqr w3 g16 qq3 b16 1% act-order 100x256")
+            << QuantConfig(SpqrConfig{3, 16, 3, 16, 0.1, 128, 1.0, true}) << 100 << 256;
+        QTest::newRow("spqr w3 g32 qq3 b16 act-order 37x192 (rows off the 8-row grid)")
+            << QuantConfig(SpqrConfig{3, 32, 3, 16, 0.1, 128, 1.0, true}) << 37 << 192;
+        QTest::newRow("gptq w3 g64 act-order 48x320")
+            << QuantConfig(GptqConfig{3, 64, 128, 0.01, true}) << 48 << 320;
+        QTest::newRow("rtn w3 per row 40x96") << QuantConfig(RtnConfig{3, 0}) << 40 << 96;
     }
 
-    void int8ActivationsStayWithinTheirBound() {
+    void int8GridsStayWithinTheirBound() {
         QFETCH(QuantConfig, config);
         QFETCH(int, rows);
         QFETCH(int, cols);
         const QuantizedLayer layer = quantize(config, rows, cols);
         const RowMatrix dense = layer.dequantize();
+        const RowMatrix zeroCoded = withEveryCode(layer, 0), oneCoded = withEveryCode(layer, 1);
         const auto op = CompressedLinear::fromLayer(std::make_shared<QuantizedLayer>(layer), "l");
         const CompressedMatrix& m = op->matrix();
         if (!int8ActivationsApply(m)) QSKIP("this build's CPU kernels have no AVX2");
         const RowMatrix x = seededInputs(1, cols, 5);
+        const auto original = [&](int j) { return m.permuted() ? m.originalColumn(j) : j; };
         std::vector<double> blockScale(std::size_t(cols / 32), 0.0); // d_b
         for (int j = 0; j < cols; ++j) {
-            const int original = m.permuted() ? m.originalColumn(j) : j;
             double& d = blockScale[std::size_t(j / 32)];
-            d = std::max(d, std::abs(double(x(0, original))) / 127.0);
+            d = std::max(d, std::abs(double(x(0, original(j)))) / 127.0);
         }
         RowMatrix y(1, rows), exact(1, rows);
         multiplyCompressed(m, x.data(), cols, 1, y.data(), rows, false, KernelIsa::Auto,
@@ -308,17 +346,19 @@ private slots:
         multiplyCompressed(m, x.data(), cols, 1, exact.data(), rows, false);
         double worstShare = 0.0;
         for (int r = 0; r < rows; ++r) {
+            // s_g: every code 1 minus every code 0 (an outlier, equal in both, gives 0).
+            std::vector<double> scale(std::size_t(m.groups), 0.0);
+            for (int j = 0; j < cols; ++j) {
+                double& s = scale[std::size_t(j / m.groupsize)];
+                s = std::max(s, double(oneCoded(r, original(j))) - zeroCoded(r, original(j)));
+            }
             double expected = 0.0, bound = 0.0, magnitude = 0.0;
             for (int j = 0; j < cols; ++j) {
-                const int original = m.permuted() ? m.originalColumn(j) : j;
-                const std::size_t at = std::size_t(r) * m.groups + std::size_t(j / m.groupsize);
-                const double scale = f16ToFloat(loadStored<std::uint16_t>(m.scales, at));
-                const double zero = f16ToFloat(loadStored<std::uint16_t>(m.zeros, at));
-                const double w = dense(r, original), code = w / scale + zero; // s·c = w + s·z
-                QVERIFY(std::abs(code - std::round(code)) < 1e-3 && code > -0.5 && code < 15.5);
-                expected += w * x(0, original);
-                bound += std::abs(scale * std::round(code)) * blockScale[std::size_t(j / 32)] / 2;
-                magnitude += (std::abs(w) + std::abs(scale * zero)) * std::abs(x(0, original));
+                const double w = dense(r, original(j)), xj = x(0, original(j));
+                const double sc = scale[std::size_t(j / m.groupsize)] * storedCode(m, r, j);
+                expected += w * xj;
+                bound += sc * blockScale[std::size_t(j / 32)] / 2;
+                magnitude += (std::abs(w) + std::abs(zeroCoded(r, original(j)))) * std::abs(xj);
             }
             const double error = std::abs(double(y(0, r)) - expected);
             QVERIFY2(
@@ -342,7 +382,7 @@ private slots:
         QVERIFY(((accumulated.array() - 0.5f) - y.array()).abs().maxCoeff() < 1e-5f);
     }
 
-    // Batch-1 products of 4-bit LUTs with int8 activations: the row's LUT on a fixed point
+    // Batch-1 products of 3- and 4-bit LUTs with int8 activations: the row's LUT on a fixed point
     // (u = max|LUT|/8128) and x quantized as above, so per output the error is at most
     // Σ_j (u/2)·|x_j| + (|LUT_c_j| + u/2)·d_b/2, computed here from the stored codes and LUTs;
     // the outliers' corrections are exact.
@@ -356,6 +396,10 @@ private slots:
             << QuantConfig(SqueezeConfig{4, 5.0, 0.0, 20}) << 37 << 192;
         QTest::newRow("squeezellm w4 dense 40x128")
             << QuantConfig(SqueezeConfig{4, 0.0, 0.0, 20}) << 40 << 128;
+        QTest::newRow("squeezellm w3 0.45% sparse 100x256")
+            << QuantConfig(SqueezeConfig{3, 0.45, 0.05, 20}) << 100 << 256;
+        QTest::newRow("squeezellm w3 5% sparse 37x96")
+            << QuantConfig(SqueezeConfig{3, 5.0, 0.0, 20}) << 37 << 96;
     }
 
     void int8LutActivationsStayWithinTheirBound() {
@@ -377,17 +421,16 @@ private slots:
                            Activations::Int8);
         double worstShare = 0.0;
         for (int r = 0; r < rows; ++r) {
+            const int levels = 1 << m.wbits;
             double lut[16], peak = 0.0;
-            for (int c = 0; c < 16; ++c) {
-                lut[c] = f16ToFloat(loadStored<std::uint16_t>(m.lut, std::size_t(r) * 16 + c));
+            for (int c = 0; c < levels; ++c) {
+                lut[c] = f16ToFloat(loadStored<std::uint16_t>(m.lut, std::size_t(r) * levels + c));
                 peak = std::max(peak, std::abs(lut[c]));
             }
             const double unit = peak / 8128;
             double expected = 0.0, bound = 0.0;
             for (int j = 0; j < cols; ++j) {
-                const auto byte =
-                    std::to_integer<int>(m.codes[std::size_t(r) * m.codeRowBytes + j / 2]);
-                const double w = lut[j % 2 ? byte >> 4 : byte & 15];
+                const double w = lut[storedCode(m, r, j)];
                 expected += double(dense(r, j)) * x(0, j);
                 bound += unit / 2 * std::abs(x(0, j)) +
                          (std::abs(w) + unit / 2) * blockScale[std::size_t(j / 32)] / 2;

@@ -66,9 +66,11 @@ std::size_t denseBytes(const Model& model) {
 }
 
 // Logits of a prompt window (the batched kernels) and of tokens fed one by one (the fused
-// matrix-vector kernels), as one matrix.
-RowMatrix logitsOf(const Model& model, const std::vector<std::int32_t>& tokens) {
-    const Transformer transformer(model);
+// matrix-vector kernels, with `decoding` activations), as one matrix.
+RowMatrix logitsOf(const Model& model, const std::vector<std::int32_t>& tokens,
+                   Activations decoding = Activations::Exact) {
+    Transformer transformer(model);
+    transformer.setDecodeActivations(decoding);
     KvCache window(model.config, 64);
     const RowMatrix batch = transformer.forward({tokens.data(), 40}, window);
     KvCache steps(model.config, 64);
@@ -99,12 +101,10 @@ private slots:
     void roundTrip_data() {
         QTest::addColumn<QuantConfig>("config");
         QTest::newRow("rtn w4 g16") << QuantConfig(RtnConfig{4, 16});
-        QTest::newRow("rtn w4 g32 (int8 decoding)") << QuantConfig(RtnConfig{4, 32});
         QTest::newRow("gptq w3 g16 act-order") << QuantConfig(GptqConfig{3, 16, 128, 0.01, true});
         QTest::newRow("spqr paper setting") << QuantConfig(SpqrConfig{});
         QTest::newRow("squeezellm w3 0.45%") << QuantConfig(SqueezeConfig{3, 0.40, 0.05, 50});
-        QTest::newRow("squeezellm w4 dense (int8 decoding)")
-            << QuantConfig(SqueezeConfig{4, 0, 0, 50});
+        QTest::newRow("squeezellm w4 dense") << QuantConfig(SqueezeConfig{4, 0, 0, 50});
     }
 
     void roundTrip() {
@@ -173,29 +173,30 @@ private slots:
 
         // The fused kernels give the logits of the dense reconstruction (the in-memory quantized
         // model) up to fp32 rounding of differently ordered sums (the decoded weights are
-        // bit-identical): 2e-4 absolute; the measured differences are 1.5e-5 to 4.2e-5. Tokens fed
-        // one by one take int8 activations where a layer's kernel has them (4-bit grids of groups
-        // of 32 and more, 4-bit LUTs of rows of 64 columns and more), bounded per product in
-        // test_compressed_kernels; through this 5-block model they move the logits by 1.3–2.5% of
-        // their range (measured), which 4% allows.
+        // bit-identical): 2e-4 absolute; the measured differences are 1.5e-5 to 4.2e-5.
         const auto inMemory = withLinearLayers(*model, std::move(reconstruction));
         const std::vector<std::int32_t> tokens = excerptTokens(*model);
         const RowMatrix expected = logitsOf(*inMemory, tokens);
         QVERIFY(logitsOf(*dequantized, tokens) == expected);
-        const RowMatrix got = logitsOf(*compressed, tokens);
         const auto largest = [](const RowMatrix& m) { return m.cwiseAbs().maxCoeff(); };
-        const float batched = largest(got.topRows(40) - expected.topRows(40));
-        QVERIFY2(batched <= 2e-4f, qPrintable(QString("max |Δlogit| = %1").arg(batched)));
+        const float difference = largest(logitsOf(*compressed, tokens) - expected);
+        QVERIFY2(difference <= 2e-4f, qPrintable(QString("max |Δlogit| = %1").arg(difference)));
+
+        // Decoding with int8 activations, where a layer's kernel has them (3- and 4-bit grids and
+        // LUTs; not 4-bit grids of groups under 32), bounded per product in
+        // test_compressed_kernels: through this 5-block model the logits of tokens fed one by one
+        // move by 1.3–2.7% of their range (measured), which 4% allows; the window stays exact.
         bool int8 = false;
         for (const auto& layers : compressed->compressedLayers)
             for (const auto& layer : layers)
                 int8 = int8 || int8ActivationsApply(layer->matrix());
-        const float single = largest(got.bottomRows(12) - expected.bottomRows(12));
-        const float allowed = int8 ? 0.04f * largest(expected) : 2e-4f;
-        QVERIFY2(single <= allowed,
-                 qPrintable(QString("one by one: max |Δlogit| = %1").arg(single)));
-        // The other rows' layers keep exact activations (and so 2e-4).
-        if (std::string(QTest::currentDataTag()).find("int8") == std::string::npos) QVERIFY(!int8);
+        const RowMatrix decoded = logitsOf(*compressed, tokens, Activations::Int8);
+        QVERIFY(largest(decoded.topRows(40) - expected.topRows(40)) <= 2e-4f);
+        const float single = largest(decoded.bottomRows(12) - expected.bottomRows(12));
+        QVERIFY2(single <= (int8 ? 0.04f * largest(expected) : 2e-4f),
+                 qPrintable(QString("int8 decoding: max |Δlogit| = %1").arg(single)));
+        qInfo("int8 decoding: max |Δlogit| %.3g of %.3g (%s)", single, largest(expected),
+              int8 ? "int8 kernels" : "no int8 kernel applies");
     }
 
     // llama2.c sources keep their interleaved Q/K rows; the metadata says so and the loader

@@ -59,15 +59,18 @@ void buildSpqrLayout(const CompressedMatrix& m, KernelLayout& k) {
     }
 }
 
-// The 4-bit LUTs as the int8 kernel's fixed-point tables (KernelLayout::fixedLuts).
+// 3- and 4-bit LUTs as the int8 kernels' fixed-point tables (KernelLayout::fixedLuts; 3-bit
+// tables repeat their 8 entries).
 void buildFixedLuts(const CompressedMatrix& m, KernelLayout& k) {
     constexpr int kLevels = 16;
+    const int levels = 1 << m.wbits;
     k.fixedLuts.resize(static_cast<std::size_t>(m.rows) * 2 * kLevels);
     k.lutUnit.resize(static_cast<std::size_t>(m.rows));
     for (int r = 0; r < m.rows; ++r) {
         float entries[kLevels], peak = 0.0f;
         for (int c = 0; c < kLevels; ++c) {
-            entries[c] = storedHalf(m.lut, static_cast<std::size_t>(r) * kLevels + c);
+            entries[c] =
+                storedHalf(m.lut, static_cast<std::size_t>(r) * levels + (c & (levels - 1)));
             peak = std::max(peak, std::abs(entries[c]));
         }
         const float unit = peak > 0.0f ? peak / kFixedLutPeak : 1.0f;
@@ -138,7 +141,8 @@ std::shared_ptr<const KernelLayout> kernelLayout(const CompressedMatrix& m) {
             });
     }
     if (m.grid == CompressedMatrix::Grid::Spqr) buildSpqrLayout(m, *k);
-    if (m.grid == CompressedMatrix::Grid::Lut && m.wbits == 4) buildFixedLuts(m, *k);
+    if (m.grid == CompressedMatrix::Grid::Lut && (m.wbits == 3 || m.wbits == 4))
+        buildFixedLuts(m, *k);
     return k;
 }
 
@@ -154,7 +158,8 @@ void decodeCompressedRows(const CompressedMatrix& m, int first, int count, float
 }
 
 bool int8ActivationsApply(const CompressedMatrix& m, KernelIsa isa) {
-    return isa != KernelIsa::Portable && m.kernel && (int8GridApplies(m) || int8LutApplies(m));
+    return isa != KernelIsa::Portable && m.kernel &&
+           (int8GridApplies(m) || int8LutApplies(m) || int8ThreeBitApplies(m));
 }
 
 void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride,
@@ -167,7 +172,8 @@ void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_
 
     if (tokens == 1 && activations == Activations::Int8 && int8ActivationsApply(m, isa) &&
         (productInt8Grid(m, buffer.data(), y, accumulate) ||
-         productInt8Lut(m, buffer.data(), y, accumulate)))
+         productInt8Lut(m, buffer.data(), y, accumulate) ||
+         productInt8ThreeBit(m, buffer.data(), y, accumulate)))
         return;
 
     if (tokens <= kFusedBatch) {

@@ -20,16 +20,16 @@ CompressedLinear::fromLayer(std::shared_ptr<const QuantizedLayer> layer, const s
                                                     std::move(layer));
 }
 
-void CompressedLinear::apply(const RowMatrix& x, RowMatrix& out, bool accumulate) const {
+void CompressedLinear::apply(const RowMatrix& x, RowMatrix& out, bool accumulate,
+                             Activations activations) const {
     if (x.cols() != matrix_.cols)
         throw Error("", "input of " + std::to_string(x.cols()) + " features given to a layer of " +
                             std::to_string(matrix_.cols));
     if (!accumulate) out.resize(x.rows(), matrix_.rows);
     if (out.rows() != x.rows() || out.cols() != matrix_.rows)
         throw Error("", "output of the wrong shape for a compressed layer");
-    // Decoding (one token) is bound by the bytes of W: int8 activations where they apply.
     multiplyCompressed(matrix_, x.data(), x.cols(), static_cast<int>(x.rows()), out.data(),
-                       out.cols(), accumulate, KernelIsa::Auto, Activations::Int8);
+                       out.cols(), accumulate, KernelIsa::Auto, activations);
 }
 
 std::size_t CompressedLinear::storedBytes() const {

@@ -118,7 +118,7 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
     // x·Wᵀ through a compressed layer's operator (dense layers: ops::denseProduct).
     const auto compressed = [&](int layer, const RowMatrix& x) {
         RowMatrix y;
-        w.linear[static_cast<std::size_t>(layer)]->apply(x, y, false);
+        w.linear[static_cast<std::size_t>(layer)]->apply(x, y, false, decodeActivations_);
         return y;
     };
     // Reports a stage's input; true when the caller asked to stop there.
@@ -175,7 +175,7 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
     });
     if (observe(LinearStage::AttentionOutput, attended)) return;
     if (w.linear[3])
-        w.linear[3]->apply(attended, hidden, true);
+        w.linear[3]->apply(attended, hidden, true, decodeActivations_);
     else
         ops::denseProduct(attended, w.wo, dim, qDim, hidden, true);
     if (activations) {
@@ -195,7 +195,7 @@ void Transformer::runBlock(int block, const BlockView& w, RowMatrix& hidden, KvC
     ops::swiGlu(gated, upProjected);
     if (observe(LinearStage::MlpOutput, gated)) return;
     if (w.linear[6])
-        w.linear[6]->apply(gated, hidden, true);
+        w.linear[6]->apply(gated, hidden, true, decodeActivations_);
     else
         ops::denseProduct(gated, w.down, dim, ffn, hidden, true);
     if (activations) {

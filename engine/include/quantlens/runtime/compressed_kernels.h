@@ -1,5 +1,6 @@
 #pragma once
 
+#include "quantlens/runtime/activations.h"
 #include "quantlens/runtime/compressed_matrix.h"
 
 #include <cstddef>
@@ -11,12 +12,6 @@ namespace quantlens {
 // else AVX2/FMA), AVX2 even where AVX-512 is there, or the portable scalar code. Tests run all
 // three; Avx2 and Auto fall back to what the build has.
 enum class KernelIsa { Auto, Avx2, Portable };
-
-// How a batch-1 product treats x: exactly (fp32, every product), or quantized to int8 in blocks
-// of 32 with integer dot products where the layout allows (on AVX2: 4-bit RTN and GPTQ grids, and
-// 4-bit SqueezeLLM LUTs on a fixed point), as ggml's decoding kernels do. Int8's error per output
-// is bounded in docs/FORMAT.md, "Fused kernels"; larger batches are always exact.
-enum class Activations { Exact, Int8 };
 
 // Up to this many tokens, each row of W is decoded once, in registers, and multiplied with every
 // token (matrix-vector and small-batch products).

@@ -24,7 +24,8 @@ public:
 
     int rows() const override { return matrix_.rows; }
     int cols() const override { return matrix_.cols; }
-    void apply(const RowMatrix& x, RowMatrix& out, bool accumulate) const override;
+    void apply(const RowMatrix& x, RowMatrix& out, bool accumulate,
+               Activations activations = Activations::Exact) const override;
 
     const QuantConfig& config() const { return config_; }
     const CompressedMatrix& matrix() const { return matrix_; }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "quantlens/core/float_tensor.h"
+#include "quantlens/runtime/activations.h"
 
 namespace quantlens {
 
@@ -13,8 +14,9 @@ public:
     virtual int rows() const = 0;
     virtual int cols() const = 0;
     // out = x · Wᵀ, or out += x · Wᵀ with `accumulate`; x is [tokens, cols()], out is resized to
-    // [tokens, rows()] unless accumulating.
-    virtual void apply(const RowMatrix& x, RowMatrix& out, bool accumulate) const = 0;
+    // [tokens, rows()] unless accumulating. `activations` applies to one-token products.
+    virtual void apply(const RowMatrix& x, RowMatrix& out, bool accumulate,
+                       Activations activations = Activations::Exact) const = 0;
 };
 
 } // namespace quantlens

@@ -3,6 +3,7 @@
 #include "quantlens/core/float_tensor.h"
 #include "quantlens/core/job.h"
 #include "quantlens/model/model.h"
+#include "quantlens/runtime/activations.h"
 #include "quantlens/runtime/kv_cache.h"
 #include "quantlens/runtime/linear_operator.h"
 
@@ -73,6 +74,11 @@ public:
 
     const Model& model() const { return model_; }
 
+    // How compressed layers multiply a single token (decoding): exactly (the default, equal to the
+    // dense reconstruction up to summation order), or with int8 activations, faster and within
+    // the bound of docs/FORMAT.md, "Fused kernels".
+    void setDecodeActivations(Activations activations) { decodeActivations_ = activations; }
+
     // Logits [tokens, vocab] for `tokens` at positions cache.length…; appends to the cache.
     // `job`, when given, is checked before every block.
     RowMatrix forward(std::span<const std::int32_t> tokens, KvCache& cache,
@@ -111,6 +117,7 @@ private:
     [[noreturn]] void throwNonFinite(int block) const;
 
     const Model& model_;
+    Activations decodeActivations_ = Activations::Exact;
     Eigen::VectorXf inverseFrequencies_; // RoPE, [headDim / 2]
     // F16/BF16 tensors converted once, when the whole model's fp32 copy fits kConversionCacheBytes;
     // larger models convert each block as it runs, so memory stays bounded.

@@ -1,7 +1,7 @@
 #pragma once
 
-// The int8 activations both int8 kernels read (int8_avx2.cpp: 4-bit grids; int8_lut_avx2.cpp:
-// 4-bit LUTs), quantized once per product as ggml's q8 blocks are.
+// The int8 activations the int8 kernels read (int8_avx2.cpp, int8_lut_avx2.cpp, int8_w3_avx2.cpp),
+// quantized once per product as ggml's q8 blocks are, and the fixed-point LUTs two of them share.
 
 #include "runtime/kernels/kernel_common.h"
 
@@ -13,26 +13,44 @@ namespace quantlens::kernels {
 
 constexpr int kInt8Block = 32; // columns per activation scale: one 256-bit register of int8
 
-// x as the kernels read it, in the order of the nibbles a load of packed codes yields. One block
-// (`paired` off): its 16 even columns, then its 16 odd ones. Pairs of blocks (groups of a multiple
-// of 64 columns), read 64 codes a load: both blocks' even columns, then both blocks' odd ones.
-// Then each block's scale (paired: per pair, the first block's four times, then the second's),
-// and the exact sum of x over each group of W.
+// The order of x's int8 values, which follows how each kernel unpacks a load of codes. Nibbles:
+// per block of 32 columns its 16 even columns, then its 16 odd ones (the low and high nibbles of
+// 16 bytes). NibblePairs (64 codes a load): per pair of blocks both blocks' even columns, then
+// both blocks' odd ones. Natural: column order (3-bit codes unpacked to bytes).
+enum class Int8Order { Nibbles, NibblePairs, Natural };
+
+// x quantized: the values in the kernel's order, each block's scale (NibblePairs: per pair, the
+// first block's four times, then the second's; else once per block), and the exact sum of x over
+// each group of W.
 struct Int8Activations {
-    bool paired = false;
+    Int8Order order = Int8Order::Nibbles;
     std::vector<std::int8_t> values; // [blocks · 32]
-    std::vector<float> scales;       // [blocks] (paired: [blocks · 4])
+    std::vector<float> scales;       // [blocks] (NibblePairs: [blocks · 4])
     std::vector<float> groupSums;    // [groups]
 };
 
+// Where column j (< 64) of a block (pair) goes among its 32 (64) bytes.
+inline int int8Position(Int8Order order, int j) {
+    switch (order) {
+    case Int8Order::Nibbles:
+        return (j % 2) * 16 + j / 2;
+    case Int8Order::NibblePairs:
+        return (j % 2) * 32 + (j / 32) * 16 + (j % 32) / 2;
+    case Int8Order::Natural:
+        return j;
+    }
+    return j;
+}
+
 // x_j ≈ d_b·q_j with d_b = max|x_b| / 127 and q_j = round(x_j / d_b), for blocks b of 32 columns
-// (cols and groupsize multiples of 32).
-inline void quantizeActivations(const float* x, int cols, int groupsize, Int8Activations& a) {
+// (cols a multiple of 32; of 64 for NibblePairs; groupsize dividing cols).
+inline void quantizeActivations(const float* x, int cols, int groupsize, Int8Order order,
+                                Int8Activations& a) {
     const int blocks = cols / kInt8Block;
-    a.paired = groupsize % (2 * kInt8Block) == 0;
+    const bool paired = order == Int8Order::NibblePairs;
+    a.order = order;
     a.values.resize(static_cast<std::size_t>(cols));
-    a.scales.resize(static_cast<std::size_t>(blocks) * (a.paired ? 4 : 1));
-    a.groupSums.assign(static_cast<std::size_t>(cols / groupsize), 0.0f);
+    a.scales.resize(static_cast<std::size_t>(blocks) * (paired ? 4 : 1));
     for (int b = 0; b < blocks; ++b) {
         const float* in = x + b * kInt8Block;
         float peak = 0.0f;
@@ -40,28 +58,38 @@ inline void quantizeActivations(const float* x, int cols, int groupsize, Int8Act
             peak = std::max(peak, std::abs(in[j]));
         const float scale = peak / 127.0f;
         const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
-        // Where column j of the block goes: within its 32 bytes, or its pair's 64.
-        const int half = a.paired ? b % 2 : 0;
-        std::int8_t* out = a.values.data() + (a.paired ? b - half : b) * kInt8Block;
+        const int half = paired ? b % 2 : 0; // a pair's second block
+        std::int8_t* out = a.values.data() + (b - half) * kInt8Block;
         for (int j = 0; j < kInt8Block; ++j)
-            out[(j % 2) * (a.paired ? 32 : 16) + half * 16 + j / 2] =
+            out[int8Position(order, half * kInt8Block + j)] =
                 static_cast<std::int8_t>(std::lround(in[j] * inverse));
-        if (a.paired)
-            std::fill_n(a.scales.begin() + (b - half) * 4 + half * 4, 4, scale);
+        if (paired)
+            std::fill_n(a.scales.begin() + b * 4, 4, scale);
         else
             a.scales[static_cast<std::size_t>(b)] = scale;
-        float sum = 0.0f;
-        for (int j = 0; j < kInt8Block; ++j)
-            sum += in[j];
-        a.groupSums[static_cast<std::size_t>(b * kInt8Block / groupsize)] += sum;
     }
+    a.groupSums.assign(static_cast<std::size_t>(cols / groupsize), 0.0f);
+    for (int j = 0; j < cols; ++j)
+        a.groupSums[static_cast<std::size_t>(j / groupsize)] += x[j];
 }
 
 // This thread's activations for one product, quantized from x (the row tasks share them).
-inline const Int8Activations& int8Activations(const float* x, int cols, int groupsize) {
+inline const Int8Activations& int8Activations(const float* x, int cols, int groupsize,
+                                              Int8Order order) {
     thread_local Int8Activations buffer;
-    quantizeActivations(x, cols, groupsize, buffer);
+    quantizeActivations(x, cols, groupsize, order, buffer);
     return buffer;
 }
+
+#ifdef QUANTLENS_KERNELS_AVX2
+// Row `row`'s fixed-point LUT (KernelLayout::fixedLuts), its lows and highs each in both halves
+// of a register, as vpshufb looks them up.
+inline void loadFixedLut(const KernelLayout& layout, int row, __m256i& low, __m256i& high) {
+    const std::int8_t* table = layout.fixedLuts.data() + static_cast<std::size_t>(row) * 32;
+    low = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
+    high =
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table + 16)));
+}
+#endif
 
 } // namespace quantlens::kernels

@@ -30,6 +30,7 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
     const __m256i lowNibbles = _mm256_set1_epi8(0x0F);
     const __m256i ones = _mm256_set1_epi16(1);
     const int blocksPerGroup = m.groupsize / kInt8Block;
+    const bool paired = a.order == Int8Order::NibblePairs;
     __m256 acc[R];
     float zeroTerms[R] = {};
     for (int i = 0; i < R; ++i)
@@ -38,7 +39,7 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
         __m256 group[R];
         for (int i = 0; i < R; ++i)
             group[i] = _mm256_setzero_ps();
-        for (int b = g * blocksPerGroup; a.paired && b < (g + 1) * blocksPerGroup; b += 2) {
+        for (int b = g * blocksPerGroup; paired && b < (g + 1) * blocksPerGroup; b += 2) {
             // 64 codes a load: both blocks' low nibbles (even columns), then their high ones.
             const __m256i xEven = _mm256_loadu_si256(
                 reinterpret_cast<const __m256i*>(a.values.data() + b * kInt8Block));
@@ -58,7 +59,7 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
                 group[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, group[i]);
             }
         }
-        for (int b = g * blocksPerGroup; !a.paired && b < (g + 1) * blocksPerGroup; ++b) {
+        for (int b = g * blocksPerGroup; !paired && b < (g + 1) * blocksPerGroup; ++b) {
             const __m256i xq = _mm256_loadu_si256(
                 reinterpret_cast<const __m256i*>(a.values.data() + b * kInt8Block));
             const __m256 scale = _mm256_set1_ps(a.scales[static_cast<std::size_t>(b)]);
@@ -98,7 +99,9 @@ bool int8GridApplies(const CompressedMatrix& m) {
 
 bool productInt8Grid(const CompressedMatrix& m, const float* x, float* y, bool accumulate) {
     if (!int8GridApplies(m)) return false;
-    const Int8Activations& activations = int8Activations(x, m.cols, m.groupsize);
+    const Int8Order order =
+        m.groupsize % (2 * kInt8Block) == 0 ? Int8Order::NibblePairs : Int8Order::Nibbles;
+    const Int8Activations& activations = int8Activations(x, m.cols, m.groupsize, order);
     constexpr int kRows = 4; // four rows share each block of x
     forEachRowTask(m.rows, [&](int first, int last) {
         for (int p = first; p < last; p += kRows)

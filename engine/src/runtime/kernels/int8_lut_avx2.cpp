@@ -15,8 +15,6 @@ namespace quantlens::kernels {
 
 namespace {
 
-constexpr int kLevels = 16;
-
 // Rows first…first+R−1 of y (rows past the matrix are computed on its last row and dropped).
 // t = 64·high + low: the lows (< 64) of two code loads still sum within 16 bits; the highs are
 // signed, so they meet |q| with q's sign moved onto them (vpsignb), each pair at most 2·127·127.
@@ -30,12 +28,7 @@ void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x
     for (int i = 0; i < R; ++i) {
         rows[i] = std::min(first + i, m.rows - 1);
         codes[i] = rowCodes(m, rows[i]);
-        const std::int8_t* table =
-            layout.fixedLuts.data() + static_cast<std::size_t>(rows[i]) * 2 * kLevels;
-        low[i] =
-            _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
-        high[i] = _mm256_broadcastsi128_si256(
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(table + kLevels)));
+        loadFixedLut(layout, rows[i], low[i], high[i]);
     }
     const __m256i lowNibbles = _mm256_set1_epi8(0x0F);
     const __m256i ones = _mm256_set1_epi16(1);
@@ -89,7 +82,7 @@ bool int8LutApplies(const CompressedMatrix& m) {
 
 bool productInt8Lut(const CompressedMatrix& m, const float* x, float* y, bool accumulate) {
     if (!int8LutApplies(m)) return false;
-    const Int8Activations& activations = int8Activations(x, m.cols, m.cols);
+    const Int8Activations& activations = int8Activations(x, m.cols, m.cols, Int8Order::NibblePairs);
     constexpr int kRows = 4; // four rows share each pair of blocks of x
     forEachRowTask(m.rows, [&](int first, int last) {
         for (int p = first; p < last; p += kRows)

@@ -56,9 +56,10 @@ struct KernelLayout {
     std::vector<std::uint16_t> stats;
     // SpQR: the row group of each 8-row block, or −1 where a block spans two.
     std::vector<std::int32_t> blockRowGroup;
-    // 4-bit LUTs (the int8 kernel): row r's entries as integers t_k = round(LUT_k / lutUnit[r]),
-    // |t_k| ≤ kFixedLutPeak, split t = 64·high + low (low in [0, 64)) so that both parts meet int8
-    // activations in vpmaddubsw without saturating: [rows, 32], the 16 lows, then the 16 highs.
+    // 3- and 4-bit LUTs (the int8 kernels): row r's entries as integers t_k = round(LUT_k /
+    // lutUnit[r]), |t_k| ≤ kFixedLutPeak, split t = 64·high + low (low in [0, 64)) so that both
+    // parts meet int8 activations in vpmaddubsw without saturating: [rows, 32], the 16 lows, then
+    // the 16 highs.
     std::vector<std::int8_t> fixedLuts;
     std::vector<float> lutUnit; // [rows]
 
@@ -210,11 +211,14 @@ bool productAvx2(const CompressedMatrix& m, const float* const* x, int tokens, f
 // y = x·Wᵀ for one token with x quantized to int8 in blocks of 32 (int8_activations.h), x in the
 // kernels' column order, padded; false where the kernel does not apply to m (its *Applies) or the
 // build lacks AVX2. int8_avx2.cpp: 4-bit min-max grids (RTN, GPTQ); int8_lut_avx2.cpp: 4-bit
-// LUTs (SqueezeLLM) through the kernel layout's fixed-point tables.
+// LUTs (SqueezeLLM) through the kernel layout's fixed-point tables; int8_w3_avx2.cpp: 3-bit codes
+// on either (SpQR, SqueezeLLM, RTN, GPTQ).
 bool int8GridApplies(const CompressedMatrix& m);
 bool productInt8Grid(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
 bool int8LutApplies(const CompressedMatrix& m);
 bool productInt8Lut(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
+bool int8ThreeBitApplies(const CompressedMatrix& m);
+bool productInt8ThreeBit(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
 // The portable scalar code, which serves every matrix.
 void decodeRowPortable(const CompressedMatrix& m, int row, float* out);
 void productRowsPortable(const CompressedMatrix& m, const float* const* x, int tokens, int first,

@@ -45,21 +45,27 @@ template <class Vec> Vec tableCodes(int bits, Vec (*load)(const float*)) {
     return load(codes);
 }
 
-// What every pass of one product or decode shares: the matrix, its kernel layout, the lookup and
-// the chunking of a row.
-template <class Lookup> struct Plan {
+// What decoding the first-level grids of a pass needs (passGrids): the matrix, its kernel layout
+// and the unpacking of SpQR's second-level codes.
+struct GridSource {
+    explicit GridSource(const CompressedMatrix& matrix)
+        : m(matrix), layout(*matrix.kernel), unpackStats(matrix.qqBits) {}
+    const CompressedMatrix& m;
+    const KernelLayout& layout;
+    Unpack8 unpackStats;
+};
+
+// What every pass of one product or decode shares: the grids' source, the lookup and the chunking
+// of a row.
+template <class Lookup> struct Plan : GridSource {
     static constexpr int kLanes = Lookup::kLanes;
     Plan(const CompressedMatrix& matrix, Lookup lookupOf)
-        : m(matrix), layout(*matrix.kernel), lookup(lookupOf), unpackStats(matrix.qqBits),
-          chunks((matrix.cols + kLanes - 1) / kLanes),
+        : GridSource(matrix), lookup(lookupOf), chunks((matrix.cols + kLanes - 1) / kLanes),
           chunksPerGroup(matrix.groups == 1 ? chunks : matrix.groupsize / kLanes),
           chunkBytes(static_cast<std::size_t>(kLanes) * matrix.wbits / 8),
           windowOffset(Lookup::windowOffset(matrix.wbits)), begin(matrix.codes),
           end(codesEnd(matrix)) {}
-    const CompressedMatrix& m;
-    const KernelLayout& layout;
     Lookup lookup;
-    Unpack8 unpackStats; // SpQR's second-level codes
     int chunks, chunksPerGroup;
     std::size_t chunkBytes; // chunks start on a byte
     int windowOffset;       // a chunk's 64 bits start this many bytes before it
@@ -82,8 +88,7 @@ inline void spqrGridsStored(const CompressedMatrix& m, int block, float* grids) 
 // The first-level grids of the 8 rows of SpQR block `block`, which lies in row group `rowGroup`,
 // in every group, eight lanes at once from the block's records: exactly dequantize()'s values,
 // into grids [groups][scales, zeros][8].
-template <class Lookup>
-void spqrGrids(const Plan<Lookup>& plan, int block, int rowGroup, float* grids) {
+inline void spqrGrids(const GridSource& plan, int block, int rowGroup, float* grids) {
     // Locals, not members: stores to `grids` could alias those.
     const int groups = plan.m.groups, qq = plan.m.qqBits;
     const Unpack8 unpack = plan.unpackStats;
@@ -121,8 +126,8 @@ inline void fillTable(const CompressedMatrix& m, int row, float* table, int coun
 // The first-level grids of rows first…first+count−1 (inside one 8-row block) in every group, into
 // grids [groups][scales, zeros][8] (SpQR: lanes of the block; else the first `count` lanes), all
 // before the pass's loop: its broadcasts then read memory written long before.
-template <Source source, class Lookup>
-void passGrids(const Plan<Lookup>& plan, int first, int count, float* grids) {
+template <Source source>
+void passGrids(const GridSource& plan, int first, int count, float* grids) {
     const CompressedMatrix& m = plan.m;
     if constexpr (source == Source::Affine) {
         for (int i = 0; i < count; ++i) {
