@@ -44,7 +44,7 @@ QString JobsPanel::logText() const {
 }
 
 void JobsPanel::addJob(int id, const QString& title) {
-    Row row{new QTreeWidgetItem(jobs_, {title}), new QProgressBar, new QToolButton, {}};
+    Row row{new QTreeWidgetItem(jobs_, {title}), new QProgressBar, new QToolButton, {}, {}};
     row.progress->setRange(0, 1000);
     row.progress->setValue(0);
     row.progress->setTextVisible(false);
@@ -66,6 +66,11 @@ void JobsPanel::addJob(int id, const QString& title) {
 void JobsPanel::startJob(int id, const QString& device) {
     if (const auto it = rows_.find(id); it != rows_.end())
         log(tr("%1: running on %2").arg(it->item->text(TitleColumn), device));
+}
+
+void JobsPanel::noteJob(int id, const QString& text) {
+    if (const auto it = rows_.find(id); it != rows_.end())
+        log(tr("%1: %2").arg(it->item->text(TitleColumn), text));
 }
 
 void JobsPanel::updateJob(int id, double fraction, const QString& stage) {

@@ -35,6 +35,8 @@ public slots:
     void addJob(int id, const QString& title);
     // Logs where the job runs.
     void startJob(int id, const QString& device);
+    // A line in the log under the job's title.
+    void noteJob(int id, const QString& text);
     void updateJob(int id, double fraction, const QString& stage);
     void finishJob(int id, JobOutcome outcome, const QString& message);
     void log(const QString& line);

@@ -76,9 +76,8 @@ void run(AnalyseOptions options, const QuantSettings& settings, const Session& s
                                          options.request.scoring.protocol);
 
     ProgressBar progress;
-    const quantlens::JobContext job(
-        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); },
-        session.backend);
+    const quantlens::JobContext job = session.job(
+        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
     const quantlens::ModelMap map =
         options.cache.empty()
             ? quantlens::computeModelMap(*model, options.request, calibration, evaluation, job)

@@ -58,9 +58,8 @@ void run(const EvalOptions& options, const Session& session) {
     const std::optional<quantlens::Transformer> base =
         baseModel ? std::optional<quantlens::Transformer>(std::in_place, *baseModel) : std::nullopt;
     ProgressBar progress;
-    const quantlens::JobContext job(
-        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); },
-        session.backend);
+    const quantlens::JobContext job = session.job(
+        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
     const quantlens::PerplexityResult result =
         quantlens::evaluatePerplexity(transformer, stream, config, job, base ? &*base : nullptr);
     const double seconds =

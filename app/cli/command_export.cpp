@@ -32,8 +32,8 @@ void runGguf(const ExportOptions& options, const Session& session) {
     quantlens::GgufOptions gguf;
     if (!options.ggufType.empty()) gguf.type = quantlens::parseGgufType(options.ggufType);
     gguf.tokenizer = options.tokenizer;
-    const quantlens::GgufResult result = quantlens::exportGguf(
-        options.input, options.out, gguf, quantlens::JobContext(session.backend));
+    const quantlens::GgufResult result =
+        quantlens::exportGguf(options.input, options.out, gguf, session.job());
     const double seconds = secondsSince(started);
     std::map<std::string, int> types;
     for (const auto& tensor : result.tensors)
@@ -137,8 +137,8 @@ void run(const ExportOptions& options, const Session& session) {
         throw quantlens::Error("", "--gguf-type and --tokenizer apply to --format gguf only");
     const auto started = std::chrono::steady_clock::now();
     const quantlens::ExportFormat format = quantlens::parseExportFormat(options.format);
-    const quantlens::ExportResult result = quantlens::exportModel(
-        options.input, format, options.out, quantlens::JobContext(session.backend));
+    const quantlens::ExportResult result =
+        quantlens::exportModel(options.input, format, options.out, session.job());
     const double seconds = secondsSince(started);
     if (options.json) {
         auto out = nlohmann::json{

@@ -77,7 +77,7 @@ void run(const GenerateOptions& options, const Session& session) {
             textIds.push_back(token);
             if (!options.json) emit();
         },
-        quantlens::JobContext(session.backend));
+        session.job());
     const double seconds = decoded > 1 ? std::chrono::duration<double>(last - first).count() : 0.0;
     const double tokensPerSecond = seconds > 0 ? (decoded - 1) / seconds : 0.0;
     const double bytes = bytesPerToken(*model);

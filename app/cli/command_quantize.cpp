@@ -98,9 +98,8 @@ void run(const QuantizeOptions& options, const QuantSettings& settings, const Se
                                          quantlens::PerplexityProtocol::Documents);
 
     ProgressBar progress;
-    const quantlens::JobContext job(
-        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); },
-        session.backend);
+    const quantlens::JobContext job = session.job(
+        [&](double fraction, const std::string& stage) { progress.update(fraction, stage); });
     // Measuring costs about one quantization per candidate: most of a budget run.
     const double measuredShare = options.targetBits == 0.0 ? 0.0 : 0.8;
     const ChosenPlan chosen = choosePlan(options, settings, *model, calibration,

@@ -126,7 +126,7 @@ void run(const SweepOptions& options, const Session& session) {
                     "paper", "outliers", "ppl", "kl", "kl p99", "top-1", "seconds");
 
     if (shard == 1) {
-        const quantlens::JobContext baselineJob(session.backend);
+        const quantlens::JobContext baselineJob = session.job();
         const quantlens::PerplexityResult baseline =
             quantlens::evaluatePerplexity(reference, evaluation, evalConfig, baselineJob);
         const double storedBits = 8.0 * static_cast<double>(model->storedBytes()) /
@@ -170,12 +170,10 @@ void run(const SweepOptions& options, const Session& session) {
         const std::string stage =
             "run " + std::to_string(i + 1) + "/" + std::to_string(runs.size());
         // The bar and its time left are for the whole sweep.
-        const quantlens::JobContext job(
-            [&](double fraction, const std::string&) {
-                progress.update(
-                    (static_cast<double>(i) + fraction) / static_cast<double>(runs.size()), stage);
-            },
-            session.backend);
+        const quantlens::JobContext job = session.job([&](double fraction, const std::string&) {
+            progress.update((static_cast<double>(i) + fraction) / static_cast<double>(runs.size()),
+                            stage);
+        });
         // A budget's measurement (the first of its method's runs only) is most of its work.
         const double planShare = planned.targetBits ? 0.8 : 0.0;
         const quantlens::QuantPlan plan =

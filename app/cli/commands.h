@@ -1,17 +1,27 @@
 #pragma once
 
+#include "quantlens/core/job.h"
 #include "quantlens/runtime/backend_registry.h"
 
 #include <CLI/CLI.hpp>
 
+#include <cstdio>
 #include <functional>
 #include <memory>
+#include <string>
 
 // What the global options chose, for the command that runs.
 struct Session {
     const quantlens::BackendRegistry& backends;
     // --device's backend: every job the command starts runs on it.
     std::shared_ptr<const quantlens::Backend> backend;
+
+    // A job on `backend` that reports to `progress` and prints its notices on stderr.
+    quantlens::JobContext job(quantlens::JobContext::ProgressFn progress = nullptr) const {
+        return quantlens::JobContext(std::move(progress), backend, [](const std::string& text) {
+            std::fprintf(stderr, "quantlens-cli: note: %s\n", text.c_str());
+        });
+    }
 };
 
 // A subcommand: its options live in `parser`; `run` executes it once the whole command line has

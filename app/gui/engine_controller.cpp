@@ -147,7 +147,16 @@ int EngineController::runJob(const QString& title, Work work, Deliver deliver,
             if (jobs_.contains(id)) emit jobProgress(id, fraction, stage);
         });
     auto context = std::make_shared<quantlens::JobContext>(
-        [relay](double fraction, const std::string& stage) { relay->report(fraction, stage); });
+        [relay](double fraction, const std::string& stage) { relay->report(fraction, stage); },
+        nullptr,
+        [this, id](const std::string& text) {
+            QMetaObject::invokeMethod(
+                this,
+                [this, id, text = QString::fromStdString(text)] {
+                    if (jobs_.contains(id)) emit jobNoted(id, text);
+                },
+                Qt::QueuedConnection);
+        });
     jobs_.insert(id, context);
     if (pendingJobs_++ == 0) emit busyChanged(true);
     emit jobQueued(id, title);

@@ -111,6 +111,9 @@ signals:
     // The job began, on `device` (Backend::name()).
     void jobStarted(int job, const QString& device);
     void jobProgress(int job, double fraction, const QString& stage);
+    // Something the user should know that did not stop the job (a device path that runs on the
+    // CPU instead, and why).
+    void jobNoted(int job, const QString& text);
     void jobEnded(int job, JobOutcome outcome, const QString& message);
 
 private:

@@ -215,6 +215,7 @@ void MainWindow::connectEngine() {
     connect(&engine_, &EngineController::jobProgress, jobs_, &JobsPanel::updateJob);
     connect(&engine_, &EngineController::jobEnded, jobs_, &JobsPanel::finishJob);
     connect(&engine_, &EngineController::jobStarted, jobs_, &JobsPanel::startJob);
+    connect(&engine_, &EngineController::jobNoted, jobs_, &JobsPanel::noteJob);
     connect(&engine_, &EngineController::devicesListed, this, &MainWindow::showDevices);
     connect(&engine_, &EngineController::deviceFailed, this, &MainWindow::offerCpu);
     connect(jobs_->devices(), &DevicePicker::deviceChosen, this, &MainWindow::useDevice);

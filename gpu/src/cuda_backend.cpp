@@ -139,19 +139,29 @@ public:
                        const Eigen::MatrixXf& inverseCholesky) const override {
         return std::make_unique<CudaTrailingColumns>(device_, weights, inverseCholesky);
     }
-    // Falls back to the CPU's walk where the device cannot hold it.
+    // Falls back to the CPU's walk where the device cannot hold it, and says so.
     std::unique_ptr<CalibrationWalk> calibrationWalk(const Transformer& transformer,
-                                                     std::vector<RowMatrix> hidden) const override {
-        if (auto walk = makeCudaCalibrationWalk(device_, transformer, hidden)) return walk;
-        return cpuBackend()->calibrationWalk(transformer, std::move(hidden));
+                                                     std::vector<RowMatrix> hidden,
+                                                     const JobContext& job) const override {
+        std::string unfit;
+        if (auto walk = makeCudaCalibrationWalk(device_, transformer, hidden, unfit)) return walk;
+        if (!unfit.empty())
+            job.notice(id() + ": the calibration walk " + unfit + ", so it runs on the CPU");
+        return cpuBackend()->calibrationWalk(transformer, std::move(hidden), job);
     }
     // Compressed checkpoints run their layers through the CPU's fused kernels, and a model whose
-    // fp32 weights do not fit the device runs on the CPU.
-    std::unique_ptr<SequenceForward>
-    sequenceForward(const Transformer& transformer) const override {
-        if (transformer.model().compressedLayers.empty())
-            if (auto forward = makeCudaSequenceForward(device_, transformer)) return forward;
-        return cpuBackend()->sequenceForward(transformer);
+    // fp32 weights do not fit the device runs on the CPU; either says so.
+    std::unique_ptr<SequenceForward> sequenceForward(const Transformer& transformer,
+                                                     const JobContext& job) const override {
+        if (!transformer.model().compressedLayers.empty()) {
+            job.notice(id() + ": compressed checkpoints have no device forward pass yet, so this "
+                              "one runs on the CPU's fused kernels");
+        } else {
+            std::string unfit;
+            if (auto forward = makeCudaSequenceForward(device_, transformer, unfit)) return forward;
+            job.notice(id() + ": the forward pass " + unfit + ", so it runs on the CPU");
+        }
+        return cpuBackend()->sequenceForward(transformer, job);
     }
     void assignNearest(const RowMatrix& values, std::span<const float> tables, int levels,
                        std::span<std::uint16_t> codes) const override {

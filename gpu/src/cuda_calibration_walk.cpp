@@ -4,6 +4,7 @@
 #include "device_binding.h"
 #include "device_block.h"
 #include "device_gram.h"
+#include "memory_fit.h"
 #include "transformer_kernels.h"
 
 #include <algorithm>
@@ -88,12 +89,17 @@ private:
 } // namespace
 
 std::unique_ptr<CalibrationWalk> makeCudaCalibrationWalk(int device, const Transformer& transformer,
-                                                         const std::vector<RowMatrix>& hidden) {
+                                                         const std::vector<RowMatrix>& hidden,
+                                                         std::string& unfit) {
     if (hidden.empty()) return nullptr;
     const ModelConfig& c = transformer.model().config;
     const std::int64_t length = hidden[0].rows();
     useDevice(device);
-    if (length > attentionTokenLimit(device, c.headDim)) return nullptr;
+    if (const int limit = attentionTokenLimit(device, c.headDim); length > limit) {
+        unfit = "its sequences of " + std::to_string(length) +
+                " tokens are longer than the attention kernel's " + std::to_string(limit);
+        return nullptr;
+    }
     std::size_t freeBytes = 0, totalBytes = 0;
     checkCuda(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
     const std::int64_t dim = c.hiddenSize, qDim = c.queryDim(), ffn = c.intermediateSize,
@@ -104,7 +110,11 @@ std::unique_ptr<CalibrationWalk> makeCudaCalibrationWalk(int device, const Trans
         + qDim + 2 * kvDim + 2 * c.headDim                            // its biases and norms
         + length * (dim + 2 * qDim + 2 * kvDim + 2 * ffn)             // scratch
         + widest * widest;                                            // the Gram
-    if (static_cast<std::size_t>(elements) * sizeof(float) > freeBytes / 10 * 9) return nullptr;
+    const std::size_t needBytes = static_cast<std::size_t>(elements) * sizeof(float);
+    if (!fitsFreeMemory(needBytes, freeBytes)) {
+        unfit = memoryShortfall(needBytes, freeBytes);
+        return nullptr;
+    }
     return std::make_unique<CudaCalibrationWalk>(device, transformer, hidden);
 }
 

@@ -4,9 +4,11 @@
 #include "device_binding.h"
 #include "device_block.h"
 #include "device_buffer.h"
+#include "memory_fit.h"
 #include "transformer_kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <mutex>
 #include <vector>
@@ -56,7 +58,14 @@ public:
         const std::string source = transformer_.model().path.string();
         const int n = static_cast<int>(tokens.size());
         // Longer windows than planned, and the empty one (whose error the CPU gives), run there.
-        if (n == 0 || n > deviceTokenLimit_) return cpuLogits(tokens, job);
+        if (n == 0) return cpuLogits(tokens, job);
+        if (n > deviceTokenLimit_) {
+            if (!longSequenceNoted_.exchange(true))
+                job.notice("cuda:" + std::to_string(int(device_)) + ": sequences of " +
+                           std::to_string(n) + " tokens are longer than the device's " +
+                           std::to_string(deviceTokenLimit_) + ", so they run on the CPU");
+            return cpuLogits(tokens, job);
+        }
         if (n > config_.maxPositions)
             throw Error(source, std::to_string(n) + " tokens exceed the model's " +
                                     std::to_string(config_.maxPositions) + " positions");
@@ -96,13 +105,14 @@ public:
 
 private:
     RowMatrix cpuLogits(std::span<const std::int32_t> tokens, const JobContext& job) const {
-        return cpuBackend()->sequenceForward(transformer_)->logits(tokens, job);
+        return cpuBackend()->sequenceForward(transformer_, job)->logits(tokens, job);
     }
 
     DeviceBinding device_; // first: the members below are made on the device
     const Transformer& transformer_;
     ModelConfig config_;
     int deviceTokenLimit_;
+    mutable std::atomic<bool> longSequenceNoted_{false}; // said once per forward pass
     DeviceBuffer<float> embedding_, finalNorm_, lmHead_; // lmHead_ empty when tied
     std::vector<DeviceBlockWeights> blocks_;
     CublasHandle handle_;
@@ -116,15 +126,19 @@ private:
 
 } // namespace
 
-std::unique_ptr<SequenceForward> makeCudaSequenceForward(int device,
-                                                         const Transformer& transformer) {
+std::unique_ptr<SequenceForward> makeCudaSequenceForward(int device, const Transformer& transformer,
+                                                         std::string& unfit) {
     useDevice(device);
     std::size_t freeBytes = 0, totalBytes = 0;
     checkCuda(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
     const Model& model = transformer.model();
     // Windows of up to 4096 tokens, with a tenth of the free memory spare for cuBLAS.
     const int plannedTokens = std::min(model.config.maxPositions, 4096);
-    if (deviceBytes(model, plannedTokens) > freeBytes / 10 * 9) return nullptr;
+    const std::size_t needBytes = deviceBytes(model, plannedTokens);
+    if (!fitsFreeMemory(needBytes, freeBytes)) {
+        unfit = memoryShortfall(needBytes, freeBytes);
+        return nullptr;
+    }
     return std::make_unique<CudaSequenceForward>(device, transformer, plannedTokens);
 }
 

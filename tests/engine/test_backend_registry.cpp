@@ -1,5 +1,6 @@
 #include "error_text.h"
 #include "recording_backend.h"
+#include "synthetic_fixtures.h"
 #include "test_data.h"
 
 #include "quantlens/core/error.h"
@@ -19,13 +20,6 @@
 using namespace quantlens;
 
 namespace {
-
-std::vector<std::int32_t> tokenStream(int count, int vocab) {
-    std::vector<std::int32_t> ids(static_cast<std::size_t>(count));
-    for (int i = 0; i < count; ++i)
-        ids[std::size_t(i)] = 1 + (i * 7919 + i / 3) % (vocab - 1);
-    return ids;
-}
 
 QString openError(const BackendRegistry& registry, const std::string& spec) {
     return test::errorOf([&] { registry.open(spec); });
@@ -102,7 +96,7 @@ void TestBackendRegistry::jobsCarryTheirBackend() {
 void TestBackendRegistry::engineWorkRunsOnTheJobsBackend() {
     QUANTLENS_REQUIRE_DATA("stories260K-hf");
     const auto model = loadModel(test::dataPath("stories260K-hf"));
-    const auto stream = tokenStream(400, model->config.vocabSize);
+    const auto stream = test::randomTokens(400, model->config.vocabSize, 3);
     const auto device = std::make_shared<test::RecordingBackend>("test:0", false);
     const JobContext onDevice(device), onCpu;
 
@@ -138,7 +132,7 @@ void TestBackendRegistry::engineWorkRunsOnTheJobsBackend() {
 void TestBackendRegistry::aFailingDeviceEndsTheJobWithItsReason() {
     QUANTLENS_REQUIRE_DATA("stories260K-hf");
     const auto model = loadModel(test::dataPath("stories260K-hf"));
-    const auto stream = tokenStream(400, model->config.vocabSize);
+    const auto stream = test::randomTokens(400, model->config.vocabSize, 3);
     const JobContext failing(std::make_shared<test::RecordingBackend>("test:1", true));
     try {
         calibrateBlock(*model, stream, {4, 64}, 0, failing);

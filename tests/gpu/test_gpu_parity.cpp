@@ -172,8 +172,8 @@ private slots:
         for (int s = 0; s < 4; ++s)
             hidden.push_back(transformer.embed(std::span(stream).subspan(std::size_t(s) * 96, 96)));
         const auto cuda = gpu::makeCudaBackend();
-        const auto onCpu = cpuBackend()->calibrationWalk(transformer, hidden);
-        const auto onCuda = cuda->calibrationWalk(transformer, hidden);
+        const auto onCpu = cpuBackend()->calibrationWalk(transformer, hidden, JobContext{});
+        const auto onCuda = cuda->calibrationWalk(transformer, hidden, JobContext{});
         for (int block = 0; block < 2; ++block) {
             const Transformer::FloatBlockWeights weights = transformer.blockWeights(block);
             for (const LinearStage stage : kLinearStages) {
@@ -335,8 +335,10 @@ private slots:
 
         // One window's logits, element by element.
         const std::span<const std::int32_t> window(stream.data(), std::size_t(context));
-        const RowMatrix expected = cpuBackend()->sequenceForward(transformer)->logits(window, {});
-        const RowMatrix actual = cuda->sequenceForward(transformer)->logits(window, {});
+        const RowMatrix expected =
+            cpuBackend()->sequenceForward(transformer, JobContext{})->logits(window, {});
+        const RowMatrix actual =
+            cuda->sequenceForward(transformer, JobContext{})->logits(window, {});
         const float scale = expected.cwiseAbs().maxCoeff();
         QVERIFY2((actual - expected).cwiseAbs().maxCoeff() <= 1e-4f * scale,
                  qPrintable(QString::number((actual - expected).cwiseAbs().maxCoeff() / scale)));
@@ -377,8 +379,10 @@ private slots:
 
         // 96 tokens: past Mistral's 32-token window.
         const std::span<const std::int32_t> window(stream.data(), 96);
-        const RowMatrix expected = cpuBackend()->sequenceForward(transformer)->logits(window, {});
-        const RowMatrix actual = cuda->sequenceForward(transformer)->logits(window, {});
+        const RowMatrix expected =
+            cpuBackend()->sequenceForward(transformer, JobContext{})->logits(window, {});
+        const RowMatrix actual =
+            cuda->sequenceForward(transformer, JobContext{})->logits(window, {});
         const float scale = expected.cwiseAbs().maxCoeff();
         QVERIFY2((actual - expected).cwiseAbs().maxCoeff() <= 1e-4f * scale,
                  qPrintable(QString::number((actual - expected).cwiseAbs().maxCoeff() / scale)));
@@ -386,8 +390,8 @@ private slots:
         std::vector<RowMatrix> hidden;
         for (int s = 0; s < 3; ++s)
             hidden.push_back(transformer.embed(window));
-        const auto onCpu = cpuBackend()->calibrationWalk(transformer, hidden);
-        const auto walk = cuda->calibrationWalk(transformer, hidden);
+        const auto onCpu = cpuBackend()->calibrationWalk(transformer, hidden, JobContext{});
+        const auto walk = cuda->calibrationWalk(transformer, hidden, JobContext{});
         for (int block = 0; block < 2; ++block) {
             const Transformer::FloatBlockWeights weights = transformer.blockWeights(block);
             for (const LinearStage stage : kLinearStages) {
@@ -440,15 +444,17 @@ private slots:
         QVERIFY2(std::abs(onCuda - cpu) <= 1e-4 * cpu,
                  qPrintable(QString("%1 on CUDA vs %2").arg(onCuda).arg(cpu)));
         const std::span<const std::int32_t> window(stream.data(), 300);
-        const RowMatrix expected = cpuBackend()->sequenceForward(transformer)->logits(window, {});
-        const RowMatrix actual = cuda->sequenceForward(transformer)->logits(window, {});
+        const RowMatrix expected =
+            cpuBackend()->sequenceForward(transformer, JobContext{})->logits(window, {});
+        const RowMatrix actual =
+            cuda->sequenceForward(transformer, JobContext{})->logits(window, {});
         const float scale = expected.cwiseAbs().maxCoeff();
         QVERIFY2((actual - expected).cwiseAbs().maxCoeff() <= 1e-4f * scale,
                  qPrintable(QString::number((actual - expected).cwiseAbs().maxCoeff() / scale)));
         // No tokens: the CPU's error on both.
         const auto emptyError = [&](const Backend& backend) {
             try {
-                backend.sequenceForward(transformer)->logits({}, {});
+                backend.sequenceForward(transformer, JobContext{})->logits({}, {});
             } catch (const quantlens::Error& e) {
                 return std::string(e.what());
             }

@@ -33,17 +33,18 @@ void RecordingBackend::assignNearest(const RowMatrix& values, std::span<const fl
     cpuBackend()->assignNearest(values, tables, levels, codes);
 }
 
-std::unique_ptr<CalibrationWalk>
-RecordingBackend::calibrationWalk(const Transformer& transformer,
-                                  std::vector<RowMatrix> hidden) const {
+std::unique_ptr<CalibrationWalk> RecordingBackend::calibrationWalk(const Transformer& transformer,
+                                                                   std::vector<RowMatrix> hidden,
+                                                                   const JobContext& job) const {
     record();
-    return cpuBackend()->calibrationWalk(transformer, std::move(hidden));
+    return cpuBackend()->calibrationWalk(transformer, std::move(hidden), job);
 }
 
-std::unique_ptr<SequenceForward>
-RecordingBackend::sequenceForward(const Transformer& transformer) const {
+std::unique_ptr<SequenceForward> RecordingBackend::sequenceForward(const Transformer& transformer,
+                                                                   const JobContext& job) const {
     record();
-    return cpuBackend()->sequenceForward(transformer);
+    job.notice(id_ + ": " + kForwardNotice);
+    return cpuBackend()->sequenceForward(transformer, job);
 }
 
 DeviceListing TestDeviceProvider::list() const {

@@ -27,8 +27,14 @@ public:
     void assignNearest(const RowMatrix& values, std::span<const float> tables, int levels,
                        std::span<std::uint16_t> codes) const override;
     std::unique_ptr<CalibrationWalk> calibrationWalk(const Transformer& transformer,
-                                                     std::vector<RowMatrix> hidden) const override;
-    std::unique_ptr<SequenceForward> sequenceForward(const Transformer& transformer) const override;
+                                                     std::vector<RowMatrix> hidden,
+                                                     const JobContext& job) const override;
+    // The CPU's, with a notice that says so (kForwardNotice), as a device that cannot hold a
+    // model does.
+    std::unique_ptr<SequenceForward> sequenceForward(const Transformer& transformer,
+                                                     const JobContext& job) const override;
+    static constexpr const char* kForwardNotice =
+        "the forward pass runs on the CPU (a test device)";
 
 private:
     void record() const;

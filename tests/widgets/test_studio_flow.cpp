@@ -121,8 +121,9 @@ void TestStudioFlow::initTestCase() {
 }
 
 // The Jobs dock lists the devices (free memory, kinds missing greyed with the reason), restores
-// the one chosen last time, and jobs run there; a device that fails ends its job with the reason,
-// the CPU is offered, and the job then runs there while the studio goes on.
+// the one chosen last time, and jobs run there, their notices in the log; a device that fails ends
+// its job with the reason, the CPU is offered, and the job then runs there while the studio goes
+// on.
 void TestStudioFlow::devicesAreChosenAndAFailingOneOffersTheCpu() {
     QUANTLENS_REQUIRE_DATA("stories260K-hf");
     QUANTLENS_REQUIRE_DATA("text/tinystories-valid-excerpt.txt");
@@ -160,6 +161,10 @@ void TestStudioFlow::devicesAreChosenAndAFailingOneOffersTheCpu() {
     QCOMPARE(window.runs().back().device, std::string("test:0 test device"));
     QVERIFY(provider->device(0)->calls() > 0);
     QVERIFY2(jobs->logText().contains(": running on test:0 test device"),
+             qPrintable(jobs->logText()));
+    // What the device did not run itself, the log says (the test device's forward pass).
+    QVERIFY2(jobs->logText().contains(QString(": test:0: ") +
+                                      quantlens::test::RecordingBackend::kForwardNotice),
              qPrintable(jobs->logText()));
 
     // The user picks test:1, which fails at its first step.

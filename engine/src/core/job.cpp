@@ -28,4 +28,9 @@ void JobContext::report(double fraction, const std::string& stage) const {
     if (progress_) progress_(fraction, stage);
 }
 
+void JobContext::notice(const std::string& text) const {
+    if (parent_) parent_->notice(text);
+    if (notices_) notices_(text);
+}
+
 } // namespace quantlens

@@ -95,7 +95,7 @@ void calibrateEveryBlock(
         tokens += static_cast<std::int64_t>(sequence.size());
     }
     const std::unique_ptr<CalibrationWalk> walk =
-        job.backend().calibrationWalk(transformer, std::move(hidden));
+        job.backend().calibrationWalk(transformer, std::move(hidden), job);
     const double blocks = config.layerCount;
     for (int b = 0; b < config.layerCount; ++b) {
         const JobContext blockJob(job, b / blocks, (b + 1) / blocks);

@@ -153,7 +153,8 @@ QuantizeResult quantizeModel(const Model& model, std::span<const std::int32_t> c
     const std::int64_t tokens = static_cast<std::int64_t>(sequences.size()) *
                                 (sequences.empty() ? 0 : std::int64_t(sequences.front().size()));
     const std::unique_ptr<CalibrationWalk> walk =
-        sequences.empty() ? nullptr : job.backend().calibrationWalk(transformer, std::move(hidden));
+        sequences.empty() ? nullptr
+                          : job.backend().calibrationWalk(transformer, std::move(hidden), job);
     releaseMappedPages(model.embedding.data, model.embedding.byteSize());
 
     QuantizeResult result;

@@ -118,11 +118,12 @@ public:
         });
     }
     std::unique_ptr<CalibrationWalk> calibrationWalk(const Transformer& transformer,
-                                                     std::vector<RowMatrix> hidden) const override {
+                                                     std::vector<RowMatrix> hidden,
+                                                     const JobContext&) const override {
         return std::make_unique<CpuCalibrationWalk>(transformer, std::move(hidden));
     }
-    std::unique_ptr<SequenceForward>
-    sequenceForward(const Transformer& transformer) const override {
+    std::unique_ptr<SequenceForward> sequenceForward(const Transformer& transformer,
+                                                     const JobContext&) const override {
         return std::make_unique<CpuSequenceForward>(transformer);
     }
 };

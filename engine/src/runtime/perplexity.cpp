@@ -94,9 +94,10 @@ PerplexityResult evaluatePerplexity(const Transformer& transformer,
                                     std::to_string(i) + " is outside the vocabulary of " +
                                     std::to_string(model.vocabSize));
 
-    const std::unique_ptr<SequenceForward> forward = job.backend().sequenceForward(transformer);
+    const std::unique_ptr<SequenceForward> forward =
+        job.backend().sequenceForward(transformer, job);
     const std::unique_ptr<SequenceForward> referenceForward =
-        reference ? job.backend().sequenceForward(*reference) : nullptr;
+        reference ? job.backend().sequenceForward(*reference, job) : nullptr;
     std::vector<WindowScore> scores(windows.size());
     std::mutex progressMutex;
     std::size_t finished = 0;

@@ -9,16 +9,21 @@ namespace quantlens {
 
 class Backend; // runtime/backend.h
 
-// What every engine job receives: where to report progress, when to stop, and where its numeric
-// work runs. Jobs call checkpoint() at least every 100 ms of work; it throws Cancelled once cancel
-// is requested.
+// What every engine job receives: where to report progress and notices, when to stop, and where
+// its numeric work runs. Jobs call checkpoint() at least every 100 ms of work; it throws Cancelled
+// once cancel is requested.
 class JobContext {
 public:
     using ProgressFn = std::function<void(double fraction, const std::string& stage)>;
+    // What the user should know that does not stop the job: a device path that does not fit and
+    // runs on the CPU instead, say. Called on the job's thread.
+    using NoticeFn = std::function<void(const std::string& text)>;
 
     JobContext() = default;
-    explicit JobContext(ProgressFn progress, std::shared_ptr<const Backend> backend = nullptr)
-        : progress_(std::move(progress)), backend_(std::move(backend)) {}
+    explicit JobContext(ProgressFn progress, std::shared_ptr<const Backend> backend = nullptr,
+                        NoticeFn notices = nullptr)
+        : progress_(std::move(progress)), notices_(std::move(notices)),
+          backend_(std::move(backend)) {}
     explicit JobContext(std::shared_ptr<const Backend> backend) : backend_(std::move(backend)) {}
     // A part of `parent`'s work: fractions 0…1 reported here are [begin, end] of the parent's, and
     // cancelling the parent stops it. It runs where the parent runs. `parent` must outlive it.
@@ -34,6 +39,8 @@ public:
 
     void checkpoint() const;
     void report(double fraction, const std::string& stage) const;
+    // To this job's notice function and its parents'.
+    void notice(const std::string& text) const;
 
     // The backend this job was given (BackendRegistry::open), else its parent's, else the CPU's.
     // Defined with the backends, in runtime/backend.cpp.
@@ -41,6 +48,7 @@ public:
 
 private:
     ProgressFn progress_;
+    NoticeFn notices_;
     std::shared_ptr<const Backend> backend_;
     std::atomic<bool> cancelled_{false};
     const JobContext* parent_ = nullptr;

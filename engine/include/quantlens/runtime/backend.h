@@ -91,14 +91,17 @@ public:
                                std::span<std::uint16_t> codes) const = 0;
 
     // A walk from the embedded calibration sequences `hidden` (each [tokens, dim], all of one
-    // length) through `transformer`'s blocks; the transformer must outlive it.
-    virtual std::unique_ptr<CalibrationWalk>
-    calibrationWalk(const Transformer& transformer, std::vector<RowMatrix> hidden) const = 0;
+    // length) through `transformer`'s blocks; the transformer must outlive it. A device whose
+    // free memory cannot hold it returns the CPU's walk and says so in a notice to `job`.
+    virtual std::unique_ptr<CalibrationWalk> calibrationWalk(const Transformer& transformer,
+                                                             std::vector<RowMatrix> hidden,
+                                                             const JobContext& job) const = 0;
 
     // The forward pass of `transformer`'s model, which must outlive the result (weights may be
-    // copied to a device once, here).
-    virtual std::unique_ptr<SequenceForward>
-    sequenceForward(const Transformer& transformer) const = 0;
+    // copied to a device once, here). What a device cannot run (too little free memory, a
+    // compressed checkpoint) runs on the CPU, with a notice to `job`.
+    virtual std::unique_ptr<SequenceForward> sequenceForward(const Transformer& transformer,
+                                                             const JobContext& job) const = 0;
 };
 
 // The Eigen implementation; always available.
