@@ -64,13 +64,11 @@ QuantizedLayer quantize(const QuantConfig& config, int rows, int cols) {
     return quantizeLayer(w, {&h, &f}, config, JobContext{}, "kernels");
 }
 
-// Code j (in the stored column order) of row r.
-int storedCode(const CompressedMatrix& m, int r, int j) {
-    const std::size_t bit = std::size_t(j) * m.wbits;
-    const std::byte* row = m.codes + std::size_t(r) * m.codeRowBytes;
-    std::uint32_t window = 0;
-    std::memcpy(&window, row + bit / 8, std::min<std::size_t>(4, m.codeRowBytes - bit / 8));
-    return int((window >> (bit % 8)) & ((1u << m.wbits) - 1));
+// Row r's packed codes, for the bit-packer's unpackCode.
+std::vector<std::uint32_t> codeWords(const CompressedMatrix& m, int r) {
+    std::vector<std::uint32_t> words(m.codeRowBytes / 4);
+    std::memcpy(words.data(), m.codes + std::size_t(r) * m.codeRowBytes, m.codeRowBytes);
+    return words;
 }
 
 // The layer dequantized with every code set to `code`: s_g·(code − z_g) at each weight of a
@@ -242,8 +240,8 @@ private slots:
                                KernelIsa::Portable);
             QVERIFY(viaBare == viaPortable);
         }
-        // The layout's memory: 32 bits per outlier, plus SpQR's regrouped statistics, or 4-bit
-        // 3- and 4-bit LUTs' fixed-point tables (32 bytes and a unit per row).
+        // The layout's memory: 32 bits per outlier, plus SpQR's regrouped statistics, or 3- and
+        // 4-bit LUTs' fixed-point tables (32 bytes and a unit per row).
         const bool fixedLuts =
             m.grid == CompressedMatrix::Grid::Lut && (m.wbits == 3 || m.wbits == 4);
         if (m.grid != CompressedMatrix::Grid::Spqr)
@@ -352,10 +350,12 @@ private slots:
                 double& s = scale[std::size_t(j / m.groupsize)];
                 s = std::max(s, double(oneCoded(r, original(j))) - zeroCoded(r, original(j)));
             }
+            const std::vector<std::uint32_t> codes = codeWords(m, r);
             double expected = 0.0, bound = 0.0, magnitude = 0.0;
             for (int j = 0; j < cols; ++j) {
                 const double w = dense(r, original(j)), xj = x(0, original(j));
-                const double sc = scale[std::size_t(j / m.groupsize)] * storedCode(m, r, j);
+                const double sc = scale[std::size_t(j / m.groupsize)] *
+                                  unpackCode(codes.data(), std::size_t(j), m.wbits);
                 expected += w * xj;
                 bound += sc * blockScale[std::size_t(j / 32)] / 2;
                 magnitude += (std::abs(w) + std::abs(zeroCoded(r, original(j)))) * std::abs(xj);
@@ -428,9 +428,10 @@ private slots:
                 peak = std::max(peak, std::abs(lut[c]));
             }
             const double unit = peak / 8128;
+            const std::vector<std::uint32_t> codes = codeWords(m, r);
             double expected = 0.0, bound = 0.0;
             for (int j = 0; j < cols; ++j) {
-                const double w = lut[storedCode(m, r, j)];
+                const double w = lut[unpackCode(codes.data(), std::size_t(j), m.wbits)];
                 expected += double(dense(r, j)) * x(0, j);
                 bound += unit / 2 * std::abs(x(0, j)) +
                          (std::abs(w) + unit / 2) * blockScale[std::size_t(j / 32)] / 2;

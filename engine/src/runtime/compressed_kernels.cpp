@@ -77,8 +77,9 @@ void buildFixedLuts(const CompressedMatrix& m, KernelLayout& k) {
         std::int8_t* table = k.fixedLuts.data() + static_cast<std::size_t>(r) * 2 * kLevels;
         for (int c = 0; c < kLevels; ++c) {
             const int t = static_cast<int>(std::lround(entries[c] / unit));
+            static_assert(kFixedLutHighWeight == 1 << 6);
             const int high = t >> 6; // floor(t / 64), so the low part is in [0, 64)
-            table[c] = static_cast<std::int8_t>(t - 64 * high);
+            table[c] = static_cast<std::int8_t>(t - kFixedLutHighWeight * high);
             table[kLevels + c] = static_cast<std::int8_t>(high);
         }
         k.lutUnit[static_cast<std::size_t>(r)] = unit;

@@ -82,6 +82,23 @@ inline const Int8Activations& int8Activations(const float* x, int cols, int grou
 }
 
 #ifdef QUANTLENS_KERNELS_AVX2
+// Pair sums (int16) of a fixed-point LUT's lows, looked up at byte `codes`, with q: each at most
+// 2·63·127, so those of two loads still add within 16 bits.
+inline __m256i fixedLutLows(__m256i low, __m256i codes, __m256i xq) {
+    return _mm256_maddubs_epi16(_mm256_shuffle_epi8(low, codes), xq);
+}
+
+// Pair sums of its highs with q: the highs are signed, so they meet |q| (`xSize`) with q's sign
+// moved onto them; each at most 2·127·127.
+inline __m256i fixedLutHighs(__m256i high, __m256i codes, __m256i xq, __m256i xSize) {
+    return _mm256_maddubs_epi16(xSize, _mm256_sign_epi8(_mm256_shuffle_epi8(high, codes), xq));
+}
+
+// The int32 sums of the highs' pair sums, weighed as t = 64·high + low weighs them.
+inline __m256i weighedHighs(__m256i highs) {
+    return _mm256_madd_epi16(highs, _mm256_set1_epi16(kFixedLutHighWeight));
+}
+
 // Row `row`'s fixed-point LUT (KernelLayout::fixedLuts), its lows and highs each in both halves
 // of a register, as vpshufb looks them up.
 inline void loadFixedLut(const KernelLayout& layout, int row, __m256i& low, __m256i& high) {

@@ -16,8 +16,6 @@ namespace quantlens::kernels {
 namespace {
 
 // Rows first…first+R−1 of y (rows past the matrix are computed on its last row and dropped).
-// t = 64·high + low: the lows (< 64) of two code loads still sum within 16 bits; the highs are
-// signed, so they meet |q| with q's sign moved onto them (vpsignb), each pair at most 2·127·127.
 template <int R>
 void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x, int first,
              int last, float* y, bool accumulate) {
@@ -32,7 +30,6 @@ void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x
     }
     const __m256i lowNibbles = _mm256_set1_epi8(0x0F);
     const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i highWeight = _mm256_set1_epi16(64);
     __m256 acc[R];
     for (int i = 0; i < R; ++i)
         acc[i] = _mm256_setzero_ps();
@@ -49,17 +46,12 @@ void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x
                 reinterpret_cast<const __m256i*>(codes[i] + b * (kInt8Block / 2)));
             const __m256i even = _mm256_and_si256(packed, lowNibbles);
             const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(packed, 4), lowNibbles);
-            const __m256i lows =
-                _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(low[i], even), xEven),
-                                 _mm256_maddubs_epi16(_mm256_shuffle_epi8(low[i], odd), xOdd));
-            const __m256i highEven = _mm256_maddubs_epi16(
-                xEvenSize, _mm256_sign_epi8(_mm256_shuffle_epi8(high[i], even), xEven));
-            const __m256i highOdd = _mm256_maddubs_epi16(
-                xOddSize, _mm256_sign_epi8(_mm256_shuffle_epi8(high[i], odd), xOdd));
-            const __m256i sums =
-                _mm256_add_epi32(_mm256_madd_epi16(lows, ones),
-                                 _mm256_add_epi32(_mm256_madd_epi16(highEven, highWeight),
-                                                  _mm256_madd_epi16(highOdd, highWeight)));
+            const __m256i lows = _mm256_add_epi16(fixedLutLows(low[i], even, xEven),
+                                                  fixedLutLows(low[i], odd, xOdd));
+            const __m256i highs =
+                _mm256_add_epi32(weighedHighs(fixedLutHighs(high[i], even, xEven, xEvenSize)),
+                                 weighedHighs(fixedLutHighs(high[i], odd, xOdd, xOddSize)));
+            const __m256i sums = _mm256_add_epi32(_mm256_madd_epi16(lows, ones), highs);
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[i]);
         }
     }

@@ -45,11 +45,8 @@ template <Source source>
 inline __m256i blockSums(__m256i codes, __m256i xq, __m256i xSize, __m256i low, __m256i high) {
     const __m256i ones = _mm256_set1_epi16(1);
     if constexpr (source == Source::Lut) {
-        const __m256i lows = _mm256_maddubs_epi16(_mm256_shuffle_epi8(low, codes), xq);
-        const __m256i highs =
-            _mm256_maddubs_epi16(xSize, _mm256_sign_epi8(_mm256_shuffle_epi8(high, codes), xq));
-        return _mm256_add_epi32(_mm256_madd_epi16(lows, ones),
-                                _mm256_madd_epi16(highs, _mm256_set1_epi16(64)));
+        return _mm256_add_epi32(_mm256_madd_epi16(fixedLutLows(low, codes, xq), ones),
+                                weighedHighs(fixedLutHighs(high, codes, xq, xSize)));
     } else {
         return _mm256_madd_epi16(_mm256_maddubs_epi16(codes, xq), ones);
     }

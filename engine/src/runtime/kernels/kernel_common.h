@@ -37,9 +37,11 @@
 
 namespace quantlens {
 
-// The largest magnitude of a fixed-point LUT entry (KernelLayout::fixedLuts): 127·64, so that the
-// high part stays within ±127, which vpsignb can negate (−128 it cannot).
-constexpr int kFixedLutPeak = 127 * 64;
+// A fixed-point LUT entry (KernelLayout::fixedLuts) is t = kFixedLutHighWeight·high + low, low in
+// [0, 64); its magnitude is at most 127·64, so that the high part stays within ±127, which vpsignb
+// can negate (−128 it cannot).
+constexpr int kFixedLutHighWeight = 64;
+constexpr int kFixedLutPeak = 127 * kFixedLutHighWeight;
 
 struct KernelLayout {
     // Each CSR outlier's value minus the weight decoded under it: the fused products add
