@@ -409,12 +409,14 @@ void runGemv(const GemvOptions& o, const Backend& backend) {
                     std::make_shared<const QuantizedLayer>(layer), "bench"));
             // Exact fp32 activations, then (where the layout has the kernel) int8 ones, which
             // decoding runs.
+            const Int8Kernel int8 = int8Kernel(stack.front()->matrix(), isa);
             for (const Activations activations : {Activations::Exact, Activations::Int8}) {
-                if (activations == Activations::Int8 &&
-                    !int8ActivationsApply(stack.front()->matrix(), isa))
-                    continue;
+                const bool quantized = activations == Activations::Int8;
+                if (quantized && int8 == Int8Kernel::None) continue;
                 rows.push_back(
-                    {shape, method.label + (activations == Activations::Int8 ? ", int8 x" : ""),
+                    {shape,
+                     method.label +
+                         (quantized ? std::string(", int8 x ") + int8KernelName(int8) : ""),
                      layer.bitsPerParameter(), bytes,
                      timeStack(o.repeat, int(stack.size()),
                                [&](int k) {

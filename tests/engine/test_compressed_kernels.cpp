@@ -28,6 +28,21 @@ Q_DECLARE_METATYPE(quantlens::QuantConfig)
 
 namespace {
 
+// Whether the build targets AVX-512, and what the AVX-512 int8 kernel needs besides
+// (kernels/kernel_common.h).
+constexpr bool kBuildHasAvx512 =
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && defined(__AVX512F__)
+    true;
+#else
+    false;
+#endif
+#if defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VBMI__) &&                   \
+    defined(__AVX512VNNI__)
+constexpr bool kBuildHasAvx512Vnni = true;
+#else
+constexpr bool kBuildHasAvx512Vnni = false;
+#endif
+
 // H = 2·XᵀX/n of seeded heavy-tailed inputs, and a seeded positive Fisher stand-in.
 Eigen::MatrixXf seededHessian(int cols, std::uint32_t seed) {
     std::mt19937 engine(seed);
@@ -338,36 +353,43 @@ private slots:
             double& d = blockScale[std::size_t(j / 32)];
             d = std::max(d, std::abs(double(x(0, original(j)))) / 127.0);
         }
+        // Auto takes the AVX-512 kernel for 3-bit rows of whole 64-column steps where the build
+        // targets VBMI and VNNI, Avx2 the AVX2 kernels: both stay within the bound.
+        QCOMPARE(int8Kernel(m, KernelIsa::Auto) == Int8Kernel::Avx512Vnni,
+                 kBuildHasAvx512Vnni && m.wbits == 3 && cols % 64 == 0);
+        QCOMPARE(int8Kernel(m, KernelIsa::Avx2), Int8Kernel::Avx2);
         RowMatrix y(1, rows), exact(1, rows);
-        multiplyCompressed(m, x.data(), cols, 1, y.data(), rows, false, KernelIsa::Auto,
-                           Activations::Int8);
         multiplyCompressed(m, x.data(), cols, 1, exact.data(), rows, false);
-        double worstShare = 0.0;
-        for (int r = 0; r < rows; ++r) {
-            // s_g: every code 1 minus every code 0 (an outlier, equal in both, gives 0).
-            std::vector<double> scale(std::size_t(m.groups), 0.0);
-            for (int j = 0; j < cols; ++j) {
-                double& s = scale[std::size_t(j / m.groupsize)];
-                s = std::max(s, double(oneCoded(r, original(j))) - zeroCoded(r, original(j)));
+        for (const KernelIsa isa : {KernelIsa::Avx2, KernelIsa::Auto}) {
+            multiplyCompressed(m, x.data(), cols, 1, y.data(), rows, false, isa, Activations::Int8);
+            double worstShare = 0.0;
+            for (int r = 0; r < rows; ++r) {
+                // s_g: every code 1 minus every code 0 (an outlier, equal in both, gives 0).
+                std::vector<double> scale(std::size_t(m.groups), 0.0);
+                for (int j = 0; j < cols; ++j) {
+                    double& s = scale[std::size_t(j / m.groupsize)];
+                    s = std::max(s, double(oneCoded(r, original(j))) - zeroCoded(r, original(j)));
+                }
+                const std::vector<std::uint32_t> codes = codeWords(m, r);
+                double expected = 0.0, bound = 0.0, magnitude = 0.0;
+                for (int j = 0; j < cols; ++j) {
+                    const double w = dense(r, original(j)), xj = x(0, original(j));
+                    const double sc = scale[std::size_t(j / m.groupsize)] *
+                                      unpackCode(codes.data(), std::size_t(j), m.wbits);
+                    expected += w * xj;
+                    bound += sc * blockScale[std::size_t(j / 32)] / 2;
+                    magnitude += (std::abs(w) + std::abs(zeroCoded(r, original(j)))) * std::abs(xj);
+                }
+                const double error = std::abs(double(y(0, r)) - expected);
+                QVERIFY2(
+                    error <= bound + 1e-5 * magnitude,
+                    qPrintable(QString("row %1: error %2, bound %3").arg(r).arg(error).arg(bound)));
+                worstShare = std::max(worstShare, error / bound);
             }
-            const std::vector<std::uint32_t> codes = codeWords(m, r);
-            double expected = 0.0, bound = 0.0, magnitude = 0.0;
-            for (int j = 0; j < cols; ++j) {
-                const double w = dense(r, original(j)), xj = x(0, original(j));
-                const double sc = scale[std::size_t(j / m.groupsize)] *
-                                  unpackCode(codes.data(), std::size_t(j), m.wbits);
-                expected += w * xj;
-                bound += sc * blockScale[std::size_t(j / 32)] / 2;
-                magnitude += (std::abs(w) + std::abs(zeroCoded(r, original(j)))) * std::abs(xj);
-            }
-            const double error = std::abs(double(y(0, r)) - expected);
-            QVERIFY2(
-                error <= bound + 1e-5 * magnitude,
-                qPrintable(QString("row %1: error %2, bound %3").arg(r).arg(error).arg(bound)));
-            worstShare = std::max(worstShare, error / bound);
+            qInfo("%s kernel: worst error %.2f of the bound", int8KernelName(int8Kernel(m, isa)),
+                  worstShare);
+            QVERIFY(y != exact); // the activations were quantized
         }
-        qInfo("worst error: %.2f of the bound", worstShare);
-        QVERIFY(y != exact); // the activations were quantized
         // More tokens than one are always exact.
         const RowMatrix x2 = seededInputs(2, cols, 6);
         RowMatrix y2(2, rows), exact2(2, rows);
@@ -410,14 +432,18 @@ private slots:
         const RowMatrix dense = layer.dequantize();
         const auto op = CompressedLinear::fromLayer(std::make_shared<QuantizedLayer>(layer), "l");
         const CompressedMatrix& m = op->matrix();
-        if (!int8ActivationsApply(m)) QSKIP("this build's CPU kernels have no AVX2");
+        // Where the build has AVX-512, Auto keeps LUTs on the exact 16-lane kernels.
+        QCOMPARE(int8Kernel(m, KernelIsa::Auto),
+                 kBuildHasAvx512 ? Int8Kernel::None : int8Kernel(m, KernelIsa::Avx2));
+        if (!int8ActivationsApply(m, KernelIsa::Avx2))
+            QSKIP("this build's CPU kernels have no AVX2");
         const RowMatrix x = seededInputs(1, cols, 7);
         std::vector<double> blockScale(std::size_t(cols / 32), 0.0); // d_b
         for (int j = 0; j < cols; ++j)
             blockScale[std::size_t(j / 32)] =
                 std::max(blockScale[std::size_t(j / 32)], std::abs(double(x(0, j))) / 127.0);
         RowMatrix y(1, rows);
-        multiplyCompressed(m, x.data(), cols, 1, y.data(), rows, false, KernelIsa::Auto,
+        multiplyCompressed(m, x.data(), cols, 1, y.data(), rows, false, KernelIsa::Avx2,
                            Activations::Int8);
         double worstShare = 0.0;
         for (int r = 0; r < rows; ++r) {
@@ -445,9 +471,16 @@ private slots:
         qInfo("worst error: %.2f of the bound", worstShare);
         // Accumulating adds to y.
         RowMatrix accumulated = RowMatrix::Constant(1, rows, 0.5f);
-        multiplyCompressed(m, x.data(), cols, 1, accumulated.data(), rows, true, KernelIsa::Auto,
+        multiplyCompressed(m, x.data(), cols, 1, accumulated.data(), rows, true, KernelIsa::Avx2,
                            Activations::Int8);
         QVERIFY(((accumulated.array() - 0.5f) - y.array()).abs().maxCoeff() < 1e-5f);
+        if (kBuildHasAvx512) { // Auto's "int8" product is then the exact one
+            RowMatrix autoY(1, rows), exact(1, rows);
+            multiplyCompressed(m, x.data(), cols, 1, autoY.data(), rows, false, KernelIsa::Auto,
+                               Activations::Int8);
+            multiplyCompressed(m, x.data(), cols, 1, exact.data(), rows, false);
+            QVERIFY(autoY == exact);
+        }
     }
 
     // The fused path must add outliers: a huge replaced value shows up in the product exactly.

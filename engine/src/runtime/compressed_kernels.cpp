@@ -128,6 +128,21 @@ bool productVector(const CompressedMatrix& m, const float* const* x, int tokens,
            productAvx2(m, x, tokens, y, yStride, accumulate);
 }
 
+// y = x·Wᵀ for one token by `kernel`, x in the kernels' order; false for Int8Kernel::None.
+bool productInt8(const CompressedMatrix& m, const float* x, float* y, bool accumulate,
+                 Int8Kernel kernel) {
+    switch (kernel) {
+    case Int8Kernel::None:
+        return false;
+    case Int8Kernel::Avx2:
+        return productInt8Grid(m, x, y, accumulate) || productInt8Lut(m, x, y, accumulate) ||
+               productInt8ThreeBit(m, x, y, accumulate);
+    case Int8Kernel::Avx512Vnni:
+        return productInt8ThreeBitAvx512(m, x, y, accumulate);
+    }
+    return false;
+}
+
 } // namespace
 
 std::shared_ptr<const KernelLayout> kernelLayout(const CompressedMatrix& m) {
@@ -158,9 +173,32 @@ void decodeCompressedRows(const CompressedMatrix& m, int first, int count, float
         decodeRowPortable(m, first + i, out + static_cast<std::size_t>(i) * m.cols);
 }
 
+Int8Kernel int8Kernel(const CompressedMatrix& m, KernelIsa isa) {
+    if (isa == KernelIsa::Portable || !m.kernel) return Int8Kernel::None;
+    if (isa == KernelIsa::Auto) {
+        if (int8ThreeBitAvx512Applies(m)) return Int8Kernel::Avx512Vnni;
+        // The 16-lane exact kernels look a LUT up in one vpermps per 16 weights, faster than the
+        // int8 LUT kernels (bench gemv): there a LUT keeps exact activations.
+        if (m.grid == CompressedMatrix::Grid::Lut && avx512Applies(m)) return Int8Kernel::None;
+    }
+    if (int8GridApplies(m) || int8LutApplies(m) || int8ThreeBitApplies(m)) return Int8Kernel::Avx2;
+    return Int8Kernel::None;
+}
+
+const char* int8KernelName(Int8Kernel kernel) {
+    switch (kernel) {
+    case Int8Kernel::None:
+        return "";
+    case Int8Kernel::Avx2:
+        return "avx2";
+    case Int8Kernel::Avx512Vnni:
+        return "avx512-vnni";
+    }
+    return "";
+}
+
 bool int8ActivationsApply(const CompressedMatrix& m, KernelIsa isa) {
-    return isa != KernelIsa::Portable && m.kernel &&
-           (int8GridApplies(m) || int8LutApplies(m) || int8ThreeBitApplies(m));
+    return int8Kernel(m, isa) != Int8Kernel::None;
 }
 
 void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_t xStride,
@@ -171,10 +209,8 @@ void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_
     kernelInputs(m, x, xStride, tokens, buffer);
     const std::ptrdiff_t width = paddedWidth(m.cols);
 
-    if (tokens == 1 && activations == Activations::Int8 && int8ActivationsApply(m, isa) &&
-        (productInt8Grid(m, buffer.data(), y, accumulate) ||
-         productInt8Lut(m, buffer.data(), y, accumulate) ||
-         productInt8ThreeBit(m, buffer.data(), y, accumulate)))
+    if (tokens == 1 && activations == Activations::Int8 &&
+        productInt8(m, buffer.data(), y, accumulate, int8Kernel(m, isa)))
         return;
 
     if (tokens <= kFusedBatch) {

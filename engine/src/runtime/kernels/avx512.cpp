@@ -62,6 +62,10 @@ bool fitsAvx512(const CompressedMatrix& m) {
 
 } // namespace
 
+bool avx512Applies(const CompressedMatrix& m) {
+    return fitsAvx512(m);
+}
+
 bool decodeRowsAvx512(const CompressedMatrix& m, int first, int count, float* out) {
     if (!fitsAvx512(m)) return false;
     decodeWith(m, Permute16(m.wbits), first, count, out);
@@ -76,6 +80,10 @@ bool productAvx512(const CompressedMatrix& m, const float* const* x, int tokens,
 }
 
 #else
+
+bool avx512Applies(const CompressedMatrix&) {
+    return false;
+}
 
 bool decodeRowsAvx512(const CompressedMatrix&, int, int, float*) {
     return false;

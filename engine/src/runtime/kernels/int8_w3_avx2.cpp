@@ -1,5 +1,4 @@
-#include "runtime/kernels/int8_activations.h"
-#include "runtime/kernels/vector_passes.h"
+#include "runtime/kernels/int8_row_block.h"
 
 // Batch-1 products of 3-bit codes (SpQR w3, SqueezeLLM w3, RTN and GPTQ w3) with int8
 // activations. 32 codes are 12 bytes: one load, a byte shuffle and a 16-bit multiply (a shift per
@@ -52,41 +51,6 @@ inline __m256i blockSums(__m256i codes, __m256i xq, __m256i xSize, __m256i low, 
     }
 }
 
-// What the passes over one block of 8 rows share (grid sources), computed once for both: grids
-// [groups][scales, zeros][8 rows], each block's scales times its d_b, [blocks][halves][8 rows]
-// (two halves for groups of 16, else one), and each row's zero-point term Σ_g s_g·z_g·Σ_{j∈g} x_j.
-struct RowBlock {
-    float* grids = nullptr;
-    float* blockScales = nullptr;
-    alignas(32) float zeroTerms[kBlockRows] = {};
-};
-
-template <Source source, bool halfGroups>
-void prepareRowBlock(const GridSource& plan, const Int8Activations& a, int first, RowBlock& block) {
-    if constexpr (source != Source::Lut) {
-        passGrids<source>(plan, first, kBlockRows, block.grids);
-        const int blocks = plan.m.cols / kInt8Block, halves = halfGroups ? 2 : 1;
-        const int blocksPerGroup = halfGroups ? 1 : plan.m.groupsize / kInt8Block;
-        for (int k = 0; k < blocks; ++k) {
-            const __m256 d = _mm256_set1_ps(a.scales[static_cast<std::size_t>(k)]);
-            for (int h = 0; h < halves; ++h) {
-                const int g = halfGroups ? 2 * k + h : k / blocksPerGroup;
-                _mm256_storeu_ps(
-                    block.blockScales + (k * halves + h) * kBlockRows,
-                    _mm256_mul_ps(d, _mm256_loadu_ps(block.grids + g * 2 * kBlockRows)));
-            }
-        }
-        __m256 zeros = _mm256_setzero_ps();
-        for (int g = 0; g < plan.m.groups; ++g) {
-            const float* grid = block.grids + static_cast<std::size_t>(g) * 2 * kBlockRows;
-            zeros = _mm256_fmadd_ps(
-                _mm256_mul_ps(_mm256_loadu_ps(grid), _mm256_loadu_ps(grid + kBlockRows)),
-                _mm256_set1_ps(a.groupSums[static_cast<std::size_t>(g)]), zeros);
-        }
-        _mm256_store_ps(block.zeroTerms, zeros);
-    }
-}
-
 // Rows first…first+R−1 of y, lanes lane…lane+R−1 of their row block (rows past the matrix are
 // computed on its last row and dropped). `halfGroups`: groups of 16, two scales a block.
 template <Source source, bool halfGroups, int R>
@@ -104,8 +68,8 @@ void threeBitPass(const GridSource& plan, const Int8Activations& a, const float*
         low[i] = high[i] = _mm256_setzero_si256();
         if constexpr (source == Source::Lut) loadFixedLut(layout, rows[i], low[i], high[i]);
     }
-    constexpr int halves = halfGroups ? 2 : 1;
-    const float* scales = block.blockScales + lane; // row i's of block k at [k·halves·8 + i]
+    constexpr int halves = unitsPerBlock(halfGroups);
+    const float* scales = block.unitScales + lane; // row i's of block k at [k·halves·8 + i]
     __m256 acc[R];
     for (int i = 0; i < R; ++i)
         acc[i] = _mm256_setzero_ps();
@@ -146,17 +110,13 @@ void threeBitPass(const GridSource& plan, const Int8Activations& a, const float*
         }
         run(blocks - 1, blocks, tail);
     }
-    const float* deltas = layout.outlierDeltas.data();
-    for (int i = 0; i < R && first + i < last; ++i) {
-        float outliers = 0.0f;
-        if (m.outliers.count > 0) outlierSums<1>(m, deltas, first + i, &x, &outliers);
-        float sum = horizontalSum(acc[i]);
-        if constexpr (source == Source::Lut)
-            sum *= layout.lutUnit[static_cast<std::size_t>(rows[i])];
-        else
-            sum -= block.zeroTerms[lane + i];
-        y[first + i] = accumulate ? y[first + i] + sum + outliers : sum + outliers;
-    }
+    // Sums reduced in an unrolled loop: one that stopped at `last` would keep acc in memory.
+    float sums[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i)
+        sums[i] = horizontalSum(acc[i]);
+    for (int i = 0; i < R && first + i < last; ++i)
+        finishRow<source>(plan, block, lane + i, first + i, sums[i], x, y, accumulate);
 }
 
 } // namespace
@@ -174,38 +134,17 @@ bool productInt8ThreeBit(const CompressedMatrix& m, const float* x, float* y, bo
     const GridSource plan(m);
     constexpr int kRows = 4; // four rows share each block of x; two passes a row block
     const auto run = [&]<Source source, bool halfGroups>() {
-        forEachRowTask(m.rows, [&](int first, int last) {
-            thread_local std::vector<float> blockScales;
-            blockScales.resize(static_cast<std::size_t>(m.cols / kInt8Block) * 2 * kBlockRows);
-            RowBlock block;
-            block.grids = gridScratch(m).data();
-            block.blockScales = blockScales.data();
-            for (int p = first; p < last; p += kBlockRows) {
-                prepareRowBlock<source, halfGroups>(plan, activations, p, block);
+        forEachRowBlock<source, halfGroups>(
+            plan, activations, [&](const RowBlock& block, int p, int last) {
                 for (int lane = 0; lane < kBlockRows && p + lane < last; lane += kRows)
                     threeBitPass<source, halfGroups, kRows>(plan, activations, x, block, lane,
                                                             p + lane, last, y, accumulate);
-            }
-        });
+            });
     };
-    const bool halfGroups = m.groupsize == 16;
-    switch (m.grid) {
-    case CompressedMatrix::Grid::Lut:
+    if (m.grid == CompressedMatrix::Grid::Lut)
         run.template operator()<Source::Lut, false>();
-        break;
-    case CompressedMatrix::Grid::Affine:
-        if (halfGroups)
-            run.template operator()<Source::Affine, true>();
-        else
-            run.template operator()<Source::Affine, false>();
-        break;
-    case CompressedMatrix::Grid::Spqr:
-        if (halfGroups)
-            run.template operator()<Source::Spqr, true>();
-        else
-            run.template operator()<Source::Spqr, false>();
-        break;
-    }
+    else
+        dispatchGrid(m, run);
     return true;
 }
 

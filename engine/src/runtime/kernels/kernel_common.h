@@ -20,6 +20,11 @@
 #if defined(__AVX512F__)
 #define QUANTLENS_KERNELS_AVX512 1
 #endif
+// int8 kernels on byte permutes and integer dot products where the build targets those too.
+#if defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VBMI__) &&                   \
+    defined(__AVX512VNNI__)
+#define QUANTLENS_KERNELS_AVX512_VNNI 1
+#endif
 #endif
 
 // Fused dequantize-and-multiply kernels. Every weight is decoded with the very expression
@@ -204,6 +209,7 @@ inline int paddedWidth(int cols) {
 // Rows [first, first + count) of W decoded (out is [count, cols]) or y = x·Wᵀ for up to
 // kFusedBatch tokens (x[t], padded to paddedWidth(cols) and in the lane order of the kernel) by
 // one instruction set's kernels; false where that set has none for m, so the next one must.
+bool avx512Applies(const CompressedMatrix& m); // whether the AVX-512 kernels serve m
 bool decodeRowsAvx512(const CompressedMatrix& m, int first, int count, float* out);
 bool productAvx512(const CompressedMatrix& m, const float* const* x, int tokens, float* y,
                    std::ptrdiff_t yStride, bool accumulate);
@@ -221,6 +227,10 @@ bool int8LutApplies(const CompressedMatrix& m);
 bool productInt8Lut(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
 bool int8ThreeBitApplies(const CompressedMatrix& m);
 bool productInt8ThreeBit(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
+// int8_w3_avx512.cpp: 3-bit min-max grids on AVX-512 VBMI and VNNI, widths a multiple of 64.
+bool int8ThreeBitAvx512Applies(const CompressedMatrix& m);
+bool productInt8ThreeBitAvx512(const CompressedMatrix& m, const float* x, float* y,
+                               bool accumulate);
 // The portable scalar code, which serves every matrix.
 void decodeRowPortable(const CompressedMatrix& m, int row, float* out);
 void productRowsPortable(const CompressedMatrix& m, const float* const* x, int tokens, int first,
