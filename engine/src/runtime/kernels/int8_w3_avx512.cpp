@@ -19,6 +19,8 @@ namespace {
 constexpr int kStepColumns = 64; // one 512-bit register of int8
 constexpr int kStepBytes = 24;   // 64 3-bit codes
 
+// Qword q of the fetched bytes holds bytes 3q…3q+2 (codes 8q…8q+7; its other bytes repeat the
+// last, which the mask drops), and byte k of it takes the 8 bits from bit 3k.
 struct Unpack3x64 {
     Unpack3x64() {
         alignas(64) std::uint8_t fetch[64], shift[64];

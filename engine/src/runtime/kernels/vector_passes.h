@@ -85,6 +85,23 @@ inline void spqrGridsStored(const CompressedMatrix& m, int block, float* grids) 
         }
 }
 
+// Row group `rowGroup`'s second-level statistics (KernelLayout::stats) in fp32, converted 8 at a
+// time into this thread's scratch, so that spqrGrids broadcasts each straight from memory.
+inline const float* statsInFloat(const KernelLayout& layout, int rowGroup, int groups) {
+    thread_local std::vector<float> converted;
+    const int count = groups * 4;
+    converted.resize(static_cast<std::size_t>(count));
+    const std::uint16_t* stats = layout.stats.data() + static_cast<std::size_t>(rowGroup) * count;
+    int i = 0;
+    for (; i + 8 <= count; i += 8)
+        _mm256_storeu_ps(converted.data() + i, _mm256_cvtph_ps(_mm_loadu_si128(
+                                                   reinterpret_cast<const __m128i*>(stats + i))));
+    if (i < count) // one group's 4 left
+        _mm_storeu_ps(converted.data() + i,
+                      _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(stats + i))));
+    return converted.data();
+}
+
 // The first-level grids of the 8 rows of SpQR block `block`, which lies in row group `rowGroup`,
 // in every group, eight lanes at once from the block's records: exactly dequantize()'s values,
 // into grids [groups][scales, zeros][8].
@@ -94,18 +111,12 @@ inline void spqrGrids(const GridSource& plan, int block, int rowGroup, float* gr
     const Unpack8 unpack = plan.unpackStats;
     const std::byte* record = reinterpret_cast<const std::byte*>(plan.layout.statCodes.data()) +
                               block * plan.layout.statBlockBytes;
-    const std::uint16_t* stats =
-        plan.layout.stats.data() + static_cast<std::size_t>(rowGroup) * groups * 4;
+    const float* stats = statsInFloat(plan.layout, rowGroup, groups);
     const __m256 minimum = _mm256_set1_ps(kMinimumSpqrScale);
     for (int g = 0; g < groups; ++g, record += 2 * qq, stats += 4, grids += 2 * kBlockRows) {
         const __m256 scaleCodes = _mm256_cvtepi32_ps(unpack.masked(load64(record)));
         const __m256 zeroCodes = _mm256_cvtepi32_ps(unpack.masked(load64(record + qq)));
-        // The four fp16 statistics, converted at once (exactly) and broadcast lane by lane.
-        const __m256 four = _mm256_castps128_ps256(
-            _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(stats))));
-        const auto stat = [&](int k) {
-            return _mm256_permutevar8x32_ps(four, _mm256_set1_epi32(k));
-        };
+        const auto stat = [&](int k) { return _mm256_broadcast_ss(stats + k); };
         const __m256 scale = _mm256_mul_ps(stat(0), _mm256_sub_ps(scaleCodes, stat(1)));
         _mm256_storeu_ps(grids, _mm256_max_ps(scale, minimum));
         _mm256_storeu_ps(grids + kBlockRows,
