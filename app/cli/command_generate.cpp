@@ -2,6 +2,7 @@
 
 #include "quantlens/formats/model_loading.h"
 #include "quantlens/model/token_streams.h"
+#include "quantlens/runtime/compressed_kernels.h"
 #include "quantlens/runtime/compressed_linear.h"
 #include "quantlens/runtime/generate.h"
 
@@ -44,6 +45,16 @@ double bytesPerToken(const quantlens::Model& model) {
     return bytes;
 }
 
+// Compressed layers whose one-token products take an int8 kernel with int8 activations; the
+// others decode exactly either way (no kernel for their layout, or an exact one that is faster).
+int int8Layers(const quantlens::Model& model) {
+    int count = 0;
+    for (const auto& block : model.compressedLayers)
+        for (const auto& layer : block)
+            count += layer && quantlens::int8ActivationsApply(layer->matrix()) ? 1 : 0;
+    return count;
+}
+
 void run(const GenerateOptions& options, const Session& session) {
     // A quantlens checkpoint runs compressed, through the fused kernels.
     const auto model = quantlens::loadModel(options.model, quantlens::CompressedLayers::Keep);
@@ -81,9 +92,11 @@ void run(const GenerateOptions& options, const Session& session) {
     const double seconds = decoded > 1 ? std::chrono::duration<double>(last - first).count() : 0.0;
     const double tokensPerSecond = seconds > 0 ? (decoded - 1) / seconds : 0.0;
     const double bytes = bytesPerToken(*model);
+    const int quantized = options.exact ? 0 : int8Layers(*model);
     if (options.json) {
         std::cout << nlohmann::json{{"prompt", options.prompt},
                                     {"activations", options.exact ? "exact" : "int8"},
+                                    {"int8_layers", quantized},
                                     {"tokens", generated},
                                     {"text", tokenizer->decode(textIds)},
                                     {"decode_tokens_per_s", tokensPerSecond},
@@ -94,8 +107,10 @@ void run(const GenerateOptions& options, const Session& session) {
     } else {
         std::cout << '\n';
         if (tokensPerSecond > 0)
-            std::fprintf(stderr, "%.2f tokens/s decoding, %.1f MB of weights a token: %.2f GB/s\n",
-                         tokensPerSecond, bytes / 1e6, tokensPerSecond * bytes / 1e9);
+            std::fprintf(stderr,
+                         "%.2f tokens/s decoding, %.1f MB of weights a token: %.2f GB/s; int8 "
+                         "activations in %d compressed layers\n",
+                         tokensPerSecond, bytes / 1e6, tokensPerSecond * bytes / 1e9, quantized);
     }
 }
 
