@@ -55,26 +55,22 @@ struct Permute16 : Lanes16 {
     __m512 codes;
 };
 
+} // namespace
+
 // Chunks of 16 columns must lie in one group; wider codes than 4 bits take the 8-lane kernels.
-bool fitsAvx512(const CompressedMatrix& m) {
+bool avx512Applies(const CompressedMatrix& m) {
     return m.wbits <= 4 && (m.groups == 1 || m.groupsize % 16 == 0);
 }
 
-} // namespace
-
-bool avx512Applies(const CompressedMatrix& m) {
-    return fitsAvx512(m);
-}
-
 bool decodeRowsAvx512(const CompressedMatrix& m, int first, int count, float* out) {
-    if (!fitsAvx512(m)) return false;
+    if (!avx512Applies(m)) return false;
     decodeWith(m, Permute16(m.wbits), first, count, out);
     return true;
 }
 
 bool productAvx512(const CompressedMatrix& m, const float* const* x, int tokens, float* y,
                    std::ptrdiff_t yStride, bool accumulate) {
-    if (!fitsAvx512(m)) return false;
+    if (!avx512Applies(m)) return false;
     productWith(m, Permute16(m.wbits), x, tokens, y, yStride, accumulate);
     return true;
 }
