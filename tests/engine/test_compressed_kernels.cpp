@@ -327,6 +327,10 @@ private slots:
         QTest::newRow("rtn w4 g128 64x384") << QuantConfig(RtnConfig{4, 128}) << 64 << 384;
         QTest::newRow("gptq w4 per row 40x160")
             << QuantConfig(GptqConfig{4, 0, 128, 0.01, false}) << 40 << 160;
+        QTest::newRow("gptq w4 g128 act-order 37x512 (rows off the 4-row passes)")
+            << QuantConfig(GptqConfig{4, 128, 128, 0.01, true}) << 37 << 512;
+        QTest::newRow("gptq w4 g256 48x768")
+            << QuantConfig(GptqConfig{4, 256, 128, 0.01, false}) << 48 << 768;
         QTest::newRow("spqr w3 g16 qq3 b16 1% act-order 100x256")
             << QuantConfig(SpqrConfig{3, 16, 3, 16, 0.1, 128, 1.0, true}) << 100 << 256;
         QTest::newRow("spqr w3 g32 qq3 b16 act-order 37x192 (rows off the 8-row grid)")
@@ -353,10 +357,12 @@ private slots:
             double& d = blockScale[std::size_t(j / 32)];
             d = std::max(d, std::abs(double(x(0, original(j)))) / 127.0);
         }
-        // Auto takes the AVX-512 kernel for 3-bit rows of whole 64-column steps where the build
-        // targets VBMI and VNNI, Avx2 the AVX2 kernels: both stay within the bound.
+        // Auto takes the AVX-512 kernels where the build targets VBMI and VNNI, for 3-bit rows of
+        // whole 64-column steps and 4-bit groups of whole 128-column steps; Avx2 the AVX2
+        // kernels: both stay within the bound.
+        const bool avx512Steps = m.wbits == 3 ? cols % 64 == 0 : m.groupsize % 128 == 0;
         QCOMPARE(int8Kernel(m, KernelIsa::Auto) == Int8Kernel::Avx512Vnni,
-                 kBuildHasAvx512Vnni && m.wbits == 3 && cols % 64 == 0);
+                 kBuildHasAvx512Vnni && avx512Steps);
         QCOMPARE(int8Kernel(m, KernelIsa::Avx2), Int8Kernel::Avx2);
         RowMatrix y(1, rows), exact(1, rows);
         multiplyCompressed(m, x.data(), cols, 1, exact.data(), rows, false);

@@ -138,7 +138,8 @@ bool productInt8(const CompressedMatrix& m, const float* x, float* y, bool accum
         return productInt8Grid(m, x, y, accumulate) || productInt8Lut(m, x, y, accumulate) ||
                productInt8ThreeBit(m, x, y, accumulate);
     case Int8Kernel::Avx512Vnni:
-        return productInt8ThreeBitAvx512(m, x, y, accumulate);
+        return productInt8ThreeBitAvx512(m, x, y, accumulate) ||
+               productInt8FourBitAvx512(m, x, y, accumulate);
     }
     return false;
 }
@@ -176,7 +177,8 @@ void decodeCompressedRows(const CompressedMatrix& m, int first, int count, float
 Int8Kernel int8Kernel(const CompressedMatrix& m, KernelIsa isa) {
     if (isa == KernelIsa::Portable || !m.kernel) return Int8Kernel::None;
     if (isa == KernelIsa::Auto) {
-        if (int8ThreeBitAvx512Applies(m)) return Int8Kernel::Avx512Vnni;
+        if (int8ThreeBitAvx512Applies(m) || int8FourBitAvx512Applies(m))
+            return Int8Kernel::Avx512Vnni;
         // The 16-lane exact kernels look a LUT up in one vpermps per 16 weights, faster than the
         // int8 LUT kernels (bench gemv): there a LUT keeps exact activations.
         if (m.grid == CompressedMatrix::Grid::Lut && avx512Applies(m)) return Int8Kernel::None;

@@ -1,7 +1,7 @@
 #pragma once
 
-// The int8 activations the int8 kernels read (int8_avx2.cpp, int8_lut_avx2.cpp, int8_w3_avx2.cpp),
-// quantized once per product as ggml's q8 blocks are, and the fixed-point LUTs two of them share.
+// The int8 activations the int8 kernels read (int8_avx2.cpp, int8_lut_avx2.cpp, int8_w3_avx2.cpp,
+// int8_w3_avx512.cpp, int8_w4_avx512.cpp), quantized once per product as ggml's q8 blocks are, and the fixed-point LUTs two of them share.
 
 #include "runtime/kernels/kernel_common.h"
 
@@ -15,42 +15,53 @@ constexpr int kInt8Block = 32; // columns per activation scale: one 256-bit regi
 
 // The order of x's int8 values, which follows how each kernel unpacks a load of codes. Nibbles:
 // per block of 32 columns its 16 even columns, then its 16 odd ones (the low and high nibbles of
-// 16 bytes). NibblePairs (64 codes a load): per pair of blocks both blocks' even columns, then
-// both blocks' odd ones. Natural: column order (3-bit codes unpacked to bytes).
-enum class Int8Order { Nibbles, NibblePairs, Natural };
+// 16 bytes). NibblePairs (64 codes a load) and NibbleQuads (128): the same per span of two and
+// four blocks. Natural: column order (3-bit codes unpacked to bytes).
+enum class Int8Order { Nibbles, NibblePairs, NibbleQuads, Natural };
 
-// x quantized: the values in the kernel's order, each block's scale (NibblePairs: per pair, the
-// first block's four times, then the second's; else once per block), and the exact sum of x over
-// each group of W.
+// x quantized: the values in the kernel's order, each block's scale (once per block, or four
+// times where the order spans several blocks: one per int32 lane of a block's sums), and the
+// exact sum of x over each group of W.
 struct Int8Activations {
     Int8Order order = Int8Order::Nibbles;
     std::vector<std::int8_t> values; // [blocks · 32]
-    std::vector<float> scales;       // [blocks] (NibblePairs: [blocks · 4])
+    std::vector<float> scales;       // [blocks · int8ScaleCopies(order)]
     std::vector<float> groupSums;    // [groups]
 };
 
-// Where column j (< 64) of a block (pair) goes among its 32 (64) bytes.
-inline int int8Position(Int8Order order, int j) {
+// Columns one interleaving of the order spans.
+inline int int8Span(Int8Order order) {
     switch (order) {
-    case Int8Order::Nibbles:
-        return (j % 2) * 16 + j / 2;
     case Int8Order::NibblePairs:
-        return (j % 2) * 32 + (j / 32) * 16 + (j % 32) / 2;
+        return 2 * kInt8Block;
+    case Int8Order::NibbleQuads:
+        return 4 * kInt8Block;
+    case Int8Order::Nibbles:
     case Int8Order::Natural:
-        return j;
+        break;
     }
-    return j;
+    return kInt8Block;
+}
+
+inline int int8ScaleCopies(Int8Order order) {
+    return int8Span(order) > kInt8Block ? 4 : 1;
+}
+
+// Where column j (< int8Span(order)) of a span goes among its bytes.
+inline int int8Position(Int8Order order, int j) {
+    if (order == Int8Order::Natural) return j;
+    return (j % 2) * (int8Span(order) / 2) + j / 2;
 }
 
 // x_j ≈ d_b·q_j with d_b = max|x_b| / 127 and q_j = round(x_j / d_b), for blocks b of 32 columns
-// (cols a multiple of 32; of 64 for NibblePairs; groupsize dividing cols).
+// (cols a multiple of the order's span; groupsize dividing cols).
 inline void quantizeActivations(const float* x, int cols, int groupsize, Int8Order order,
                                 Int8Activations& a) {
     const int blocks = cols / kInt8Block;
-    const bool paired = order == Int8Order::NibblePairs;
+    const int span = int8Span(order), copies = int8ScaleCopies(order);
     a.order = order;
     a.values.resize(static_cast<std::size_t>(cols));
-    a.scales.resize(static_cast<std::size_t>(blocks) * (paired ? 4 : 1));
+    a.scales.resize(static_cast<std::size_t>(blocks) * copies);
     for (int b = 0; b < blocks; ++b) {
         const float* in = x + b * kInt8Block;
         float peak = 0.0f;
@@ -58,15 +69,12 @@ inline void quantizeActivations(const float* x, int cols, int groupsize, Int8Ord
             peak = std::max(peak, std::abs(in[j]));
         const float scale = peak / 127.0f;
         const float inverse = scale > 0.0f ? 1.0f / scale : 0.0f;
-        const int half = paired ? b % 2 : 0; // a pair's second block
-        std::int8_t* out = a.values.data() + (b - half) * kInt8Block;
+        const int first = b * kInt8Block, offset = first % span; // the block within its span
+        std::int8_t* out = a.values.data() + (first - offset);
         for (int j = 0; j < kInt8Block; ++j)
-            out[int8Position(order, half * kInt8Block + j)] =
+            out[int8Position(order, offset + j)] =
                 static_cast<std::int8_t>(std::lround(in[j] * inverse));
-        if (paired)
-            std::fill_n(a.scales.begin() + b * 4, 4, scale);
-        else
-            a.scales[static_cast<std::size_t>(b)] = scale;
+        std::fill_n(a.scales.begin() + b * copies, copies, scale);
     }
     a.groupSums.assign(static_cast<std::size_t>(cols / groupsize), 0.0f);
     for (int j = 0; j < cols; ++j)

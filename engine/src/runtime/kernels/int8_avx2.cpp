@@ -31,6 +31,7 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
     const __m256i ones = _mm256_set1_epi16(1);
     const int blocksPerGroup = m.groupsize / kInt8Block;
     const bool paired = a.order == Int8Order::NibblePairs;
+    const CodesAhead ahead(m, first + R, R, m.cols / kInt8Block);
     __m256 acc[R];
     float zeroTerms[R] = {};
     for (int i = 0; i < R; ++i)
@@ -46,6 +47,8 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
             const __m256i xOdd = _mm256_loadu_si256(
                 reinterpret_cast<const __m256i*>(a.values.data() + b * kInt8Block + kInt8Block));
             const __m256 scale = _mm256_loadu_ps(a.scales.data() + b * 4);
+            ahead(b);
+            ahead(b + 1);
 #pragma GCC unroll 16
             for (int i = 0; i < R; ++i) {
                 const __m256i packed = _mm256_loadu_si256(
@@ -63,6 +66,7 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
             const __m256i xq = _mm256_loadu_si256(
                 reinterpret_cast<const __m256i*>(a.values.data() + b * kInt8Block));
             const __m256 scale = _mm256_set1_ps(a.scales[static_cast<std::size_t>(b)]);
+            ahead(b);
 #pragma GCC unroll 16
             for (int i = 0; i < R; ++i) {
                 const __m128i packed = _mm_loadu_si128(

@@ -33,7 +33,10 @@ void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x
     __m256 acc[R];
     for (int i = 0; i < R; ++i)
         acc[i] = _mm256_setzero_ps();
-    for (int b = 0; b < m.cols / kInt8Block; b += 2) {
+    const int blocks = m.cols / kInt8Block;
+    const CodesAhead ahead(m, first + R, R, blocks / 2);
+    for (int b = 0; b < blocks; b += 2) {
+        ahead(b / 2);
         const __m256i xEven =
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.values.data() + b * kInt8Block));
         const __m256i xOdd = _mm256_loadu_si256(

@@ -33,7 +33,8 @@ inline std::size_t unitScaleFloats(const CompressedMatrix& m) {
 template <Source source, bool halfGroups>
 void prepareRowBlock(const GridSource& plan, const Int8Activations& a, int first, RowBlock& block) {
     if constexpr (source != Source::Lut) {
-        passGrids<source>(plan, first, kBlockRows, block.grids);
+        passGrids<source>(plan, contiguousRows<kBlockRows>(first, plan.m.rows).rows, kBlockRows,
+                          block.grids);
         constexpr int units = unitsPerBlock(halfGroups);
         const int blocks = plan.m.cols / kInt8Block;
         const int blocksPerGroup = halfGroups ? 1 : plan.m.groupsize / kInt8Block;

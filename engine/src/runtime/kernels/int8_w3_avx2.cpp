@@ -73,9 +73,12 @@ void threeBitPass(const GridSource& plan, const Int8Activations& a, const float*
     __m256 acc[R];
     for (int i = 0; i < R; ++i)
         acc[i] = _mm256_setzero_ps();
+    const int blocks = m.cols / kInt8Block;
+    const CodesAhead ahead(m, first + R, R, blocks);
     // Blocks [k0, k1) of the rows whose codes from block k0 on start at code[i].
     const auto run = [&](int k0, int k1, const std::byte* const* code) {
         for (int k = k0; k < k1; ++k) {
+            ahead(k);
             const __m256i xq = _mm256_loadu_si256(
                 reinterpret_cast<const __m256i*>(a.values.data() + k * kInt8Block));
             const __m256i xSize = _mm256_abs_epi8(xq);
@@ -96,7 +99,6 @@ void threeBitPass(const GridSource& plan, const Int8Activations& a, const float*
             }
         }
     };
-    const int blocks = m.cols / kInt8Block;
     if (rows[R - 1] < m.rows - 1) {
         run(0, blocks, codes);
     } else {

@@ -71,7 +71,9 @@ void threeBitPass(const GridSource& plan, const Int8Activations& a, const float*
     for (int i = 0; i < R; ++i)
         acc[i] = _mm512_setzero_ps();
     const int steps = m.cols / kStepColumns;
+    const CodesAhead ahead(m, first + R, R, steps);
     for (int k = 0; k < steps; ++k) {
+        ahead(k);
         const __m512i xq = _mm512_loadu_si512(a.values.data() + k * kStepColumns);
         // The step's unit scales for the row block: 16 floats, or 32 for groups of 16.
         const float* s = block.unitScales + k * stepUnits * kBlockRows;
@@ -86,12 +88,10 @@ void threeBitPass(const GridSource& plan, const Int8Activations& a, const float*
         }
     }
     // Sums reduced in an unrolled loop: one that stopped at `last` would keep acc in memory.
-    // (Masked extracts: GCC 12's plain ones and casts read an undefined register.)
     float sums[R];
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i)
-        sums[i] = horizontalSum(_mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, acc[i], 0),
-                                              _mm512_maskz_extractf32x8_ps(0xFF, acc[i], 1)));
+        sums[i] = horizontalSum(acc[i]);
     for (int i = 0; i < R && first + i < last; ++i)
         finishRow<source>(plan, block, lane + i, first + i, sums[i], x, y, accumulate);
 }

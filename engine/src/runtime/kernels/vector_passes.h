@@ -134,23 +134,22 @@ inline void fillTable(const CompressedMatrix& m, int row, float* table, int coun
         table[k] = storedHalf(m.lut, first + (k & (levels - 1)));
 }
 
-// The first-level grids of rows first…first+count−1 (inside one 8-row block) in every group, into
-// grids [groups][scales, zeros][8] (SpQR: lanes of the block; else the first `count` lanes), all
-// before the pass's loop: its broadcasts then read memory written long before.
+// The first-level grids of `count` rows in every group, into grids [groups][scales, zeros][8]
+// (SpQR: the 8 lanes of the block of rows[0], in which the rows lie; else the first `count`
+// lanes), all before the pass's loop: its broadcasts then read memory written long before.
 template <Source source>
-void passGrids(const GridSource& plan, int first, int count, float* grids) {
+void passGrids(const GridSource& plan, const int* rows, int count, float* grids) {
     const CompressedMatrix& m = plan.m;
     if constexpr (source == Source::Affine) {
         for (int i = 0; i < count; ++i) {
-            const int row = std::min(first + i, m.rows - 1);
-            const std::size_t at = static_cast<std::size_t>(row) * m.groups;
+            const std::size_t at = static_cast<std::size_t>(rows[i]) * m.groups;
             for (int g = 0; g < m.groups; ++g) {
                 grids[g * 2 * kBlockRows + i] = storedHalf(m.scales, at + g);
                 grids[(g * 2 + 1) * kBlockRows + i] = storedHalf(m.zeros, at + g);
             }
         }
     } else {
-        const int block = first / kBlockRows;
+        const int block = rows[0] / kBlockRows;
         const int rowGroup = plan.layout.blockRowGroup[static_cast<std::size_t>(block)];
         if (rowGroup < 0) return spqrGridsStored(m, block, grids);
         spqrGrids(plan, block, rowGroup, grids);
@@ -160,11 +159,13 @@ void passGrids(const GridSource& plan, int first, int count, float* grids) {
 // Chunks [c0, c1) of the pass's rows into sink.add(i, c, weights); windows[i] is the byte of the
 // codes array where row i's first chunk's window starts (negative before the array). `bounded`
 // loads read nothing outside the array.
-template <bool bounded, int R, class Lookup, class Sink>
+template <bool bounded, int R, class Lookup, class Ahead, class Sink>
 inline void runChunks(const Plan<Lookup>& plan, const std::ptrdiff_t* windows,
-                      const typename Lookup::State* state, int c0, int c1, Sink& sink) {
+                      const typename Lookup::State* state, int c0, int c1, const Ahead& ahead,
+                      Sink& sink) {
     for (int c = c0; c < c1; ++c) {
         sink.begin(c);
+        ahead(c);
         const auto offset = static_cast<std::ptrdiff_t>(c) * plan.chunkBytes;
 #pragma GCC unroll 8
         for (int i = 0; i < R; ++i) {
@@ -177,28 +178,26 @@ inline void runChunks(const Plan<Lookup>& plan, const std::ptrdiff_t* windows,
 }
 
 // Chunks [c0, c1), with direct loads for chunks [safeFirst, safeEnd) and bounded ones around.
-template <int R, class Lookup, class Sink>
+template <int R, class Lookup, class Ahead, class Sink>
 inline void runChunkRange(const Plan<Lookup>& plan, const std::ptrdiff_t* windows,
                           const typename Lookup::State* state, int c0, int c1, int safeFirst,
-                          int safeEnd, Sink& sink) {
+                          int safeEnd, const Ahead& ahead, Sink& sink) {
     const int a = std::clamp(safeFirst, c0, c1), b = std::clamp(safeEnd, a, c1);
-    runChunks<true, R>(plan, windows, state, c0, a, sink);
-    runChunks<false, R>(plan, windows, state, a, b, sink);
-    runChunks<true, R>(plan, windows, state, b, c1, sink);
+    runChunks<true, R>(plan, windows, state, c0, a, ahead, sink);
+    runChunks<false, R>(plan, windows, state, a, b, ahead, sink);
+    runChunks<true, R>(plan, windows, state, b, c1, ahead, sink);
 }
 
-// Rows first…first+R−1 (first a multiple of R, R dividing 8) decoded chunk by chunk into `sink`,
-// without outliers. Rows past the matrix repeat its last row; callers drop them. `grids` holds
-// groups·16 floats.
-template <Source source, int R, class Lookup, class Sink>
-void runPass(const Plan<Lookup>& plan, int first, Sink& sink, float* grids) {
+// The pass's rows decoded chunk by chunk into `sink`, without outliers (SpQR: R dividing 8, the
+// rows contiguous from a multiple of R, not `striped`), prefetching the next pass's. `grids`
+// holds groups·16 floats.
+template <Source source, bool striped, int R, class Lookup, class Sink>
+void runPass(const Plan<Lookup>& plan, const PassRows<R>& pass, Sink& sink, float* grids) {
     const CompressedMatrix& m = plan.m;
-    int rows[R];
+    const int* rows = pass.rows;
     std::ptrdiff_t windows[R]; // where each row's first window starts in the codes array
-    for (int i = 0; i < R; ++i) {
-        rows[i] = std::min(first + i, m.rows - 1);
+    for (int i = 0; i < R; ++i)
         windows[i] = (rowCodes(m, rows[i]) - plan.begin) - plan.windowOffset;
-    }
     // Chunks whose 8-byte windows lie inside the codes array for every row: the first row's
     // start no earlier than the array, the last row's end no later.
     const auto step = static_cast<std::ptrdiff_t>(plan.chunkBytes);
@@ -207,6 +206,12 @@ void runPass(const Plan<Lookup>& plan, int first, Sink& sink, float* grids) {
     const int safeEnd =
         room < 0 ? 0 : static_cast<int>(std::min<std::ptrdiff_t>(plan.chunks, room / step + 1));
     typename Lookup::State state[R];
+    const auto ahead = [&] {
+        if constexpr (striped)
+            return StripedAhead<R, true>(m, pass, plan.chunks);
+        else
+            return CodesAhead(m, rows[0] + R, R, plan.chunks);
+    }();
     if constexpr (source == Source::Lut) {
         alignas(64) float tables[R][Lookup::kTableEntries];
 #pragma GCC unroll 8
@@ -215,10 +220,10 @@ void runPass(const Plan<Lookup>& plan, int first, Sink& sink, float* grids) {
             state[i] = plan.lookup.table(tables[i]);
         }
         // Gather8 keeps pointers into `tables`: the chunks run while they live.
-        runChunkRange<R>(plan, windows, state, 0, plan.chunks, safeFirst, safeEnd, sink);
+        runChunkRange<R>(plan, windows, state, 0, plan.chunks, safeFirst, safeEnd, ahead, sink);
     } else {
-        passGrids<source>(plan, first, R, grids);
-        const int lane = source == Source::Spqr ? first % kBlockRows : 0;
+        passGrids<source>(plan, rows, R, grids);
+        const int lane = source == Source::Spqr ? rows[0] % kBlockRows : 0;
         // All but the matrix's first and last passes load directly throughout.
         const bool inside = safeFirst == 0 && safeEnd == plan.chunks;
         for (int g = 0; g < m.groups; ++g) {
@@ -229,9 +234,9 @@ void runPass(const Plan<Lookup>& plan, int first, Sink& sink, float* grids) {
             const int c0 = g * plan.chunksPerGroup;
             const int c1 = std::min(plan.chunks, c0 + plan.chunksPerGroup);
             if (inside)
-                runChunks<false, R>(plan, windows, state, c0, c1, sink);
+                runChunks<false, R>(plan, windows, state, c0, c1, ahead, sink);
             else
-                runChunkRange<R>(plan, windows, state, c0, c1, safeFirst, safeEnd, sink);
+                runChunkRange<R>(plan, windows, state, c0, c1, safeFirst, safeEnd, ahead, sink);
         }
     }
 }
@@ -324,15 +329,22 @@ void productRows(const Plan<Lookup>& plan, const float* const* x, const float* c
     const CompressedMatrix& m = plan.m;
     const float* deltas = plan.layout.outlierDeltas.data();
     std::vector<float>& grids = gridScratch(m);
-    for (int p = first; p < last; p += R) {
+    // SpQR's passes share their block's grids: its rows stay contiguous.
+    constexpr bool striped = source != Source::Spqr;
+    const int passes = striped ? stripeLength(first, last, R) : (last - first + R - 1) / R;
+    for (int p = 0; p < passes; ++p) {
+        const PassRows<R> pass =
+            striped ? stripedRows<R>(first, last, p) : contiguousRows<R>(first + p * R, last);
         ProductSink<Lookup, R, T> sink(x);
-        runPass<source, R>(plan, p, sink, grids.data());
-        for (int i = 0; i < R && p + i < last; ++i) {
+        runPass<source, striped>(plan, pass, sink, grids.data());
+        for (int i = 0; i < R; ++i) {
+            if (!pass.kept[i]) continue;
+            const int row = pass.rows[i];
             float rest[T] = {};
-            if (m.outliers.count > 0) outlierSums<T>(m, deltas, p + i, columns, rest);
+            if (m.outliers.count > 0) outlierSums<T>(m, deltas, row, columns, rest);
             for (int t = 0; t < tokens; ++t) {
                 const float sum = Lookup::sum(sink.acc[i][t]) + rest[t];
-                float& target = y[t * yStride + p + i];
+                float& target = y[t * yStride + row];
                 target = accumulate ? target + sum : sum;
             }
         }
@@ -352,7 +364,7 @@ void decodeRows(const Plan<Lookup>& plan, int first, int count, float* out) {
                               ? out + static_cast<std::size_t>(r - first) * m.cols
                               : nullptr;
         }
-        runPass<source, kBlockRows>(plan, p, sink, grids.data());
+        runPass<source, false>(plan, contiguousRows<kBlockRows>(p, m.rows), sink, grids.data());
         for (int i = 0; i < kBlockRows; ++i)
             if (sink.out[i])
                 forEachOutlier(
