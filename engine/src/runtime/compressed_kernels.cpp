@@ -139,7 +139,8 @@ bool productInt8(const CompressedMatrix& m, const float* x, float* y, bool accum
                productInt8ThreeBit(m, x, y, accumulate);
     case Int8Kernel::Avx512Vnni:
         return productInt8ThreeBitAvx512(m, x, y, accumulate) ||
-               productInt8FourBitAvx512(m, x, y, accumulate);
+               productInt8FourBitAvx512(m, x, y, accumulate) ||
+               productInt8LutAvx512(m, x, y, accumulate);
     }
     return false;
 }
@@ -177,10 +178,11 @@ void decodeCompressedRows(const CompressedMatrix& m, int first, int count, float
 Int8Kernel int8Kernel(const CompressedMatrix& m, KernelIsa isa) {
     if (isa == KernelIsa::Portable || !m.kernel) return Int8Kernel::None;
     if (isa == KernelIsa::Auto) {
-        if (int8ThreeBitAvx512Applies(m) || int8FourBitAvx512Applies(m))
+        if (int8ThreeBitAvx512Applies(m) || int8FourBitAvx512Applies(m) ||
+            int8LutAvx512Applies(m))
             return Int8Kernel::Avx512Vnni;
         // The 16-lane exact kernels look a LUT up in one vpermps per 16 weights, faster than the
-        // int8 LUT kernels (bench gemv): there a LUT keeps exact activations.
+        // AVX2 int8 LUT kernels (bench gemv): there other LUTs keep exact activations.
         if (m.grid == CompressedMatrix::Grid::Lut && avx512Applies(m)) return Int8Kernel::None;
     }
     if (int8GridApplies(m) || int8LutApplies(m) || int8ThreeBitApplies(m)) return Int8Kernel::Avx2;

@@ -347,6 +347,9 @@ bool productInt8ThreeBitAvx512(const CompressedMatrix& m, const float* x, float*
 bool int8FourBitAvx512Applies(const CompressedMatrix& m);
 bool productInt8FourBitAvx512(const CompressedMatrix& m, const float* x, float* y,
                               bool accumulate);
+// int8_lut_avx512.cpp: 4-bit LUTs (SqueezeLLM) on AVX-512 VNNI, widths a multiple of 128.
+bool int8LutAvx512Applies(const CompressedMatrix& m);
+bool productInt8LutAvx512(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
 // The portable scalar code, which serves every matrix.
 void decodeRowPortable(const CompressedMatrix& m, int row, float* out);
 void productRowsPortable(const CompressedMatrix& m, const float* const* x, int tokens, int first,
