@@ -1,8 +1,8 @@
 #pragma once
 
 // What the 3-bit int8 kernels' passes over one block of 8 rows share on a min-max grid
-// (int8_w3_avx2.cpp, int8_w3_avx512.cpp): the grids and each activation block's scale times its
-// grid scale, computed once for the passes of the block.
+// (int8_w3_avx2.cpp, int8_w3_avx512.cpp): each activation block's scale times its grid scale and
+// the zero-point terms, computed once for the passes of the block.
 
 #include "runtime/kernels/int8_activations.h"
 #include "runtime/kernels/vector_passes.h"
@@ -11,11 +11,10 @@
 
 namespace quantlens::kernels {
 
-// grids [groups][scales, zeros][8 rows]; unit scales [units][8 rows], a unit being the columns
-// of one activation block under one grid scale (32, or 16 for groups of 16: two a block), each
-// d_b·s_g; and each row's zero-point term Σ_g s_g·z_g·Σ_{j∈g} x_j.
+// Unit scales [units][8 rows], a unit being the columns of one activation block under one grid
+// scale (32, or 16 for groups of 16: two a block), each d_b·s_g; and each row's zero-point term
+// Σ_g s_g·z_g·Σ_{j∈g} x_j.
 struct RowBlock {
-    float* grids = nullptr;
     float* unitScales = nullptr;
     alignas(32) float zeroTerms[kBlockRows] = {};
 };
@@ -33,33 +32,47 @@ inline std::size_t unitScaleFloats(const CompressedMatrix& m) {
 template <Source source, bool halfGroups>
 void prepareRowBlock(const GridSource& plan, const Int8Activations& a, int first, RowBlock& block) {
     if constexpr (source != Source::Lut) {
-        passGrids<source>(plan, contiguousRows<kBlockRows>(first, plan.m.rows).rows, kBlockRows,
-                          block.grids);
-        constexpr int units = unitsPerBlock(halfGroups);
-        const int blocks = plan.m.cols / kInt8Block;
+        // Group g's units: groups of 16 are unit g (half a block), else its blocks.
         const int blocksPerGroup = halfGroups ? 1 : plan.m.groupsize / kInt8Block;
-        for (int k = 0; k < blocks; ++k) {
-            const __m256 d = _mm256_set1_ps(a.scales[static_cast<std::size_t>(k)]);
-            for (int h = 0; h < units; ++h) {
-                const int g = halfGroups ? 2 * k + h : k / blocksPerGroup;
-                _mm256_storeu_ps(
-                    block.unitScales + (k * units + h) * kBlockRows,
-                    _mm256_mul_ps(d, _mm256_loadu_ps(block.grids + g * 2 * kBlockRows)));
-            }
-        }
+        float* unitScales = block.unitScales;
+        const float* activationScales = a.scales.data();
+        const float* groupSums = a.groupSums.data();
         __m256 zeros = _mm256_setzero_ps();
-        for (int g = 0; g < plan.m.groups; ++g) {
-            const float* grid = block.grids + static_cast<std::size_t>(g) * 2 * kBlockRows;
-            zeros = _mm256_fmadd_ps(
-                _mm256_mul_ps(_mm256_loadu_ps(grid), _mm256_loadu_ps(grid + kBlockRows)),
-                _mm256_set1_ps(a.groupSums[static_cast<std::size_t>(g)]), zeros);
+        const auto grid = [&](int g, __m256 scale, __m256 zero) {
+            if constexpr (halfGroups) {
+                _mm256_storeu_ps(unitScales + g * kBlockRows,
+                                 _mm256_mul_ps(_mm256_broadcast_ss(activationScales + g / 2), scale));
+            } else {
+                for (int k = g * blocksPerGroup; k < (g + 1) * blocksPerGroup; ++k)
+                    _mm256_storeu_ps(unitScales + k * kBlockRows,
+                                     _mm256_mul_ps(_mm256_broadcast_ss(activationScales + k), scale));
+            }
+            zeros = _mm256_fmadd_ps(_mm256_mul_ps(scale, zero), _mm256_broadcast_ss(groupSums + g),
+                                    zeros);
+        };
+        const int rowBlock = first / kBlockRows;
+        const int rowGroup = source == Source::Spqr
+                                 ? plan.layout.blockRowGroup[static_cast<std::size_t>(rowBlock)]
+                                 : -1;
+        if (rowGroup >= 0) {
+            forEachSpqrGrid(plan, rowBlock, rowGroup, grid); // straight from the records
+        } else {
+            float* grids = gridScratch(plan.m).data();
+            passGrids<source>(plan, contiguousRows<kBlockRows>(first, plan.m.rows).rows,
+                              kBlockRows, grids);
+            for (int g = 0; g < plan.m.groups; ++g) {
+                const float* stored = grids + static_cast<std::size_t>(g) * 2 * kBlockRows;
+                grid(g, _mm256_loadu_ps(stored), _mm256_loadu_ps(stored + kBlockRows));
+            }
         }
         _mm256_store_ps(block.zeroTerms, zeros);
     }
 }
 
 // Calls pass(block, first) for the row blocks of each row task of m (grid sources: block
-// prepared), with this thread's scratch.
+// prepared), with this thread's scratch. (Blocks stay contiguous: passes over rows of several
+// blocks at once, striped as forEachStripedPass takes rows, measured slower here — their unit
+// scales crowd L1 — bench gemv.)
 template <Source source, bool halfGroups, class Pass>
 void forEachRowBlock(const GridSource& plan, const Int8Activations& a, Pass&& pass) {
     const CompressedMatrix& m = plan.m;
@@ -67,7 +80,6 @@ void forEachRowBlock(const GridSource& plan, const Int8Activations& a, Pass&& pa
         thread_local std::vector<float> unitScales;
         unitScales.resize(unitScaleFloats(m));
         RowBlock block;
-        block.grids = gridScratch(m).data();
         block.unitScales = unitScales.data();
         for (int p = first; p < last; p += kBlockRows) {
             prepareRowBlock<source, halfGroups>(plan, a, p, block);

@@ -103,25 +103,33 @@ inline const float* statsInFloat(const KernelLayout& layout, int rowGroup, int g
 }
 
 // The first-level grids of the 8 rows of SpQR block `block`, which lies in row group `rowGroup`,
-// in every group, eight lanes at once from the block's records: exactly dequantize()'s values,
-// into grids [groups][scales, zeros][8].
-inline void spqrGrids(const GridSource& plan, int block, int rowGroup, float* grids) {
-    // Locals, not members: stores to `grids` could alias those.
+// group by group, eight lanes at once from the block's records: exactly dequantize()'s values,
+// as grid(g, scales, zeros).
+template <class Grid>
+inline void forEachSpqrGrid(const GridSource& plan, int block, int rowGroup, Grid&& grid) {
+    // Locals, not members: the callers' stores could alias those.
     const int groups = plan.m.groups, qq = plan.m.qqBits;
     const Unpack8 unpack = plan.unpackStats;
     const std::byte* record = reinterpret_cast<const std::byte*>(plan.layout.statCodes.data()) +
                               block * plan.layout.statBlockBytes;
     const float* stats = statsInFloat(plan.layout, rowGroup, groups);
     const __m256 minimum = _mm256_set1_ps(kMinimumSpqrScale);
-    for (int g = 0; g < groups; ++g, record += 2 * qq, stats += 4, grids += 2 * kBlockRows) {
+    for (int g = 0; g < groups; ++g, record += 2 * qq, stats += 4) {
         const __m256 scaleCodes = _mm256_cvtepi32_ps(unpack.masked(load64(record)));
         const __m256 zeroCodes = _mm256_cvtepi32_ps(unpack.masked(load64(record + qq)));
         const auto stat = [&](int k) { return _mm256_broadcast_ss(stats + k); };
         const __m256 scale = _mm256_mul_ps(stat(0), _mm256_sub_ps(scaleCodes, stat(1)));
-        _mm256_storeu_ps(grids, _mm256_max_ps(scale, minimum));
-        _mm256_storeu_ps(grids + kBlockRows,
-                         _mm256_mul_ps(stat(2), _mm256_sub_ps(zeroCodes, stat(3))));
+        grid(g, _mm256_max_ps(scale, minimum),
+             _mm256_mul_ps(stat(2), _mm256_sub_ps(zeroCodes, stat(3))));
     }
+}
+
+// The same into grids [groups][scales, zeros][8].
+inline void spqrGrids(const GridSource& plan, int block, int rowGroup, float* grids) {
+    forEachSpqrGrid(plan, block, rowGroup, [grids](int g, __m256 scales, __m256 zeros) {
+        _mm256_storeu_ps(grids + static_cast<std::size_t>(g) * 2 * kBlockRows, scales);
+        _mm256_storeu_ps(grids + (static_cast<std::size_t>(g) * 2 + 1) * kBlockRows, zeros);
+    });
 }
 
 // A row's LUT as fp32, its entries repeated up to `count` (at most up to the larger of 16 and
