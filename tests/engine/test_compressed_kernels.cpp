@@ -444,10 +444,10 @@ private slots:
         // 128-column steps; elsewhere where the build has AVX-512 it keeps LUTs on the exact
         // 16-lane kernels.
         const bool avx512Int8 = kBuildHasAvx512Vnni && m.wbits == 4 && cols % 128 == 0;
-        QCOMPARE(int8Kernel(m, KernelIsa::Auto),
-                 avx512Int8        ? Int8Kernel::Avx512Vnni
-                 : kBuildHasAvx512 ? Int8Kernel::None
-                                   : int8Kernel(m, KernelIsa::Avx2));
+        QCOMPARE(int8Kernel(m, KernelIsa::Auto), avx512Int8 ? Int8Kernel::Avx512Vnni
+                                                 : kBuildHasAvx512
+                                                     ? Int8Kernel::None
+                                                     : int8Kernel(m, KernelIsa::Avx2));
         if (!int8ActivationsApply(m, KernelIsa::Avx2))
             QSKIP("this build's CPU kernels have no AVX2");
         const RowMatrix x = seededInputs(1, cols, 7);
@@ -458,38 +458,39 @@ private slots:
         std::vector<KernelIsa> quantizedIsas{KernelIsa::Avx2};
         if (avx512Int8) quantizedIsas.push_back(KernelIsa::Auto);
         for (const KernelIsa isa : quantizedIsas) {
-        RowMatrix y(1, rows);
-        multiplyCompressed(m, x.data(), cols, 1, y.data(), rows, false, isa, Activations::Int8);
-        double worstShare = 0.0;
-        for (int r = 0; r < rows; ++r) {
-            const int levels = 1 << m.wbits;
-            double lut[16], peak = 0.0;
-            for (int c = 0; c < levels; ++c) {
-                lut[c] = f16ToFloat(loadStored<std::uint16_t>(m.lut, std::size_t(r) * levels + c));
-                peak = std::max(peak, std::abs(lut[c]));
+            RowMatrix y(1, rows);
+            multiplyCompressed(m, x.data(), cols, 1, y.data(), rows, false, isa, Activations::Int8);
+            double worstShare = 0.0;
+            for (int r = 0; r < rows; ++r) {
+                const int levels = 1 << m.wbits;
+                double lut[16], peak = 0.0;
+                for (int c = 0; c < levels; ++c) {
+                    lut[c] =
+                        f16ToFloat(loadStored<std::uint16_t>(m.lut, std::size_t(r) * levels + c));
+                    peak = std::max(peak, std::abs(lut[c]));
+                }
+                const double unit = peak / 8128;
+                const std::vector<std::uint32_t> codes = codeWords(m, r);
+                double expected = 0.0, bound = 0.0;
+                for (int j = 0; j < cols; ++j) {
+                    const double w = lut[unpackCode(codes.data(), std::size_t(j), m.wbits)];
+                    expected += double(dense(r, j)) * x(0, j);
+                    bound += unit / 2 * std::abs(x(0, j)) +
+                             (std::abs(w) + unit / 2) * blockScale[std::size_t(j / 32)] / 2;
+                }
+                const double error = std::abs(double(y(0, r)) - expected);
+                QVERIFY2(
+                    error <= bound * (1 + 1e-5),
+                    qPrintable(QString("row %1: error %2, bound %3").arg(r).arg(error).arg(bound)));
+                worstShare = std::max(worstShare, error / bound);
             }
-            const double unit = peak / 8128;
-            const std::vector<std::uint32_t> codes = codeWords(m, r);
-            double expected = 0.0, bound = 0.0;
-            for (int j = 0; j < cols; ++j) {
-                const double w = lut[unpackCode(codes.data(), std::size_t(j), m.wbits)];
-                expected += double(dense(r, j)) * x(0, j);
-                bound += unit / 2 * std::abs(x(0, j)) +
-                         (std::abs(w) + unit / 2) * blockScale[std::size_t(j / 32)] / 2;
-            }
-            const double error = std::abs(double(y(0, r)) - expected);
-            QVERIFY2(
-                error <= bound * (1 + 1e-5),
-                qPrintable(QString("row %1: error %2, bound %3").arg(r).arg(error).arg(bound)));
-            worstShare = std::max(worstShare, error / bound);
-        }
-        qInfo("%s kernel: worst error %.2f of the bound", int8KernelName(int8Kernel(m, isa)),
-              worstShare);
-        // Accumulating adds to y.
-        RowMatrix accumulated = RowMatrix::Constant(1, rows, 0.5f);
-        multiplyCompressed(m, x.data(), cols, 1, accumulated.data(), rows, true, isa,
-                           Activations::Int8);
-        QVERIFY(((accumulated.array() - 0.5f) - y.array()).abs().maxCoeff() < 1e-5f);
+            qInfo("%s kernel: worst error %.2f of the bound", int8KernelName(int8Kernel(m, isa)),
+                  worstShare);
+            // Accumulating adds to y.
+            RowMatrix accumulated = RowMatrix::Constant(1, rows, 0.5f);
+            multiplyCompressed(m, x.data(), cols, 1, accumulated.data(), rows, true, isa,
+                               Activations::Int8);
+            QVERIFY(((accumulated.array() - 0.5f) - y.array()).abs().maxCoeff() < 1e-5f);
         }
         if (kBuildHasAvx512 && !avx512Int8) { // Auto's "int8" product is then the exact one
             RowMatrix autoY(1, rows), exact(1, rows);

@@ -178,8 +178,7 @@ void decodeCompressedRows(const CompressedMatrix& m, int first, int count, float
 Int8Kernel int8Kernel(const CompressedMatrix& m, KernelIsa isa) {
     if (isa == KernelIsa::Portable || !m.kernel) return Int8Kernel::None;
     if (isa == KernelIsa::Auto) {
-        if (int8ThreeBitAvx512Applies(m) || int8FourBitAvx512Applies(m) ||
-            int8LutAvx512Applies(m))
+        if (int8ThreeBitAvx512Applies(m) || int8FourBitAvx512Applies(m) || int8LutAvx512Applies(m))
             return Int8Kernel::Avx512Vnni;
         // The 16-lane exact kernels look a LUT up in one vpermps per 16 weights, faster than the
         // AVX2 int8 LUT kernels (bench gemv): there other LUTs keep exact activations.

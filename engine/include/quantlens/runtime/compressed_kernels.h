@@ -29,9 +29,10 @@ void multiplyCompressed(const CompressedMatrix& m, const float* x, std::ptrdiff_
                         KernelIsa isa = KernelIsa::Auto,
                         Activations activations = Activations::Exact);
 // The int8 kernel a batch-1 product with Activations::Int8 takes for m: none (the exact kernels
-// run then), the AVX2 one, or (Auto only) the AVX-512 one with VBMI and VNNI (3-bit min-max grids
-// at widths a multiple of 64). Auto takes the fastest measured on each set: where the build has
-// AVX-512, LUTs (SqueezeLLM) keep exact activations, their 16-lane kernel being the faster.
+// run then), the AVX2 one, or (Auto only) the AVX-512 ones with VBMI and VNNI (3-bit min-max grids
+// at widths a multiple of 64, 4-bit grids in groups of a multiple of 128 columns, 4-bit LUTs at
+// widths a multiple of 128). Auto takes the fastest measured on each set: where the build has
+// AVX-512, other LUTs (SqueezeLLM) keep exact activations, their 16-lane kernel being the faster.
 enum class Int8Kernel { None, Avx2, Avx512Vnni };
 Int8Kernel int8Kernel(const CompressedMatrix& m, KernelIsa isa = KernelIsa::Auto);
 const char* int8KernelName(Int8Kernel kernel); // "avx2", "avx512-vnni"; "" for None

@@ -1,7 +1,8 @@
 #pragma once
 
 // The int8 activations the int8 kernels read (int8_avx2.cpp, int8_lut_avx2.cpp, int8_w3_avx2.cpp,
-// int8_w3_avx512.cpp, int8_w4_avx512.cpp), quantized once per product as ggml's q8 blocks are, and the fixed-point LUTs two of them share.
+// int8_w3_avx512.cpp, int8_w4_avx512.cpp), quantized once per product as ggml's q8 blocks are, and
+// the fixed-point LUTs two of them share.
 
 #include "runtime/kernels/kernel_common.h"
 

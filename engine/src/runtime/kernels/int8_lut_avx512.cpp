@@ -29,10 +29,13 @@ void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x
     const __m512i offset = _mm512_set1_epi8(static_cast<char>(0x80));
     for (int i = 0; i < R; ++i) {
         codes[i] = rowCodes(m, pass.rows[i]);
-        const std::int8_t* table = layout.fixedLuts.data() + static_cast<std::size_t>(pass.rows[i]) * 32;
-        low[i] = _mm512_maskz_broadcast_i32x4(0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
+        const std::int8_t* table =
+            layout.fixedLuts.data() + static_cast<std::size_t>(pass.rows[i]) * 32;
+        low[i] = _mm512_maskz_broadcast_i32x4(
+            0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(table)));
         high[i] = _mm512_xor_si512(
-            _mm512_maskz_broadcast_i32x4(0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(table + 16))),
+            _mm512_maskz_broadcast_i32x4(
+                0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(table + 16))),
             offset);
     }
     const StripedAhead<R, false> ahead(m, pass, steps);
@@ -56,9 +59,9 @@ void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x
             const __m512i packed = _mm512_loadu_si512(codes[i] + k * kStepBytes);
             const __m512i even = _mm512_and_si512(packed, lowNibbles);
             const __m512i odd = _mm512_and_si512(_mm512_srli_epi16(packed, 4), lowNibbles);
-            const __m512i lows =
-                _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, _mm512_shuffle_epi8(low[i], even), xEven),
-                                    _mm512_shuffle_epi8(low[i], odd), xOdd);
+            const __m512i lows = _mm512_dpbusd_epi32(
+                _mm512_dpbusd_epi32(zero, _mm512_shuffle_epi8(low[i], even), xEven),
+                _mm512_shuffle_epi8(low[i], odd), xOdd);
             const __m512i highs = _mm512_dpbusd_epi32(
                 _mm512_dpbusd_epi32(zero, _mm512_shuffle_epi8(high[i], even), xEven),
                 _mm512_shuffle_epi8(high[i], odd), xOdd);

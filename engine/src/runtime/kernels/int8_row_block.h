@@ -40,12 +40,14 @@ void prepareRowBlock(const GridSource& plan, const Int8Activations& a, int first
         __m256 zeros = _mm256_setzero_ps();
         const auto grid = [&](int g, __m256 scale, __m256 zero) {
             if constexpr (halfGroups) {
-                _mm256_storeu_ps(unitScales + g * kBlockRows,
-                                 _mm256_mul_ps(_mm256_broadcast_ss(activationScales + g / 2), scale));
+                _mm256_storeu_ps(
+                    unitScales + g * kBlockRows,
+                    _mm256_mul_ps(_mm256_broadcast_ss(activationScales + g / 2), scale));
             } else {
                 for (int k = g * blocksPerGroup; k < (g + 1) * blocksPerGroup; ++k)
-                    _mm256_storeu_ps(unitScales + k * kBlockRows,
-                                     _mm256_mul_ps(_mm256_broadcast_ss(activationScales + k), scale));
+                    _mm256_storeu_ps(
+                        unitScales + k * kBlockRows,
+                        _mm256_mul_ps(_mm256_broadcast_ss(activationScales + k), scale));
             }
             zeros = _mm256_fmadd_ps(_mm256_mul_ps(scale, zero), _mm256_broadcast_ss(groupSums + g),
                                     zeros);
@@ -58,8 +60,8 @@ void prepareRowBlock(const GridSource& plan, const Int8Activations& a, int first
             forEachSpqrGrid(plan, rowBlock, rowGroup, grid); // straight from the records
         } else {
             float* grids = gridScratch(plan.m).data();
-            passGrids<source>(plan, contiguousRows<kBlockRows>(first, plan.m.rows).rows,
-                              kBlockRows, grids);
+            passGrids<source>(plan, contiguousRows<kBlockRows>(first, plan.m.rows).rows, kBlockRows,
+                              grids);
             for (int g = 0; g < plan.m.groups; ++g) {
                 const float* stored = grids + static_cast<std::size_t>(g) * 2 * kBlockRows;
                 grid(g, _mm256_loadu_ps(stored), _mm256_loadu_ps(stored + kBlockRows));

@@ -127,8 +127,8 @@ inline float horizontalSum(__m256 v) {
 #endif
 
 #ifdef QUANTLENS_KERNELS_AVX512_VNNI
-// The sum of v's 16 lanes (the int8 kernels; AVX512DQ). (Masked extracts: GCC 12's plain ones and casts read an undefined
-// register.)
+// The sum of v's 16 lanes (the int8 kernels: AVX512DQ). Masked extracts: GCC 12's plain ones and
+// casts read an undefined register.
 inline float horizontalSum(__m512 v) {
     return horizontalSum(_mm256_add_ps(_mm512_maskz_extractf32x8_ps(0xFF, v, 0),
                                        _mm512_maskz_extractf32x8_ps(0xFF, v, 1)));
@@ -168,7 +168,6 @@ public:
             static_cast<std::size_t>(std::min(count, m.rows - next)) * m.codeRowBytes;
         begin_ = reinterpret_cast<std::uintptr_t>(rowCodes(m, next));
         stride_ = (bytes + static_cast<std::size_t>(steps) - 1) / static_cast<std::size_t>(steps);
-        // Steps of less than a line prefetch every `period`-th step (a power of two).
         lines_ = static_cast<int>((stride_ + kLine - 1) / kLine);
     }
     void operator()(int step) const {
@@ -183,7 +182,6 @@ private:
     static constexpr std::size_t kLine = 64;
     std::uintptr_t begin_ = 0;
     std::size_t stride_ = 0;
-    int period_ = 1;
     int lines_ = 0;
 };
 
@@ -345,8 +343,7 @@ bool productInt8ThreeBitAvx512(const CompressedMatrix& m, const float* x, float*
 // int8_w4_avx512.cpp: 4-bit min-max grids (RTN, GPTQ) on AVX-512 VNNI, groups of a multiple of
 // 128 columns.
 bool int8FourBitAvx512Applies(const CompressedMatrix& m);
-bool productInt8FourBitAvx512(const CompressedMatrix& m, const float* x, float* y,
-                              bool accumulate);
+bool productInt8FourBitAvx512(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
 // int8_lut_avx512.cpp: 4-bit LUTs (SqueezeLLM) on AVX-512 VNNI, widths a multiple of 128.
 bool int8LutAvx512Applies(const CompressedMatrix& m);
 bool productInt8LutAvx512(const CompressedMatrix& m, const float* x, float* y, bool accumulate);
