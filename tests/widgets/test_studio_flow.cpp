@@ -27,6 +27,7 @@
 #include <QMap>
 #include <QMessageBox>
 #include <QPushButton>
+#include <QSet>
 #include <QSignalSpy>
 #include <QSlider>
 #include <QStandardItemModel>
@@ -328,10 +329,15 @@ void TestStudioFlow::wholeFlow() {
     }
     tuner->slider()->setSliderDown(false);
     tuner->setThreshold(0.2);
-    QTest::mouseMove(heatmap->plot(), QPoint(int(heatmap->plot()->xAxis->coordToPixel(17)),
-                                             int(heatmap->plot()->yAxis->coordToPixel(40))));
-    QVERIFY2(heatmap->readout().startsWith("row 40, column 17: weight "),
-             qPrintable(heatmap->readout()));
+    // Pointed at again until the readout names the cell: where the flow runs fast, the window is
+    // still laying out, and the plot can widen between placing the pointer and its move event.
+    const auto pointAtCell = [&](double col, double row) {
+        QTest::mouseMove(heatmap->plot(), QPoint(int(heatmap->plot()->xAxis->coordToPixel(col)),
+                                                 int(heatmap->plot()->yAxis->coordToPixel(row))));
+        return heatmap->readout();
+    };
+    QTRY_VERIFY2(pointAtCell(17, 40).startsWith("row 40, column 17: weight "),
+                 qPrintable(heatmap->readout()));
     screenshot(window, "studio_heatmap.png");
     tabs->setCurrentWidget(window.findChild<OutlierPatternView*>());
     QVERIFY(!window.findChild<OutlierPatternView*>()->counts().heads.empty()); // o_proj: 8 heads
@@ -549,8 +555,10 @@ void TestStudioFlow::cancelStopsWithinASecond() {
     QVERIFY(!engine.isBusy());
 }
 
-// Clicking through five layers while the first is analysed: the three in between are replaced
-// unstarted, and the newest is the one shown last.
+// Clicking through five layers while the first is analysed: those not yet started when a newer one
+// comes are replaced unstarted — normally the three in between; one that the worker took up before
+// the next click (the clicking thread preempted on a busy machine) runs to its end — and the newest
+// is the one shown last.
 void TestStudioFlow::analysesAreCoalesced() {
     QUANTLENS_REQUIRE_DATA("stories260K-hf");
     EngineController engine{quantlens::BackendRegistry{}};
@@ -558,22 +566,34 @@ void TestStudioFlow::analysesAreCoalesced() {
     QVERIFY(model);
 
     QSignalSpy analysed(&engine, &EngineController::layerAnalysed);
+    QSignalSpy started(&engine, &EngineController::jobStarted);
     QSignalSpy ended(&engine, &EngineController::jobEnded);
     std::vector<int> jobs;
     for (const char* layer : {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"})
         jobs.push_back(
             engine.analyseLayer(model, excerptSettings(), quantlens::SpqrConfig{}, 1, layer));
     QTRY_COMPARE_WITH_TIMEOUT(ended.size(), 5, 60'000);
+    QSet<int> begun;
+    for (const QList<QVariant>& start : started)
+        begun.insert(start[0].toInt());
     QMap<int, JobOutcome> outcomes;
     for (const QList<QVariant>& end : ended) {
-        outcomes[end[0].toInt()] = end[1].value<JobOutcome>();
-        if (end[1].value<JobOutcome>() == JobOutcome::Cancelled)
+        const int job = end[0].toInt();
+        outcomes[job] = end[1].value<JobOutcome>();
+        // Replaced exactly when it never started; finished otherwise.
+        if (begun.contains(job)) {
+            QCOMPARE(outcomes[job], JobOutcome::Finished);
+        } else {
+            QCOMPARE(outcomes[job], JobOutcome::Cancelled);
             QCOMPARE(end[2].toString(), QString("replaced by a newer analysis"));
+        }
     }
+    int replaced = 0;
     for (int i = 1; i < 4; ++i)
-        QCOMPARE(outcomes[jobs[std::size_t(i)]], JobOutcome::Cancelled);
+        replaced += outcomes[jobs[std::size_t(i)]] == JobOutcome::Cancelled;
+    QVERIFY(replaced > 0); // coalescing happened
     QCOMPARE(outcomes[jobs[4]], JobOutcome::Finished);
-    QVERIFY(analysed.size() == 1 || analysed.size() == 2);
+    QCOMPARE(analysed.size(), begun.size());
     const auto last = analysed.last().first().value<EngineController::AnalysisPtr>();
     QCOMPARE(last->layer, std::string("gate_proj"));
     QVERIFY(!engine.isBusy());
