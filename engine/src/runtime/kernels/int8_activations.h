@@ -1,8 +1,9 @@
 #pragma once
 
 // The int8 activations the int8 kernels read (int8_avx2.cpp, int8_lut_avx2.cpp, int8_w3_avx2.cpp,
-// int8_w3_avx512.cpp, int8_w4_avx512.cpp), quantized once per product as ggml's q8 blocks are, and
-// the fixed-point LUTs two of them share.
+// int8_w3_avx512.cpp, int8_w4_avx512.cpp, int8_lut_avx512.cpp), quantized once per product as
+// ggml's q8 blocks are; the 4-bit codes of one load split as the nibble orders lay x out; and the
+// fixed-point LUTs two of the kernels share.
 
 #include "runtime/kernels/kernel_common.h"
 
@@ -91,6 +92,28 @@ inline const Int8Activations& int8Activations(const float* x, int cols, int grou
 }
 
 #ifdef QUANTLENS_KERNELS_AVX2
+// The codes of a load of 4-bit codes at p as bytes, in the order NibblePairs (32 bytes, 64 codes)
+// and NibbleQuads (64 bytes, 128 codes) lay x out: the low nibbles (the even columns), then the
+// high ones (the odd columns).
+struct NibblePairCodes {
+    __m256i even, odd;
+};
+inline NibblePairCodes nibblePairCodes(const std::byte* p) {
+    const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    return {_mm256_and_si256(packed, low), _mm256_and_si256(_mm256_srli_epi16(packed, 4), low)};
+}
+#ifdef QUANTLENS_KERNELS_AVX512_VNNI
+struct NibbleQuadCodes {
+    __m512i even, odd;
+};
+inline NibbleQuadCodes nibbleQuadCodes(const std::byte* p) {
+    const __m512i packed = _mm512_loadu_si512(p);
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    return {_mm512_and_si512(packed, low), _mm512_and_si512(_mm512_srli_epi16(packed, 4), low)};
+}
+#endif
+
 // Pair sums (int16) of a fixed-point LUT's lows, looked up at byte `codes`, with q: each at most
 // 2·63·127, so those of two loads still add within 16 bits.
 inline __m256i fixedLutLows(__m256i low, __m256i codes, __m256i xq) {

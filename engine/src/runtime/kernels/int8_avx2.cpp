@@ -51,13 +51,10 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, int first,
             ahead(b + 1);
 #pragma GCC unroll 16
             for (int i = 0; i < R; ++i) {
-                const __m256i packed = _mm256_loadu_si256(
-                    reinterpret_cast<const __m256i*>(codes[i] + b * (kInt8Block / 2)));
-                const __m256i even = _mm256_and_si256(packed, lowNibbles);
-                const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(packed, 4), lowNibbles);
+                const NibblePairCodes c = nibblePairCodes(codes[i] + b * (kInt8Block / 2));
                 // Two products of at most 2·15·127 each: their sum still fits 16 bits.
-                const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(even, xEven),
-                                                       _mm256_maddubs_epi16(odd, xOdd));
+                const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(c.even, xEven),
+                                                       _mm256_maddubs_epi16(c.odd, xOdd));
                 const __m256i sums = _mm256_madd_epi16(pairs, ones);
                 group[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, group[i]);
             }

@@ -28,7 +28,6 @@ void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x
         codes[i] = rowCodes(m, rows[i]);
         loadFixedLut(layout, rows[i], low[i], high[i]);
     }
-    const __m256i lowNibbles = _mm256_set1_epi8(0x0F);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[R];
     for (int i = 0; i < R; ++i)
@@ -45,15 +44,12 @@ void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x
         const __m256 scale = _mm256_loadu_ps(a.scales.data() + b * 4);
 #pragma GCC unroll 8
         for (int i = 0; i < R; ++i) {
-            const __m256i packed = _mm256_loadu_si256(
-                reinterpret_cast<const __m256i*>(codes[i] + b * (kInt8Block / 2)));
-            const __m256i even = _mm256_and_si256(packed, lowNibbles);
-            const __m256i odd = _mm256_and_si256(_mm256_srli_epi16(packed, 4), lowNibbles);
-            const __m256i lows = _mm256_add_epi16(fixedLutLows(low[i], even, xEven),
-                                                  fixedLutLows(low[i], odd, xOdd));
+            const NibblePairCodes c = nibblePairCodes(codes[i] + b * (kInt8Block / 2));
+            const __m256i lows = _mm256_add_epi16(fixedLutLows(low[i], c.even, xEven),
+                                                  fixedLutLows(low[i], c.odd, xOdd));
             const __m256i highs =
-                _mm256_add_epi32(weighedHighs(fixedLutHighs(high[i], even, xEven, xEvenSize)),
-                                 weighedHighs(fixedLutHighs(high[i], odd, xOdd, xOddSize)));
+                _mm256_add_epi32(weighedHighs(fixedLutHighs(high[i], c.even, xEven, xEvenSize)),
+                                 weighedHighs(fixedLutHighs(high[i], c.odd, xOdd, xOddSize)));
             const __m256i sums = _mm256_add_epi32(_mm256_madd_epi16(lows, ones), highs);
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc[i]);
         }

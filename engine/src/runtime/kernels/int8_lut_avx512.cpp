@@ -39,7 +39,6 @@ void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x
             offset);
     }
     const StripedAhead<R, false> ahead(m, pass, steps);
-    const __m512i lowNibbles = _mm512_set1_epi8(0x0F);
     const __m512i ones = _mm512_set1_epi8(1);
     const __m512i zero = _mm512_setzero_si512();
     __m512 acc[R];
@@ -56,15 +55,13 @@ void lutPass(const CompressedMatrix& m, const Int8Activations& a, const float* x
         const __m512 scale = _mm512_loadu_ps(a.scales.data() + k * 16); // lane L: block L/4
 #pragma GCC unroll 8
         for (int i = 0; i < R; ++i) {
-            const __m512i packed = _mm512_loadu_si512(codes[i] + k * kStepBytes);
-            const __m512i even = _mm512_and_si512(packed, lowNibbles);
-            const __m512i odd = _mm512_and_si512(_mm512_srli_epi16(packed, 4), lowNibbles);
+            const NibbleQuadCodes c = nibbleQuadCodes(codes[i] + k * kStepBytes);
             const __m512i lows = _mm512_dpbusd_epi32(
-                _mm512_dpbusd_epi32(zero, _mm512_shuffle_epi8(low[i], even), xEven),
-                _mm512_shuffle_epi8(low[i], odd), xOdd);
+                _mm512_dpbusd_epi32(zero, _mm512_shuffle_epi8(low[i], c.even), xEven),
+                _mm512_shuffle_epi8(low[i], c.odd), xOdd);
             const __m512i highs = _mm512_dpbusd_epi32(
-                _mm512_dpbusd_epi32(zero, _mm512_shuffle_epi8(high[i], even), xEven),
-                _mm512_shuffle_epi8(high[i], odd), xOdd);
+                _mm512_dpbusd_epi32(zero, _mm512_shuffle_epi8(high[i], c.even), xEven),
+                _mm512_shuffle_epi8(high[i], c.odd), xOdd);
             const __m512i sums =
                 _mm512_sub_epi32(_mm512_add_epi32(lows, _mm512_slli_epi32(highs, 6)), excess);
             acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc[i]);

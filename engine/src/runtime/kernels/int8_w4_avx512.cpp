@@ -29,7 +29,6 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, const Pass
         statistics[i] = static_cast<std::size_t>(pass.rows[i]) * m.groups;
     }
     const StripedAhead<R, false> ahead(m, pass, steps);
-    const __m512i lowNibbles = _mm512_set1_epi8(0x0F);
     const __m512i zero = _mm512_setzero_si512();
     const int stepsPerGroup = m.groupsize / kStepColumns;
     __m512 acc[R];
@@ -49,12 +48,10 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, const Pass
             const __m512 scale = _mm512_loadu_ps(a.scales.data() + k * 16);
 #pragma GCC unroll 8
             for (int i = 0; i < R; ++i) {
-                const __m512i packed = _mm512_loadu_si512(codes[i] + k * kStepBytes);
-                const __m512i even = _mm512_and_si512(packed, lowNibbles);
-                const __m512i odd = _mm512_and_si512(_mm512_srli_epi16(packed, 4), lowNibbles);
+                const NibbleQuadCodes c = nibbleQuadCodes(codes[i] + k * kStepBytes);
                 // Each lane at most 8·15·127: far inside int32.
                 const __m512i sums =
-                    _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, even, xEven), odd, xOdd);
+                    _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, c.even, xEven), c.odd, xOdd);
                 group[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, group[i]);
             }
         }
@@ -67,7 +64,7 @@ void productPass(const CompressedMatrix& m, const Int8Activations& a, const Pass
             zeroTerms[i] += s * z * groupSum;
         }
     }
-    // Sums reduced in an unrolled loop: one that stopped at `last` would keep acc in memory.
+    // Sums reduced in an unrolled loop: one that skipped dropped rows would keep acc in memory.
     float sums[R];
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i)
